@@ -1,0 +1,94 @@
+"""Canonical JSON (RFC 8785 style) and the payload hash that ties an approval to its payload."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+
+class CanonicalJsonError(ValueError):
+    """The value cannot be written as canonical JSON (NaN, infinity, lone surrogate, odd type)."""
+
+
+def _number(value: float) -> str:
+    # ECMAScript number formatting, which RFC 8785 prescribes: integers without a fraction,
+    # positional notation for exponents in (-7, 21), otherwise "1e-7" / "1e+21" (no zero padding).
+    if math.isnan(value) or math.isinf(value):
+        raise CanonicalJsonError("NaN and infinity have no JSON form")
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    shortest = repr(value)
+    mantissa, _, exponent_text = shortest.partition("e")
+    if not exponent_text:
+        return shortest
+    exponent = int(exponent_text)
+    if -7 < exponent < 21:
+        return format(Decimal(shortest), "f")
+    return f"{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
+
+
+def _utf16_order(key: str) -> bytes:
+    # RFC 8785 sorts object keys by their UTF-16 code units, not by code points.
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _write(value: Any, out: list[str], depth: int) -> None:
+    if depth > 200:
+        raise CanonicalJsonError("value is nested more than 200 levels deep")
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(_number(value))
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise CanonicalJsonError(f"object keys must be strings, not {type(key).__name__}")
+        out.append("{")
+        for index, key in enumerate(sorted(value, key=_utf16_order)):
+            if index:
+                out.append(",")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _write(value[key], out, depth + 1)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _write(item, out, depth + 1)
+        out.append("]")
+    else:
+        raise CanonicalJsonError(f"{type(value).__name__} is not a JSON value")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Serialize a JSON value canonically: sorted keys, no whitespace, UTF-8.
+
+    Raises:
+        CanonicalJsonError: when the value is not plain JSON or holds a lone surrogate.
+    """
+    out: list[str] = []
+    _write(value, out, 0)
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CanonicalJsonError("strings must be valid Unicode (lone surrogate found)") from exc
+
+
+def payload_sha256(action: str, params: dict[str, Any]) -> str:
+    """The hex SHA-256 of the canonical JSON of ``{action, params}``: what an approval covers."""
+    return hashlib.sha256(canonical_json({"action": action, "params": params})).hexdigest()

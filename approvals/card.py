@@ -1,0 +1,108 @@
+"""The approval card: what every platform shows for a request, before platform rendering.
+
+Adapters render an :class:`ApprovalCard` with pure functions and their own limits; the
+core decides what the card says, so every platform tells the same story.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from approvals.machine import Status
+from approvals.model import ApprovalRequest, Verdict
+
+SHORT_HASH_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class CardField:
+    """One labelled value. ``value`` is untrusted agent text; adapters escape it."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ApprovalCard:
+    """Everything a platform message about a request shows.
+
+    Attributes:
+        request_id: the request this card is for (adapters build button references from it).
+        fields: the request's ``params``, one field per top-level key, values as JSON text.
+        status_line: one line saying where the request stands ("Waiting for 1 more approval").
+        buttons: whether Approve / Deny are offered (only while pending).
+        note: an extra line, e.g. "Escalated to level 2" or "Reminder".
+    """
+
+    request_id: str
+    title: str
+    agent: str
+    action: str
+    details: str
+    fields: tuple[CardField, ...]
+    payload_sha256: str
+    policy: str
+    level: int
+    deadline: datetime
+    status: Status
+    status_line: str
+    buttons: bool
+    require_reason: bool
+    note: str | None = None
+
+    @property
+    def short_hash(self) -> str:
+        return self.payload_sha256[:SHORT_HASH_LENGTH]
+
+
+def _status_line(request: ApprovalRequest) -> str:
+    decision = request.decision
+    if request.status is Status.PENDING:
+        have = len(request.approvals())
+        need = request.policy.quorum
+        if need > 1:
+            return f"Pending: {have} of {need} approvals"
+        return "Pending: waiting for a decision"
+    assert decision is not None, "a final request always has a decision"
+    verb = request.status.value.capitalize()
+    when = f" at {request.decided_at:%Y-%m-%d %H:%M} UTC" if request.decided_at else ""
+    if decision.by == "timeout":
+        line = f"{verb}: nobody decided before the deadline{when}"
+    elif decision.by.startswith("policy:"):
+        line = f"{verb} automatically by policy {decision.by.removeprefix('policy:')}{when}"
+    elif request.status is Status.CANCELLED:
+        line = f"Cancelled by the requesting agent{when}"
+    else:
+        approvers = [v.person for v in request.votes if v.verdict is Verdict.APPROVE]
+        who = ", ".join(approvers) if request.status is Status.APPROVED else decision.by
+        line = f"{verb} by {who}{when}"
+    if decision.reason:
+        line += f" (reason: {decision.reason})"
+    return line
+
+
+def build_card(request: ApprovalRequest, *, note: str | None = None) -> ApprovalCard:
+    """The card for a request as it stands now."""
+    fields = tuple(
+        CardField(label=str(key), value=json.dumps(value, ensure_ascii=False, sort_keys=True))
+        for key, value in request.params.items()
+    )
+    return ApprovalCard(
+        request_id=request.id,
+        title=request.title,
+        agent=request.agent,
+        action=request.action,
+        details=request.details,
+        fields=fields,
+        payload_sha256=request.payload_sha256,
+        policy=request.policy.name,
+        level=request.level,
+        deadline=request.deadline,
+        status=request.status,
+        status_line=_status_line(request),
+        buttons=request.status is Status.PENDING,
+        require_reason=request.policy.require_reason,
+        note=note,
+    )

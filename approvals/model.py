@@ -1,0 +1,165 @@
+"""The approval request and the values that travel with it (votes, decisions, commands)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from approvals.machine import Status
+from approvals.policy import Policy
+
+SYSTEM_PLATFORM = "system"
+"""Platform name recorded for decisions nobody clicked: policy auto-decisions and timeouts."""
+
+
+def new_request_id() -> str:
+    """A fresh request id: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+class Verdict(StrEnum):
+    """What one approver says."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class CastVote:
+    """A vote that counted: one per person per request."""
+
+    person: str
+    verdict: Verdict
+    platform: str
+    identity: str
+    reason: str | None
+    cast_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "person": self.person,
+            "verdict": self.verdict.value,
+            "platform": self.platform,
+            "reason": self.reason,
+            "cast_at": self.cast_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a request became final.
+
+    Attributes:
+        verdict: the final status.
+        by: the deciding person, ``policy:<name>`` for an auto decision, ``timeout`` when
+            the deadline decided, or the agent's name when it cancelled.
+        platform: where the decision was made (``slack``, ``web``, ``api``, ``system``...).
+        reason: the reason given, if any.
+    """
+
+    verdict: Status
+    by: str
+    platform: str
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "by": self.by,
+            "platform": self.platform,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        return cls(
+            verdict=Status(data["verdict"]),
+            by=data["by"],
+            platform=data["platform"],
+            reason=data.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """One request for approval, as stored. Immutable; changes produce a new version.
+
+    ``deadline`` is the final deadline; ``next_due_at`` is the next moment the sweeper must
+    look at the request (a reminder, an escalation, or the deadline itself).
+    """
+
+    id: str
+    agent: str
+    action: str
+    title: str
+    details: str
+    params: dict[str, Any]
+    payload_sha256: str
+    requested_by: str | None
+    policy: Policy
+    status: Status
+    level: int
+    created_at: datetime
+    deadline: datetime
+    next_due_at: datetime | None
+    next_remind_at: datetime | None
+    decided_at: datetime | None = None
+    decision: Decision | None = None
+    votes: tuple[CastVote, ...] = ()
+    callback_url: str | None = None
+    version: int = 1
+
+    @property
+    def policy_name(self) -> str:
+        return self.policy.name
+
+    def approvals(self) -> frozenset[str]:
+        """Distinct persons who approved."""
+        return frozenset(v.person for v in self.votes if v.verdict is Verdict.APPROVE)
+
+    def level_starts(self) -> list[datetime]:
+        """When each level begins: level i starts after the timeouts of levels before it."""
+        starts = []
+        moment = self.created_at
+        for level in self.policy.levels:
+            starts.append(moment)
+            moment = moment + level.timeout
+        return starts
+
+
+@dataclass(frozen=True)
+class CreateCommand:
+    """An agent's request for approval, before policy and storage.
+
+    Attributes:
+        timeout: what the agent asks for; clamped to the policy's min/max bounds.
+        request_id: a caller-chosen id (tests, idempotent retries); a random one otherwise.
+    """
+
+    agent: str
+    action: str
+    title: str
+    details: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    requested_by: str | None = None
+    timeout: timedelta | None = None
+    callback_url: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VoteCommand:
+    """A click, normalized by an adapter: which platform identity said what about which request.
+
+    ``identity`` is the platform's immutable user id (for the web inbox, the signed-in
+    person's name). It is resolved to a person by the core, never by the adapter.
+    """
+
+    request_id: str
+    platform: str
+    identity: str
+    verdict: Verdict
+    reason: str | None = None

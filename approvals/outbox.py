@@ -1,0 +1,232 @@
+"""The outbox dispatcher: delivers queued card sends and edits through the adapters.
+
+Rows are written in the same transaction as the change that caused them, so nothing is
+lost between a decision and its message. The dispatcher leases the oldest row of each
+ready destination (so every destination sees its messages in order), sends through that
+platform's adapter, records the platform's message reference, and on failure retries with
+capped exponential backoff and jitter, honouring the platform's ``Retry-After``. A row
+that keeps failing past the maximum age is dead-lettered and logged. Destinations are
+independent: one platform being down never delays another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from approvals.audit import AuditKind
+from approvals.card import build_card
+from approvals.clock import Clock
+from approvals.directory import Destination
+from approvals.ports import Adapter, DeliveryError, MessageRef
+from approvals.service import EDIT, REMIND, SEND
+from approvals.store import OutboxItem, SqlStore
+
+log = logging.getLogger(__name__)
+
+SENT = "sent"
+DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed deliveries are retried.
+
+    Attributes:
+        base_delay: the first retry's delay before jitter; each further attempt doubles it.
+        max_delay: the cap on any one delay (a platform's Retry-After may exceed it).
+        max_age: a row still failing this long after it was written is dead-lettered.
+    """
+
+    base_delay: timedelta = timedelta(seconds=1)
+    max_delay: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(hours=24)
+
+    def delay(self, attempts: int, rng: random.Random) -> timedelta:
+        """Capped exponential backoff with "equal jitter": half fixed, half random."""
+        ceiling = min(self.max_delay, self.base_delay * (1 << min(attempts - 1, 30)))
+        half = ceiling / 2
+        return half + half * rng.random()
+
+
+class OutboxDispatcher:
+    """Sends outbox rows through adapters. Several dispatchers may share one database."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        adapters: Mapping[str, Adapter],
+        clock: Clock,
+        *,
+        retry: RetryPolicy | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        batch: int = 50,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._adapters = dict(adapters)
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+        self._lease = lease
+        self._batch = batch
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look at the outbox now rather than at the next idle tick (new rows were written)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Deliver every row that is ready now, one per destination. Returns rows handled."""
+        now = self._clock.now()
+        async with self._store.write() as tx:
+            items = await tx.claim_outbox(now, now + self._lease, self._batch)
+        if items:
+            await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def drain(self, *, max_rounds: int = 1000) -> int:
+        """Run until nothing is ready (tests and shutdown). Returns rows handled."""
+        total = 0
+        for _round in range(max_rounds):
+            handled = await self.run_once()
+            if not handled:
+                break
+            total += handled
+        return total
+
+    async def run_forever(self, stop: asyncio.Event, *, idle: float = 0.5) -> None:
+        """Deliver until ``stop`` is set, sleeping up to ``idle`` seconds when idle."""
+        while not stop.is_set():
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("outbox round failed; trying again")
+                handled = 0
+            if handled:
+                continue
+            self._wake.clear()
+            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+            _done, pending = await asyncio.wait(
+                waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        destination = Destination.from_key(item.destination)
+        adapter = self._adapters.get(destination.platform)
+        if adapter is None:
+            await self._dead(item, f"no adapter for platform {destination.platform!r}")
+            return
+        try:
+            # A send that outlives its lease would be sent twice; give up well before that.
+            async with asyncio.timeout(self._lease.total_seconds() / 2):
+                await self._perform(item, adapter, destination)
+        except DeliveryError as exc:
+            await self._failed(item, str(exc), retry_after=exc.retry_after, permanent=exc.permanent)
+        except TimeoutError:
+            await self._failed(item, "the platform did not answer in time")
+        except Exception as exc:
+            log.exception("adapter %s failed on outbox row %s", adapter.platform, item.id)
+            await self._failed(item, f"{type(exc).__name__}: {exc}")
+
+    async def _perform(self, item: OutboxItem, adapter: Adapter, destination: Destination) -> None:
+        async with self._store.read() as reader:
+            request = await reader.get_request(item.request_id)
+            deliveries = await reader.deliveries(item.request_id)
+        if request is None:
+            await self._dead(item, f"request {item.request_id} no longer exists")
+            return
+        note = item.payload.get("note")
+        card = build_card(request, note=note if isinstance(note, str) else None)
+        delivery = next((d for d in deliveries if d.destination == item.destination), None)
+        ref = MessageRef(destination.platform, delivery.ref) if delivery and delivery.ref else None
+        now = self._clock.now()
+        if item.kind == SEND:
+            if ref is None:
+                ref = await adapter.send(card, destination)
+            else:
+                # Already posted (a re-run after a crash): bring the card up to date instead.
+                await adapter.edit(ref, card)
+        elif ref is None:
+            # The card was never posted (its send was dead-lettered): nothing to edit.
+            await self._finish(item, error="no posted card to update")
+            return
+        elif item.kind == EDIT:
+            await adapter.edit(ref, card)
+        elif item.kind == REMIND:
+            await adapter.reply(ref, card, str(item.payload.get("text", "Reminder")))
+        else:
+            await self._dead(item, f"unknown outbox kind {item.kind!r}")
+            return
+        async with self._store.write() as tx:
+            if item.kind == SEND:
+                await tx.set_delivery_ref(item.request_id, item.destination, ref.data, now)
+                await tx.append_audit(
+                    AuditKind.DELIVERED,
+                    at=now,
+                    actor=destination.platform,
+                    request_id=item.request_id,
+                    data={"destination": item.destination, "ref": ref.data},
+                )
+            await tx.finish_outbox(item.id, state=SENT, at=now)
+            await tx.pause_destination(item.destination, now + adapter.min_send_interval)
+
+    async def _finish(self, item: OutboxItem, *, error: str | None = None) -> None:
+        async with self._store.write() as tx:
+            await tx.finish_outbox(item.id, state=SENT, at=self._clock.now(), error=error)
+
+    async def _failed(
+        self,
+        item: OutboxItem,
+        error: str,
+        *,
+        retry_after: timedelta | None = None,
+        permanent: bool = False,
+    ) -> None:
+        now = self._clock.now()
+        attempts = item.attempts + 1
+        if permanent or now - item.created_at >= self._retry.max_age:
+            await self._dead(item, error)
+            return
+        delay = self._retry.delay(attempts, self._rng)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        log.warning(
+            "delivery of outbox row %s to %s failed (attempt %s): %s; retrying in %.1fs",
+            item.id,
+            item.destination,
+            attempts,
+            error,
+            delay.total_seconds(),
+        )
+        async with self._store.write() as tx:
+            await tx.retry_outbox(item.id, attempts=attempts, at=now + delay, error=error)
+            if retry_after is not None:
+                # The platform said "not before": nothing else goes to this destination either.
+                await tx.pause_destination(item.destination, now + retry_after)
+
+    async def _dead(self, item: OutboxItem, error: str) -> None:
+        now: datetime = self._clock.now()
+        log.error(
+            "outbox row %s (%s to %s for request %s) dead-lettered: %s",
+            item.id,
+            item.kind,
+            item.destination,
+            item.request_id,
+            error,
+        )
+        async with self._store.write() as tx:
+            await tx.finish_outbox(item.id, state=DEAD, at=now, error=error)
+            await tx.append_audit(
+                AuditKind.DELIVERY_FAILED,
+                at=now,
+                actor="outbox",
+                request_id=item.request_id,
+                data={"destination": item.destination, "kind": item.kind, "error": error},
+            )

@@ -1,0 +1,318 @@
+"""Policies: which rule governs a request, and what that rule demands.
+
+Policies are ordered; the first whose match fits the request wins, and the last one
+always matches (config validation guarantees it). A policy is snapshotted onto every
+request it governs, so later config changes never alter a request already in flight.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+_MISSING = object()
+
+
+class AutoDecision(StrEnum):
+    """What a policy does with a request when it is created."""
+
+    ASK = "ask"
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class TimeoutOutcome(StrEnum):
+    """What happens when nobody decides before the deadline. Deny is the default."""
+
+    DENY = "deny"
+    EXPIRE = "expire"
+    APPROVE = "approve"
+
+
+class PredicateOp(StrEnum):
+    """Operators a params predicate may use."""
+
+    EQ = "eq"
+    NE = "ne"
+    IN = "in"
+    NOT_IN = "not_in"
+    GLOB = "glob"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    EXISTS = "exists"
+
+
+class _Undecidable(Exception):
+    """The predicate cannot be evaluated on this value (missing, or a type that cannot compare)."""
+
+
+def _as_number(value: Any) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise _Undecidable
+    if isinstance(value, int | float | str):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise _Undecidable from None
+        if not number.is_finite():
+            raise _Undecidable
+        return number
+    raise _Undecidable
+
+
+@dataclass(frozen=True)
+class ParamPredicate:
+    """A test on one value inside ``params``, addressed by a dotted path (``db.name``)."""
+
+    path: str
+    op: PredicateOp
+    operand: Any = None
+
+    def _lookup(self, params: dict[str, Any]) -> Any:
+        value: Any = params
+        for part in self.path.split("."):
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            else:
+                return _MISSING
+        return value
+
+    def evaluate(self, params: dict[str, Any]) -> bool:
+        """True or False; raises ``_Undecidable`` when the value cannot be judged."""
+        value = self._lookup(params)
+        if self.op is PredicateOp.EXISTS:
+            return (value is not _MISSING) == bool(self.operand)
+        if value is _MISSING:
+            # A missing value equals nothing and is in no list; comparisons cannot be judged.
+            if self.op in (PredicateOp.NE, PredicateOp.NOT_IN):
+                return True
+            if self.op in (PredicateOp.EQ, PredicateOp.IN, PredicateOp.GLOB):
+                return False
+            raise _Undecidable
+        if self.op is PredicateOp.EQ:
+            return bool(value == self.operand)
+        if self.op is PredicateOp.NE:
+            return bool(value != self.operand)
+        if self.op is PredicateOp.IN:
+            return value in self.operand
+        if self.op is PredicateOp.NOT_IN:
+            return value not in self.operand
+        if self.op is PredicateOp.GLOB:
+            if not isinstance(value, str):
+                raise _Undecidable
+            return fnmatch.fnmatchcase(value, str(self.operand))
+        left, right = _as_number(value), _as_number(self.operand)
+        if self.op is PredicateOp.GT:
+            return left > right
+        if self.op is PredicateOp.GTE:
+            return left >= right
+        if self.op is PredicateOp.LT:
+            return left < right
+        return left <= right
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "op": self.op.value, "operand": self.operand}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ParamPredicate:
+        return cls(path=data["path"], op=PredicateOp(data["op"]), operand=data.get("operand"))
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which requests a policy governs. Empty tuples match everything.
+
+    Attributes:
+        actions: globs over the action name (``db.*``); any one may match.
+        agents: globs over the requesting agent's name; any one may match.
+        params: predicates that must all hold.
+    """
+
+    actions: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+    params: tuple[ParamPredicate, ...] = ()
+
+    @property
+    def is_catch_all(self) -> bool:
+        return not (self.actions or self.agents or self.params)
+
+    def fits(self, action: str, agent: str, params: dict[str, Any], *, strict: bool) -> bool:
+        """Whether a request fits.
+
+        Args:
+            strict: how to treat a params predicate that cannot be judged (a missing number,
+                a string compared with ``gt``). Fail closed: a policy that would auto-approve
+                must not match on doubt (``strict=True``); a policy that asks or denies does.
+        """
+        if self.actions and not any(fnmatch.fnmatchcase(action, g) for g in self.actions):
+            return False
+        if self.agents and not any(fnmatch.fnmatchcase(agent, g) for g in self.agents):
+            return False
+        for predicate in self.params:
+            try:
+                if not predicate.evaluate(params):
+                    return False
+            except _Undecidable:
+                if strict:
+                    return False
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "actions": list(self.actions),
+            "agents": list(self.agents),
+            "params": [p.to_json() for p in self.params],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Match:
+        return cls(
+            actions=tuple(data.get("actions", ())),
+            agents=tuple(data.get("agents", ())),
+            params=tuple(ParamPredicate.from_json(p) for p in data.get("params", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Level:
+    """One escalation level: who may decide, where to tell them, and for how long.
+
+    Attributes:
+        approvers: person names (groups already expanded), in config order, no repeats.
+        notify: destination names: channel names, ``dm`` or ``web``.
+        timeout: how long this level has before the request escalates (or times out).
+        remind_every: how often to remind this level while it waits; ``None`` for never.
+    """
+
+    approvers: tuple[str, ...]
+    notify: tuple[str, ...]
+    timeout: timedelta
+    remind_every: timedelta | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "approvers": list(self.approvers),
+            "notify": list(self.notify),
+            "timeout_seconds": self.timeout.total_seconds(),
+            "remind_every_seconds": (
+                None if self.remind_every is None else self.remind_every.total_seconds()
+            ),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Level:
+        remind = data.get("remind_every_seconds")
+        return cls(
+            approvers=tuple(data["approvers"]),
+            notify=tuple(data["notify"]),
+            timeout=timedelta(seconds=data["timeout_seconds"]),
+            remind_every=None if remind is None else timedelta(seconds=remind),
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A rule for a class of requests. See DESIGN.md, "Policies"."""
+
+    name: str
+    levels: tuple[Level, ...]
+    match: Match = field(default_factory=Match)
+    decision: AutoDecision = AutoDecision.ASK
+    quorum: int = 1
+    require_reason: bool = False
+    on_timeout: TimeoutOutcome = TimeoutOutcome.DENY
+    min_timeout: timedelta | None = None
+    max_timeout: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.decision is AutoDecision.ASK and not self.levels:
+            raise ValueError(f"policy {self.name!r} asks people, so it needs at least one level")
+        if self.quorum < 1:
+            raise ValueError(f"policy {self.name!r}: quorum must be at least 1")
+        for level in self.levels:
+            if level.timeout <= timedelta(0):
+                raise ValueError(f"policy {self.name!r}: level timeouts must be positive")
+
+    @property
+    def total_timeout(self) -> timedelta:
+        """The time from creation to the final deadline when the agent asks for none."""
+        return sum((level.timeout for level in self.levels), timedelta(0))
+
+    def approvers_through(self, level: int) -> frozenset[str]:
+        """Everyone who may vote once the request has reached ``level`` (earlier levels too)."""
+        return frozenset(p for lv in self.levels[: level + 1] for p in lv.approvers)
+
+    def timeout_for(self, requested: timedelta | None) -> timedelta:
+        """The request's overall timeout: the agent's wish clamped to the policy's bounds."""
+        timeout = self.total_timeout if requested is None else requested
+        if self.min_timeout is not None and timeout < self.min_timeout:
+            timeout = self.min_timeout
+        if self.max_timeout is not None and timeout > self.max_timeout:
+            timeout = self.max_timeout
+        return timeout
+
+    def to_json(self) -> dict[str, Any]:
+        """The snapshot stored on each request."""
+        return {
+            "name": self.name,
+            "match": self.match.to_json(),
+            "decision": self.decision.value,
+            "quorum": self.quorum,
+            "require_reason": self.require_reason,
+            "levels": [level.to_json() for level in self.levels],
+            "on_timeout": self.on_timeout.value,
+            "min_timeout_seconds": _seconds(self.min_timeout),
+            "max_timeout_seconds": _seconds(self.max_timeout),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Policy:
+        return cls(
+            name=data["name"],
+            match=Match.from_json(data.get("match", {})),
+            decision=AutoDecision(data.get("decision", "ask")),
+            quorum=int(data.get("quorum", 1)),
+            require_reason=bool(data.get("require_reason", False)),
+            levels=tuple(Level.from_json(level) for level in data["levels"]),
+            on_timeout=TimeoutOutcome(data.get("on_timeout", "deny")),
+            min_timeout=_delta(data.get("min_timeout_seconds")),
+            max_timeout=_delta(data.get("max_timeout_seconds")),
+        )
+
+
+def _seconds(delta: timedelta | None) -> float | None:
+    return None if delta is None else delta.total_seconds()
+
+
+def _delta(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """The ordered policies from config; the last one catches everything."""
+
+    policies: tuple[Policy, ...]
+
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise ValueError("at least one policy is needed")
+        if not self.policies[-1].match.is_catch_all:
+            raise ValueError("the last policy must match everything (match: {})")
+        names = [p.name for p in self.policies]
+        if len(set(names)) != len(names):
+            raise ValueError("policy names must be unique")
+
+    def select(self, action: str, agent: str, params: dict[str, Any]) -> Policy:
+        """The first policy whose match fits the request."""
+        for policy in self.policies:
+            strict = policy.decision is AutoDecision.APPROVE
+            if policy.match.fits(action, agent, params, strict=strict):
+                return policy
+        return self.policies[-1]  # unreachable while the last policy catches all

@@ -1,0 +1,538 @@
+"""The approval service: create, vote, cancel and deadline handling, exactly once.
+
+Each command reads the request, decides with pure rules, and commits one conditional write
+together with its audit entry and the outbox rows it causes. Outcomes are values
+(:mod:`approvals.outcomes`); exceptions mean infrastructure trouble or bugs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from approvals.audit import AuditKind
+from approvals.canonical import CanonicalJsonError, payload_sha256
+from approvals.clock import Clock
+from approvals.deadlines import (
+    Escalate,
+    Remind,
+    TimeOut,
+    next_due,
+    plan_step,
+    schedule_after,
+)
+from approvals.directory import Directory
+from approvals.machine import Event, Status, next_status
+from approvals.model import (
+    SYSTEM_PLATFORM,
+    ApprovalRequest,
+    CastVote,
+    CreateCommand,
+    Decision,
+    Verdict,
+    VoteCommand,
+    new_request_id,
+)
+from approvals.outcomes import (
+    AlreadyDecided,
+    Applied,
+    Created,
+    NotAllowed,
+    NotFound,
+    Outcome,
+    RefusalCode,
+)
+from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
+from approvals.store import ConcurrentUpdateError, SqlStore, StoreTransaction
+
+log = logging.getLogger(__name__)
+
+SEND = "send"
+EDIT = "edit"
+REMIND = "remind"
+"""Outbox row kinds: post a new card, re-render a posted card, reply next to a card."""
+
+TIMEOUT_ACTOR = "timeout"
+MAX_REASON_LENGTH = 2000
+_MAX_ATTEMPTS = 5
+
+_TIMEOUT_EVENTS = {
+    TimeoutOutcome.DENY: Event.DENY,
+    TimeoutOutcome.APPROVE: Event.APPROVE,
+    TimeoutOutcome.EXPIRE: Event.EXPIRE,
+}
+_FINAL_AUDIT_KIND = {
+    Status.APPROVED: AuditKind.DECIDED,
+    Status.DENIED: AuditKind.DECIDED,
+    Status.EXPIRED: AuditKind.EXPIRED,
+    Status.CANCELLED: AuditKind.CANCELLED,
+}
+
+ChangeListener = Callable[[ApprovalRequest], None]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The config the service decides with; swapped whole on reload."""
+
+    policies: PolicySet
+    directory: Directory
+
+
+def _transition(
+    request: ApprovalRequest,
+    event: Event,
+    now: datetime,
+    *,
+    decision: Decision | None = None,
+    **changes: object,
+) -> ApprovalRequest:
+    """The request after ``event``: new status from the table, version bumped."""
+    status = next_status(request.status, event)
+    if status.is_final:
+        assert decision is not None, "a final transition needs its decision"
+        changes.update(decision=decision, decided_at=now, next_due_at=None, next_remind_at=None)
+    return replace(request, status=status, version=request.version + 1, **changes)  # type: ignore[arg-type]
+
+
+def judge_vote(request: ApprovalRequest, command: VoteCommand, rules: Rules) -> Outcome | str:
+    """Apply the who-may-decide rules. Returns a refusal outcome, or the voting person's name."""
+    person = rules.directory.person_for(command.platform, command.identity)
+    if person is None:
+        return NotAllowed(
+            RefusalCode.UNKNOWN_IDENTITY,
+            f"your {command.platform} account is not linked to anyone signoff knows",
+        )
+    if request.status.is_final:
+        return AlreadyDecided(request)
+    if request.requested_by is not None and person.name == request.requested_by:
+        return NotAllowed(
+            RefusalCode.REQUESTER,
+            "this request was made on your behalf, so someone else must decide it",
+        )
+    if person.name not in request.policy.approvers_through(request.level):
+        return NotAllowed(
+            RefusalCode.NOT_AN_APPROVER,
+            f"{person.name} is not an approver for this request at its current level",
+        )
+    if any(vote.person == person.name for vote in request.votes):
+        return NotAllowed(RefusalCode.ALREADY_VOTED, f"{person.name} has already voted")
+    if command.reason is not None and len(command.reason) > MAX_REASON_LENGTH:
+        return NotAllowed(
+            RefusalCode.INVALID, f"the reason is longer than {MAX_REASON_LENGTH} characters"
+        )
+    needs_reason = command.verdict is Verdict.DENY and request.policy.require_reason
+    if needs_reason and not (command.reason and command.reason.strip()):
+        return NotAllowed(RefusalCode.REASON_REQUIRED, "this policy needs a reason to deny")
+    return person.name
+
+
+class ApprovalService:
+    """Commands on approval requests. One instance per process; safe to call concurrently."""
+
+    def __init__(self, store: SqlStore, rules: Rules, clock: Clock) -> None:
+        self._store = store
+        self._rules = rules
+        self._clock = clock
+        self._listeners: list[ChangeListener] = []
+
+    @property
+    def rules(self) -> Rules:
+        return self._rules
+
+    @property
+    def store(self) -> SqlStore:
+        return self._store
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def reconfigure(self, rules: Rules) -> None:
+        """Use new config for new commands. Requests in flight keep their policy snapshot."""
+        self._rules = rules
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Call ``listener`` after each committed change (wakes long-polls and the scheduler)."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: ChangeListener) -> None:
+        self._listeners.remove(listener)
+
+    def _announce(self, request: ApprovalRequest) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(request)
+            except Exception:
+                log.exception("change listener failed for request %s", request.id)
+
+    async def get(self, request_id: str) -> ApprovalRequest | None:
+        return await self._store.get_request(request_id)
+
+    # -- create -----------------------------------------------------------------------------
+
+    async def create(self, command: CreateCommand) -> Created | NotAllowed:
+        """Create a request under the first matching policy; auto decisions apply at once."""
+        problem = _invalid_create(command)
+        if problem is not None:
+            return NotAllowed(RefusalCode.INVALID, problem)
+        try:
+            digest = payload_sha256(command.action, command.params)
+        except CanonicalJsonError as exc:
+            return NotAllowed(RefusalCode.INVALID, f"params are not plain JSON: {exc}")
+        rules = self._rules
+        policy = rules.policies.select(command.action, command.agent, command.params)
+        now = self._clock.now()
+        request = ApprovalRequest(
+            id=command.request_id or new_request_id(),
+            agent=command.agent,
+            action=command.action,
+            title=command.title,
+            details=command.details,
+            params=command.params,
+            payload_sha256=digest,
+            requested_by=command.requested_by,
+            policy=policy,
+            status=Status.PENDING,
+            level=0,
+            created_at=now,
+            deadline=now + policy.timeout_for(command.timeout),
+            next_due_at=None,
+            next_remind_at=None,
+            callback_url=command.callback_url,
+        )
+        if policy.decision is AutoDecision.ASK:
+            plan = schedule_after(request, 0, now)
+            request = replace(
+                request, next_due_at=plan.next_due_at, next_remind_at=plan.next_remind_at
+            )
+        try:
+            async with self._store.write() as tx:
+                await tx.insert_request(request)
+                await tx.append_audit(
+                    AuditKind.CREATED,
+                    at=now,
+                    actor=request.agent,
+                    request_id=request.id,
+                    data={
+                        "action": request.action,
+                        "payload_sha256": digest,
+                        "policy": policy.name,
+                        "requested_by": request.requested_by,
+                        "deadline": request.deadline.isoformat(),
+                    },
+                )
+                if policy.decision is AutoDecision.ASK:
+                    await self._notify_level(tx, request, 0, now, note=None)
+                else:
+                    event = Event.APPROVE if policy.decision is AutoDecision.APPROVE else Event.DENY
+                    decided = _transition(
+                        request,
+                        event,
+                        now,
+                        decision=Decision(
+                            verdict=next_status(Status.PENDING, event),
+                            by=f"policy:{policy.name}",
+                            platform=SYSTEM_PLATFORM,
+                            reason=f"policy {policy.name} decides {policy.decision.value}",
+                        ),
+                    )
+                    await tx.update_request(decided, expected_version=request.version)
+                    await self._audit_final(tx, decided, now)
+                    request = decided
+        except IntegrityError:
+            return NotAllowed(RefusalCode.INVALID, f"a request with id {request.id!r} exists")
+        self._announce(request)
+        return Created(request)
+
+    # -- vote -------------------------------------------------------------------------------
+
+    async def vote(self, command: VoteCommand) -> Outcome:
+        """Count one person's vote. Exactly one decision results, however many race."""
+        for _attempt in range(_MAX_ATTEMPTS):
+            try:
+                outcome = await self._vote_once(command)
+            except (ConcurrentUpdateError, IntegrityError):
+                continue  # someone changed the request under us; judge again on fresh state
+            if isinstance(outcome, Applied):
+                self._announce(outcome.request)
+            return outcome
+        raise ConcurrentUpdateError(f"request {command.request_id} kept changing; vote not counted")
+
+    async def _vote_once(self, command: VoteCommand) -> Outcome:
+        rules = self._rules
+        async with self._store.write() as tx:
+            now = self._clock.now()
+            request = await tx.get_request(command.request_id, lock=True)
+            if request is None:
+                return NotFound(command.request_id)
+            judged = judge_vote(request, command, rules)
+            if not isinstance(judged, str):
+                await self._audit_refusal(tx, request, command, judged, now)
+                return judged
+            vote = CastVote(
+                person=judged,
+                verdict=command.verdict,
+                platform=command.platform,
+                identity=command.identity,
+                reason=command.reason,
+                cast_at=now,
+            )
+            votes = (*request.votes, vote)
+            if command.verdict is Verdict.DENY:
+                event = Event.DENY
+            elif len({v.person for v in votes if v.verdict is Verdict.APPROVE}) >= (
+                request.policy.quorum
+            ):
+                event = Event.APPROVE
+            else:
+                event = Event.VOTE
+            decision = None
+            if event is not Event.VOTE:
+                decision = Decision(
+                    verdict=next_status(request.status, event),
+                    by=judged,
+                    platform=command.platform,
+                    reason=command.reason,
+                )
+            updated = _transition(request, event, now, decision=decision, votes=votes)
+            await tx.insert_vote(request.id, vote)
+            await tx.update_request(updated, expected_version=request.version)
+            if updated.status.is_final:
+                await self._audit_final(tx, updated, now)
+            else:
+                await tx.append_audit(
+                    AuditKind.VOTED,
+                    at=now,
+                    actor=judged,
+                    request_id=request.id,
+                    data={
+                        "verdict": vote.verdict.value,
+                        "platform": vote.platform,
+                        "identity": vote.identity,
+                        "approvals": len(updated.approvals()),
+                        "quorum": updated.policy.quorum,
+                    },
+                )
+            await self._edit_cards(tx, updated, now)
+            return Applied(updated, event)
+
+    async def _audit_refusal(
+        self,
+        tx: StoreTransaction,
+        request: ApprovalRequest,
+        command: VoteCommand,
+        refusal: Outcome,
+        now: datetime,
+    ) -> None:
+        code = refusal.code.value if isinstance(refusal, NotAllowed) else "already_decided"
+        await tx.append_audit(
+            AuditKind.REFUSED,
+            at=now,
+            actor=f"{command.platform}:{command.identity}",
+            request_id=request.id,
+            data={"code": code, "verdict": command.verdict.value, "status": request.status.value},
+        )
+
+    # -- cancel -----------------------------------------------------------------------------
+
+    async def cancel(self, request_id: str, agent: str, reason: str | None = None) -> Outcome:
+        """Withdraw a pending request. Only the agent that asked may cancel it."""
+        for _attempt in range(_MAX_ATTEMPTS):
+            try:
+                async with self._store.write() as tx:
+                    now = self._clock.now()
+                    request = await tx.get_request(request_id, lock=True)
+                    if request is None or request.agent != agent:
+                        # Other agents' requests are invisible, not forbidden.
+                        return NotFound(request_id)
+                    if request.status.is_final:
+                        return AlreadyDecided(request)
+                    decision = Decision(Status.CANCELLED, by=agent, platform="api", reason=reason)
+                    updated = _transition(request, Event.CANCEL, now, decision=decision)
+                    await tx.update_request(updated, expected_version=request.version)
+                    await self._audit_final(tx, updated, now)
+                    await self._edit_cards(tx, updated, now)
+            except ConcurrentUpdateError:
+                continue
+            self._announce(updated)
+            return Applied(updated, Event.CANCEL)
+        raise ConcurrentUpdateError(f"request {request_id} kept changing; not cancelled")
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    async def process_due(self, limit: int = 200) -> int:
+        """Apply the one due step (reminder, escalation or timeout) to each due request.
+
+        Returns how many requests were handled; call again while it returns ``limit``.
+        """
+        changed: list[ApprovalRequest] = []
+        async with self._store.write() as tx:
+            now = self._clock.now()
+            for request in await tx.due_requests(now, limit):
+                updated = await self._apply_step(tx, request, now)
+                changed.append(updated)
+        for request in changed:
+            self._announce(request)
+        return len(changed)
+
+    async def _apply_step(
+        self, tx: StoreTransaction, request: ApprovalRequest, now: datetime
+    ) -> ApprovalRequest:
+        step = plan_step(request, now)
+        if isinstance(step, TimeOut):
+            event = _TIMEOUT_EVENTS[step.outcome]
+            decision = Decision(
+                verdict=next_status(request.status, event),
+                by=TIMEOUT_ACTOR,
+                platform=SYSTEM_PLATFORM,
+                reason="nobody decided before the deadline",
+            )
+            updated = _transition(request, event, now, decision=decision)
+            await tx.update_request(updated, expected_version=request.version)
+            await self._audit_final(tx, updated, now)
+            await self._edit_cards(tx, updated, now)
+            return updated
+        if isinstance(step, Escalate):
+            plan = schedule_after(request, step.to_level, now)
+            updated = _transition(
+                request,
+                Event.ESCALATE,
+                now,
+                level=step.to_level,
+                next_due_at=plan.next_due_at,
+                next_remind_at=plan.next_remind_at,
+            )
+            await tx.update_request(updated, expected_version=request.version)
+            approvers = updated.policy.levels[step.to_level].approvers
+            await tx.append_audit(
+                AuditKind.ESCALATED,
+                at=now,
+                actor=TIMEOUT_ACTOR,
+                request_id=request.id,
+                data={
+                    "from_level": request.level,
+                    "to_level": step.to_level,
+                    "approvers": list(approvers),
+                },
+            )
+            note = f"Escalated to level {step.to_level + 1}: {', '.join(approvers)}"
+            await self._edit_cards(tx, updated, now, note=note)
+            await self._notify_level(tx, updated, step.to_level, now, note=note)
+            return updated
+        if isinstance(step, Remind):
+            plan = schedule_after(request, request.level, now)
+            updated = _transition(
+                request,
+                Event.REMIND,
+                now,
+                next_due_at=plan.next_due_at,
+                next_remind_at=plan.next_remind_at,
+            )
+            await tx.update_request(updated, expected_version=request.version)
+            await tx.append_audit(
+                AuditKind.REMINDED,
+                at=now,
+                actor=TIMEOUT_ACTOR,
+                request_id=request.id,
+                data={"level": request.level},
+            )
+            for delivery in await tx.deliveries(request.id):
+                if delivery.level == request.level:
+                    await tx.enqueue(
+                        request_id=request.id,
+                        destination=delivery.destination,
+                        kind=REMIND,
+                        at=now,
+                        payload={"text": "Reminder: this request is still waiting for a decision."},
+                    )
+            return updated
+        # Nothing due (the row's due time was stale): store a fresh due time and move on.
+        refreshed = replace(request, next_due_at=next_due(request), version=request.version + 1)
+        await tx.update_request(refreshed, expected_version=request.version)
+        return refreshed
+
+    # -- shared effects ---------------------------------------------------------------------
+
+    async def _notify_level(
+        self,
+        tx: StoreTransaction,
+        request: ApprovalRequest,
+        level: int,
+        now: datetime,
+        *,
+        note: str | None,
+    ) -> None:
+        """Post cards to the level's destinations that do not have one yet."""
+        spec = request.policy.levels[level]
+        for destination in self._rules.directory.destinations(spec.notify, spec.approvers):
+            if await tx.add_delivery(request.id, destination.key, level, now):
+                payload = {"note": note} if note else {}
+                await tx.enqueue(
+                    request_id=request.id,
+                    destination=destination.key,
+                    kind=SEND,
+                    at=now,
+                    payload=payload,
+                )
+
+    async def _edit_cards(
+        self,
+        tx: StoreTransaction,
+        request: ApprovalRequest,
+        now: datetime,
+        *,
+        note: str | None = None,
+    ) -> None:
+        """Re-render every card already posted (or about to be) for the request."""
+        for delivery in await tx.deliveries(request.id):
+            await tx.enqueue(
+                request_id=request.id,
+                destination=delivery.destination,
+                kind=EDIT,
+                at=now,
+                payload={"note": note} if note else {},
+            )
+
+    async def _audit_final(
+        self, tx: StoreTransaction, request: ApprovalRequest, now: datetime
+    ) -> None:
+        decision = request.decision
+        assert decision is not None
+        await tx.append_audit(
+            _FINAL_AUDIT_KIND[request.status],
+            at=now,
+            actor=decision.by,
+            request_id=request.id,
+            data={
+                "status": request.status.value,
+                "platform": decision.platform,
+                "reason": decision.reason,
+                "deciders": _deciders(request),
+                "payload_sha256": request.payload_sha256,
+            },
+        )
+
+
+def _deciders(request: ApprovalRequest) -> list[str]:
+    """Who made the decision: every approver for an approval, else the one who decided."""
+    assert request.decision is not None
+    if request.status is Status.APPROVED and request.votes:
+        return sorted(request.approvals())
+    return [request.decision.by]
+
+
+def _invalid_create(command: CreateCommand) -> str | None:
+    if not command.action or not command.action.strip():
+        return "action must not be empty"
+    if not command.title or not command.title.strip():
+        return "title must not be empty"
+    if not isinstance(command.params, dict):
+        return "params must be a JSON object"
+    if command.timeout is not None and command.timeout.total_seconds() <= 0:
+        return "timeout must be positive"
+    return None

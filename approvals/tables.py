@@ -1,0 +1,176 @@
+"""The database tables, as SQLModel classes. Alembic migrations create and evolve them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+JsonColumnType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as
+    naive UTC (text that sorts correctly) and made aware again on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(*, nullable: bool = False) -> Any:
+    return Field(sa_column=Column(JsonColumnType, nullable=nullable))
+
+
+class RequestRow(SQLModel, table=True):
+    """One approval request. ``version`` makes every transition a conditional write."""
+
+    __tablename__ = "requests"
+    __table_args__ = (
+        Index("ix_requests_due", "status", "next_due_at"),
+        Index("ix_requests_agent_status", "agent", "status"),
+    )
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    agent: str = Field(sa_column=Column(String(200), nullable=False))
+    action: str = Field(sa_column=Column(String(200), nullable=False))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    details: str = Field(sa_column=Column(Text, nullable=False))
+    params: dict[str, Any] = _json()
+    payload_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    requested_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    policy_name: str = Field(sa_column=Column(String(200), nullable=False))
+    policy_snapshot: dict[str, Any] = _json()
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    level: int = Field(sa_column=Column(Integer, nullable=False))
+    created_at: datetime = _when()
+    deadline: datetime = _when()
+    next_due_at: datetime | None = _when(nullable=True)
+    next_remind_at: datetime | None = _when(nullable=True)
+    decided_at: datetime | None = _when(nullable=True)
+    decision: dict[str, Any] | None = _json(nullable=True)
+    callback_url: str | None = Field(default=None, sa_column=Column(Text))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class VoteRow(SQLModel, table=True):
+    """A counted vote. The unique key makes "one vote per person" a database fact."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("request_id", "person", name="uq_votes_request_person"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    request_id: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    person: str = Field(sa_column=Column(String(200), nullable=False))
+    verdict: str = Field(sa_column=Column(String(16), nullable=False))
+    platform: str = Field(sa_column=Column(String(32), nullable=False))
+    identity: str = Field(sa_column=Column(String(200), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    cast_at: datetime = _when()
+
+
+class AuditRow(SQLModel, table=True):
+    """One entry of the hash-chained audit log. ``seq`` has no gaps; the chain has no forks."""
+
+    __tablename__ = "audit_log"
+
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    at: datetime = _when()
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    request_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
+    actor: str = Field(sa_column=Column(String(200), nullable=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class AuditHeadRow(SQLModel, table=True):
+    """The chain's tip. Locking this one row serializes appends across processes."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(Integer, nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class OutboxRow(SQLModel, table=True):
+    """A message to send or edit, written in the transaction that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_destination", "state", "destination", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    destination: str = Field(sa_column=Column(String(300), nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    request_id: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    payload: dict[str, Any] = _json()
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    created_at: datetime = _when()
+    next_attempt_at: datetime = _when()
+    lease_until: datetime | None = _when(nullable=True)
+    finished_at: datetime | None = _when(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class DeliveryRow(SQLModel, table=True):
+    """A card of a request at one destination, with the platform's reference once sent."""
+
+    __tablename__ = "deliveries"
+
+    request_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    destination: str = Field(sa_column=Column(String(300), primary_key=True))
+    level: int = Field(sa_column=Column(Integer, nullable=False))
+    ref: dict[str, Any] | None = _json(nullable=True)
+    updated_at: datetime = _when()
+
+
+class DestinationRow(SQLModel, table=True):
+    """Per-destination pacing: nothing is sent there before ``not_before``."""
+
+    __tablename__ = "destinations"
+
+    key: str = Field(sa_column=Column(String(300), primary_key=True))
+    not_before: datetime = _when()
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy ``Table`` behind a SQLModel class, typed."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+metadata = SQLModel.metadata
+"""Every signoff table; what migrations are compared against."""
+
+REQUESTS = table_of(RequestRow)
+VOTES = table_of(VoteRow)
+AUDIT = table_of(AuditRow)
+AUDIT_HEAD = table_of(AuditHeadRow)
+OUTBOX = table_of(OutboxRow)
+DELIVERIES = table_of(DeliveryRow)
+DESTINATIONS = table_of(DestinationRow)

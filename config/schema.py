@@ -1,0 +1,725 @@
+"""The config file's schema: one pydantic model per section, unknown keys rejected.
+
+These models check each value on its own (types, formats, per-section rules). Checks that
+need the whole file, such as "every approver is a person or a group", live in
+``config.checks``. Adapters import their settings classes (``SlackSettings`` and so on)
+from here.
+
+Secrets are ``SecretStr``. When the loader validates a file it passes
+``{SECRETS_FROM_ENVIRONMENT: True}`` as validation context, and then every secret must
+have been written as one ``${ENV_VAR}`` reference; models built in code take any value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from approvals.policy import AutoDecision, PredicateOp, TimeoutOutcome
+from config.durations import format_duration, parse_duration
+from config.environment import EnvText
+
+SECRETS_FROM_ENVIRONMENT = "secrets_from_environment"
+"""Validation context key: when true, secrets must be ``${ENV_VAR}`` references."""
+
+CHAT_PLATFORMS = ("slack", "telegram", "discord")
+"""The chat platforms config knows, in the order destinations are listed."""
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_SLACK_ID = re.compile(r"[A-Z0-9]{2,}")
+_DISCORD_ID = re.compile(r"[0-9]{1,20}")
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_PARAM_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
+
+
+class _Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- small value types ---------------------------------------------------------------
+
+
+def _none_as_empty(value: object) -> object:
+    """A key written with nothing after it (``agents:``) means an empty section."""
+    return {} if value is None else value
+
+
+def _check_name(value: str) -> str:
+    if not NAME_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use up to 64 letters, digits, '.', '_', '@' or "
+            "'-', starting with a letter or digit"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+"""A name for a person, group, channel, agent or policy."""
+
+
+def _whole_number(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not true/false")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+"""An integer that refuses YAML booleans (which Python would count as 0 and 1)."""
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A positive duration written as ``30s``, ``15m``, ``1h30m``, ``2d`` or whole seconds."""
+
+
+def _non_empty_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Glob = Annotated[str, AfterValidator(_non_empty_text)]
+"""A shell-style pattern such as ``db.*``."""
+
+
+def _one_or_more(value: object) -> object:
+    """A single glob may be written without list brackets."""
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+Globs = Annotated[list[Glob], BeforeValidator(_one_or_more), Field(min_length=1)]
+
+
+def _slack_id(value: str) -> str:
+    if not _SLACK_ID.fullmatch(value):
+        raise ValueError(
+            f"expected a Slack id such as U012ABCDEF or C012ABCDEF (capital letters and digits; "
+            f"display names do not work), not {value!r}"
+        )
+    return value
+
+
+SlackId = Annotated[str, AfterValidator(_slack_id)]
+
+
+def _discord_id(value: object) -> object:
+    """Discord ids are 64-bit snowflakes; YAML may read an unquoted one as a number."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and _DISCORD_ID.fullmatch(value):
+        return value
+    raise ValueError(f'expected a Discord id: digits, such as "200001", not {value!r}')
+
+
+DiscordId = Annotated[str, BeforeValidator(_discord_id)]
+TelegramUserId = Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]
+TelegramChatId = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http:// or https:// URL, not {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+def _websocket_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError(f"expected a ws:// or wss:// URL, not {value!r}")
+    return value
+
+
+def _secret_from_environment(value: object, info: ValidationInfo) -> object:
+    """When loading a file, a secret must have been written as one ``${ENV_VAR}``."""
+    context = info.context if isinstance(info.context, dict) else {}
+    if value is None or not context.get(SECRETS_FROM_ENVIRONMENT):
+        return value
+    if not isinstance(value, EnvText) or not value.is_single_reference:
+        title = info.config.get("title", "") if info.config else ""
+        platform = title.removesuffix("Settings").upper()
+        field_name = (info.field_name or "secret").upper()
+        variable = f"{platform}_{field_name}" if platform else field_name
+        raise ValueError(
+            f'secrets only through ${{ENV_VAR}}: write "${{{variable}}}" here and set '
+            f"{variable} in the environment"
+        )
+    if not value:
+        raise ValueError(f"environment variable {value.variables[0]} is set but empty")
+    return str(value)
+
+
+def _not_empty_secret(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value():
+        raise ValueError("must not be empty")
+    return value
+
+
+Secret = Annotated[
+    SecretStr, BeforeValidator(_secret_from_environment), AfterValidator(_not_empty_secret)
+]
+"""A token or secret; in a config file, always a ``${ENV_VAR}`` reference."""
+
+
+def _required_in_mode(
+    mode: str, mode_field: str = "mode"
+) -> Callable[[SecretStr | None, ValidationInfo], SecretStr | None]:
+    """A field check: the field must be set when ``mode_field`` equals ``mode``."""
+
+    def check(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and info.data.get(mode_field) == mode:
+            raise ValueError(f"required when {mode_field} is {mode}")
+        return value
+
+    return check
+
+
+# --- server and database -------------------------------------------------------------
+
+
+class ServerSettings(_Section):
+    """Where the HTTP server listens, and the URL people and platforms reach it at.
+
+    Attributes:
+        listen: ``host:port`` to bind; IPv6 hosts in brackets (``[::1]:8080``).
+        public_url: the externally visible base URL (links in cards, webhooks); a trailing
+            slash is removed.
+    """
+
+    listen: str = "127.0.0.1:8080"
+    public_url: HttpUrl = "http://127.0.0.1:8080"
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        _split_listen(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query (?...) or fragment (#...)")
+        return value.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """The host to bind, without IPv6 brackets."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The TCP port to bind."""
+        return _split_listen(self.listen)[1]
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    expected = f'expected "host:port", such as "127.0.0.1:8080" or "[::1]:8080", not {value!r}'
+    host, separator, port_text = value.rpartition(":")
+    if not separator or not host or not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(expected)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    bare_ipv6 = ":" in host and not value.startswith("[")
+    if not host or bare_ipv6 or any(character.isspace() for character in host):
+        raise ValueError(expected)
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, not {port}")
+    return host, port
+
+
+class DatabaseSettings(_Section):
+    """Where requests, votes and the audit log are stored.
+
+    Attributes:
+        url: ``sqlite:///path`` (relative to the working directory; four slashes for an
+            absolute path) or ``postgresql://user@host/dbname``. Plain URLs only: signoff
+            picks the async driver itself.
+    """
+
+    url: str = "sqlite:///signoff.db"
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _check_url(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value  # the str type check reports it
+        scheme, separator, rest = value.partition("://")
+        if not separator:
+            raise ValueError(
+                f"expected sqlite:///path or postgresql://user@host/dbname, not {value!r}"
+            )
+        if "+" in scheme:
+            plain = scheme.split("+", 1)[0]
+            raise ValueError(
+                f"write a plain URL ({plain}://...), without a +driver: signoff picks the async "
+                "driver itself"
+            )
+        if scheme == "sqlite":
+            if not rest.startswith("/") or rest == "/":
+                raise ValueError(
+                    "a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+                )
+        elif scheme in ("postgresql", "postgres"):
+            if not rest:
+                raise ValueError("a PostgreSQL URL is postgresql://user@host/dbname")
+            context = info.context if isinstance(info.context, dict) else {}
+            has_password = urlsplit(value).password is not None
+            literal_password = has_password and not isinstance(value, EnvText)
+            if literal_password and context.get(SECRETS_FROM_ENVIRONMENT):
+                raise ValueError(
+                    "secrets only through ${ENV_VAR}: write the password as a reference, "
+                    "such as postgresql://signoff:${PGPASSWORD}@db/signoff"
+                )
+        else:
+            raise ValueError(
+                f"unsupported database {scheme!r}: use sqlite:///path or "
+                "postgresql://user@host/dbname"
+            )
+        return str(value)
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        """Which database the URL names."""
+        return "sqlite" if self.url.startswith("sqlite:") else "postgresql"
+
+    @property
+    def async_url(self) -> str:
+        """The URL with the async driver signoff uses (aiosqlite or asyncpg)."""
+        rest = self.url.partition("://")[2]
+        if self.dialect == "sqlite":
+            return f"sqlite+aiosqlite://{rest}"
+        return f"postgresql+asyncpg://{rest}"
+
+
+# --- people, groups, channels --------------------------------------------------------
+
+
+class PersonSettings(_Section):
+    """One person's identities: at most one per platform, and none is fine.
+
+    Attributes:
+        slack: Slack user id (``U012ABCDEF``).
+        telegram: Telegram user id (a number).
+        discord: Discord user id (digits; quoting it is recommended).
+    """
+
+    slack: SlackId | None = None
+    telegram: TelegramUserId | None = None
+    discord: DiscordId | None = None
+
+    def identities(self) -> dict[str, str]:
+        """Platform name -> id as text, for the platforms this person uses."""
+        found = {"slack": self.slack, "telegram": self.telegram, "discord": self.discord}
+        return {platform: str(value) for platform, value in found.items() if value is not None}
+
+
+class ChannelSettings(_Section):
+    """A named place to post cards, on one or more platforms.
+
+    Attributes:
+        slack: Slack channel id (``C012ABCDEF``).
+        telegram: Telegram chat id (negative for groups and channels).
+        discord: Discord channel id (digits).
+    """
+
+    slack: SlackId | None = None
+    telegram: TelegramChatId | None = None
+    discord: DiscordId | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_platform(self) -> ChannelSettings:
+        if not self.ids():
+            raise ValueError(
+                "a channel needs an id on at least one platform: slack, telegram or discord"
+            )
+        return self
+
+    def ids(self) -> dict[str, str]:
+        """Platform name -> channel id as text, in ``CHAT_PLATFORMS`` order."""
+        found = {"slack": self.slack, "telegram": self.telegram, "discord": self.discord}
+        return {platform: str(value) for platform, value in found.items() if value is not None}
+
+
+# --- platforms -----------------------------------------------------------------------
+
+
+class SlackSettings(_Section):
+    """The Slack app signoff runs as.
+
+    Attributes:
+        bot_token: the bot token (``xoxb-...``).
+        signing_secret: verifies inbound HTTP requests; required in ``http`` mode.
+        mode: ``http`` (events at ``/slack/events``) or ``socket`` (Socket Mode).
+        app_token: the app-level token (``xapp-...``); required in ``socket`` mode.
+        api_url: the Web API base URL, ending in ``/``; change it for proxies and tests.
+    """
+
+    bot_token: Secret
+    mode: Literal["http", "socket"] = "http"
+    signing_secret: Secret | None = Field(default=None, validate_default=True)
+    app_token: Secret | None = Field(default=None, validate_default=True)
+    api_url: HttpUrl = "https://slack.com/api/"
+
+    _signing_secret_in_http_mode = field_validator("signing_secret")(_required_in_mode("http"))
+    _app_token_in_socket_mode = field_validator("app_token")(_required_in_mode("socket"))
+
+    @field_validator("api_url")
+    @classmethod
+    def _end_with_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+
+class TelegramSettings(_Section):
+    """The Telegram bot signoff runs as.
+
+    Attributes:
+        bot_token: the token from BotFather.
+        mode: ``polling`` (getUpdates) or ``webhook`` (updates at ``/telegram/webhook``).
+        webhook_secret: the secret token Telegram sends with each webhook call; required
+            in ``webhook`` mode; 1-256 letters, digits, ``_`` or ``-``.
+        api_url: the Bot API base URL, to which the token is appended.
+    """
+
+    bot_token: Secret
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_secret: Secret | None = Field(default=None, validate_default=True)
+    api_url: HttpUrl = "https://api.telegram.org/bot"
+
+    _webhook_secret_in_webhook_mode = field_validator("webhook_secret")(
+        _required_in_mode("webhook")
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TELEGRAM_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "Telegram accepts a webhook secret of 1 to 256 letters, digits, '_' or '-'"
+            )
+        return value
+
+
+class DiscordSettings(_Section):
+    """The Discord bot signoff runs as.
+
+    Attributes:
+        bot_token: the bot token.
+        api_url: the REST API base URL.
+        gateway_url: the gateway (websocket) URL.
+    """
+
+    bot_token: Secret
+    api_url: HttpUrl = "https://discord.com/api/v10"
+    gateway_url: Annotated[str, AfterValidator(_websocket_url)] = "wss://gateway.discord.gg"
+
+
+class WebSettings(_Section):
+    """The built-in web inbox.
+
+    Attributes:
+        enabled: whether to serve it; ``web`` in a policy's notify list needs it.
+    """
+
+    enabled: bool = True
+
+
+class PlatformsSettings(_Section):
+    """Which platforms signoff talks to. A chat platform left out is not used."""
+
+    slack: SlackSettings | None = None
+    telegram: TelegramSettings | None = None
+    discord: DiscordSettings | None = None
+    web: Annotated[WebSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=WebSettings
+    )
+
+    @property
+    def chat_platforms(self) -> frozenset[str]:
+        """The chat platforms that are configured (``slack``, ``telegram``, ``discord``)."""
+        configured = {"slack": self.slack, "telegram": self.telegram, "discord": self.discord}
+        return frozenset(name for name, settings in configured.items() if settings is not None)
+
+
+# --- agents and policies -------------------------------------------------------------
+
+
+class AgentSettings(_Section):
+    """What one agent may ask for.
+
+    Attributes:
+        allow: globs over the action names the agent may request.
+        max_open: how many pending requests the agent may have at once.
+    """
+
+    allow: list[Glob] = Field(default_factory=lambda: ["*"])
+    max_open: Annotated[WholeNumber, Field(gt=0)] = 100
+
+
+class ParamCondition(_Section):
+    """A test on one value in a request's ``params``.
+
+    In YAML it is either a literal (text, number, true/false, null or a list), meaning
+    equality, or a one-key mapping ``{operator: operand}``, such as ``{gt: 1000}``.
+
+    Attributes:
+        op: the operator.
+        operand: what the value is compared with.
+    """
+
+    op: PredicateOp
+    operand: Any = None
+
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+def _param_condition(value: object) -> object:
+    if isinstance(value, ParamCondition):
+        return value
+    if isinstance(value, list):
+        _check_literal_list(value)
+        return ParamCondition(op=PredicateOp.EQ, operand=value)
+    if isinstance(value, _SCALAR):
+        return ParamCondition(op=PredicateOp.EQ, operand=value)
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError(_OPERATOR_HELP)
+    ((op_name, operand),) = value.items()
+    try:
+        op = PredicateOp(op_name)
+    except ValueError:
+        raise ValueError(f"unknown operator {op_name!r}; {_OPERATOR_HELP}") from None
+    _check_operand(op, operand)
+    return ParamCondition(op=op, operand=operand)
+
+
+_OPERATOR_HELP = (
+    "expected a literal (text, number, true/false, null or a list) or one operator as "
+    "{operator: operand}, with operator one of " + ", ".join(op.value for op in PredicateOp)
+)
+
+
+def _check_literal_list(values: list[Any]) -> None:
+    if not all(isinstance(item, _SCALAR) for item in values):
+        raise ValueError("list items must be text, numbers, true/false or null")
+
+
+def _check_operand(op: PredicateOp, operand: Any) -> None:
+    if op in (PredicateOp.IN, PredicateOp.NOT_IN):
+        if not isinstance(operand, list):
+            raise ValueError(f"{op.value} needs a list, such as {{{op.value}: [a, b]}}")
+        _check_literal_list(operand)
+    elif op in (PredicateOp.GT, PredicateOp.GTE, PredicateOp.LT, PredicateOp.LTE):
+        if isinstance(operand, bool) or not isinstance(operand, int | float):
+            raise ValueError(f"{op.value} needs a number, such as {{{op.value}: 1000}}")
+    elif op is PredicateOp.EXISTS:
+        if not isinstance(operand, bool):
+            raise ValueError("exists needs true or false")
+    elif op is PredicateOp.GLOB:
+        if not isinstance(operand, str):
+            raise ValueError('glob needs a pattern, such as {glob: "prod-*"}')
+    elif isinstance(operand, list):
+        _check_literal_list(operand)
+    elif not isinstance(operand, _SCALAR):
+        raise ValueError(f"{op.value} needs text, a number, true/false, null or a list")
+
+
+def _check_param_path(value: str) -> str:
+    if not _PARAM_PATH.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a params path: dot-separated keys without spaces, such as db.name"
+        )
+    return value
+
+
+ParamPath = Annotated[str, AfterValidator(_check_param_path)]
+
+
+class MatchSettings(_Section):
+    """Which requests a policy governs; empty matches every request.
+
+    Attributes:
+        action: globs over the action name; any one may match.
+        agent: globs over the requesting agent's name; any one may match.
+        params: dotted path into ``params`` -> condition; all must hold.
+    """
+
+    action: Globs | None = None
+    agent: Globs | None = None
+    params: dict[ParamPath, Annotated[ParamCondition, BeforeValidator(_param_condition)]] = Field(
+        default_factory=dict
+    )
+
+    @property
+    def is_catch_all(self) -> bool:
+        """Whether this match fits every request."""
+        return not (self.action or self.agent or self.params)
+
+
+class LevelSettings(_Section):
+    """One escalation level of a policy.
+
+    Attributes:
+        approvers: person or group names.
+        notify: channel names, ``dm`` (each approver directly) or ``web`` (the inbox).
+        timeout: how long this level waits before escalating (or timing out).
+        remind_every: how often to remind while waiting; shorter than ``timeout``.
+    """
+
+    approvers: Annotated[list[Name], Field(min_length=1)]
+    notify: Annotated[list[Name], Field(min_length=1)]
+    timeout: Duration
+    remind_every: Duration | None = None
+
+    @field_validator("remind_every")
+    @classmethod
+    def _shorter_than_timeout(
+        cls, value: timedelta | None, info: ValidationInfo
+    ) -> timedelta | None:
+        timeout = info.data.get("timeout")
+        if value is not None and isinstance(timeout, timedelta) and value >= timeout:
+            raise ValueError(
+                f"remind_every must be shorter than timeout ({format_duration(value)} is not "
+                f"shorter than {format_duration(timeout)})"
+            )
+        return value
+
+
+class PolicySettings(_Section):
+    """One policy: which requests it governs and what they need. See DESIGN.md.
+
+    Attributes:
+        name: unique among policies; recorded on each request.
+        match: which requests; leave it out (or ``{}``) to match all.
+        decision: ``ask`` people, or decide at once with ``approve`` or ``deny``.
+        quorum: how many distinct persons must approve.
+        require_reason: whether a deny must say why.
+        levels: escalation levels, in order; required when ``decision`` is ``ask``.
+        on_timeout: what silence means: ``deny``, ``expire`` or ``approve``.
+        min_timeout: the shortest timeout an agent may ask for.
+        max_timeout: the longest timeout an agent may ask for.
+    """
+
+    name: Name
+    match: Annotated[MatchSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=MatchSettings
+    )
+    decision: AutoDecision = AutoDecision.ASK
+    quorum: Annotated[WholeNumber, Field(ge=1)] = 1
+    require_reason: bool = False
+    levels: list[LevelSettings] = Field(default_factory=list, validate_default=True)
+    on_timeout: TimeoutOutcome = TimeoutOutcome.DENY
+    min_timeout: Duration | None = None
+    max_timeout: Duration | None = None
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_when_asking(
+        cls, value: list[LevelSettings], info: ValidationInfo
+    ) -> list[LevelSettings]:
+        if not value and info.data.get("decision") is AutoDecision.ASK:
+            raise ValueError("required when decision is ask: who should be asked?")
+        return value
+
+    @field_validator("max_timeout")
+    @classmethod
+    def _not_below_min(cls, value: timedelta | None, info: ValidationInfo) -> timedelta | None:
+        minimum = info.data.get("min_timeout")
+        if value is not None and isinstance(minimum, timedelta) and value < minimum:
+            raise ValueError(
+                f"max_timeout ({format_duration(value)}) is shorter than min_timeout "
+                f"({format_duration(minimum)})"
+            )
+        return value
+
+
+# --- the whole file ------------------------------------------------------------------
+
+
+def _only_version_one(value: object) -> object:
+    if type(value) is not int:
+        raise ValueError("only version 1 is supported: write version: 1")
+    if value != 1:
+        raise ValueError(f"only version 1 is supported, not {value}")
+    return value
+
+
+class SignoffSettings(_Section):
+    """The whole config file. See DESIGN.md, "Public interfaces".
+
+    Attributes:
+        version: the config format version; only 1 exists.
+        server: the HTTP server.
+        database: where state is stored.
+        people: person name -> identities.
+        groups: group name -> person names.
+        channels: channel name -> platform ids.
+        platforms: which platforms to use, and their settings.
+        agents: agent name -> what it may ask for.
+        policies: ordered rules; the first that matches wins, the last matches all.
+    """
+
+    version: Annotated[int, BeforeValidator(_only_version_one)]
+    server: Annotated[ServerSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=ServerSettings
+    )
+    database: Annotated[DatabaseSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=DatabaseSettings
+    )
+    people: Annotated[
+        dict[Name, Annotated[PersonSettings, BeforeValidator(_none_as_empty)]],
+        BeforeValidator(_none_as_empty),
+    ] = Field(default_factory=dict)
+    groups: Annotated[
+        dict[Name, Annotated[list[Name], Field(min_length=1)]], BeforeValidator(_none_as_empty)
+    ] = Field(default_factory=dict)
+    channels: Annotated[dict[Name, ChannelSettings], BeforeValidator(_none_as_empty)] = Field(
+        default_factory=dict
+    )
+    platforms: Annotated[PlatformsSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=PlatformsSettings
+    )
+    agents: Annotated[
+        dict[Name, Annotated[AgentSettings, BeforeValidator(_none_as_empty)]],
+        BeforeValidator(_none_as_empty),
+    ] = Field(default_factory=dict)
+    policies: Annotated[list[PolicySettings], Field(min_length=1)]
+
+    def expand_approvers(self, names: Iterable[str]) -> tuple[str, ...]:
+        """Person names for a list of person and group names.
+
+        Groups are replaced by their members; the result keeps first-seen order and has no
+        repeats. Names that are neither a person nor a group are left out (the config
+        checks report them).
+        """
+        persons: dict[str, None] = {}
+        for name in names:
+            if name in self.people:
+                persons.setdefault(name, None)
+            elif name in self.groups:
+                for member in self.groups[name]:
+                    if member in self.people:
+                        persons.setdefault(member, None)
+        return tuple(persons)

@@ -1,0 +1,154 @@
+"""Deadlines applied by the sweeper: reminders, escalations, timeouts, restarts, downtime."""
+
+from datetime import timedelta
+
+from approvals.machine import Status
+from approvals.model import CreateCommand, Verdict, VoteCommand
+from approvals.outbox import OutboxDispatcher
+from approvals.service import ApprovalService
+from approvals.store import SqlStore
+from tests.fakes import RecordingAdapter
+
+MIN = timedelta(minutes=1)
+
+
+async def create(service, action="db.migrate", params=None, **extra):
+    outcome = await service.create(
+        CreateCommand(
+            agent="deploy-bot",
+            action=action,
+            title="t",
+            params={"env": "prod"} if params is None else params,
+            **extra,
+        )
+    )
+    return outcome.request
+
+
+async def audit_kinds(store, request_id):
+    async with store.read() as reader:
+        return [e.kind for e in await reader.audit_entries(request_id=request_id)]
+
+
+async def test_reminders_then_escalation_then_timeout(service, store, clock):
+    request = await create(service)
+    clock.advance(5 * MIN)
+    assert await service.process_due() == 1
+    clock.advance(5 * MIN)
+    assert await service.process_due() == 1
+    clock.advance(4 * MIN)
+    assert await service.process_due() == 0  # the next reminder would coincide with escalation
+    clock.advance(1 * MIN)
+    assert await service.process_due() == 1
+    escalated = await service.get(request.id)
+    assert escalated.level == 1
+    assert escalated.status is Status.PENDING
+    clock.advance(60 * MIN)
+    assert await service.process_due() == 1
+    final = await service.get(request.id)
+    assert final.status is Status.DENIED
+    assert final.decision.by == "timeout"
+    assert await audit_kinds(store, request.id) == [
+        "created",
+        "reminded",
+        "reminded",
+        "escalated",
+        "decided",
+    ]
+
+
+async def test_nothing_happens_before_its_time(service, clock):
+    request = await create(service)
+    clock.advance(5 * MIN - timedelta(milliseconds=1))
+    assert await service.process_due() == 0
+    assert (await service.get(request.id)).version == request.version
+
+
+async def test_escalation_lets_the_next_level_vote_and_dms_them(service, store, clock):
+    request = await create(service)
+    carol = VoteCommand(request.id, "discord", "200003", Verdict.APPROVE)
+    assert (await service.vote(carol)).code.value == "not_an_approver"
+    clock.advance(15 * MIN)
+    await service.process_due()
+    assert (await service.vote(carol)).request.approvals() == {"carol"}
+    discord = RecordingAdapter("discord")
+    slack = RecordingAdapter("slack")
+    telegram = RecordingAdapter("telegram")
+    await OutboxDispatcher(
+        store, {"discord": discord, "slack": slack, "telegram": telegram}, clock
+    ).drain()
+    assert ("send", "discord:user:200003") in discord.kinds()
+    # The first level's cards were told where the request went.
+    notes = [c.card.note for c in slack.calls if c.kind == "edit"]
+    assert any(note and "Escalated to level 2: carol" in note for note in notes)
+
+
+async def test_on_timeout_expire_and_approve(service, clock):
+    expiring = await create(service, action="cache.flush", params={})
+    lenient = await create(service, action="docs.publish", params={})
+    clock.advance(10 * MIN)
+    assert await service.process_due() == 2
+    assert (await service.get(expiring.id)).status is Status.EXPIRED
+    approved = await service.get(lenient.id)
+    assert approved.status is Status.APPROVED
+    assert approved.decision.by == "timeout"
+
+
+async def test_restart_keeps_pending_deadlines(store, rules, clock):
+    first = ApprovalService(store, rules, clock)
+    request = await create(first)
+    other = await create(first, action="deploy.web", params={})
+    await store.close()  # the process goes away
+
+    reopened = SqlStore(store.url)
+    try:
+        second = ApprovalService(reopened, rules, clock)
+        assert await reopened.next_due_at() == request.next_due_at
+        clock.advance(30 * MIN)
+        assert await second.process_due() == 2
+        assert (await second.get(other.id)).status is Status.DENIED
+        assert (await second.get(request.id)).level == 1
+    finally:
+        await reopened.close()
+
+
+async def test_downtime_past_every_step_gives_exactly_one_action(service, store, clock):
+    request = await create(service)
+    clock.advance(timedelta(hours=5))  # reminders, escalation and deadline all missed
+    assert await service.process_due() == 1
+    assert await service.process_due() == 0
+    assert await audit_kinds(store, request.id) == ["created", "decided"]
+    assert (await service.get(request.id)).status is Status.DENIED
+
+
+async def test_downtime_past_a_level_escalates_once(service, store, clock):
+    request = await create(service)
+    clock.advance(20 * MIN)
+    assert await service.process_due() == 1
+    assert await service.process_due() == 0
+    assert await audit_kinds(store, request.id) == ["created", "escalated"]
+
+
+async def test_late_click_on_expired_request_says_expired(service, clock):
+    request = await create(service, action="cache.flush", params={})
+    clock.advance(11 * MIN)
+    await service.process_due()
+    late = await service.vote(VoteCommand(request.id, "slack", "U0ALICE", Verdict.APPROVE))
+    assert late.message.startswith("already expired by timeout")
+
+
+async def test_sweeper_batches(service, clock):
+    for _ in range(7):
+        await create(service, action="deploy.web", params={})
+    clock.advance(31 * MIN)
+    assert await service.process_due(limit=3) == 3
+    assert await service.process_due(limit=3) == 3
+    assert await service.process_due(limit=3) == 1
+    assert await service.store.next_due_at() is None
+
+
+async def test_decided_requests_leave_the_sweep(service, clock):
+    request = await create(service, action="deploy.web", params={})
+    await service.vote(VoteCommand(request.id, "slack", "U0ALICE", Verdict.APPROVE))
+    clock.advance(timedelta(days=1))
+    assert await service.process_due() == 0
