@@ -102,6 +102,8 @@ class OutboxDispatcher:
     async def run_forever(self, stop: asyncio.Event, *, idle: float = 0.5) -> None:
         """Deliver until ``stop`` is set, sleeping up to ``idle`` seconds when idle."""
         while not stop.is_set():
+            # Cleared before the round, so a wake() during it is not lost.
+            self._wake.clear()
             try:
                 handled = await self.run_once()
             except Exception:
@@ -109,7 +111,6 @@ class OutboxDispatcher:
                 handled = 0
             if handled:
                 continue
-            self._wake.clear()
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
             _done, pending = await asyncio.wait(
                 waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED
@@ -192,7 +193,7 @@ class OutboxDispatcher:
         now = self._clock.now()
         attempts = item.attempts + 1
         if permanent or now - item.created_at >= self._retry.max_age:
-            await self._dead(item, error)
+            await self._dead(item, error, pause_for=retry_after)
             return
         delay = self._retry.delay(attempts, self._rng)
         if retry_after is not None:
@@ -211,7 +212,9 @@ class OutboxDispatcher:
                 # The platform said "not before": nothing else goes to this destination either.
                 await tx.pause_destination(item.destination, now + retry_after)
 
-    async def _dead(self, item: OutboxItem, error: str) -> None:
+    async def _dead(
+        self, item: OutboxItem, error: str, *, pause_for: timedelta | None = None
+    ) -> None:
         now: datetime = self._clock.now()
         log.error(
             "outbox row %s (%s to %s for request %s) dead-lettered: %s",
@@ -230,3 +233,6 @@ class OutboxDispatcher:
                 request_id=item.request_id,
                 data={"destination": item.destination, "kind": item.kind, "error": error},
             )
+            if pause_for is not None:
+                # Giving up on this row does not lift the platform's "not before".
+                await tx.pause_destination(item.destination, now + pause_for)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +280,7 @@ class _Reads:
         rows = await self.conn.execute(
             select(OUTBOX.c.state, func.count()).group_by(OUTBOX.c.state)
         )
-        return {str(state): int(count) for state, count in rows.tuples()}
+        return {str(state): int(count) for state, count in rows}
 
 
 def _parse_aggregate_time(value: Any) -> datetime:
@@ -351,6 +351,7 @@ class StoreTransaction(_Reads):
             )
         ).one()
         seq = int(head.seq) + 1
+        at = at.astimezone(UTC)  # hashed as stored: the column holds UTC
         data_text = canonical_json(data or {}).decode("utf-8")
         digest = entry_hash(
             seq=seq,
@@ -593,8 +594,12 @@ class SqlStore:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_Reads]:
         """A read-only transaction (a consistent snapshot on PostgreSQL and SQLite WAL)."""
-        async with self.engine.connect() as conn, conn.begin():
-            yield _Reads(conn)
+        async with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                # One snapshot for the whole read (READ COMMITTED would see later commits).
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield _Reads(conn)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -616,13 +621,23 @@ class SqlStore:
             head_seq, head_hash = await tx.audit_head()
             while True:
                 entries = await tx.audit_entries(after_seq=last_seq, limit=batch)
+                beyond = [entry for entry in entries if entry.seq > head_seq]
+                entries = [entry for entry in entries if entry.seq <= head_seq]
+                if entries:
+                    count, broken = verify_chain(
+                        entries, start_seq=last_seq + 1, prev_hash=last_hash
+                    )
+                    checked += count
+                    if broken is not None:
+                        return AuditVerification(checked, broken)
+                    last_seq, last_hash = entries[-1].seq, entries[-1].hash
+                if beyond:
+                    return AuditVerification(
+                        checked,
+                        ChainBreak(head_seq + 1, "entries exist beyond the recorded head"),
+                    )
                 if not entries:
                     break
-                count, broken = verify_chain(entries, start_seq=last_seq + 1, prev_hash=last_hash)
-                checked += count
-                if broken is not None:
-                    return AuditVerification(checked, broken)
-                last_seq, last_hash = entries[-1].seq, entries[-1].hash
         if (last_seq, last_hash) != (head_seq, head_hash):
             where = last_seq + 1 if last_seq < head_seq else last_seq
             return AuditVerification(

@@ -1,0 +1,1 @@
+"""The signoff application: composition root, runtime, scheduler wiring and the CLI."""

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from approvals.policy import AutoDecision, PredicateOp, TimeoutOutcome
+from approvals.store import async_database_url
 from config.durations import format_duration, parse_duration
 from config.environment import EnvText
 
@@ -308,10 +309,7 @@ class DatabaseSettings(_Section):
     @property
     def async_url(self) -> str:
         """The URL with the async driver signoff uses (aiosqlite or asyncpg)."""
-        rest = self.url.partition("://")[2]
-        if self.dialect == "sqlite":
-            return f"sqlite+aiosqlite://{rest}"
-        return f"postgresql+asyncpg://{rest}"
+        return async_database_url(self.url)
 
 
 # --- people, groups, channels --------------------------------------------------------

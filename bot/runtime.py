@@ -1,0 +1,110 @@
+"""Start and stop order for a running signoff process, and its signal handling.
+
+Start: migrate the database, record the loaded config in the audit log, start adapters,
+then the deadline scheduler and the outbox dispatcher. Stop (SIGINT/SIGTERM) runs the other
+way round: stop taking work, let in-flight transactions finish, close adapters and the
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+from collections.abc import Mapping
+
+from approvals.audit import AuditKind
+from approvals.canonical import canonical_json
+from approvals.model import ApprovalRequest
+from approvals.outbox import OutboxDispatcher
+from approvals.ports import Adapter
+from approvals.service import ApprovalService
+from approvals.store import SqlStore
+from bot.scheduler import DeadlineScheduler
+from config import LoadedConfig
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """The running parts of one signoff process."""
+
+    def __init__(
+        self,
+        *,
+        config: LoadedConfig,
+        store: SqlStore,
+        service: ApprovalService,
+        dispatcher: OutboxDispatcher,
+        scheduler: DeadlineScheduler,
+        adapters: Mapping[str, Adapter],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.service = service
+        self.dispatcher = dispatcher
+        self.scheduler = scheduler
+        self.adapters = dict(adapters)
+        self._stop = asyncio.Event()
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._started_adapters: list[Adapter] = []
+
+    def config_fingerprint(self) -> str:
+        """SHA-256 of the effective settings (secrets masked), recorded on every load."""
+        settings = self.config.settings.model_dump(mode="json")
+        return hashlib.sha256(canonical_json(settings)).hexdigest()
+
+    async def start(self) -> None:
+        await self.store.migrate()
+        async with self.store.write() as tx:
+            await tx.append_audit(
+                AuditKind.CONFIG_LOADED,
+                at=self.service.clock.now(),
+                actor="signoff",
+                data={"source": self.config.source, "sha256": self.config_fingerprint()},
+            )
+        for adapter in self.adapters.values():
+            await adapter.start(self.service)
+            self._started_adapters.append(adapter)
+        self.service.subscribe(self._wake_dispatcher)
+        self.scheduler.start()
+        self._dispatch_task = asyncio.create_task(
+            self.dispatcher.run_forever(self._stop), name="outbox-dispatcher"
+        )
+
+    def _wake_dispatcher(self, _request: ApprovalRequest) -> None:
+        self.dispatcher.wake()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self.service.unsubscribe(self._wake_dispatcher)
+        await self.scheduler.stop()
+        if self._dispatch_task is not None:
+            await self._dispatch_task
+        for adapter in reversed(self._started_adapters):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter %s did not stop cleanly", adapter.platform)
+        self._started_adapters.clear()
+        await self.store.close()
+
+    async def run_until_signalled(self) -> None:
+        """Start, serve until SIGINT or SIGTERM, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, self.request_stop)
+        await self.start()
+        try:
+            await self.wait_stopped()
+        finally:
+            await self.stop()

@@ -1,0 +1,109 @@
+"""Drives the deadline sweeper with APScheduler: a steady interval plus an exact wake-up.
+
+The database is the source of truth for deadlines; the scheduler holds nothing a restart
+would lose. An interval job sweeps every ``interval`` seconds (so a lost job costs at most
+one interval), and a one-off job wakes the sweeper exactly at the nearest known deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from approvals.model import ApprovalRequest
+from approvals.service import ApprovalService
+
+log = logging.getLogger(__name__)
+
+SWEEP_JOB = "sweep"
+WAKEUP_JOB = "wakeup"
+
+
+class DeadlineScheduler:
+    """Runs ``service.process_due`` on an interval and at the nearest deadline."""
+
+    def __init__(
+        self, service: ApprovalService, *, interval: float = 1.0, batch: int = 200
+    ) -> None:
+        self._service = service
+        self._interval = interval
+        self._batch = batch
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._lock = asyncio.Lock()
+        self._wakeup_at: datetime | None = None
+        self.sweeps = 0
+
+    @property
+    def wakeup_at(self) -> datetime | None:
+        """When the exact wake-up job is set to run, if one is planned."""
+        return self._wakeup_at
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self.sweep,
+            "interval",
+            seconds=self._interval,
+            id=SWEEP_JOB,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._scheduler.start()
+        self._service.subscribe(self._on_change)
+
+    async def stop(self) -> None:
+        self._service.unsubscribe(self._on_change)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        async with self._lock:  # let an in-flight sweep finish its transaction
+            pass
+
+    async def sweep(self) -> int:
+        """Handle everything due now, then plan the wake-up for what is due next."""
+        handled = 0
+        async with self._lock:
+            self._wakeup_at = None
+            try:
+                while True:
+                    count = await self._service.process_due(self._batch)
+                    handled += count
+                    if count < self._batch:
+                        break
+                next_due = await self._service.store.next_due_at()
+            except Exception:
+                log.exception("deadline sweep failed; the next interval tries again")
+                return handled
+            finally:
+                self.sweeps += 1
+        if next_due is not None:
+            self._plan_wakeup(next_due)
+        return handled
+
+    def _on_change(self, request: ApprovalRequest) -> None:
+        if request.next_due_at is not None:
+            self._plan_wakeup(request.next_due_at)
+
+    def _plan_wakeup(self, moment: datetime) -> None:
+        if self._wakeup_at is not None and self._wakeup_at <= moment:
+            return
+        if not self._scheduler.running:
+            return
+        self._wakeup_at = moment
+        self._scheduler.add_job(
+            self.sweep,
+            "date",
+            run_date=moment,
+            id=WAKEUP_JOB,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def drop_wakeup(self) -> None:
+        """Forget the exact wake-up (what a lost job looks like; the interval still sweeps)."""
+        if self._scheduler.get_job(WAKEUP_JOB) is not None:
+            self._scheduler.remove_job(WAKEUP_JOB)
+        self._wakeup_at = None

@@ -1,0 +1,24 @@
+"""Waiting on a condition with a deadline: how tests synchronize, instead of fixed sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[T]], *, within: float = 10.0, poll: float = 0.02
+) -> T:
+    """Poll an async predicate until it returns something truthy; fail after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(poll)
