@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from approvals.canonical import canonical_json
 from approvals.machine import Status
 from approvals.policy import Policy
 
@@ -136,7 +138,9 @@ class CreateCommand:
 
     Attributes:
         timeout: what the agent asks for; clamped to the policy's min/max bounds.
-        request_id: a caller-chosen id (tests, idempotent retries); a random one otherwise.
+        request_id: a caller-chosen id (tests); a random one otherwise.
+        idempotency_key: the agent's ``Idempotency-Key``: a retry with the same key and the
+            same command returns the first request instead of making another.
     """
 
     agent: str
@@ -148,6 +152,20 @@ class CreateCommand:
     timeout: timedelta | None = None
     callback_url: str | None = None
     request_id: str | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the agent asked for: a replayed key must ask for the same."""
+        body = {
+            "action": self.action,
+            "title": self.title,
+            "details": self.details,
+            "params": self.params,
+            "requested_by": self.requested_by,
+            "timeout": None if self.timeout is None else self.timeout.total_seconds(),
+            "callback_url": self.callback_url,
+        }
+        return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class RefusalCode(StrEnum):
     ALREADY_VOTED = "already_voted"  # one vote per person, whatever the platform
     REASON_REQUIRED = "reason_required"  # the policy wants a reason to deny
     NOT_OWNER = "not_owner"  # only the requesting agent may cancel
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # a reused Idempotency-Key, another body
     INVALID = "invalid"  # the command itself is malformed
 
 
@@ -36,9 +37,14 @@ class Applied:
 
 @dataclass(frozen=True)
 class Created:
-    """A new request was stored (and, under an auto-deciding policy, already decided)."""
+    """A new request was stored (and, under an auto-deciding policy, already decided).
+
+    ``replayed`` is true when an ``Idempotency-Key`` matched an earlier identical create:
+    ``request`` is then that earlier request, as it stands now.
+    """
 
     request: ApprovalRequest
+    replayed: bool = False
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,10 @@ class ApprovalService:
         problem = _invalid_create(command)
         if problem is not None:
             return NotAllowed(RefusalCode.INVALID, problem)
+        if command.idempotency_key is not None:
+            replay = await self._replay(command)
+            if replay is not None:
+                return replay
         try:
             digest = payload_sha256(command.action, command.params)
         except CanonicalJsonError as exc:
@@ -212,6 +216,14 @@ class ApprovalService:
             )
         try:
             async with self._store.write() as tx:
+                if command.idempotency_key is not None:
+                    await tx.claim_idempotency_key(
+                        command.agent,
+                        command.idempotency_key,
+                        command.fingerprint(),
+                        request.id,
+                        now,
+                    )
                 await tx.insert_request(request)
                 await tx.append_audit(
                     AuditKind.CREATED,
@@ -245,9 +257,30 @@ class ApprovalService:
                     await self._audit_final(tx, decided, now)
                     request = decided
         except IntegrityError:
+            if command.idempotency_key is not None:
+                # A concurrent call with the same key won the race: answer as its replay.
+                replay = await self._replay(command)
+                if replay is not None:
+                    return replay
             return NotAllowed(RefusalCode.INVALID, f"a request with id {request.id!r} exists")
         self._announce(request)
         return Created(request)
+
+    async def _replay(self, command: CreateCommand) -> Created | NotAllowed | None:
+        assert command.idempotency_key is not None
+        async with self._store.read() as reader:
+            found = await reader.idempotency_key(command.agent, command.idempotency_key)
+            if found is None:
+                return None
+            request_id, fingerprint = found
+            if fingerprint != command.fingerprint():
+                return NotAllowed(
+                    RefusalCode.IDEMPOTENCY_CONFLICT,
+                    "this Idempotency-Key was already used with a different request body",
+                )
+            request = await reader.get_request(request_id)
+        assert request is not None, "an idempotency key always names a stored request"
+        return Created(request, replayed=True)
 
     # -- vote -------------------------------------------------------------------------------
 

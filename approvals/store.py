@@ -29,13 +29,17 @@ from approvals.machine import Status
 from approvals.model import ApprovalRequest, CastVote, Decision, Verdict
 from approvals.policy import Policy
 from approvals.tables import (
+    AGENT_KEYS,
     AUDIT,
     AUDIT_HEAD,
     DELIVERIES,
     DESTINATIONS,
+    IDEMPOTENCY,
+    LOGIN_TOKENS,
     OUTBOX,
     REQUESTS,
     VOTES,
+    WEB_SESSIONS,
     UTCDateTime,
     metadata,
 )
@@ -262,6 +266,15 @@ class _Reads:
         )
         return [DeliveryRecord(r.request_id, r.destination, r.level, r.ref) for r in rows]
 
+    async def idempotency_key(self, agent: str, key: str) -> tuple[str, str] | None:
+        """(request id, command fingerprint) recorded for an agent's key, if any."""
+        row = (
+            await self.conn.execute(
+                select(IDEMPOTENCY).where(IDEMPOTENCY.c.agent == agent, IDEMPOTENCY.c.key == key)
+            )
+        ).first()
+        return None if row is None else (str(row.request_id), str(row.body_sha256))
+
     async def audit_entries(
         self, *, after_seq: int = 0, limit: int | None = None, request_id: str | None = None
     ) -> list[AuditEntry]:
@@ -368,6 +381,16 @@ class StoreTransaction(_Reads):
             update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=seq, hash=digest)
         )
         return entry
+
+    async def claim_idempotency_key(
+        self, agent: str, key: str, fingerprint: str, request_id: str, at: datetime
+    ) -> None:
+        """Reserve an ``Idempotency-Key``; raises ``IntegrityError`` when it is taken."""
+        await self.conn.execute(
+            insert(IDEMPOTENCY).values(
+                agent=agent, key=key, body_sha256=fingerprint, request_id=request_id, created_at=at
+            )
+        )
 
     async def enqueue(
         self,
@@ -648,7 +671,18 @@ class SqlStore:
     async def delete_all_data(self) -> None:
         """Empty every table and reset the audit chain (tests only)."""
         async with self.write() as tx:
-            for table in (VOTES, REQUESTS, AUDIT, OUTBOX, DELIVERIES, DESTINATIONS):
+            for table in (
+                VOTES,
+                REQUESTS,
+                AUDIT,
+                OUTBOX,
+                DELIVERIES,
+                DESTINATIONS,
+                IDEMPOTENCY,
+                AGENT_KEYS,
+                LOGIN_TOKENS,
+                WEB_SESSIONS,
+            ):
                 await tx.conn.execute(delete(table))
             await tx.conn.execute(
                 update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=0, hash=GENESIS_HASH)

@@ -174,3 +174,57 @@ AUDIT_HEAD = table_of(AuditHeadRow)
 OUTBOX = table_of(OutboxRow)
 DELIVERIES = table_of(DeliveryRow)
 DESTINATIONS = table_of(DestinationRow)
+
+
+class AgentKeyRow(SQLModel, table=True):
+    """An agent's API key. Only the SHA-256 of the secret part is stored."""
+
+    __tablename__ = "agent_keys"
+
+    key_id: str = Field(sa_column=Column(String(32), primary_key=True))
+    agent: str = Field(sa_column=Column(String(200), nullable=False, index=True))
+    secret_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = _when()
+    revoked_at: datetime | None = _when(nullable=True)
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """A create call's ``Idempotency-Key``: a replay returns the same request."""
+
+    __tablename__ = "idempotency_keys"
+
+    agent: str = Field(sa_column=Column(String(200), primary_key=True))
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    body_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    request_id: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = _when()
+
+
+class LoginTokenRow(SQLModel, table=True):
+    """A single-use web inbox sign-in link. Only the token's SHA-256 is stored."""
+
+    __tablename__ = "login_tokens"
+
+    token_sha256: str = Field(sa_column=Column(String(64), primary_key=True))
+    person: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: datetime = _when()
+    expires_at: datetime = _when()
+    used_at: datetime | None = _when(nullable=True)
+
+
+class WebSessionRow(SQLModel, table=True):
+    """A signed-in web inbox session; the cookie holds the token, the row its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    session_sha256: str = Field(sa_column=Column(String(64), primary_key=True))
+    person: str = Field(sa_column=Column(String(200), nullable=False))
+    csrf_token: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = _when()
+    expires_at: datetime = _when()
+
+
+AGENT_KEYS = table_of(AgentKeyRow)
+IDEMPOTENCY = table_of(IdempotencyRow)
+LOGIN_TOKENS = table_of(LoginTokenRow)
+WEB_SESSIONS = table_of(WebSessionRow)

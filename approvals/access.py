@@ -1,0 +1,185 @@
+"""Credentials: agent API keys, and web inbox sign-in links and sessions.
+
+Secrets are never stored: only their SHA-256 (they are long random tokens, so a plain
+hash is enough) and lookups compare digests in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+
+from approvals.clock import Clock
+from approvals.store import SqlStore
+from approvals.tables import AGENT_KEYS, LOGIN_TOKENS, WEB_SESSIONS
+
+KEY_PREFIX = "so"
+LOGIN_LINK_TTL = timedelta(minutes=15)
+SESSION_TTL = timedelta(hours=12)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AgentKey:
+    """An API key's public part, for listing."""
+
+    key_id: str
+    agent: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A signed-in web inbox user."""
+
+    person: str
+    csrf_token: str
+    expires_at: datetime
+
+
+class AccessStore:
+    """Issues and checks credentials, on the same database as the requests."""
+
+    def __init__(self, store: SqlStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    # -- agent API keys ---------------------------------------------------------------------
+
+    async def create_agent_key(self, agent: str) -> str:
+        """Make a key for ``agent``; the returned text is shown once and never stored."""
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        async with self._store.write() as tx:
+            await tx.conn.execute(
+                insert(AGENT_KEYS).values(
+                    key_id=key_id,
+                    agent=agent,
+                    secret_sha256=sha256_hex(secret),
+                    created_at=self._clock.now(),
+                    revoked_at=None,
+                )
+            )
+        return f"{KEY_PREFIX}_{key_id}_{secret}"
+
+    async def agent_for_key(self, key: str) -> str | None:
+        """The agent a presented key belongs to, or ``None`` (unknown, malformed, revoked)."""
+        prefix, _, rest = key.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != KEY_PREFIX or not key_id or not secret or len(key) > 200:
+            return None
+        async with self._store.read() as reader:
+            row = (
+                await reader.conn.execute(select(AGENT_KEYS).where(AGENT_KEYS.c.key_id == key_id))
+            ).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(row.secret_sha256, sha256_hex(secret)):
+            return None
+        return str(row.agent)
+
+    async def list_agent_keys(self, agent: str | None = None) -> list[AgentKey]:
+        query = select(AGENT_KEYS).order_by(AGENT_KEYS.c.agent, AGENT_KEYS.c.created_at)
+        if agent is not None:
+            query = query.where(AGENT_KEYS.c.agent == agent)
+        async with self._store.read() as reader:
+            rows = (await reader.conn.execute(query)).all()
+        return [AgentKey(r.key_id, r.agent, r.created_at, r.revoked_at) for r in rows]
+
+    async def revoke_agent_keys(self, agent: str) -> int:
+        """Revoke every live key of ``agent``; returns how many."""
+        async with self._store.write() as tx:
+            result = await tx.conn.execute(
+                update(AGENT_KEYS)
+                .where(AGENT_KEYS.c.agent == agent, AGENT_KEYS.c.revoked_at.is_(None))
+                .values(revoked_at=self._clock.now())
+            )
+        return int(result.rowcount)
+
+    # -- web sign-in ------------------------------------------------------------------------
+
+    async def create_login_token(self, person: str, ttl: timedelta = LOGIN_LINK_TTL) -> str:
+        """A single-use sign-in token for ``person``, valid for ``ttl``."""
+        token = secrets.token_urlsafe(32)
+        now = self._clock.now()
+        async with self._store.write() as tx:
+            await tx.conn.execute(
+                insert(LOGIN_TOKENS).values(
+                    token_sha256=sha256_hex(token),
+                    person=person,
+                    created_at=now,
+                    expires_at=now + ttl,
+                    used_at=None,
+                )
+            )
+        return token
+
+    async def redeem_login_token(self, token: str) -> str | None:
+        """Use a sign-in token once. Returns the person, or ``None`` if unknown/used/expired."""
+        if not token or len(token) > 200:
+            return None
+        now = self._clock.now()
+        digest = sha256_hex(token)
+        async with self._store.write() as tx:
+            result = await tx.conn.execute(
+                update(LOGIN_TOKENS)
+                .where(
+                    LOGIN_TOKENS.c.token_sha256 == digest,
+                    LOGIN_TOKENS.c.used_at.is_(None),
+                    LOGIN_TOKENS.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+            if result.rowcount != 1:
+                return None
+            person = (
+                await tx.conn.execute(
+                    select(LOGIN_TOKENS.c.person).where(LOGIN_TOKENS.c.token_sha256 == digest)
+                )
+            ).scalar_one()
+        return str(person)
+
+    async def create_session(self, person: str, ttl: timedelta = SESSION_TTL) -> str:
+        """Open a web session; returns the cookie value."""
+        token = secrets.token_urlsafe(32)
+        now = self._clock.now()
+        async with self._store.write() as tx:
+            await tx.conn.execute(
+                insert(WEB_SESSIONS).values(
+                    session_sha256=sha256_hex(token),
+                    person=person,
+                    csrf_token=secrets.token_urlsafe(24),
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
+        return token
+
+    async def session(self, token: str) -> WebSession | None:
+        """The live session behind a cookie value, or ``None``."""
+        if not token or len(token) > 200:
+            return None
+        async with self._store.read() as reader:
+            row = (
+                await reader.conn.execute(
+                    select(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == sha256_hex(token))
+                )
+            ).first()
+        if row is None or row.expires_at <= self._clock.now():
+            return None
+        return WebSession(person=row.person, csrf_token=row.csrf_token, expires_at=row.expires_at)
+
+    async def end_session(self, token: str) -> None:
+        async with self._store.write() as tx:
+            await tx.conn.execute(
+                delete(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == sha256_hex(token))
+            )
