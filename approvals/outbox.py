@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,6 +66,7 @@ class OutboxDispatcher:
         lease: timedelta = timedelta(seconds=60),
         batch: int = 50,
         rng: random.Random | None = None,
+        on_result: Callable[[str, str], None] | None = None,
     ) -> None:
         self._store = store
         self._adapters = dict(adapters)
@@ -75,6 +76,11 @@ class OutboxDispatcher:
         self._batch = batch
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._wake = asyncio.Event()
+        self._on_result = on_result
+
+    def _report(self, destination: str, result: str) -> None:
+        if self._on_result is not None:
+            self._on_result(Destination.from_key(destination).platform, result)
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next idle tick (new rows were written)."""
@@ -177,6 +183,7 @@ class OutboxDispatcher:
                 )
             await tx.finish_outbox(item.id, state=SENT, at=now)
             await tx.pause_destination(item.destination, now + adapter.min_send_interval)
+        self._report(item.destination, SENT)
 
     async def _finish(self, item: OutboxItem, *, error: str | None = None) -> None:
         async with self._store.write() as tx:
@@ -211,6 +218,7 @@ class OutboxDispatcher:
             if retry_after is not None:
                 # The platform said "not before": nothing else goes to this destination either.
                 await tx.pause_destination(item.destination, now + retry_after)
+        self._report(item.destination, "retry")
 
     async def _dead(
         self, item: OutboxItem, error: str, *, pause_for: timedelta | None = None
@@ -236,3 +244,4 @@ class OutboxDispatcher:
             if pause_for is not None:
                 # Giving up on this row does not lift the platform's "not before".
                 await tx.pause_destination(item.destination, now + pause_for)
+        self._report(item.destination, DEAD)

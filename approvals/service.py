@@ -125,6 +125,8 @@ def judge_vote(request: ApprovalRequest, command: VoteCommand, rules: Rules) -> 
         return NotAllowed(
             RefusalCode.INVALID, f"the reason is longer than {MAX_REASON_LENGTH} characters"
         )
+    if command.reason is not None and "\x00" in command.reason:
+        return NotAllowed(RefusalCode.INVALID, "the reason must not contain NUL characters")
     needs_reason = command.verdict is Verdict.DENY and request.policy.require_reason
     if needs_reason and not (command.reason and command.reason.strip()):
         return NotAllowed(RefusalCode.REASON_REQUIRED, "this policy needs a reason to deny")
@@ -162,6 +164,10 @@ class ApprovalService:
 
     def unsubscribe(self, listener: ChangeListener) -> None:
         self._listeners.remove(listener)
+
+    @property
+    def listeners(self) -> tuple[ChangeListener, ...]:
+        return tuple(self._listeners)
 
     def _announce(self, request: ApprovalRequest) -> None:
         for listener in list(self._listeners):
@@ -568,4 +574,7 @@ def _invalid_create(command: CreateCommand) -> str | None:
         return "params must be a JSON object"
     if command.timeout is not None and command.timeout.total_seconds() <= 0:
         return "timeout must be positive"
+    texts = (command.action, command.title, command.details, command.requested_by or "")
+    if any("\x00" in text for text in texts):
+        return "text must not contain NUL characters (U+0000)"
     return None

@@ -60,7 +60,9 @@ class RequestRow(SQLModel, table=True):
     action: str = Field(sa_column=Column(String(200), nullable=False))
     title: str = Field(sa_column=Column(Text, nullable=False))
     details: str = Field(sa_column=Column(Text, nullable=False))
-    params: dict[str, Any] = _json()
+    # Plain JSON, not JSONB: agent params may hold any JSON string, U+0000 included, which
+    # PostgreSQL's jsonb refuses.
+    params: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     payload_sha256: str = Field(sa_column=Column(String(64), nullable=False))
     requested_by: str | None = Field(default=None, sa_column=Column(String(200)))
     policy_name: str = Field(sa_column=Column(String(200), nullable=False))

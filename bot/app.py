@@ -9,14 +9,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from approvals.access import AccessStore
 from approvals.clock import Clock, SystemClock
 from approvals.outbox import OutboxDispatcher
 from approvals.ports import Adapter
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
+from bot.api import AgentApi
+from bot.limits import RateLimit, RateLimiter
+from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.scheduler import DeadlineScheduler
+from bot.waiters import RequestWaiters
 from config import LoadedConfig
+
+PER_AGENT_LIMIT = RateLimit(rate=10, burst=50)
+"""Agent API calls per agent: 10 a second on average, bursts of 50."""
+OVERALL_LIMIT = RateLimit(rate=200, burst=400)
+"""Agent API calls for the whole process."""
 
 
 @dataclass(frozen=True)
@@ -26,12 +36,16 @@ class AppOptions:
     Attributes:
         sweep_interval: seconds between deadline sweeps (the upper bound on lateness when
             the exact wake-up is lost).
-        adapters: adapters to use instead of building them from config.
+        adapters: chat adapters to use instead of building them from config.
+        web_inbox: serve the web inbox (when the config enables it).
     """
 
     sweep_interval: float = 1.0
     adapters: Mapping[str, Adapter] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    per_agent_limit: RateLimit = PER_AGENT_LIMIT
+    overall_limit: RateLimit = OVERALL_LIMIT
+    web_inbox: bool = True
 
 
 def rules_from(config: LoadedConfig) -> Rules:
@@ -41,11 +55,28 @@ def rules_from(config: LoadedConfig) -> Rules:
 def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Runtime:
     """Everything signoff runs, wired together from ``config``."""
     options = options or AppOptions()
-    store = SqlStore(config.settings.database.url)
+    settings = config.settings
+    store = SqlStore(settings.database.url)
     service = ApprovalService(store, rules_from(config), options.clock)
-    adapters = dict(options.adapters or {})
-    dispatcher = OutboxDispatcher(store, adapters, options.clock)
+    access = AccessStore(store, options.clock)
+    metrics = Metrics()
+    waiters = RequestWaiters(service)
+    adapters: dict[str, Adapter] = dict(options.adapters or {})
+    web_inbox = None
+    if options.web_inbox and settings.platforms.web.enabled:
+        from adapters.web import WebInbox
+
+        web_inbox = WebInbox(service, access, public_url=str(settings.server.public_url))
+        adapters.setdefault("web", web_inbox)
+    dispatcher = OutboxDispatcher(store, adapters, options.clock, on_result=metrics.on_delivery)
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)
+    agent_api = AgentApi(
+        service=service,
+        access=access,
+        waiters=waiters,
+        limiter=RateLimiter(options.per_agent_limit, options.overall_limit),
+        settings=settings,
+    )
     return Runtime(
         config=config,
         store=store,
@@ -53,4 +84,9 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         dispatcher=dispatcher,
         scheduler=scheduler,
         adapters=adapters,
+        access=access,
+        waiters=waiters,
+        metrics=metrics,
+        agent_api=agent_api,
+        web_inbox=web_inbox,
     )

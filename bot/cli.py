@@ -1,8 +1,13 @@
-"""The ``signoff`` command line: serve, config check, db upgrade, audit verify and export.
+"""The ``signoff`` command line: serving, maintenance, credentials, and asking for approval.
 
-Exit codes: 0 success, 1 a check found a problem (a broken audit chain), 2 usage or config
-error. Every command that reads config takes ``--config F`` (default: ``$SIGNOFF_CONFIG``,
-else the built-in default).
+Admin commands: serve, config check, db upgrade, audit verify|export, agents add|list|revoke,
+login-link. Client commands (``request``, ``run``, in ``bot.cli_client``) talk to a running
+server over the agent API.
+
+Exit codes: 0 success (or approved), 1 a check found a problem (a broken audit chain) or the
+request was denied, 3 expired, 4 cancelled, 2 usage or config error. Every command that reads
+config takes ``--config F`` (default: ``$SIGNOFF_CONFIG``, else the built-in default); the
+client commands read ``SIGNOFF_URL`` and ``SIGNOFF_API_KEY`` instead.
 """
 
 from __future__ import annotations
@@ -13,12 +18,29 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any, TextIO
 
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
+
+from approvals.access import LOGIN_LINK_TTL, AccessStore, AgentKey
+from approvals.clock import SystemClock
 from approvals.store import SqlStore
-from bot.app import build_runtime
-from config import ConfigError, LoadedConfig, default_config, load_config
+from bot import cli_client
+from config import (
+    ConfigError,
+    LoadedConfig,
+    default_config,
+    format_duration,
+    load_config,
+    parse_duration,
+)
+from config.loader import DEFAULT_SOURCE
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -105,17 +127,158 @@ async def _audit_export(config: LoadedConfig, out: TextIO, batch: int = 5000) ->
     return EXIT_OK
 
 
-async def _serve(config: LoadedConfig) -> int:
+# -- agent keys and sign-in links -------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _access(config: LoadedConfig) -> AsyncIterator[AccessStore]:
+    """The credential store on the configured database, migrated first."""
+    store = SqlStore(config.settings.database.url)
+    try:
+        await store.migrate()
+        yield AccessStore(store, SystemClock())
+    finally:
+        await store.close()
+
+
+def _not_configured(config: LoadedConfig, kind: str, name: str, section: str, example: str) -> str:
+    configured = getattr(config.settings, section)
+    known = ", ".join(sorted(configured)) or "none"
+    head = f"{config.source}: {kind} {name!r} is not configured (configured: {known})."
+    snippet = f"  {section}:\n    {name}: {example}"
+    if config.source == DEFAULT_SOURCE:
+        return (
+            f"{head}\nNo config file is in use (no --config, no $SIGNOFF_CONFIG). Write one "
+            f"with {name} under {section}:, for example\n{snippet}\nand pass it with --config F."
+        )
+    return f"{head}\nAdd {name} under {section}: in {config.source}, for example\n{snippet}"
+
+
+async def _agents_add(config: LoadedConfig, name: str, *, as_json: bool) -> int:
+    if name not in config.settings.agents:
+        raise UsageError(_not_configured(config, "agent", name, "agents", '{allow: ["*"]}'))
+    async with _access(config) as access:
+        key = await access.create_agent_key(name)
+    if as_json:
+        print(json.dumps({"agent": name, "key": key}))
+        return EXIT_OK
+    out = _console()
+    out.print(
+        Text.assemble(
+            "API key for agent ",
+            (name, "bold"),
+            " (shown once: signoff keeps only its hash). Give it to the agent:",
+        )
+    )
+    out.print(Text(f"\n  export SIGNOFF_API_KEY={key}\n", style="bold"))
+    out.print(f"Revoke it with: signoff agents revoke {name}")
+    return EXIT_OK
+
+
+async def _agents_list(config: LoadedConfig, name: str | None, *, as_json: bool) -> int:
+    async with _access(config) as access:
+        keys = await access.list_agent_keys(name)
+    configured = config.settings.agents
+    if as_json:
+        print(json.dumps([_key_json(key, key.agent in configured) for key in keys], indent=2))
+        return EXIT_OK
+    if not keys:
+        which = f" for agent {name!r}" if name else ""
+        print(f"no agent keys{which}; make one with: signoff agents add NAME")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("KEY ID", "AGENT", "CREATED", "REVOKED"):
+        table.add_column(column, no_wrap=True)
+    for key in keys:
+        agent = Text(key.agent)
+        if key.agent not in configured:
+            agent.append(" (not configured)", style="yellow")
+        revoked = Text(_local(key.revoked_at), style="red") if key.revoked_at else Text("-")
+        table.add_row(key.key_id, agent, _local(key.created_at), revoked)
+    _console().print(table)
+    live = sum(1 for key in keys if key.revoked_at is None)
+    print(f"{len(keys)} key{'s' if len(keys) != 1 else ''}, {live} live")
+    return EXIT_OK
+
+
+def _key_json(key: AgentKey, configured: bool) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "agent": key.agent,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        "configured": configured,
+    }
+
+
+async def _agents_revoke(config: LoadedConfig, name: str) -> int:
+    async with _access(config) as access:
+        if not await access.list_agent_keys(name):
+            known = sorted({key.agent for key in await access.list_agent_keys()})
+            raise UsageError(
+                f"agent {name!r} has no keys (agents with keys: {', '.join(known) or 'none'})"
+            )
+        revoked = await access.revoke_agent_keys(name)
+    print(f"revoked {revoked} live key{'s' if revoked != 1 else ''} of agent {name}")
+    return EXIT_OK
+
+
+async def _login_link(config: LoadedConfig, person: str, ttl: timedelta, *, as_json: bool) -> int:
+    if person not in config.settings.people:
+        raise UsageError(_not_configured(config, "person", person, "people", "{}"))
+    settings = config.settings
+    if not settings.platforms.web.enabled:
+        raise UsageError(
+            f"{config.source}: the web inbox is disabled (platforms.web.enabled: false), so "
+            "a sign-in link would lead nowhere"
+        )
+    async with _access(config) as access:
+        token = await access.create_login_token(person, ttl=ttl)
+    url = f"{str(settings.server.public_url).rstrip('/')}/login?token={token}"
+    if as_json:
+        expires = datetime.now().astimezone() + ttl
+        print(json.dumps({"person": person, "url": url, "expires_at": expires.isoformat()}))
+        return EXIT_OK
+    print(url, flush=True)
+    _console(stderr=True).print(
+        f"Sign-in link for {person}: single use, valid for {format_duration(ttl)}."
+    )
+    return EXIT_OK
+
+
+def _ttl(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
+
+
+def _local(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _console(*, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+async def _serve(config: LoadedConfig, *, builtin_default: bool) -> int:
+    from bot.server import serve
+
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    runtime = build_runtime(config)
+    for chatty in ("alembic", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    settings = config.settings
     print(
-        f"signoff: config {config.source}, database "
-        f"{_safe_url(config.settings.database.url)}; stop with Ctrl-C",
+        f"signoff: config {config.source}, database {_safe_url(settings.database.url)}, "
+        f"listening on {settings.server.listen} ({settings.server.public_url}); "
+        "stop with Ctrl-C",
         flush=True,
     )
-    await runtime.run_until_signalled()
+    await serve(config, builtin_default=builtin_default)
     print("signoff: stopped", flush=True)
     return EXIT_OK
 
@@ -157,7 +320,96 @@ def _parser() -> argparse.ArgumentParser:
     with_config(audit_sub.add_parser("verify", help="find the first tampered entry (exit 1)"))
     export = with_config(audit_sub.add_parser("export", help="write entries as JSON lines"))
     export.add_argument("--output", "-o", metavar="F", help="file to write (default: stdout)")
+
+    agents_cmd = commands.add_parser("agents", help="agent API keys")
+    agents_sub = agents_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = with_config(
+        agents_sub.add_parser("add", help="make an API key for a configured agent (shown once)")
+    )
+    add.add_argument("name", metavar="NAME", help="an agent configured under agents:")
+    add.add_argument("--json", action="store_true", help='print {"agent", "key"} as JSON')
+    listing = with_config(agents_sub.add_parser("list", help="list keys (never their secrets)"))
+    listing.add_argument("name", metavar="NAME", nargs="?", help="only this agent's keys")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    revoke = with_config(agents_sub.add_parser("revoke", help="revoke every live key of NAME"))
+    revoke.add_argument("name", metavar="NAME")
+
+    login = with_config(
+        commands.add_parser("login-link", help="print a single-use web inbox sign-in link")
+    )
+    login.add_argument("person", metavar="PERSON", help="a person configured under people:")
+    login.add_argument(
+        "--ttl",
+        default=format_duration(LOGIN_LINK_TTL),
+        type=_ttl,
+        help=f"how long the link stays valid (default: {format_duration(LOGIN_LINK_TTL)})",
+    )
+    login.add_argument("--json", action="store_true", help="print JSON")
+
+    client_epilog = (
+        "Reads SIGNOFF_URL (default: http://127.0.0.1:8080) and SIGNOFF_API_KEY. Exit codes: "
+        "0 approved, 1 denied, 3 expired, 4 cancelled, 2 usage or error."
+    )
+    request = commands.add_parser(
+        "request",
+        help="ask for approval (the exit code tells the outcome)",
+        description="Ask a running signoff for approval.",
+        epilog=client_epilog + " Without --wait, 0 means the request was created.",
+    )
+    _request_options(request, title_required=True)
+    request.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params entry with a text value (repeatable)",
+    )
+    request.add_argument(
+        "--param-json",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a params entry with a JSON value (repeatable)",
+    )
+    request.add_argument(
+        "--idempotency-key", metavar="K", help="retrying with the same K returns the same request"
+    )
+    request.add_argument(
+        "--wait", action="store_true", help="wait for the decision (Ctrl-C cancels the request)"
+    )
+    request.add_argument("--json", action="store_true", help="print the request as JSON")
+
+    run_cmd = commands.add_parser(
+        "run",
+        help="run a command only once it is approved",
+        description=(
+            "Ask for approval to run CMD here (the approved payload is its argv and working "
+            "directory), wait, and run it only if exactly that was approved."
+        ),
+        epilog=client_epilog + " Once approved, the exit code is CMD's own.",
+        usage="signoff run --action A [--title T] [options] -- CMD [ARGS...]",
+    )
+    _request_options(run_cmd, title_required=False)
+    run_cmd.add_argument("argv", nargs="*", metavar="CMD", help="the command, after --")
     return parser
+
+
+def _request_options(sub: argparse.ArgumentParser, *, title_required: bool) -> None:
+    sub.add_argument("--action", required=True, metavar="A", help="such as db.drop_table")
+    sub.add_argument(
+        "--title",
+        required=title_required,
+        metavar="T",
+        help="one line for the approvers"
+        + ("" if title_required else " (default: the command line)"),
+    )
+    sub.add_argument("--details", default="", metavar="D", help="more text for the approvers")
+    sub.add_argument("--requested-by", metavar="P", help="the person the agent acts for")
+    sub.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        help="how long approvers have (seconds, or 15m / 1h; the policy may bound it)",
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -166,22 +418,75 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _config_check(args)
+        if args.command in ("request", "run"):
+            return _client_command(args)
         config = _load(args.config)
         if args.command == "serve":
-            return asyncio.run(_serve(config))
-        if args.command == "db":
-            return asyncio.run(_db_upgrade(config))
-        if args.action == "verify":
-            return asyncio.run(_audit_verify(config))
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as out:
-                return asyncio.run(_audit_export(config, out))
-        return asyncio.run(_audit_export(config, sys.stdout))
+            builtin = not (args.config or os.environ.get("SIGNOFF_CONFIG"))
+            return asyncio.run(_serve(config, builtin_default=builtin))
+        try:
+            if args.command == "audit" and args.action == "export":
+                if args.output:
+                    try:
+                        out = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+                    except OSError as exc:
+                        raise UsageError(f"{args.output}: cannot write: {exc.strerror}") from exc
+                    with out:
+                        return asyncio.run(_audit_export(config, out))
+                return asyncio.run(_audit_export(config, sys.stdout))
+            return asyncio.run(_admin_command(args, config))
+        except SQLAlchemyError as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise UsageError(
+                f"{config.source}: database {_safe_url(config.settings.database.url)}: {reason}"
+            ) from exc
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except cli_client.ClientError as exc:
+        print(f"signoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("signoff: interrupted", file=sys.stderr)
+        return EXIT_USAGE
+
+
+async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
+    if args.command == "db":
+        return await _db_upgrade(config)
+    if args.command == "agents":
+        if args.action == "add":
+            return await _agents_add(config, args.name, as_json=args.json)
+        if args.action == "list":
+            return await _agents_list(config, args.name, as_json=args.json)
+        return await _agents_revoke(config, args.name)
+    if args.command == "login-link":
+        return await _login_link(config, args.person, args.ttl, as_json=args.json)
+    return await _audit_verify(config)
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    timeout = cli_client.parse_timeout(args.timeout)
+    if args.command == "run":
+        return cli_client.run_command(
+            args.argv,
+            action=args.action,
+            title=args.title,
+            details=args.details,
+            requested_by=args.requested_by,
+            timeout_seconds=timeout,
+        )
+    spec = cli_client.RequestSpec(
+        action=args.action,
+        title=args.title,
+        details=args.details,
+        params=cli_client.parse_params(args.param, args.param_json),
+        requested_by=args.requested_by,
+        timeout_seconds=timeout,
+    )
+    return cli_client.request_command(
+        spec, wait=args.wait, as_json=args.json, idempotency_key=args.idempotency_key
+    )
 
 
 def main() -> None:

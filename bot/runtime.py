@@ -13,8 +13,10 @@ import contextlib
 import hashlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
+from approvals.access import AccessStore
 from approvals.audit import AuditKind
 from approvals.canonical import canonical_json
 from approvals.model import ApprovalRequest
@@ -22,8 +24,14 @@ from approvals.outbox import OutboxDispatcher
 from approvals.ports import Adapter
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
+from bot.api import AgentApi
+from bot.metrics import Metrics
 from bot.scheduler import DeadlineScheduler
+from bot.waiters import RequestWaiters
 from config import LoadedConfig
+
+if TYPE_CHECKING:
+    from adapters.web import WebInbox
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,11 @@ class Runtime:
         dispatcher: OutboxDispatcher,
         scheduler: DeadlineScheduler,
         adapters: Mapping[str, Adapter],
+        access: AccessStore,
+        waiters: RequestWaiters,
+        metrics: Metrics,
+        agent_api: AgentApi,
+        web_inbox: WebInbox | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -47,9 +60,15 @@ class Runtime:
         self.dispatcher = dispatcher
         self.scheduler = scheduler
         self.adapters = dict(adapters)
+        self.access = access
+        self.waiters = waiters
+        self.metrics = metrics
+        self.agent_api = agent_api
+        self.web_inbox = web_inbox
         self._stop = asyncio.Event()
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started_adapters: list[Adapter] = []
+        self.on_started: list[Callable[[Runtime], Awaitable[None]]] = []
 
     def config_fingerprint(self) -> str:
         """SHA-256 of the effective settings (secrets masked), recorded on every load."""
@@ -69,10 +88,14 @@ class Runtime:
             await adapter.start(self.service)
             self._started_adapters.append(adapter)
         self.service.subscribe(self._wake_dispatcher)
+        self.service.subscribe(self.waiters.on_change)
+        self.service.subscribe(self.metrics.on_change)
         self.scheduler.start()
         self._dispatch_task = asyncio.create_task(
             self.dispatcher.run_forever(self._stop), name="outbox-dispatcher"
         )
+        for hook in self.on_started:
+            await hook(self)
 
     def _wake_dispatcher(self, _request: ApprovalRequest) -> None:
         self.dispatcher.wake()
@@ -85,7 +108,10 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
-        self.service.unsubscribe(self._wake_dispatcher)
+        self.waiters.release_all()
+        for listener in (self._wake_dispatcher, self.waiters.on_change, self.metrics.on_change):
+            if listener in self.service.listeners:
+                self.service.unsubscribe(listener)
         await self.scheduler.stop()
         if self._dispatch_task is not None:
             await self._dispatch_task

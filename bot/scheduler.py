@@ -56,11 +56,12 @@ class DeadlineScheduler:
         self._service.subscribe(self._on_change)
 
     async def stop(self) -> None:
-        self._service.unsubscribe(self._on_change)
+        if self._on_change in self._service.listeners:
+            self._service.unsubscribe(self._on_change)
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
-        async with self._lock:  # let an in-flight sweep finish its transaction
-            pass
+            self._scheduler.remove_all_jobs()  # no new sweeps from here on
+            async with self._lock:  # let an in-flight sweep finish its transaction
+                self._scheduler.shutdown(wait=False)
 
     async def sweep(self) -> int:
         """Handle everything due now, then plan the wake-up for what is due next."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,10 +21,16 @@ from tests.waiting import wait_for
 SIGNOFF = Path(sys.executable).with_name("signoff")
 
 
-def config_text(db: Path) -> str:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def config_text(db: Path, port: int = 0) -> str:
+    listen = f"server: {{listen: '127.0.0.1:{port}'}}\n" if port else ""
     return (
-        "version: 1\n"
-        f"database: {{url: 'sqlite:///{db}'}}\n"
+        "version: 1\n" + listen + f"database: {{url: 'sqlite:///{db}'}}\n"
         "people: {alice: {}, bob: {}}\n"
         "policies:\n"
         "  - name: default\n"
@@ -96,7 +103,7 @@ async def test_start_records_config_and_stop_closes_adapters(tmp_path):
 
 def test_serve_stops_gracefully_on_sigterm(tmp_path):
     config = tmp_path / "signoff.yaml"
-    config.write_text(config_text(tmp_path / "serve.db"), encoding="utf-8")
+    config.write_text(config_text(tmp_path / "serve.db", free_port()), encoding="utf-8")
     process = subprocess.Popen(
         [str(SIGNOFF), "serve", "--config", str(config)],
         stdout=subprocess.PIPE,

@@ -116,7 +116,8 @@ def test_default_config_is_web_only_with_admin() -> None:
     assert loaded.settings.server.listen == "127.0.0.1:8080"
     assert loaded.settings.platforms.web.enabled is True
     assert loaded.settings.platforms.chat_platforms == frozenset()
-    assert loaded.settings.agents == {}
+    assert list(loaded.settings.agents) == ["local-agent"]
+    assert loaded.settings.agents["local-agent"].allow == ["*"]
     assert list(loaded.settings.people) == ["admin"]
 
     (policy,) = loaded.policy_set().policies

@@ -170,6 +170,7 @@ async def test_removed_approver_is_refused_after_reload(service, rules):
         (CreateCommand(agent="a", action="x", title="t", params={"v": float("nan")}), "JSON"),
         (CreateCommand(agent="a", action="x", title="t", params={"v": "\ud800"}), "JSON"),
         (CreateCommand(agent="a", action="x", title="t", timeout=timedelta(0)), "timeout"),
+        (CreateCommand(agent="a", action="x", title="t\x00"), "NUL"),
     ],
 )
 async def test_invalid_create_is_refused_with_a_reason(service, command, message):
@@ -177,6 +178,15 @@ async def test_invalid_create_is_refused_with_a_reason(service, command, message
     assert isinstance(outcome, NotAllowed)
     assert outcome.code is RefusalCode.INVALID
     assert message in outcome.message
+
+
+async def test_params_may_hold_any_json_string(service):
+    params = {"nul": "a\x00b", "\x00key": ["\x00"]}
+    created = await service.create(
+        CreateCommand(agent="a", action="deploy.x", title="t", params=params)
+    )
+    assert isinstance(created, Created)
+    assert (await service.get(created.request.id)).params == params
 
 
 async def test_payload_hash_and_deadline_are_set_on_create(service, clock):

@@ -1,0 +1,343 @@
+"""The agent API under ``/v1``: create, read (with a bounded long-poll), list and cancel.
+
+Agents authenticate with a bearer API key (``signoff agents add``). Every error is JSON,
+``{"error": {"code", "message"}}``, and user input never causes a 5xx.
+"""
+
+import fnmatch
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from approvals.access import AccessStore
+from approvals.machine import Status
+from approvals.model import ApprovalRequest, CreateCommand
+from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, NotFound, RefusalCode
+from approvals.service import ApprovalService
+from bot.errors import ApiError
+from bot.limits import RateLimiter
+from bot.waiters import RequestWaiters
+from config import SignoffSettings
+
+MAX_WAIT_SECONDS = 60
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
+MAX_PARAMS_DEPTH = 32
+MAX_LIST_LIMIT = 500
+NO_NUL = r"^[^\x00]*$"  # databases cannot store U+0000 in text
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]+$"  # visible ASCII
+_REQUEST_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error the API returns."""
+
+    error: ErrorBody
+
+
+class CreateApproval(BaseModel):
+    """An agent's request for approval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
+        description="Machine name of the action, such as `db.drop_table`.",
+    )
+    title: str = Field(
+        min_length=1,
+        max_length=500,
+        # Something other than whitespace; \x1c-\x1f count as whitespace to Python too.
+        pattern=r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$",
+        description="One line for humans.",
+    )
+    details: str = Field(default="", max_length=20_000, pattern=NO_NUL)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The exact payload to approve (a JSON object)."
+    )
+    requested_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="The human the agent acts for.",
+    )
+    timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    callback_url: str | None = Field(
+        default=None, max_length=2000, pattern=r"^https?://[^\s\x00]+$"
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _not_too_deep(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_PARAMS_DEPTH:
+            raise ValueError(f"params may nest at most {MAX_PARAMS_DEPTH} levels")
+        return value
+
+
+class CancelApproval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
+
+
+class VoteOut(BaseModel):
+    person: str
+    verdict: Literal["approve", "deny"]
+    platform: str
+    reason: str | None
+    cast_at: datetime
+
+
+class DecisionOut(BaseModel):
+    verdict: Literal["approved", "denied", "expired", "cancelled"]
+    by: str
+    platform: str
+    reason: str | None
+
+
+class ApprovalOut(BaseModel):
+    """A request as agents see it."""
+
+    id: str
+    status: Literal["pending", "approved", "denied", "expired", "cancelled"]
+    action: str
+    title: str
+    details: str
+    params: dict[str, Any]
+    payload_sha256: str
+    requested_by: str | None
+    policy: str
+    level: int
+    created_at: datetime
+    deadline: datetime
+    decided_at: datetime | None
+    decision: DecisionOut | None
+    votes: list[VoteOut]
+
+
+class ApprovalList(BaseModel):
+    approvals: list[ApprovalOut]
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_PARAMS_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def approval_json(request: ApprovalRequest) -> dict[str, Any]:
+    """The public JSON form of a request (DESIGN.md, "Agent API JSON")."""
+    decision = request.decision
+    return {
+        "id": request.id,
+        "status": request.status.value,
+        "action": request.action,
+        "title": request.title,
+        "details": request.details,
+        "params": request.params,
+        "payload_sha256": request.payload_sha256,
+        "requested_by": request.requested_by,
+        "policy": request.policy.name,
+        "level": request.level,
+        "created_at": request.created_at.isoformat(),
+        "deadline": request.deadline.isoformat(),
+        "decided_at": request.decided_at.isoformat() if request.decided_at else None,
+        "decision": decision.to_json() if decision else None,
+        "votes": [vote.to_json() for vote in request.votes],
+    }
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+}
+
+
+class AgentApi:
+    """Builds the ``/v1`` router around the running service."""
+
+    def __init__(
+        self,
+        *,
+        service: ApprovalService,
+        access: AccessStore,
+        waiters: RequestWaiters,
+        limiter: RateLimiter,
+        settings: SignoffSettings,
+    ) -> None:
+        self._service = service
+        self._access = access
+        self._waiters = waiters
+        self._limiter = limiter
+        self.settings = settings
+
+    async def authenticate(
+        self,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> str:
+        """The agent behind the bearer key; 401 without a valid key, 403 if not configured."""
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(401, "unauthorized", "send an agent API key: Authorization: Bearer KEY")
+        agent = await self._access.agent_for_key(key.strip())
+        if agent is None:
+            raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
+        if agent not in self.settings.agents:
+            raise ApiError(
+                403, "agent_not_configured", f"agent {agent!r} is not configured under agents:"
+            )
+        retry_after = self._limiter.check(agent)
+        if retry_after:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests; retry in {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            )
+        return agent
+
+    def router(self) -> APIRouter:
+        router = APIRouter(prefix="/v1", tags=["approvals"], responses=ERROR_RESPONSES)
+        agent_dependency = Depends(self.authenticate)
+        request_id_path = Path(pattern=_REQUEST_ID, description="The request id.")
+
+        @router.post(
+            "/approvals",
+            status_code=201,
+            response_model=ApprovalOut,
+            responses={200: {"model": ApprovalOut, "description": "An idempotent replay."}},
+            summary="Ask for approval",
+        )
+        async def create_approval(
+            body: CreateApproval,
+            response: Response,
+            agent: Annotated[str, agent_dependency],
+            idempotency_key: Annotated[
+                str | None,
+                Header(
+                    alias="Idempotency-Key",
+                    min_length=1,
+                    max_length=200,
+                    pattern=IDEMPOTENCY_KEY_PATTERN,
+                    description="Retrying with the same key returns the first request.",
+                ),
+            ] = None,
+        ) -> dict[str, Any]:
+            allowed = self.settings.agents[agent].allow
+            if not any(fnmatch.fnmatchcase(body.action, pattern) for pattern in allowed):
+                raise ApiError(
+                    403,
+                    "action_not_allowed",
+                    f"agent {agent!r} may not request {body.action!r} (allowed: "
+                    f"{', '.join(allowed)})",
+                )
+            command = CreateCommand(
+                agent=agent,
+                action=body.action,
+                title=body.title,
+                details=body.details,
+                params=body.params,
+                requested_by=body.requested_by,
+                timeout=(timedelta(seconds=body.timeout_seconds) if body.timeout_seconds else None),
+                callback_url=body.callback_url,
+                idempotency_key=idempotency_key,
+            )
+            if idempotency_key is None or not await self._is_replay(command):
+                await self._check_open_limit(agent)
+            outcome = await self._service.create(command)
+            if isinstance(outcome, Created):
+                if outcome.replayed:
+                    response.status_code = 200
+                return approval_json(outcome.request)
+            if outcome.code is RefusalCode.IDEMPOTENCY_CONFLICT:
+                raise ApiError(409, outcome.code.value, outcome.message)
+            raise ApiError(422, outcome.code.value, outcome.message)
+
+        @router.get("/approvals/{request_id}", response_model=ApprovalOut, summary="Get one")
+        async def get_approval(
+            agent: Annotated[str, agent_dependency],
+            request_id: Annotated[str, request_id_path],
+            wait: Annotated[
+                int,
+                Query(
+                    ge=0,
+                    le=MAX_WAIT_SECONDS,
+                    description="Seconds to wait for a final state (long-poll, at most 60).",
+                ),
+            ] = 0,
+        ) -> dict[str, Any]:
+            request = await self._own(agent, request_id)
+            if wait and not request.status.is_final:
+                request = await self._waiters.wait_final(request_id, wait) or request
+            return approval_json(request)
+
+        @router.get("/approvals", response_model=ApprovalList, summary="List own requests")
+        async def list_approvals(
+            agent: Annotated[str, agent_dependency],
+            status: Annotated[
+                Literal["pending", "approved", "denied", "expired", "cancelled"] | None, Query()
+            ] = None,
+            limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
+        ) -> dict[str, Any]:
+            async with self._service.store.read() as reader:
+                requests = await reader.list_requests(
+                    agent=agent, status=Status(status) if status else None, limit=limit
+                )
+            return {"approvals": [approval_json(r) for r in requests]}
+
+        @router.post("/approvals/{request_id}/cancel", response_model=ApprovalOut, summary="Cancel")
+        async def cancel_approval(
+            agent: Annotated[str, agent_dependency],
+            request_id: Annotated[str, request_id_path],
+            body: CancelApproval | None = None,
+        ) -> dict[str, Any]:
+            outcome = await self._service.cancel(
+                request_id, agent, body.reason if body is not None else None
+            )
+            if isinstance(outcome, Applied):
+                return approval_json(outcome.request)
+            if isinstance(outcome, AlreadyDecided):
+                raise ApiError(409, "already_decided", outcome.message)
+            if isinstance(outcome, NotFound):
+                raise ApiError(404, "not_found", outcome.message)
+            assert isinstance(outcome, NotAllowed)
+            raise ApiError(403, outcome.code.value, outcome.message)
+
+        return router
+
+    async def _is_replay(self, command: CreateCommand) -> bool:
+        assert command.idempotency_key is not None
+        async with self._service.store.read() as reader:
+            found = await reader.idempotency_key(command.agent, command.idempotency_key)
+        return found is not None
+
+    async def _check_open_limit(self, agent: str) -> None:
+        max_open = self.settings.agents[agent].max_open
+        async with self._service.store.read() as reader:
+            open_now = await reader.count_open(agent)
+        if open_now >= max_open:
+            raise ApiError(
+                429,
+                "too_many_open_requests",
+                f"agent {agent!r} already has {open_now} pending requests (max_open "
+                f"{max_open}); wait for decisions or cancel some",
+                headers={"Retry-After": "30"},
+            )
+
+    async def _own(self, agent: str, request_id: str) -> ApprovalRequest:
+        request = await self._service.get(request_id)
+        if request is None or request.agent != agent:
+            raise ApiError(404, "not_found", f"no request with id {request_id!r}")
+        return request

@@ -1,0 +1,693 @@
+"""The client commands of the command line: ``signoff request`` and ``signoff run``.
+
+They talk to a running signoff over the agent API: ``SIGNOFF_URL`` (default
+``http://127.0.0.1:8080``) and ``SIGNOFF_API_KEY``. The exit code tells the outcome: 0
+approved (or, without waiting, created), 1 denied, 3 expired, 4 cancelled, 2 usage or error;
+``run`` exits with the command's own exit code once it is approved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.text import Text
+
+from approvals.canonical import CanonicalJsonError, canonical_json, payload_sha256
+
+EXIT_APPROVED = 0
+EXIT_CREATED = 0
+"""``request`` without ``--wait``: the request was made, whatever its state."""
+EXIT_DENIED = 1
+EXIT_ERROR = 2
+EXIT_EXPIRED = 3
+EXIT_CANCELLED = 4
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+"""``run`` could not start the approved command (the shell's conventions)."""
+
+EXIT_FOR_STATUS = {
+    "approved": EXIT_APPROVED,
+    "denied": EXIT_DENIED,
+    "expired": EXIT_EXPIRED,
+    "cancelled": EXIT_CANCELLED,
+}
+STATUS_STYLES = {
+    "pending": "cyan",
+    "approved": "bold green",
+    "denied": "bold red",
+    "expired": "yellow",
+    "cancelled": "magenta",
+}
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+LONG_POLL_SECONDS = 50
+"""Each wait asks the server to hold the answer this long (the API allows at most 60)."""
+MIN_POLL_INTERVAL = 1.0
+"""A long-poll answered early while still pending (a server stopping) is not repeated sooner."""
+HTTP_TIMEOUT = httpx.Timeout(10.0, read=LONG_POLL_SECONDS + 15.0)
+CREATE_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
+WAIT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+"""Backoff between attempts while waiting: about 30 s, enough to ride out a server restart."""
+MAX_RETRY_AFTER = 60.0
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+MAX_TITLE_CHARS = 500
+INTERRUPT_REASON = "interrupted on the command line"
+
+
+class ClientError(Exception):
+    """Something the user must fix or know about: printed without a traceback, exit 2."""
+
+
+class ApiFailure(ClientError):
+    """The server answered with an error (``{"error": {"code", "message"}}``)."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUSES
+
+    def __str__(self) -> str:
+        text = f"{self.message} ({self.code}, HTTP {self.status})"
+        if self.status == 401:
+            text += "; check SIGNOFF_API_KEY (an admin makes keys with: signoff agents add NAME)"
+        return text
+
+
+class Unreachable(ClientError):
+    """The server could not be reached, or the connection broke."""
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where the server is and how to authenticate, from the environment."""
+
+    base_url: str
+    api_key: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ClientSettings:
+        url = (environ.get("SIGNOFF_URL") or DEFAULT_URL).strip().rstrip("/")
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"SIGNOFF_URL={url!r} is not a URL: {exc}") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ClientError(
+                f"SIGNOFF_URL={url!r} must be an http:// or https:// URL, such as {DEFAULT_URL}"
+            )
+        key = environ.get("SIGNOFF_API_KEY", "").strip()
+        if not key:
+            raise ClientError(
+                "SIGNOFF_API_KEY is not set: export the agent's API key "
+                "(an admin makes one with: signoff agents add NAME)"
+            )
+        return cls(base_url=url, api_key=key)
+
+
+class ApprovalClient:
+    """The agent API over HTTP, synchronously: create, read with long-polls, cancel."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        wait_retry_delays: Sequence[float] = WAIT_RETRY_DELAYS,
+        create_retry_delays: Sequence[float] = CREATE_RETRY_DELAYS,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[str, float], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._wait_retry_delays = tuple(wait_retry_delays)
+        self._create_retry_delays = tuple(create_retry_delays)
+        self._sleep = sleep
+        self._on_retry = on_retry
+        self._transport = transport
+        self._http = self._new_http()
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.settings.base_url,
+            transport=self._transport,
+            timeout=HTTP_TIMEOUT,
+            headers={
+                "Authorization": f"Bearer {self.settings.api_key}",
+                "User-Agent": "signoff-cli",
+            },
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def reconnect(self) -> None:
+        """Drop connections an interrupt may have left half-read."""
+        with contextlib.suppress(Exception):
+            self._http.close()
+        self._http = self._new_http()
+
+    def create(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """Ask for approval; retried briefly (the idempotency key makes a retry safe)."""
+        return self._with_retries(
+            lambda: self._call(
+                "POST", "/v1/approvals", json=body, headers={"Idempotency-Key": idempotency_key}
+            ),
+            self._create_retry_delays,
+        )
+
+    def get(self, request_id: str, *, wait: int = 0) -> dict[str, Any]:
+        params = {"wait": str(wait)} if wait else None
+        return self._call("GET", f"/v1/approvals/{request_id}", params=params)
+
+    def cancel(self, request_id: str, reason: str) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            f"/v1/approvals/{request_id}/cancel",
+            json={"reason": reason},
+            timeout=httpx.Timeout(10.0),
+        )
+
+    def wait_final(self, approval: dict[str, Any]) -> dict[str, Any]:
+        """Long-poll until the request is final; transient failures are retried with backoff."""
+        current = approval
+        while current["status"] == "pending":
+            started = time.monotonic()
+            current = self._with_retries(
+                lambda: self.get(approval["id"], wait=LONG_POLL_SECONDS), self._wait_retry_delays
+            )
+            elapsed = time.monotonic() - started
+            if current["status"] == "pending" and elapsed < MIN_POLL_INTERVAL:
+                self._sleep(MIN_POLL_INTERVAL - elapsed)
+        return current
+
+    def _with_retries(
+        self, attempt: Callable[[], dict[str, Any]], delays: tuple[float, ...]
+    ) -> dict[str, Any]:
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except (Unreachable, ApiFailure) as exc:
+                if isinstance(exc, ApiFailure) and not exc.retryable:
+                    raise
+                if failures >= len(delays):
+                    raise
+                delay = delays[failures]
+                if isinstance(exc, ApiFailure) and exc.retry_after is not None:
+                    delay = min(max(delay, exc.retry_after), MAX_RETRY_AFTER)
+                failures += 1
+                if self._on_retry is not None:
+                    self._on_retry(str(exc), delay)
+                self._sleep(delay)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = self._http.request(
+                method,
+                path,
+                json=json,
+                params=params,
+                headers=headers,
+                timeout=timeout if timeout is not None else HTTP_TIMEOUT,
+            )
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                f"cannot reach signoff at {self.settings.base_url}: {_describe_transport(exc)}"
+            ) from exc
+        if response.is_success:
+            body = _json_object(response)
+            if body is None or not isinstance(body.get("id"), str) or "status" not in body:
+                raise ClientError(
+                    f"{self.settings.base_url} did not answer like signoff (HTTP "
+                    f"{response.status_code}, {response.headers.get('content-type', 'no type')});"
+                    " check SIGNOFF_URL"
+                )
+            return body
+        raise _failure(response)
+
+
+def _describe_transport(exc: httpx.TransportError) -> str:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({detail})"
+    return detail
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _failure(response: httpx.Response) -> ApiFailure:
+    retry_after: float | None = None
+    with contextlib.suppress(ValueError):
+        retry_after = float(response.headers.get("Retry-After", ""))
+    body = _json_object(response)
+    error = body.get("error") if body else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return ApiFailure(
+            response.status_code, str(error.get("code", "error")), error["message"], retry_after
+        )
+    text = " ".join(response.text.split())[:200] or response.reason_phrase
+    return ApiFailure(response.status_code, "http_error", text, retry_after)
+
+
+# -- signals ------------------------------------------------------------------------------
+
+
+@dataclass
+class InterruptGuard:
+    """Ctrl-C (SIGINT) and SIGTERM while a client command talks to the server.
+
+    While a request is being created the first signal is only recorded, so the request it
+    interrupts can still be cancelled once its id is known; a second one aborts at once.
+    Otherwise either signal raises ``KeyboardInterrupt``.
+    """
+
+    deferring: bool = False
+    requested: bool = False
+    _previous: dict[signal.Signals, Any] = field(default_factory=dict)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.deferring and not self.requested:
+            self.requested = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[InterruptGuard]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        try:
+            yield self
+        finally:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+            self._previous.clear()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def say(*parts: str | Text | tuple[str, str]) -> None:
+    """One progress or result line on stderr (agent text is never read as markup)."""
+    _stderr().print(Text.assemble(*parts))
+
+
+def _status(status: str) -> tuple[str, str]:
+    return (status, STATUS_STYLES.get(status, ""))
+
+
+def _when(text: str | None) -> str:
+    if not text:
+        return "?"
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return _shown(text)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _shown(value: object) -> str:
+    """Server text made safe for a terminal: control characters (escape sequences) escaped."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in str(value)
+    )
+
+
+def outcome_line(approval: dict[str, Any]) -> Text:
+    """``request ID approved by alice (web): reason``, for any state."""
+    status = _shown(approval.get("status"))
+    line = Text.assemble("request ", (_shown(approval.get("id")), "bold"), " ", _status(status))
+    decision = approval.get("decision")
+    if status == "pending" or not isinstance(decision, dict):
+        policy = _shown(approval.get("policy"))
+        line.append(f" (policy {policy}, deadline {_when(approval.get('deadline'))})")
+        return line
+    deciders = [_shown(decision.get("by"))]
+    if status == "approved":
+        approvers = [
+            _shown(vote.get("person"))
+            for vote in approval.get("votes") or []
+            if isinstance(vote, dict) and vote.get("verdict") == "approve"
+        ]
+        deciders = approvers or deciders
+    if decision.get("platform") == "system":
+        line.append(f" ({', '.join(deciders)})")
+    else:
+        line.append(f" by {', '.join(deciders)} ({_shown(decision.get('platform'))})")
+    if decision.get("reason"):
+        line.append(f": {_shown(decision['reason'])}")
+    return line
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
+
+
+# -- the request body -----------------------------------------------------------------------
+
+
+def parse_params(plain: Sequence[str], as_json: Sequence[str]) -> dict[str, Any]:
+    """``--param k=v`` (text) and ``--param-json k=JSON`` into one params object."""
+    params: dict[str, Any] = {}
+
+    def split(item: str, option: str) -> tuple[str, str]:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise ClientError(f"{option} {item!r}: expected KEY=VALUE")
+        if key in params:
+            raise ClientError(f"{option} {item!r}: parameter {key!r} is given twice")
+        return key, value
+
+    for item in plain:
+        key, value = split(item, "--param")
+        params[key] = value
+    for item in as_json:
+        key, value = split(item, "--param-json")
+        try:
+            params[key] = json.loads(value)
+        except ValueError as exc:
+            raise ClientError(f"--param-json {item!r}: the value is not JSON ({exc})") from exc
+    return params
+
+
+def parse_timeout(text: str | None) -> int | None:
+    """``--timeout``: seconds, or a duration such as ``15m``."""
+    if text is None:
+        return None
+    from config import parse_duration
+
+    try:
+        duration = parse_duration(text)
+    except ValueError as exc:
+        raise ClientError(f"--timeout {text!r}: {exc}") from exc
+    return max(1, int(duration.total_seconds()))
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """What to ask for."""
+
+    action: str
+    title: str
+    details: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    requested_by: str | None = None
+    timeout_seconds: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The create body; ``ClientError`` if it has no JSON form (such as non-UTF-8 text)."""
+        body: dict[str, Any] = {"action": self.action, "title": self.title, "params": self.params}
+        if self.details:
+            body["details"] = self.details
+        if self.requested_by:
+            body["requested_by"] = self.requested_by
+        if self.timeout_seconds is not None:
+            body["timeout_seconds"] = self.timeout_seconds
+        try:
+            canonical_json(body)
+        except CanonicalJsonError as exc:
+            raise ClientError(f"the request cannot be sent as JSON: {exc}") from exc
+        return body
+
+
+# -- asking and waiting ---------------------------------------------------------------------
+
+
+@dataclass
+class Asked:
+    """How asking went: the request's id, its last known state, and whether it was interrupted."""
+
+    request_id: str
+    approval: dict[str, Any]
+    interrupted: bool = False
+
+
+def ask(
+    client: ApprovalClient,
+    spec: RequestSpec,
+    *,
+    idempotency_key: str | None,
+    wait: bool,
+    on_created: Callable[[dict[str, Any]], None] = lambda _approval: None,
+) -> Asked:
+    """Create the request and, with ``wait``, wait for its final state.
+
+    An interrupt (Ctrl-C or SIGTERM) after the request exists cancels it on the server.
+    """
+    key = idempotency_key or secrets.token_urlsafe(18)
+    body = spec.body()
+    guard = InterruptGuard()
+    created: dict[str, Any] | None = None
+    with guard.installed():
+        try:
+            with guard.deferred():
+                created = client.create(body, idempotency_key=key)
+            if not wait:
+                return Asked(created["id"], created)
+            on_created(created)
+            return Asked(created["id"], client.wait_final(created))
+        except KeyboardInterrupt:
+            if created is None:
+                raise ClientError(
+                    "interrupted while the request was being sent; it may exist on the "
+                    "server (list it with GET /v1/approvals?status=pending)"
+                ) from None
+            # A second interrupt while cancelling gives up at once.
+            guard.deferring = False
+            return Asked(created["id"], _cancel(client, created), interrupted=True)
+
+
+def _cancel(client: ApprovalClient, approval: dict[str, Any]) -> dict[str, Any]:
+    request_id = approval["id"]
+    client.reconnect()
+    try:
+        return client.cancel(request_id, INTERRUPT_REASON)
+    except ApiFailure as exc:
+        if exc.code != "already_decided":
+            raise ClientError(
+                f"interrupted, but request {request_id} was not cancelled: {exc}"
+            ) from exc
+    except Unreachable as exc:
+        raise ClientError(
+            f"interrupted, but request {request_id} could not be cancelled: {exc}"
+        ) from exc
+    # Decided in the meantime: report what it became.
+    return client.get(request_id)
+
+
+def report_retry(problem: str, delay: float) -> None:
+    say(("retrying", "yellow"), f" in {delay:g} s: {problem}")
+
+
+def client_from_environ(environ: Mapping[str, str] | None = None) -> ApprovalClient:
+    """A client for ``SIGNOFF_URL`` with ``SIGNOFF_API_KEY``; ``ClientError`` if unusable."""
+    settings = ClientSettings.from_environ(os.environ if environ is None else environ)
+    return ApprovalClient(settings, on_retry=report_retry)
+
+
+def request_command(
+    spec: RequestSpec,
+    *,
+    wait: bool,
+    as_json: bool,
+    idempotency_key: str | None,
+    client: ApprovalClient | None = None,
+) -> int:
+    """``signoff request``: ask, optionally wait, and exit with the outcome."""
+    client = client or client_from_environ()
+    try:
+        asked = ask(
+            client,
+            spec,
+            idempotency_key=idempotency_key,
+            wait=wait,
+            on_created=lambda created: say(
+                outcome_line(created), "; waiting for a decision (Ctrl-C cancels it)"
+            ),
+        )
+    finally:
+        client.close()
+    approval = asked.approval
+    if as_json:
+        _print_json(approval)
+    else:
+        _stdout().print(outcome_line(approval))
+    if not wait and not asked.interrupted:
+        return EXIT_CREATED
+    return EXIT_FOR_STATUS.get(str(approval["status"]), EXIT_ERROR)
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    action: str,
+    title: str | None,
+    details: str,
+    requested_by: str | None,
+    timeout_seconds: int | None,
+    client: ApprovalClient | None = None,
+) -> int:
+    """``signoff run``: ask to run ``argv`` here, and run it only once exactly that is approved."""
+    if not argv:
+        raise ClientError("nothing to run: give the command after --, such as: -- ls -l")
+    if shutil.which(argv[0]) is None:
+        raise ClientError(f"command {argv[0]!r} is not found or not executable; nothing asked")
+    params: dict[str, Any] = {"argv": list(argv), "cwd": os.getcwd()}
+    spec = RequestSpec(
+        action=action,
+        title=title or _shorten(shlex.join(argv), MAX_TITLE_CHARS),
+        details=details,
+        params=params,
+        requested_by=requested_by,
+        timeout_seconds=timeout_seconds,
+    )
+    client = client or client_from_environ()
+    try:
+        asked = ask(
+            client,
+            spec,
+            idempotency_key=None,
+            wait=True,
+            on_created=lambda created: say(
+                "asking to run ",
+                (shlex.join(argv), "bold"),
+                ": ",
+                outcome_line(created),
+                "; waiting (Ctrl-C cancels it)",
+            ),
+        )
+    finally:
+        client.close()
+    approval = asked.approval
+    status = str(approval["status"])
+    if status != "approved" or asked.interrupted:
+        if status == "approved":
+            say(outcome_line(approval), "; interrupted, so not running the command")
+            return EXIT_CANCELLED
+        say(outcome_line(approval), "; not running the command")
+        return EXIT_FOR_STATUS.get(status, EXIT_ERROR)
+    mismatch = _payload_mismatch(approval, expected_id=asked.request_id, spec=spec)
+    if mismatch:
+        say(("refusing to run", "bold red"), f": {mismatch}")
+        return EXIT_ERROR
+    say(outcome_line(approval), "; running ", (shlex.join(argv), "bold"))
+    return execute(argv)
+
+
+def _payload_mismatch(approval: dict[str, Any], *, expected_id: str, spec: RequestSpec) -> str:
+    """Why the approved request does not cover exactly this command, or ``""``."""
+    if approval.get("id") != expected_id:
+        return f"the server answered about request {approval.get('id')!r}, not {expected_id!r}"
+    if approval.get("action") != spec.action:
+        return f"the approved action is {approval.get('action')!r}, not {spec.action!r}"
+    approved_params = approval.get("params")
+    try:
+        same_params = canonical_json(approved_params) == canonical_json(spec.params)
+    except CanonicalJsonError:
+        same_params = False
+    if not same_params:
+        return "the approved params are not the command and directory that were asked for"
+    if approval.get("payload_sha256") != payload_sha256(spec.action, spec.params):
+        return "the approved payload hash does not match this command"
+    return ""
+
+
+def execute(argv: Sequence[str]) -> int:
+    """Run ``argv`` with this process's stdio; its exit code (128+N when killed by signal N).
+
+    Ctrl-C reaches the command from the terminal, so here it is only kept from killing this
+    process first; SIGTERM is passed on to the command.
+    """
+    child: subprocess.Popen[bytes] | None = None
+
+    def ignore(signum: int, frame: FrameType | None) -> None:
+        return None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    # Python-level handlers are reset to the default in the child when it execs.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if in_main:
+        previous = {
+            signal.SIGINT: signal.signal(signal.SIGINT, ignore),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+        }
+    try:
+        try:
+            # Running the approved argv is this command's purpose.
+            child = subprocess.Popen(list(argv))  # noqa: S603
+        except FileNotFoundError:
+            say(("cannot run", "bold red"), f": command {argv[0]!r} not found")
+            return EXIT_NOT_FOUND
+        except OSError as exc:
+            say(("cannot run", "bold red"), f" {argv[0]!r}: {exc.strerror or exc}")
+            return EXIT_NOT_EXECUTABLE
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code if code >= 0 else 128 - code
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,65 @@
+"""Rate limits for the agent API: token buckets per agent and for the whole process."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``rate`` requests per second on average, with bursts of up to ``burst``."""
+
+    rate: float
+    burst: int
+
+
+class TokenBucket:
+    def __init__(self, limit: RateLimit, now: float) -> None:
+        self._limit = limit
+        self._tokens = float(limit.burst)
+        self._updated = now
+
+    def take(self, now: float) -> float:
+        """Take one token. Returns 0 when allowed, else the seconds until one is available."""
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(self._limit.burst, self._tokens + elapsed * self._limit.rate)
+        self._updated = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self._limit.rate
+
+
+class RateLimiter:
+    """Per-agent buckets plus one global bucket; a call must get a token from both."""
+
+    def __init__(
+        self,
+        per_agent: RateLimit,
+        overall: RateLimit,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_agents: int = 10_000,
+    ) -> None:
+        self._per_agent = per_agent
+        self._monotonic = monotonic
+        self._overall = TokenBucket(overall, monotonic())
+        self._agents: dict[str, TokenBucket] = {}
+        self._max_agents = max_agents
+
+    def check(self, agent: str) -> int:
+        """0 when the call may go ahead, else whole seconds to put in ``Retry-After``."""
+        now = self._monotonic()
+        bucket = self._agents.get(agent)
+        if bucket is None:
+            if len(self._agents) >= self._max_agents:
+                self._agents.clear()  # bounded memory; a reset only ever grants a burst
+            bucket = self._agents[agent] = TokenBucket(self._per_agent, now)
+        wait = bucket.take(now)
+        if wait:
+            return max(1, math.ceil(wait))
+        wait = self._overall.take(now)
+        return max(1, math.ceil(wait)) if wait else 0

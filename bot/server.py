@@ -1,0 +1,126 @@
+"""Serving: uvicorn around the app, graceful stop, and the first-start welcome."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+
+from bot.app import AppOptions, build_runtime
+from bot.http import build_http_app
+from bot.runtime import Runtime
+from config import LoadedConfig
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_STOP_SECONDS = 10
+BOOTSTRAP_PERSON = "admin"
+BOOTSTRAP_AGENT = "local-agent"
+
+
+class SignoffServer(uvicorn.Server):
+    """uvicorn's server, answering parked long-polls at once when told to stop."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, *, welcome: bool) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.welcome = welcome
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Only once the port is bound: a failed start must not use up the one-time welcome.
+        if self.started and self.welcome:
+            await _print_welcome(self.runtime)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.runtime.waiters.release_all()
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Stop on SIGINT/SIGTERM. Unlike uvicorn's own handling, the signal is not raised
+        again after the graceful stop: a stop that completed is a clean exit (status 0)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stop_signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, self.handle_exit) for signum in stop_signals}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """What a newcomer needs on the first start with the built-in default."""
+
+    login_url: str
+    api_key: str
+    base_url: str
+
+    def text(self) -> str:
+        return (
+            "\n"
+            "  signoff is ready. This is shown once; keep the key.\n\n"
+            f"  Sign in to the web inbox as {BOOTSTRAP_PERSON} (link valid for 1 hour):\n"
+            f"    {self.login_url}\n\n"
+            f"  API key for the agent {BOOTSTRAP_AGENT}:\n"
+            f"    {self.api_key}\n\n"
+            "  Ask for an approval:\n"
+            f"    curl -s -X POST {self.base_url}/v1/approvals \\\n"
+            f'      -H "Authorization: Bearer {self.api_key}" \\\n'
+            '      -H "Content-Type: application/json" \\\n'
+            '      -d \'{"action": "db.drop_table", "title": "Drop table users",'
+            ' "params": {"table": "users"}}\'\n\n'
+            "  New sign-in link later: signoff login-link admin\n"
+        )
+
+
+async def first_start_welcome(runtime: Runtime) -> Welcome | None:
+    """On a fresh database with the built-in default, make the first key and sign-in link."""
+    from datetime import timedelta
+
+    settings = runtime.config.settings
+    if BOOTSTRAP_AGENT not in settings.agents or BOOTSTRAP_PERSON not in settings.people:
+        return None
+    if await runtime.access.list_agent_keys():
+        return None
+    api_key = await runtime.access.create_agent_key(BOOTSTRAP_AGENT)
+    token = await runtime.access.create_login_token(BOOTSTRAP_PERSON, ttl=timedelta(hours=1))
+    base = str(settings.server.public_url).rstrip("/")
+    return Welcome(login_url=f"{base}/login?token={token}", api_key=api_key, base_url=base)
+
+
+async def serve(
+    config: LoadedConfig, *, builtin_default: bool, options: AppOptions | None = None
+) -> None:
+    """Run signoff until SIGINT or SIGTERM."""
+    runtime = build_runtime(config, options)
+    app = build_http_app(runtime)
+    server_settings = config.settings.server
+    uvicorn_config = uvicorn.Config(
+        app,
+        host=server_settings.host,
+        port=server_settings.port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS,
+        lifespan="on",
+    )
+    server = SignoffServer(uvicorn_config, runtime, welcome=builtin_default)
+    await server.serve()
+
+
+async def _print_welcome(runtime: Runtime) -> None:
+    welcome = await first_start_welcome(runtime)
+    if welcome is not None:
+        print(welcome.text(), flush=True)

@@ -1,0 +1,1 @@
+"""Tests for the web inbox: HTTP scenarios and headless-browser scenarios."""
