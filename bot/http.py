@@ -104,8 +104,12 @@ def build_http_app(runtime: Runtime) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
     app.include_router(runtime.agent_api.router())
-    if runtime.web_inbox is not None:
-        app.include_router(runtime.web_inbox.router())
+    for adapter in runtime.adapters.values():
+        # Adapters with inbound HTTP (Slack events, the Telegram webhook, the web inbox)
+        # bring their own routes.
+        routes = getattr(adapter, "router", None)
+        if callable(routes):
+            app.include_router(routes())
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

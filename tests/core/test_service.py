@@ -203,3 +203,19 @@ async def test_listeners_hear_every_committed_change(service):
     request = await create(service, action="deploy.web", params={})
     await service.vote(vote(request.id, "slack", "U0ALICE"))
     assert heard == [(request.id, Status.PENDING), (request.id, Status.APPROVED)]
+
+
+async def test_adapter_refusals_are_audited(service, store):
+    await service.record_refused_click(
+        platform="telegram",
+        identity="100001",
+        request_id=None,
+        code="malformed_reference",
+        detail="callback data 'x' is not a signoff button",
+    )
+    async with store.read() as reader:
+        [entry] = await reader.audit_entries()
+    assert entry.kind == "refused"
+    assert entry.actor == "telegram:100001"
+    assert '"code":"malformed_reference"' in entry.data
+    assert (await store.verify_audit()).ok
