@@ -9,6 +9,7 @@ PostgreSQL rows are locked with ``FOR UPDATE`` (``SKIP LOCKED`` for the sweeper)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -547,8 +548,10 @@ class SqlStore:
         else:
             options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url, **options)
+        self._sqlite_writer: asyncio.Lock | None = None
         if self.is_sqlite:
             self._configure_sqlite(busy_timeout)
+            self._sqlite_writer = asyncio.Lock()
 
     def _configure_sqlite(self, busy_timeout: float) -> None:
         sync_engine = self.engine.sync_engine
@@ -605,7 +608,7 @@ class SqlStore:
     async def write(self) -> AsyncIterator[StoreTransaction]:
         """A write transaction; commits on normal exit, rolls back on an exception."""
         try:
-            async with self.engine.connect() as conn:
+            async with self._writer_turn(), self.engine.connect() as conn:
                 await conn.execution_options(**{_WRITE_OPTION: True})
                 async with conn.begin():
                     yield StoreTransaction(conn)
@@ -613,6 +616,17 @@ class SqlStore:
             if _is_sqlite_busy(exc):
                 raise StoreBusyError("the database is busy; try again in a moment") from exc
             raise
+
+    @asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        # SQLite has one writer at a time. Queueing this process's writers here is fair and
+        # cheap; left to SQLite's busy handler they would sleep and retry, and the unlucky
+        # ones wait far longer than their turn. Other processes still meet the busy timeout.
+        if self._sqlite_writer is None:
+            yield
+            return
+        async with self._sqlite_writer:
+            yield
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_Reads]:
