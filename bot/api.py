@@ -71,9 +71,6 @@ class CreateApproval(BaseModel):
         description="The human the agent acts for.",
     )
     timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
-    callback_url: str | None = Field(
-        default=None, max_length=2000, pattern=r"^https?://[^\s\x00]+$"
-    )
 
     @field_validator("params")
     @classmethod
@@ -251,7 +248,6 @@ class AgentApi:
                 params=body.params,
                 requested_by=body.requested_by,
                 timeout=(timedelta(seconds=body.timeout_seconds) if body.timeout_seconds else None),
-                callback_url=body.callback_url,
                 idempotency_key=idempotency_key,
             )
             if idempotency_key is None or not await self._is_replay(command):
