@@ -153,6 +153,7 @@ class CreateCommand:
     callback_url: str | None = None
     request_id: str | None = None
     idempotency_key: str | None = None
+    max_open: int | None = None
 
     def fingerprint(self) -> str:
         """SHA-256 of what the agent asked for: a replayed key must ask for the same."""

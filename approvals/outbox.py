@@ -19,17 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from approvals.audit import AuditKind
-from approvals.card import build_card
+from approvals.card import ApprovalCard, build_card
 from approvals.clock import Clock
 from approvals.directory import Destination
 from approvals.ports import Adapter, DeliveryError, MessageRef
 from approvals.service import EDIT, REMIND, SEND
-from approvals.store import OutboxItem, SqlStore
+from approvals.store import OutboxItem, SqlStore, StoreBusyError
 
 log = logging.getLogger(__name__)
 
 SENT = "sent"
 DEAD = "dead"
+_RECORD_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -130,19 +131,6 @@ class OutboxDispatcher:
         if adapter is None:
             await self._dead(item, f"no adapter for platform {destination.platform!r}")
             return
-        try:
-            # A send that outlives its lease would be sent twice; give up well before that.
-            async with asyncio.timeout(self._lease.total_seconds() / 2):
-                await self._perform(item, adapter, destination)
-        except DeliveryError as exc:
-            await self._failed(item, str(exc), retry_after=exc.retry_after, permanent=exc.permanent)
-        except TimeoutError:
-            await self._failed(item, "the platform did not answer in time")
-        except Exception as exc:
-            log.exception("adapter %s failed on outbox row %s", adapter.platform, item.id)
-            await self._failed(item, f"{type(exc).__name__}: {exc}")
-
-    async def _perform(self, item: OutboxItem, adapter: Adapter, destination: Destination) -> None:
         async with self._store.read() as reader:
             request = await reader.get_request(item.request_id)
             deliveries = await reader.deliveries(item.request_id)
@@ -153,37 +141,83 @@ class OutboxDispatcher:
         card = build_card(request, note=note if isinstance(note, str) else None)
         delivery = next((d for d in deliveries if d.destination == item.destination), None)
         ref = MessageRef(destination.platform, delivery.ref) if delivery and delivery.ref else None
-        now = self._clock.now()
-        if item.kind == SEND:
-            if ref is None:
-                ref = await adapter.send(card, destination)
-            else:
-                # Already posted (a re-run after a crash): bring the card up to date instead.
-                await adapter.edit(ref, card)
-        elif ref is None:
-            # The card was never posted (its send was dead-lettered): nothing to edit.
+        if ref is None and item.kind != SEND:
+            # The card was never posted (its send was dead-lettered): nothing to update.
             await self._finish(item, error="no posted card to update")
             return
-        elif item.kind == EDIT:
-            await adapter.edit(ref, card)
-        elif item.kind == REMIND:
-            await adapter.reply(ref, card, str(item.payload.get("text", "Reminder")))
-        else:
+        if item.kind not in (SEND, EDIT, REMIND):
             await self._dead(item, f"unknown outbox kind {item.kind!r}")
             return
-        async with self._store.write() as tx:
-            if item.kind == SEND:
-                await tx.set_delivery_ref(item.request_id, item.destination, ref.data, now)
-                await tx.append_audit(
-                    AuditKind.DELIVERED,
-                    at=now,
-                    actor=destination.platform,
-                    request_id=item.request_id,
-                    data={"destination": item.destination, "ref": ref.data},
-                )
-            await tx.finish_outbox(item.id, state=SENT, at=now)
-            await tx.pause_destination(item.destination, now + adapter.min_send_interval)
-        self._report(item.destination, SENT)
+        try:
+            # Only the platform call is timed: a send that outlives its lease would be sent
+            # twice, so give up well before that.
+            async with asyncio.timeout(self._lease.total_seconds() / 2):
+                posted = await self._call_platform(item, adapter, destination, card, ref)
+        except DeliveryError as exc:
+            await self._failed(item, str(exc), retry_after=exc.retry_after, permanent=exc.permanent)
+            return
+        except TimeoutError:
+            await self._failed(item, "the platform did not answer in time")
+            return
+        except Exception as exc:
+            log.exception("adapter %s failed on outbox row %s", adapter.platform, item.id)
+            await self._failed(item, f"{type(exc).__name__}: {exc}")
+            return
+        await self._record_success(item, adapter, destination, posted)
+
+    async def _call_platform(
+        self,
+        item: OutboxItem,
+        adapter: Adapter,
+        destination: Destination,
+        card: ApprovalCard,
+        ref: MessageRef | None,
+    ) -> MessageRef | None:
+        """Send, edit or reply; returns the new message's reference when one was posted."""
+        if item.kind == SEND and ref is None:
+            return await adapter.send(card, destination)
+        assert ref is not None
+        if item.kind == REMIND:
+            await adapter.reply(ref, card, str(item.payload.get("text", "Reminder")))
+        else:
+            # An edit, or a send whose card is already posted (a re-run after a crash):
+            # either way, bring the posted card up to date.
+            await adapter.edit(ref, card)
+        return None
+
+    async def _record_success(
+        self,
+        item: OutboxItem,
+        adapter: Adapter,
+        destination: Destination,
+        posted: MessageRef | None,
+    ) -> None:
+        """Store the outcome of a delivery that happened. A lost write here would send the
+        card again, so a busy database is waited out (a few tries) rather than given up."""
+        for attempt in range(_RECORD_ATTEMPTS):
+            now = self._clock.now()
+            try:
+                async with self._store.write() as tx:
+                    if posted is not None:
+                        await tx.set_delivery_ref(
+                            item.request_id, item.destination, posted.data, now
+                        )
+                        await tx.append_audit(
+                            AuditKind.DELIVERED,
+                            at=now,
+                            actor=destination.platform,
+                            request_id=item.request_id,
+                            data={"destination": item.destination, "ref": posted.data},
+                        )
+                    await tx.finish_outbox(item.id, state=SENT, at=now)
+                    await tx.pause_destination(item.destination, now + adapter.min_send_interval)
+            except StoreBusyError:
+                if attempt + 1 == _RECORD_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            self._report(item.destination, SENT)
+            return
 
     async def _finish(self, item: OutboxItem, *, error: str | None = None) -> None:
         async with self._store.write() as tx:

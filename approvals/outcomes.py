@@ -24,6 +24,7 @@ class RefusalCode(StrEnum):
     REASON_REQUIRED = "reason_required"  # the policy wants a reason to deny
     NOT_OWNER = "not_owner"  # only the requesting agent may cancel
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # a reused Idempotency-Key, another body
+    TOO_MANY_OPEN = "too_many_open_requests"  # the agent's max_open pending requests reached
     INVALID = "invalid"  # the command itself is malformed
 
 

@@ -89,12 +89,10 @@ class ParamPredicate:
         if self.op is PredicateOp.EXISTS:
             return (value is not _MISSING) == bool(self.operand)
         if value is _MISSING:
-            # A missing value equals nothing and is in no list; comparisons cannot be judged.
-            if self.op in (PredicateOp.NE, PredicateOp.NOT_IN):
-                return True
-            if self.op in (PredicateOp.EQ, PredicateOp.IN, PredicateOp.GLOB):
-                return False
+            # Doubt: the policy that would auto-approve must not match, a stricter one does.
             raise _Undecidable
+        if isinstance(value, dict | list) and not isinstance(self.operand, dict | list):
+            raise _Undecidable  # a structure where a plain value was expected
         if self.op is PredicateOp.EQ:
             return bool(value == self.operand)
         if self.op is PredicateOp.NE:
@@ -308,6 +306,10 @@ class PolicySet:
         names = [p.name for p in self.policies]
         if len(set(names)) != len(names):
             raise ValueError("policy names must be unique")
+
+    def named(self, name: str) -> Policy | None:
+        """The policy called ``name`` in this set, if there is one."""
+        return next((p for p in self.policies if p.name == name), None)
 
     def select(self, action: str, agent: str, params: dict[str, Any]) -> Policy:
         """The first policy whose match fits the request."""

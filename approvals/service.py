@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
@@ -57,6 +57,7 @@ REMIND = "remind"
 """Outbox row kinds: post a new card, re-render a posted card, reply next to a card."""
 
 TIMEOUT_ACTOR = "timeout"
+SWEEP_RETRY_DELAY = timedelta(minutes=1)
 MAX_REASON_LENGTH = 2000
 _MAX_ATTEMPTS = 5
 
@@ -118,6 +119,14 @@ def judge_vote(request: ApprovalRequest, command: VoteCommand, rules: Rules) -> 
         return NotAllowed(
             RefusalCode.NOT_AN_APPROVER,
             f"{person.name} is not an approver for this request at its current level",
+        )
+    live = rules.policies.named(request.policy.name)
+    if live is not None and person.name not in live.approvers_through(len(live.levels) - 1):
+        # The snapshot grants, the current config may revoke: someone taken out of the
+        # policy's approvers since the request was made no longer decides it.
+        return NotAllowed(
+            RefusalCode.NOT_AN_APPROVER,
+            f"{person.name} is no longer an approver of policy {live.name}",
         )
     if any(vote.person == person.name for vote in request.votes):
         return NotAllowed(RefusalCode.ALREADY_VOTED, f"{person.name} has already voted")
@@ -186,14 +195,14 @@ class ApprovalService:
         problem = _invalid_create(command)
         if problem is not None:
             return NotAllowed(RefusalCode.INVALID, problem)
-        if command.idempotency_key is not None:
-            replay = await self._replay(command)
-            if replay is not None:
-                return replay
         try:
             digest = payload_sha256(command.action, command.params)
         except CanonicalJsonError as exc:
             return NotAllowed(RefusalCode.INVALID, f"params are not plain JSON: {exc}")
+        if command.idempotency_key is not None:
+            replay = await self._replay(command)
+            if replay is not None:
+                return replay
         rules = self._rules
         policy = rules.policies.select(command.action, command.agent, command.params)
         now = self._clock.now()
@@ -222,6 +231,15 @@ class ApprovalService:
             )
         try:
             async with self._store.write() as tx:
+                if command.max_open is not None:
+                    await tx.lock_agent(command.agent)
+                    open_now = await tx.count_open(command.agent)
+                    if open_now >= command.max_open:
+                        return NotAllowed(
+                            RefusalCode.TOO_MANY_OPEN,
+                            f"agent {command.agent!r} already has {open_now} pending requests "
+                            f"(max_open {command.max_open}); wait for decisions or cancel some",
+                        )
                 if command.idempotency_key is not None:
                     await tx.claim_idempotency_key(
                         command.agent,
@@ -293,22 +311,41 @@ class ApprovalService:
     async def vote(self, command: VoteCommand) -> Outcome:
         """Count one person's vote. Exactly one decision results, however many race."""
         for _attempt in range(_MAX_ATTEMPTS):
+            caught_up: list[ApprovalRequest] = []
             try:
-                outcome = await self._vote_once(command)
+                outcome = await self._vote_once(command, caught_up)
             except (ConcurrentUpdateError, IntegrityError):
                 continue  # someone changed the request under us; judge again on fresh state
+            for request in caught_up:
+                self._announce(request)
             if isinstance(outcome, Applied):
                 self._announce(outcome.request)
             return outcome
         raise ConcurrentUpdateError(f"request {command.request_id} kept changing; vote not counted")
 
-    async def _vote_once(self, command: VoteCommand) -> Outcome:
+    async def _catch_up(
+        self, tx: StoreTransaction, request: ApprovalRequest, now: datetime
+    ) -> ApprovalRequest:
+        """Apply a timeout or escalation that is due but not yet swept.
+
+        A click or cancel must meet the request as its deadlines say it stands now, not as
+        the sweeper last left it: a late approval must not beat an overdue timeout.
+        """
+        if isinstance(plan_step(request, now), TimeOut | Escalate):
+            return await self._apply_step(tx, request, now)
+        return request
+
+    async def _vote_once(self, command: VoteCommand, caught_up: list[ApprovalRequest]) -> Outcome:
         rules = self._rules
         async with self._store.write() as tx:
             now = self._clock.now()
             request = await tx.get_request(command.request_id, lock=True)
             if request is None:
                 return NotFound(command.request_id)
+            current = await self._catch_up(tx, request, now)
+            if current is not request:
+                caught_up.append(current)
+                request = current
             judged = judge_vote(request, command, rules)
             if not isinstance(judged, str):
                 await self._audit_refusal(tx, request, command, judged, now)
@@ -405,6 +442,7 @@ class ApprovalService:
     async def cancel(self, request_id: str, agent: str, reason: str | None = None) -> Outcome:
         """Withdraw a pending request. Only the agent that asked may cancel it."""
         for _attempt in range(_MAX_ATTEMPTS):
+            caught_up: ApprovalRequest | None = None
             try:
                 async with self._store.write() as tx:
                     now = self._clock.now()
@@ -412,8 +450,12 @@ class ApprovalService:
                     if request is None or request.agent != agent:
                         # Other agents' requests are invisible, not forbidden.
                         return NotFound(request_id)
+                    current = await self._catch_up(tx, request, now)
+                    if current is not request:
+                        caught_up = current
+                        request = current
                     if request.status.is_final:
-                        return AlreadyDecided(request)
+                        break
                     decision = Decision(Status.CANCELLED, by=agent, platform="api", reason=reason)
                     updated = _transition(request, Event.CANCEL, now, decision=decision)
                     await tx.update_request(updated, expected_version=request.version)
@@ -423,7 +465,12 @@ class ApprovalService:
                 continue
             self._announce(updated)
             return Applied(updated, Event.CANCEL)
-        raise ConcurrentUpdateError(f"request {request_id} kept changing; not cancelled")
+        else:
+            raise ConcurrentUpdateError(f"request {request_id} kept changing; not cancelled")
+        # The request was final, or became final by an overdue deadline just applied.
+        if caught_up is not None:
+            self._announce(caught_up)
+        return AlreadyDecided(request)
 
     # -- deadlines --------------------------------------------------------------------------
 
@@ -433,14 +480,22 @@ class ApprovalService:
         Returns how many requests were handled; call again while it returns ``limit``.
         """
         changed: list[ApprovalRequest] = []
+        handled = 0
         async with self._store.write() as tx:
             now = self._clock.now()
             for request in await tx.due_requests(now, limit):
-                updated = await self._apply_step(tx, request, now)
-                changed.append(updated)
+                handled += 1
+                try:
+                    # One savepoint per request: a request that cannot be processed must not
+                    # roll back the batch, nor stop every later sweep at the same row.
+                    async with tx.conn.begin_nested():
+                        changed.append(await self._apply_step(tx, request, now))
+                except Exception:
+                    log.exception("deadline step failed for request %s; retrying later", request.id)
+                    await tx.postpone(request.id, now + SWEEP_RETRY_DELAY)
         for request in changed:
             self._announce(request)
-        return len(changed)
+        return handled
 
     async def _apply_step(
         self, tx: StoreTransaction, request: ApprovalRequest, now: datetime
@@ -583,7 +638,7 @@ class ApprovalService:
 def _deciders(request: ApprovalRequest) -> list[str]:
     """Who made the decision: every approver for an approval, else the one who decided."""
     assert request.decision is not None
-    if request.status is Status.APPROVED and request.votes:
+    if request.status is Status.APPROVED and request.decision.platform != SYSTEM_PLATFORM:
         return sorted(request.approvals())
     return [request.decision.by]
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Row, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -321,6 +322,12 @@ class StoreTransaction(_Reads):
         if result.rowcount != 1:
             raise ConcurrentUpdateError(f"request {request.id} changed concurrently")
 
+    async def postpone(self, request_id: str, until: datetime) -> None:
+        """Look at a pending request again at ``until`` (after a failed deadline step)."""
+        await self.conn.execute(
+            update(REQUESTS).where(REQUESTS.c.id == request_id).values(next_due_at=until)
+        )
+
     async def insert_vote(self, request_id: str, vote: CastVote) -> None:
         await self.conn.execute(
             insert(VOTES).values(
@@ -382,6 +389,13 @@ class StoreTransaction(_Reads):
             update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=seq, hash=digest)
         )
         return entry
+
+    async def lock_agent(self, agent: str) -> None:
+        """Serialize this agent's creates until commit (PostgreSQL; SQLite has one writer)."""
+        if self.is_postgres:
+            await self.conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:agent))"), {"agent": agent}
+            )
 
     async def claim_idempotency_key(
         self, agent: str, key: str, fingerprint: str, request_id: str, at: datetime
@@ -616,6 +630,8 @@ class SqlStore:
             if _is_sqlite_busy(exc):
                 raise StoreBusyError("the database is busy; try again in a moment") from exc
             raise
+        except PoolTimeoutError as exc:
+            raise StoreBusyError("all database connections are busy; try again") from exc
 
     @asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:

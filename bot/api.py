@@ -249,9 +249,8 @@ class AgentApi:
                 requested_by=body.requested_by,
                 timeout=(timedelta(seconds=body.timeout_seconds) if body.timeout_seconds else None),
                 idempotency_key=idempotency_key,
+                max_open=self.settings.agents[agent].max_open,
             )
-            if idempotency_key is None or not await self._is_replay(command):
-                await self._check_open_limit(agent)
             outcome = await self._service.create(command)
             if isinstance(outcome, Created):
                 if outcome.replayed:
@@ -259,6 +258,10 @@ class AgentApi:
                 return approval_json(outcome.request)
             if outcome.code is RefusalCode.IDEMPOTENCY_CONFLICT:
                 raise ApiError(409, outcome.code.value, outcome.message)
+            if outcome.code is RefusalCode.TOO_MANY_OPEN:
+                raise ApiError(
+                    429, outcome.code.value, outcome.message, headers={"Retry-After": "30"}
+                )
             raise ApiError(422, outcome.code.value, outcome.message)
 
         @router.get("/approvals/{request_id}", response_model=ApprovalOut, summary="Get one")
@@ -312,25 +315,6 @@ class AgentApi:
             raise ApiError(403, outcome.code.value, outcome.message)
 
         return router
-
-    async def _is_replay(self, command: CreateCommand) -> bool:
-        assert command.idempotency_key is not None
-        async with self._service.store.read() as reader:
-            found = await reader.idempotency_key(command.agent, command.idempotency_key)
-        return found is not None
-
-    async def _check_open_limit(self, agent: str) -> None:
-        max_open = self.settings.agents[agent].max_open
-        async with self._service.store.read() as reader:
-            open_now = await reader.count_open(agent)
-        if open_now >= max_open:
-            raise ApiError(
-                429,
-                "too_many_open_requests",
-                f"agent {agent!r} already has {open_now} pending requests (max_open "
-                f"{max_open}); wait for decisions or cancel some",
-                headers={"Retry-After": "30"},
-            )
 
     async def _own(self, agent: str, request_id: str) -> ApprovalRequest:
         request = await self._service.get(request_id)

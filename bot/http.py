@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from bot.errors import error_json, install_error_handlers
 from bot.runtime import Runtime
 
+HEALTH_CHECK_SECONDS = 5
 MAX_BODY_BYTES = 256 * 1024
 """The largest request body accepted (the agent API's params included); larger is 413."""
 
@@ -131,7 +133,11 @@ def build_http_app(runtime: Runtime) -> FastAPI:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         for name, adapter in runtime.adapters.items():
             try:
-                checks[name] = "ok" if await adapter.check_health() else "unhealthy"
+                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                    healthy = await adapter.check_health()
+                checks[name] = "ok" if healthy else "unhealthy"
+            except TimeoutError:
+                checks[name] = "unhealthy: no answer in time"
             except Exception as exc:
                 checks[name] = f"unhealthy: {type(exc).__name__}"
         ready = all(value == "ok" for value in checks.values())

@@ -32,6 +32,10 @@ class TokenBucket:
             return 0.0
         return (1 - self._tokens) / self._limit.rate
 
+    def refund(self) -> None:
+        """Give back a token taken for a call that did not go ahead."""
+        self._tokens = min(self._limit.burst, self._tokens + 1)
+
 
 class RateLimiter:
     """Per-agent buckets plus one global bucket; a call must get a token from both."""
@@ -62,4 +66,7 @@ class RateLimiter:
         if wait:
             return max(1, math.ceil(wait))
         wait = self._overall.take(now)
-        return max(1, math.ceil(wait)) if wait else 0
+        if wait:
+            bucket.refund()  # refused overall: the agent's own budget is not spent
+            return max(1, math.ceil(wait))
+        return 0

@@ -277,3 +277,25 @@ async def test_readiness_fails_when_an_adapter_is_unhealthy(api):
     ready = await api.client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["sick"] == "unhealthy"
+
+
+async def test_replay_with_a_nan_body_is_422_not_500(api):
+    headers = api.auth() | {"Idempotency-Key": "nan", "Content-Type": "application/json"}
+    first = b'{"action": "deploy.web", "title": "t"}'
+    assert (
+        await api.client.post("/v1/approvals", content=first, headers=headers)
+    ).status_code == 201
+    replay = b'{"action": "deploy.web", "title": "t", "params": {"v": NaN}}'
+    response = await api.client.post("/v1/approvals", content=replay, headers=headers)
+    assert_error(response, 422)
+
+
+async def test_concurrent_creates_cannot_pass_max_open(tmp_path):
+    harness = await start_harness(tmp_path, max_open=3)
+    try:
+        responses = await asyncio.gather(*(harness.create() for _ in range(15)))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201] * 3 + [429] * 12
+    finally:
+        await harness.client.aclose()
+        await harness.runtime.stop()

@@ -13,6 +13,7 @@ from approvals.policy import (
     PolicySet,
     PredicateOp,
     TimeoutOutcome,
+    _Undecidable,
 )
 from tests.conftest import make_policies
 
@@ -47,9 +48,7 @@ def test_action_glob_is_case_sensitive():
     [
         (PredicateOp.EQ, "prod", {"env": "prod"}, True),
         (PredicateOp.EQ, "prod", {"env": "dev"}, False),
-        (PredicateOp.EQ, "prod", {}, False),
         (PredicateOp.NE, "prod", {"env": "dev"}, True),
-        (PredicateOp.NE, "prod", {}, True),
         (PredicateOp.IN, ["a", "b"], {"env": "b"}, True),
         (PredicateOp.NOT_IN, ["a", "b"], {"env": "c"}, True),
         (PredicateOp.GLOB, "prod-*", {"env": "prod-eu"}, True),
@@ -65,10 +64,43 @@ def test_predicates(op, operand, params, expected):
     assert ParamPredicate("env", op, operand).evaluate(params) is expected
 
 
+@pytest.mark.parametrize(
+    ("op", "operand", "params"),
+    [
+        (PredicateOp.EQ, "prod", {}),
+        (PredicateOp.NE, "prod", {}),
+        (PredicateOp.NOT_IN, ["prod"], {}),
+        (PredicateOp.NE, "prod", {"env": ["prod"]}),
+        (PredicateOp.GT, 10, {"env": "many"}),
+    ],
+)
+def test_missing_or_mismatched_values_cannot_be_judged(op, operand, params):
+    with pytest.raises(_Undecidable):
+        ParamPredicate("env", op, operand).evaluate(params)
+
+
+def test_negative_predicate_never_auto_approves_a_request_that_omits_the_value():
+    policies = PolicySet(
+        (
+            policy(
+                "auto-nonprod",
+                Match(params=(ParamPredicate("env", PredicateOp.NE, "prod"),)),
+                AutoDecision.APPROVE,
+            ),
+            policy("default"),
+        )
+    )
+    assert policies.select("deploy", "a", {"env": "dev"}).name == "auto-nonprod"
+    assert policies.select("deploy", "a", {}).name == "default"
+    assert policies.select("deploy", "a", {"env": ["prod"]}).name == "default"
+
+
 def test_dotted_paths_reach_nested_values():
     predicate = ParamPredicate("db.name", PredicateOp.EQ, "users")
     assert predicate.evaluate({"db": {"name": "users"}})
-    assert not predicate.evaluate({"db": "users"})
+    assert not predicate.evaluate({"db": {"name": "orders"}})
+    with pytest.raises(_Undecidable):
+        predicate.evaluate({"db": "users"})
 
 
 def test_undecidable_predicate_fails_closed():

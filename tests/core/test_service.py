@@ -219,3 +219,44 @@ async def test_adapter_refusals_are_audited(service, store):
     assert entry.actor == "telegram:100001"
     assert '"code":"malformed_reference"' in entry.data
     assert (await store.verify_audit()).ok
+
+
+async def test_approver_taken_out_of_the_policy_is_refused_on_pending_requests(service, rules):
+    request = await create(service)
+    policies = []
+    for policy in rules.policies.policies:
+        if policy.name == "prod-db":
+            first, *rest = policy.levels
+            first = replace(first, approvers=tuple(p for p in first.approvers if p != "bob"))
+            policy = replace(policy, levels=(first, *rest))
+        policies.append(policy)
+    service.reconfigure(Rules(replace(rules.policies, policies=tuple(policies)), rules.directory))
+    outcome = await service.vote(vote(request.id, "slack", "U0BOB"))
+    assert outcome.code is RefusalCode.NOT_AN_APPROVER
+    assert "no longer an approver" in outcome.message
+    assert (await service.vote(vote(request.id, "slack", "U0ALICE"))).event is Event.VOTE
+
+
+async def test_concurrent_creates_respect_max_open(service):
+    import asyncio
+
+    outcomes = await asyncio.gather(
+        *(
+            service.create(
+                CreateCommand(agent="flood-bot", action="deploy.web", title="t", max_open=3)
+            )
+            for _ in range(20)
+        )
+    )
+    created = [o for o in outcomes if isinstance(o, Created)]
+    refused = [o for o in outcomes if isinstance(o, NotAllowed)]
+    assert len(created) == 3
+    assert {o.code for o in refused} == {RefusalCode.TOO_MANY_OPEN}
+
+
+async def test_replay_with_unhashable_params_is_refused_not_crashing(service):
+    first = CreateCommand(agent="a", action="deploy.web", title="t", idempotency_key="k")
+    assert isinstance(await service.create(first), Created)
+    bad = replace(first, params={"v": float("nan")})
+    outcome = await service.create(bad)
+    assert outcome.code is RefusalCode.INVALID

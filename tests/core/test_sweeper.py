@@ -5,7 +5,8 @@ from datetime import timedelta
 from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
-from approvals.service import ApprovalService
+from approvals.policy import Level, Policy, PolicySet, TimeoutOutcome
+from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
 from tests.fakes import RecordingAdapter
 
@@ -152,3 +153,70 @@ async def test_decided_requests_leave_the_sweep(service, clock):
     await service.vote(VoteCommand(request.id, "slack", "U0ALICE", Verdict.APPROVE))
     clock.advance(timedelta(days=1))
     assert await service.process_due() == 0
+
+
+async def test_late_click_before_the_sweep_meets_the_overdue_timeout(service, store, clock):
+    """A click that arrives after the deadline but before the sweeper ran loses to it."""
+    request = await create(service, action="deploy.web", params={})
+    clock.advance(3 * 60 * MIN)  # long past the 30 min deadline; no sweep has run
+    late = await service.vote(VoteCommand(request.id, "slack", "U0ALICE", Verdict.APPROVE))
+    assert late.status is Status.DENIED
+    assert late.by == "timeout"
+    assert await audit_kinds(store, request.id) == ["created", "decided", "refused"]
+    assert await service.process_due() == 0
+
+
+async def test_late_cancel_before_the_sweep_meets_the_overdue_timeout(service, clock):
+    request = await create(service, action="cache.flush", params={})
+    clock.advance(11 * MIN)
+    outcome = await service.cancel(request.id, "deploy-bot")
+    assert outcome.status is Status.EXPIRED
+
+
+async def test_next_level_may_vote_once_its_time_came_even_before_the_sweep(service, clock):
+    request = await create(service)
+    clock.advance(16 * MIN)  # level 2 started a minute ago; no sweep yet
+    outcome = await service.vote(VoteCommand(request.id, "discord", "200003", Verdict.APPROVE))
+    assert outcome.request.level == 1
+    assert outcome.request.approvals() == {"carol"}
+
+
+async def test_a_failing_deadline_step_does_not_block_the_others(service, clock, monkeypatch):
+    broken = await create(service, action="deploy.web", params={})
+    fine = await create(service, action="cache.flush", params={})
+    original = service._apply_step
+
+    async def fail_for_one(tx, request, now):
+        if request.id == broken.id:
+            raise RuntimeError("simulated bug")
+        return await original(tx, request, now)
+
+    monkeypatch.setattr(service, "_apply_step", fail_for_one)
+    clock.advance(31 * MIN)
+    assert await service.process_due() == 2
+    assert (await service.get(fine.id)).status is Status.EXPIRED
+    postponed = await service.get(broken.id)
+    assert postponed.status is Status.PENDING
+    assert postponed.next_due_at == clock.now() + timedelta(minutes=1)
+    assert await service.process_due() == 0  # not retried before its new due time
+
+
+async def test_timeout_approval_names_no_human_deciders(store, rules, clock):
+    lenient_pair = Policy(
+        name="lenient-pair",
+        quorum=2,
+        levels=(Level(("alice", "bob"), ("web",), timedelta(minutes=10)),),
+        on_timeout=TimeoutOutcome.APPROVE,
+    )
+    service = ApprovalService(store, Rules(PolicySet((lenient_pair,)), rules.directory), clock)
+    request = await create(service, action="docs.publish", params={})
+    await service.vote(VoteCommand(request.id, "slack", "U0ALICE", Verdict.APPROVE))
+    clock.advance(10 * MIN)
+    await service.process_due()
+    final = await service.get(request.id)
+    assert final.status is Status.APPROVED
+    assert final.decision.by == "timeout"
+    async with store.read() as reader:
+        entries = await reader.audit_entries(request_id=request.id)
+    [decided] = [entry for entry in entries if entry.kind == "decided"]
+    assert '"deciders":["timeout"]' in decided.data
