@@ -52,6 +52,21 @@ def rules_from(config: LoadedConfig) -> Rules:
     return Rules(policies=config.policy_set(), directory=config.directory())
 
 
+def build_chat_adapters(
+    config: LoadedConfig, service: ApprovalService, public_url: str
+) -> dict[str, Adapter]:
+    """An adapter for each chat platform configured under ``platforms``."""
+    platforms = config.settings.platforms
+    adapters: dict[str, Adapter] = {}
+    if platforms.slack is not None:
+        from adapters.slack import build_slack_adapter
+
+        adapters["slack"] = build_slack_adapter(
+            platforms.slack, service=service, public_url=public_url
+        )
+    return adapters
+
+
 def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Runtime:
     """Everything signoff runs, wired together from ``config``."""
     options = options or AppOptions()
@@ -62,11 +77,14 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
     metrics = Metrics()
     waiters = RequestWaiters(service)
     adapters: dict[str, Adapter] = dict(options.adapters or {})
+    public_url = str(settings.server.public_url)
+    for platform, adapter in build_chat_adapters(config, service, public_url).items():
+        adapters.setdefault(platform, adapter)
     web_inbox = None
     if options.web_inbox and settings.platforms.web.enabled:
         from adapters.web import WebInbox
 
-        web_inbox = WebInbox(service, access, public_url=str(settings.server.public_url))
+        web_inbox = WebInbox(service, access, public_url=public_url)
         adapters.setdefault("web", web_inbox)
     dispatcher = OutboxDispatcher(store, adapters, options.clock, on_result=metrics.on_delivery)
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)

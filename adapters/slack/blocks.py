@@ -1,0 +1,274 @@
+"""Block Kit rendering of cards, notices and the deny-reason modal: pure functions.
+
+Agent text is untrusted. Every piece of it goes through :func:`fit`, which makes invisible
+and direction-changing characters visible, escapes ``&``, ``<`` and ``>`` (so ``<!channel>``,
+``<@U1>`` or ``<http://evil|good>`` show as text instead of pinging or linking) and cuts it
+to a limit. Cut values point to the web inbox, where the full request is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.slack.references import encode_value
+from approvals.card import ApprovalCard
+
+# Slack's limits (https://docs.slack.dev/reference/block-kit).
+MAX_BLOCKS = 50
+"""Blocks in one message."""
+MAX_MESSAGE_TEXT = 4000
+"""The top-level ``text`` in practice (Slack truncates far later, but clients cope badly)."""
+MAX_SECTION_TEXT = 3000
+"""A section block's text."""
+MAX_FIELD_TEXT = 2000
+"""One section field's text."""
+MAX_FIELDS_PER_SECTION = 10
+"""Fields in one section block."""
+MAX_CONTEXT_ELEMENTS = 10
+"""Elements in one context block."""
+MAX_BUTTON_TEXT = 75
+"""A button's label."""
+MAX_MODAL_TITLE = 24
+"""A modal's title, submit and close labels."""
+MAX_PRIVATE_METADATA = 3000
+"""A view's ``private_metadata``."""
+MAX_INPUT_LENGTH = 3000
+"""A plain-text input's ``max_length``."""
+
+# Our own budgets, well inside Slack's, so a card stays readable.
+TITLE_LIMIT = 300
+DETAILS_LIMIT = 1500
+PARAM_LABEL_LIMIT = 100
+PARAM_VALUE_LIMIT = 300
+MAX_PARAM_FIELDS = 2 * MAX_FIELDS_PER_SECTION
+STATUS_LIMIT = 1500
+NOTE_LIMIT = 500
+NOTICE_LIMIT = 2000
+REASON_LIMIT = 2000
+"""The longest deny reason the modal accepts (the core's own limit)."""
+
+ELLIPSIS = "…"
+
+APPROVE_ACTION = "signoff_approve"
+DENY_ACTION = "signoff_deny"
+DENY_WITH_REASON_ACTION = "signoff_deny_reason"
+ACTIONS_BLOCK = "signoff_actions"
+REASON_VIEW = "signoff_deny_reason"
+"""``callback_id`` of the deny-reason modal."""
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason"
+
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+_INVISIBLE = re.compile(
+    "["
+    "\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"  # control characters but \t \n \r
+    "\u00ad"  # soft hyphen
+    "\u061c"  # Arabic letter mark
+    "\u200b-\u200f"  # zero-width space, joiners, LRM, RLM
+    "\u202a-\u202e"  # bidi embeddings and overrides
+    "\u2060-\u2064"  # word joiner, invisible operators
+    "\u2066-\u2069"  # bidi isolates
+    "\ufeff"  # zero-width no-break space (BOM)
+    "]"
+)
+
+
+def visible(text: str) -> str:
+    """``text`` with bidi controls and invisible characters shown as ``⟨U+XXXX⟩``."""
+    return _INVISIBLE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+
+
+def escape(text: str) -> str:
+    """Slack's escaping for message text: ``&``, ``<`` and ``>`` become entities."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+
+
+def fit(text: str, limit: int) -> str:
+    """Untrusted ``text`` made safe for mrkdwn: visible, escaped, at most ``limit`` characters.
+
+    A cut is marked with an ellipsis and never splits an entity such as ``&lt;``.
+    """
+    return fit_and_tell(text, limit)[0]
+
+
+def fit_and_tell(text: str, limit: int) -> tuple[str, bool]:
+    """:func:`fit`, and whether ``text`` had to be cut."""
+    pieces = [_ESCAPES.get(ch, ch) for ch in visible(text)]
+    if sum(len(piece) for piece in pieces) <= limit:
+        return "".join(pieces), False
+    budget = limit - len(ELLIPSIS)
+    kept: list[str] = []
+    used = 0
+    for piece in pieces:
+        if used + len(piece) > budget:
+            break
+        kept.append(piece)
+        used += len(piece)
+    return "".join(kept) + ELLIPSIS, True
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What ``chat.postMessage`` / ``chat.update`` get: fallback text and blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def _mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def request_url(public_url: str, request_id: str) -> str:
+    """The web inbox page of a request."""
+    return f"{public_url.rstrip('/')}/requests/{request_id}"
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": _plain(text[:MAX_BUTTON_TEXT]),
+        "action_id": action_id,
+        "value": value,
+    }
+    if style is not None:
+        button["style"] = style
+    return button
+
+
+def action_buttons(card: ApprovalCard) -> dict[str, Any]:
+    """Approve / Deny, plus "Deny with reason" where a reason is optional."""
+    value = encode_value(card.request_id)
+    buttons = [_button("Approve", APPROVE_ACTION, value, "primary")]
+    if card.require_reason:
+        # The policy wants a reason: Deny opens the reason modal.
+        buttons.append(_button("Deny…", DENY_WITH_REASON_ACTION, value, "danger"))
+    else:
+        buttons.append(_button("Deny", DENY_ACTION, value, "danger"))
+        buttons.append(_button("Deny with reason…", DENY_WITH_REASON_ACTION, value))
+    return {"type": "actions", "block_id": ACTIONS_BLOCK, "elements": buttons}
+
+
+def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
+    """The Slack message for ``card``: buttons only while the request is pending."""
+    url = request_url(public_url, card.request_id)
+    shortened = False
+
+    def cut(text: str, limit: int) -> str:
+        nonlocal shortened
+        shown, was_cut = fit_and_tell(text, limit)
+        shortened = shortened or was_cut
+        return shown
+
+    title = cut(card.title, TITLE_LIMIT)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": _mrkdwn(f"*Approval request:* {title}")},
+        {
+            "type": "section",
+            "fields": [
+                _mrkdwn(f"*Agent*\n{cut(card.agent, PARAM_VALUE_LIMIT)}"),
+                _mrkdwn(f"*Action*\n{cut(card.action, PARAM_VALUE_LIMIT)}"),
+                _mrkdwn(f"*Policy*\n{fit(card.policy, PARAM_VALUE_LIMIT)}"),
+                _mrkdwn(f"*Level*\n{card.level + 1}"),
+                _mrkdwn(f"*Deadline*\n{card.deadline:%Y-%m-%d %H:%M} UTC"),
+                _mrkdwn(f"*Payload SHA-256*\n{card.short_hash}"),
+            ],
+        },
+    ]
+    if card.details.strip():
+        blocks.append({"type": "section", "text": _mrkdwn(cut(card.details, DETAILS_LIMIT))})
+    fields = [
+        _mrkdwn(f"*{cut(field.label, PARAM_LABEL_LIMIT)}*\n{cut(field.value, PARAM_VALUE_LIMIT)}")
+        for field in card.fields[:MAX_PARAM_FIELDS]
+    ]
+    for start in range(0, len(fields), MAX_FIELDS_PER_SECTION):
+        blocks.append({"type": "section", "fields": fields[start : start + MAX_FIELDS_PER_SECTION]})
+    hidden = len(card.fields) - MAX_PARAM_FIELDS
+    if hidden > 0:
+        shortened = True
+    if shortened:
+        more = f"{hidden} more parameters and the full values" if hidden > 0 else "Full values"
+        link = f"<{url}|{more} in the signoff inbox>"
+    else:
+        link = f"<{url}|Open in the signoff inbox>"
+    blocks.append({"type": "context", "elements": [_mrkdwn(link)]})
+    if card.note:
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"_{fit(card.note, NOTE_LIMIT)}_")]})
+    blocks.append(
+        {"type": "section", "text": _mrkdwn(f"*Status:* {fit(card.status_line, STATUS_LIMIT)}")}
+    )
+    if card.buttons:
+        blocks.append(action_buttons(card))
+    assert len(blocks) <= MAX_BLOCKS
+    if card.buttons:
+        text = f"Approval needed: {fit(card.title, TITLE_LIMIT)}"
+    else:
+        text = f"{fit(card.title, TITLE_LIMIT)}: {fit(card.status_line, STATUS_LIMIT)}"
+    return SlackMessage(text=text[:MAX_MESSAGE_TEXT], blocks=blocks)
+
+
+def render_notice(text: str) -> str:
+    """A short message to one person (ephemeral) or a thread reply, escaped."""
+    return fit(text, NOTICE_LIMIT)
+
+
+def reason_modal(card_title: str, *, private_metadata: str, require_reason: bool) -> dict[str, Any]:
+    """The modal that asks why a request is denied."""
+    if len(private_metadata) > MAX_PRIVATE_METADATA:
+        raise ValueError("private_metadata is longer than Slack allows")
+    hint = "A reason is required by this request's policy." if require_reason else ""
+    return {
+        "type": "modal",
+        "callback_id": REASON_VIEW,
+        "private_metadata": private_metadata,
+        "title": _plain("Deny request"),
+        "submit": _plain("Deny"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            {
+                "type": "section",
+                "text": _mrkdwn(f"Deny *{fit(card_title, TITLE_LIMIT)}*? {hint}".strip()),
+            },
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "optional": not require_reason,
+                "label": _plain("Reason"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_INPUT,
+                    "multiline": True,
+                    "max_length": REASON_LIMIT,
+                },
+            },
+        ],
+    }
+
+
+def metadata(value: str, channel: str, ts: str) -> str:
+    """``private_metadata`` for the reason modal: which card the Deny came from."""
+    return json.dumps({"value": value, "channel": channel, "ts": ts}, separators=(",", ":"))
+
+
+def parse_metadata(text: object) -> tuple[str, str, str] | None:
+    """``(value, channel, ts)`` from :func:`metadata`, or ``None`` when it is not ours."""
+    if not isinstance(text, str) or len(text) > MAX_PRIVATE_METADATA:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    parts = (data.get("value"), data.get("channel"), data.get("ts"))
+    if not all(isinstance(part, str) and part for part in parts):
+        return None
+    return str(parts[0]), str(parts[1]), str(parts[2])

@@ -1,0 +1,262 @@
+"""A Slack world for scenario tests: the fake Slack, the real adapter, the service and outbox.
+
+``slack`` runs each test in HTTP mode (signed posts to ``/slack/events`` on a FastAPI app,
+through httpx's ASGI transport) and in Socket Mode (envelopes over the fake's websocket),
+on each store of the root ``store`` fixture.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from adapters.slack import SlackAdapter
+from approvals.audit import AuditEntry
+from approvals.clock import Clock, ManualClock
+from approvals.model import ApprovalRequest, CreateCommand
+from approvals.outbox import OutboxDispatcher
+from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
+from approvals.service import ApprovalService, Rules
+from approvals.store import SqlStore
+from tests.adapters.slack.fake_slack import FakeSlack, Message
+from tests.conftest import make_directory
+from tests.waiting import wait_for
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-signoff-test"
+APP_TOKEN = "xapp-1-signoff-test"
+PUBLIC_URL = "http://127.0.0.1:8080"
+CHANNEL = "C0OPS"
+CHANNEL_KEY = f"slack:channel:{CHANNEL}"
+ALICE, BOB, DAVE = "U0ALICE", "U0BOB", "U0DAVE"
+STRANGER = "U0STRANGER"
+MIN = timedelta(minutes=1)
+RAW_MARKUP = re.compile(r"<(?!" + re.escape(PUBLIC_URL) + r"/requests/)")
+"""Any ``<`` that does not open our own inbox link: raw mention or link syntax (B6)."""
+
+
+def slack_policies() -> PolicySet:
+    """Policies whose cards all go to Slack (the ops-slack channel, or approvers' DMs)."""
+    return PolicySet(
+        (
+            Policy(
+                name="two-person",
+                match=Match(actions=("db.*",)),
+                quorum=2,
+                require_reason=True,
+                levels=(
+                    Level(
+                        approvers=("alice", "bob", "dave"),
+                        notify=("ops-slack",),
+                        timeout=15 * MIN,
+                    ),
+                ),
+            ),
+            Policy(
+                name="escalating",
+                match=Match(actions=("infra.*",)),
+                levels=(
+                    Level(
+                        approvers=("bob",),
+                        notify=("ops-slack",),
+                        timeout=10 * MIN,
+                        remind_every=4 * MIN,
+                    ),
+                    Level(approvers=("dave",), notify=("dm",), timeout=30 * MIN),
+                ),
+                on_timeout=TimeoutOutcome.DENY,
+            ),
+            Policy(
+                name="default",
+                levels=(
+                    Level(approvers=("alice", "bob"), notify=("ops-slack",), timeout=30 * MIN),
+                ),
+                on_timeout=TimeoutOutcome.DENY,
+            ),
+        )
+    )
+
+
+@pytest.fixture
+def rules() -> Rules:
+    return Rules(policies=slack_policies(), directory=make_directory())
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN, signing_secret=SIGNING_SECRET)
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+async def start_adapter(
+    fake: FakeSlack,
+    service: ApprovalService,
+    mode: str,
+    *,
+    min_send_interval: timedelta = timedelta(0),
+) -> SlackAdapter:
+    """A started adapter wired like the application wires it, clicks routed from ``fake``."""
+    adapter = SlackAdapter(
+        bot_token=BOT_TOKEN,
+        service=service,
+        public_url=PUBLIC_URL,
+        mode="socket" if mode == "socket" else "http",
+        signing_secret=SIGNING_SECRET if mode == "http" else None,
+        app_token=APP_TOKEN,
+        api_url=fake.api_url,
+        min_send_interval=min_send_interval,
+    )
+    fake.mode = mode
+    if mode == "http":
+        app = FastAPI()
+        app.include_router(adapter.router())
+        if fake.events is not None:
+            await fake.events.aclose()
+        fake.events = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+        )
+    await adapter.start(service)
+    if mode == "socket":
+        await wait_for(_connected(fake))
+    return adapter
+
+
+def _connected(fake: FakeSlack) -> Any:
+    async def check() -> bool:
+        return fake.connected >= 1
+
+    return check
+
+
+@dataclass
+class SlackWorld:
+    fake: FakeSlack
+    service: ApprovalService
+    store: SqlStore
+    clock: Clock
+    adapter: SlackAdapter
+    dispatcher: OutboxDispatcher
+    mode: str
+    _adapters: list[SlackAdapter] = field(default_factory=list)
+
+    async def create(
+        self, action: str = "deploy.web", params: dict[str, Any] | None = None, **extra: Any
+    ) -> ApprovalRequest:
+        outcome = await self.service.create(
+            CreateCommand(
+                agent="deploy-bot",
+                action=action,
+                title=extra.pop("title", f"Run {action}"),
+                params={"env": "prod"} if params is None else params,
+                **extra,
+            )
+        )
+        return outcome.request  # type: ignore[union-attr]
+
+    async def deliver(self) -> int:
+        """Send everything the outbox holds (cards, edits, replies) to the fake."""
+        return await self.dispatcher.drain()
+
+    async def ref(self, request_id: str, destination: str = CHANNEL_KEY) -> dict[str, Any]:
+        async with self.store.read() as reader:
+            deliveries = await reader.deliveries(request_id)
+        for delivery in deliveries:
+            if delivery.destination == destination and delivery.ref:
+                return delivery.ref
+        raise AssertionError(f"no posted card for {request_id} at {destination}")
+
+    async def card(self, request_id: str, destination: str = CHANNEL_KEY) -> Message:
+        ref = await self.ref(request_id, destination)
+        return self.fake.messages[(ref["channel"], ref["ts"])]
+
+    async def posted(self, action: str = "deploy.web", **extra: Any) -> tuple[str, Message]:
+        """A new request, its card delivered; returns (request id, card)."""
+        request = await self.create(action, **extra)
+        await self.deliver()
+        return request.id, await self.card(request.id)
+
+    async def get(self, request_id: str) -> ApprovalRequest:
+        request = await self.service.get(request_id)
+        assert request is not None
+        return request
+
+    async def audit(self, request_id: str | None = None) -> list[AuditEntry]:
+        async with self.store.read() as reader:
+            return await reader.audit_entries(request_id=request_id)
+
+    async def refusals(self, code: str) -> list[AuditEntry]:
+        return [e for e in await self.audit() if e.kind == "refused" and f'"{code}"' in e.data]
+
+    async def restart_adapter(self) -> SlackAdapter:
+        """Stop the adapter and start a fresh one, as a process restart would."""
+        await self.adapter.stop()
+        self.adapter = await start_adapter(self.fake, self.service, self.mode)
+        self._adapters.append(self.adapter)
+        self.dispatcher = OutboxDispatcher(self.store, {"slack": self.adapter}, self.clock)
+        return self.adapter
+
+    async def close(self) -> None:
+        for adapter in self._adapters:
+            await adapter.stop()
+        if self.fake.events is not None:
+            await self.fake.events.aclose()
+            self.fake.events = None
+
+
+async def _world(
+    mode: str, fake: FakeSlack, service: ApprovalService, store: SqlStore, clock: Clock
+) -> SlackWorld:
+    adapter = await start_adapter(fake, service, mode)
+    return SlackWorld(
+        fake=fake,
+        service=service,
+        store=store,
+        clock=clock,
+        adapter=adapter,
+        dispatcher=OutboxDispatcher(store, {"slack": adapter}, clock),
+        mode=mode,
+        _adapters=[adapter],
+    )
+
+
+@pytest.fixture(params=["http", "socket"])
+async def slack(
+    request: pytest.FixtureRequest,
+    fake_slack: FakeSlack,
+    service: ApprovalService,
+    store: SqlStore,
+    clock: ManualClock,
+) -> AsyncIterator[SlackWorld]:
+    """The Slack world in HTTP mode and in Socket Mode."""
+    world = await _world(request.param, fake_slack, service, store, clock)
+    yield world
+    await world.close()
+
+
+@pytest.fixture
+async def http_slack(
+    fake_slack: FakeSlack, service: ApprovalService, store: SqlStore, clock: ManualClock
+) -> AsyncIterator[SlackWorld]:
+    """The Slack world in HTTP mode only (signature checks)."""
+    world = await _world("http", fake_slack, service, store, clock)
+    yield world
+    await world.close()
+
+
+@pytest.fixture
+async def socket_slack(
+    fake_slack: FakeSlack, service: ApprovalService, store: SqlStore, clock: ManualClock
+) -> AsyncIterator[SlackWorld]:
+    """The Slack world in Socket Mode only (connection handling)."""
+    world = await _world("socket", fake_slack, service, store, clock)
+    yield world
+    await world.close()
