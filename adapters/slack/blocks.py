@@ -9,12 +9,12 @@ to a limit. Cut values point to the web inbox, where the full request is shown.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from adapters.slack.references import encode_value
 from approvals.card import ApprovalCard
+from approvals.text import reveal_invisible
 
 # Slack's limits (https://docs.slack.dev/reference/block-kit).
 MAX_BLOCKS = 50
@@ -63,23 +63,10 @@ REASON_INPUT = "reason"
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
-_INVISIBLE = re.compile(
-    "["
-    "\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"  # control characters but \t \n \r
-    "\u00ad"  # soft hyphen
-    "\u061c"  # Arabic letter mark
-    "\u200b-\u200f"  # zero-width space, joiners, LRM, RLM
-    "\u202a-\u202e"  # bidi embeddings and overrides
-    "\u2060-\u2064"  # word joiner, invisible operators
-    "\u2066-\u2069"  # bidi isolates
-    "\ufeff"  # zero-width no-break space (BOM)
-    "]"
-)
-
 
 def visible(text: str) -> str:
     """``text`` with bidi controls and invisible characters shown as ``⟨U+XXXX⟩``."""
-    return _INVISIBLE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+    return reveal_invisible(text)
 
 
 def escape(text: str) -> str:

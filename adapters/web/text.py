@@ -1,39 +1,21 @@
-"""How untrusted agent text is shown: invisible and direction-changing characters made visible.
+"""How the inbox shows values: untrusted text made visible, JSON, times.
 
-Autoescaping keeps HTML out; this module handles what escaping cannot: bidi controls that
-reorder what a reader sees (a right-to-left override turns ``invoice<RLO>gpj.exe`` into
-what looks like ``invoiceexe.jpg``) and zero-width characters that hide inside names. Each
-is replaced by a visible marker such as ``⟨U+202E⟩``.
+Autoescaping keeps HTML out; :func:`visible` shows what escaping cannot (bidi controls and
+zero-width characters, as markers such as ``⟨U+202E⟩``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
-_INVISIBLE = re.compile(
-    "["
-    "\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"  # control characters but \t \n \r
-    "\u00ad"  # soft hyphen
-    "\u061c"  # Arabic letter mark
-    "\u200b-\u200f"  # zero-width space, joiners, LRM, RLM
-    "\u202a-\u202e"  # bidi embeddings and overrides
-    "\u2060-\u2064"  # word joiner, invisible operators
-    "\u2066-\u2069"  # bidi isolates
-    "\ufeff"  # zero-width no-break space (BOM)
-    "]"
-)
-
-
-def _marker(match: re.Match[str]) -> str:
-    return f"⟨U+{ord(match.group()):04X}⟩"
+from approvals.text import reveal_invisible
 
 
 def visible(text: object) -> str:
     """``text`` with every bidi control and invisible character shown as ``⟨U+XXXX⟩``."""
-    return _INVISIBLE.sub(_marker, "" if text is None else str(text))
+    return reveal_invisible("" if text is None else str(text))
 
 
 def pretty_json(value: Any) -> str:
