@@ -490,4 +490,7 @@ def _client_command(args: argparse.Namespace) -> int:
 
 
 def main() -> None:
+    # python-telegram-bot reports retry_after as a timedelta only when asked to (its
+    # seconds form is deprecated and warns).
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     sys.exit(run())

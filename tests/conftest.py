@@ -31,6 +31,10 @@ from approvals.policy import (
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
 
+# python-telegram-bot's retry_after in seconds is deprecated; ask for the timedelta form,
+# as `signoff` itself does.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
 POSTGRES_URL = os.environ.get(
     "SIGNOFF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

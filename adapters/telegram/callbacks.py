@@ -1,0 +1,63 @@
+"""Button references: the short, opaque ``callback_data`` a Telegram button carries.
+
+A reference names a request and what the button does, never who may press it; a malicious
+client can send any bytes, so every decoded reference is checked again on click.
+Format: ``so1:<action>:<request id>`` (``so1`` is the format version).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_CALLBACK_DATA_BYTES = 64
+"""Telegram accepts 1-64 bytes of ``callback_data`` per button."""
+
+CALLBACK_VERSION = "so1"
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class ButtonAction(StrEnum):
+    APPROVE = "a"
+    DENY = "d"
+    DENY_WITH_REASON = "r"
+
+
+@dataclass(frozen=True)
+class ButtonRef:
+    """What a pressed button says: which request, which action."""
+
+    action: ButtonAction
+    request_id: str
+
+
+def encode_button(ref: ButtonRef) -> str:
+    """The ``callback_data`` for ``ref``.
+
+    Raises:
+        ValueError: the request id is not a plain id, or the data would exceed 64 bytes.
+    """
+    if not _REQUEST_ID.fullmatch(ref.request_id):
+        raise ValueError(f"not a request id: {ref.request_id!r}")
+    data = f"{CALLBACK_VERSION}:{ref.action.value}:{ref.request_id}"
+    if len(data.encode("utf-8")) > MAX_CALLBACK_DATA_BYTES:
+        raise ValueError(f"callback data for request {ref.request_id!r} exceeds 64 bytes")
+    return data
+
+
+def decode_button(data: str | None) -> ButtonRef | None:
+    """The reference in ``data``, or ``None`` when it is malformed, oversized or unknown."""
+    if not data or len(data.encode("utf-8")) > MAX_CALLBACK_DATA_BYTES:
+        return None
+    parts = data.split(":")
+    if len(parts) != 3 or parts[0] != CALLBACK_VERSION:
+        return None
+    try:
+        action = ButtonAction(parts[1])
+    except ValueError:
+        return None
+    if not _REQUEST_ID.fullmatch(parts[2]):
+        return None
+    return ButtonRef(action, parts[2])

@@ -1,0 +1,261 @@
+"""Pure rendering: approval cards as Telegram HTML messages, and outcomes as toast texts.
+
+Agent text is untrusted. It is HTML-escaped and always placed inside ``<code>`` or ``<pre>``,
+where Telegram neither parses markup nor turns ``@names``, URLs or ``#tags`` into entities;
+bidi controls and invisible characters are shown as visible markers. Message lengths are
+counted as Telegram counts them: UTF-16 code units of the text after entity parsing.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
+from approvals.card import ApprovalCard
+from approvals.machine import Status
+from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome, RefusalCode
+from approvals.text import reveal_invisible
+
+MAX_MESSAGE_LENGTH = 4096
+"""Telegram's limit on a message's text after entity parsing, in UTF-16 code units."""
+MAX_TOAST_LENGTH = 200
+"""Telegram's limit on an ``answerCallbackQuery`` text."""
+
+TITLE_LIMIT = 256
+NAME_LIMIT = 128
+"""Agent, action, policy and param names."""
+DETAILS_LIMIT = 1024
+NOTE_LIMIT = 400
+STATUS_LIMIT = 700
+ELLIPSIS = "…"
+PARAMS_TRUNCATED = "Params truncated: the web inbox shows them in full."
+
+_HEADERS = {
+    Status.PENDING: "🔐 Approval needed",
+    Status.APPROVED: "✅ Approved",
+    Status.DENIED: "⛔ Denied",
+    Status.EXPIRED: "⌛ Expired",
+    Status.CANCELLED: "🚫 Cancelled",
+}
+
+
+def visible(text: str) -> str:
+    """``text`` with bidi controls and invisible characters shown as ``⟨U+XXXX⟩``."""
+    return reveal_invisible(text)
+
+
+def utf16_length(text: str) -> int:
+    """Length as Telegram counts it (characters outside the BMP count twice)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-16 units, ending in an ellipsis when cut.
+
+    Cuts between code points, so an emoji is never split into a lone surrogate.
+    """
+    if utf16_length(text) <= limit:
+        return text
+    budget = max(limit - 1, 0)
+    used = 0
+    for index, char in enumerate(text):
+        width = 2 if ord(char) > 0xFFFF else 1
+        if used + width > budget:
+            return text[:index] + ELLIPSIS
+        used += width
+    return text  # pragma: no cover - the length check above returned already
+
+
+@dataclass(frozen=True)
+class RenderedCard:
+    """A card as Telegram message parameters."""
+
+    text: str
+    keyboard: InlineKeyboardMarkup | None
+    length: int
+    """The text's length after entity parsing, in UTF-16 units."""
+
+
+class _Message:
+    """HTML under construction, with the length Telegram will count."""
+
+    def __init__(self) -> None:
+        self._html: list[str] = []
+        self.length = 0
+
+    def text(self, raw: str, tag: str | None = None) -> None:
+        escaped = html.escape(raw, quote=False)
+        self._html.append(f"<{tag}>{escaped}</{tag}>" if tag else escaped)
+        self.length += utf16_length(raw)
+
+    def link(self, raw: str, url: str) -> None:
+        self._html.append(f'<a href="{html.escape(url, quote=True)}">{html.escape(raw)}</a>')
+        self.length += utf16_length(raw)
+
+    def html(self) -> str:
+        return "".join(self._html)
+
+
+def request_url(public_url: str, request_id: str) -> str:
+    """The web inbox page for a request."""
+    return f"{public_url.rstrip('/')}/requests/{request_id}"
+
+
+def _untrusted(text: str, limit: int) -> str:
+    return truncate(visible(text), limit)
+
+
+def _compose(card: ApprovalCard, public_url: str, params: str, params_cut: bool) -> _Message:
+    message = _Message()
+    message.text(_HEADERS.get(card.status, card.status.value), "b")
+    message.text("\n")
+    message.text(_untrusted(card.title, TITLE_LIMIT) or "(untitled)", "code")
+    message.text("\n\n")
+    message.text("Agent: ", "b")
+    message.text(_untrusted(card.agent, NAME_LIMIT), "code")
+    message.text("\n")
+    message.text("Action: ", "b")
+    message.text(_untrusted(card.action, NAME_LIMIT), "code")
+    message.text("\n")
+    if card.details.strip():
+        message.text(_untrusted(card.details, DETAILS_LIMIT), "pre")
+        message.text("\n")
+    if params:
+        message.text("Params", "b")
+        message.text("\n")
+        message.text(params, "pre")
+        message.text("\n")
+        if params_cut:
+            message.text(PARAMS_TRUNCATED, "i")
+            message.text("\n")
+    message.text("Payload: ", "b")
+    message.text(card.short_hash, "code")
+    message.text(" · ")
+    message.text("Policy: ", "b")
+    message.text(_untrusted(card.policy, NAME_LIMIT), "code")
+    message.text(f" · level {card.level + 1}\n")
+    message.text("Deadline: ", "b")
+    message.text(f"{card.deadline:%Y-%m-%d %H:%M} UTC\n")
+    if card.note:
+        message.text(_untrusted(card.note, NOTE_LIMIT), "i")
+        message.text("\n")
+    message.text("Status: ", "b")
+    message.text(_untrusted(card.status_line, STATUS_LIMIT), "code")
+    message.text("\n")
+    message.link("Open in the web inbox", request_url(public_url, card.request_id))
+    return message
+
+
+def _params_text(card: ApprovalCard) -> str:
+    lines = [
+        f"{truncate(visible(field.label), NAME_LIMIT)}: {visible(field.value)}"
+        for field in card.fields
+    ]
+    return "\n".join(lines)
+
+
+def keyboard_for(card: ApprovalCard) -> InlineKeyboardMarkup | None:
+    """Approve / Deny buttons while the request is pending; none once it is final.
+
+    When the policy needs a reason to deny, the plain Deny button is left out.
+    """
+    if not card.buttons:
+        return None
+    try:
+        approve = encode_button(ButtonRef(ButtonAction.APPROVE, card.request_id))
+        deny = encode_button(ButtonRef(ButtonAction.DENY, card.request_id))
+        with_reason = encode_button(ButtonRef(ButtonAction.DENY_WITH_REASON, card.request_id))
+    except ValueError:
+        return None  # an id too long for a button: the web inbox link still works
+    if card.require_reason:
+        rows = [
+            [
+                InlineKeyboardButton("✅ Approve", callback_data=approve),
+                InlineKeyboardButton("⛔ Deny with reason", callback_data=with_reason),
+            ]
+        ]
+    else:
+        rows = [
+            [
+                InlineKeyboardButton("✅ Approve", callback_data=approve),
+                InlineKeyboardButton("⛔ Deny", callback_data=deny),
+            ],
+            [InlineKeyboardButton("💬 Deny with reason", callback_data=with_reason)],
+        ]
+    return InlineKeyboardMarkup(rows)
+
+
+def render_card(card: ApprovalCard, public_url: str) -> RenderedCard:
+    """The card as one HTML message of at most :data:`MAX_MESSAGE_LENGTH` units.
+
+    Params take whatever room the rest leaves; when they do not fit they are cut and the
+    message says so (the link to the web inbox is always there).
+    """
+    params = _params_text(card)
+    message = _compose(card, public_url, params, params_cut=False)
+    if message.length > MAX_MESSAGE_LENGTH:
+        without = _compose(card, public_url, "", params_cut=False).length
+        # Room for the params block: its heading, newlines and the "truncated" line.
+        overhead = utf16_length("Params\n\n" + PARAMS_TRUNCATED + "\n")
+        budget = max(MAX_MESSAGE_LENGTH - without - overhead, 1)
+        message = _compose(card, public_url, truncate(params, budget), params_cut=True)
+    assert message.length <= MAX_MESSAGE_LENGTH, "a card must fit in one Telegram message"
+    return RenderedCard(text=message.html(), keyboard=keyboard_for(card), length=message.length)
+
+
+def render_notice(text: str) -> str:
+    """A plain notice from the core (a reminder) as escaped HTML."""
+    return html.escape(truncate(visible(text), MAX_MESSAGE_LENGTH), quote=False)
+
+
+def reason_prompt(user_id: int, name: str) -> str:
+    """The ForceReply prompt asking one person for a reason (mentioning them by id)."""
+    who = html.escape(truncate(visible(name), NAME_LIMIT) or "you", quote=False)
+    return (
+        f'<a href="tg://user?id={user_id}">{who}</a>, why deny? '
+        "Reply to this message with your reason."
+    )
+
+
+_REFUSALS = {
+    RefusalCode.NOT_AN_APPROVER: "Not an approver for this request",
+    RefusalCode.REQUESTER: "This request was made for you: someone else must decide it",
+    RefusalCode.UNKNOWN_IDENTITY: "Your Telegram account is not linked to anyone signoff knows",
+    RefusalCode.ALREADY_VOTED: "You have already voted on this request",
+    RefusalCode.REASON_REQUIRED: "This policy needs a reason: use Deny with reason",
+}
+
+REFUSED_BUTTON = "This button is not valid here"
+"""The toast for a forged, malformed or misplaced button."""
+ASK_REASON = "Reply to my message with your reason"
+WORKING = "Received: counting your vote…"
+FAILED = "Something went wrong; please try again"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def outcome_text(outcome: Outcome) -> str:
+    """The short answer to a click: "Approved", "Not an approver for this request"..."""
+    if isinstance(outcome, Applied):
+        request = outcome.request
+        if request.status is Status.APPROVED:
+            text = "Approved"
+        elif request.status is Status.DENIED:
+            text = "Denied"
+        else:
+            have, need = len(request.approvals()), request.policy.quorum
+            text = f"Your approval counts: {have} of {need}"
+    elif isinstance(outcome, AlreadyDecided):
+        text = _sentence(outcome.message)
+    elif isinstance(outcome, NotAllowed):
+        text = _REFUSALS.get(outcome.code) or _sentence(outcome.message)
+    elif isinstance(outcome, NotFound):
+        text = "This request no longer exists"
+    else:  # pragma: no cover - Outcome is a closed union
+        text = FAILED
+    return truncate(text, MAX_TOAST_LENGTH)
