@@ -64,6 +64,12 @@ def build_chat_adapters(
         adapters["slack"] = build_slack_adapter(
             platforms.slack, service=service, public_url=public_url
         )
+    if platforms.discord is not None:
+        from adapters.discord import build_discord_adapter
+
+        adapters["discord"] = build_discord_adapter(
+            platforms.discord, service=service, public_url=public_url
+        )
     if platforms.telegram is not None:
         from adapters.telegram import build_telegram_adapter
 

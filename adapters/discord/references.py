@@ -1,0 +1,67 @@
+"""Button and modal ``custom_id`` values: an opaque, versioned reference, never authority.
+
+A ``custom_id`` says only what was clicked (approve, deny, deny with a reason) and which
+request it is about. Who clicked comes from the interaction Discord delivers over our
+gateway; whether that person may decide comes from the core; and the click is checked
+against the message it arrived on before anything is counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_CUSTOM_ID = 100
+"""Discord's limit on a component's or a modal's ``custom_id``."""
+
+PREFIX = "so1"
+"""Version 1 of the format: ``so1:<verb>:<request id>``."""
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+
+class Verb(StrEnum):
+    """What a reference asks for."""
+
+    APPROVE = "a"
+    DENY = "d"
+    DENY_WITH_REASON = "r"
+    """A button that opens the reason modal."""
+    REASON_SUBMITTED = "m"
+    """The reason modal itself (its submission denies)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    verb: Verb
+    request_id: str
+
+
+def encode(verb: Verb, request_id: str) -> str:
+    """The ``custom_id`` for ``verb`` on ``request_id``.
+
+    Raises:
+        ValueError: the id cannot be carried (not a request id signoff makes).
+    """
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise ValueError(f"request id {request_id!r} cannot be put in a custom_id")
+    custom_id = f"{PREFIX}:{verb.value}:{request_id}"
+    assert len(custom_id) <= MAX_CUSTOM_ID
+    return custom_id
+
+
+def decode(custom_id: object) -> Reference | None:
+    """The reference in ``custom_id``, or ``None`` when it is not one of ours."""
+    if not isinstance(custom_id, str) or len(custom_id) > MAX_CUSTOM_ID:
+        return None
+    parts = custom_id.split(":")
+    if len(parts) != 3 or parts[0] != PREFIX:
+        return None
+    try:
+        verb = Verb(parts[1])
+    except ValueError:
+        return None
+    if not _REQUEST_ID.fullmatch(parts[2]):
+        return None
+    return Reference(verb, parts[2])
