@@ -64,7 +64,7 @@ class OutboxDispatcher:
         clock: Clock,
         *,
         retry: RetryPolicy | None = None,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = timedelta(seconds=180),
         batch: int = 50,
         rng: random.Random | None = None,
         on_result: Callable[[str, str], None] | None = None,

@@ -48,7 +48,13 @@ from approvals.directory import Destination, DestinationKind
 from approvals.machine import Event
 from approvals.model import Verdict, VoteCommand
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
-from approvals.ports import DeliveryError, MessageRef, VoteSink
+from approvals.ports import (
+    DeliveryError,
+    MessageRef,
+    RecentCards,
+    VoteSink,
+    parse_retry_after,
+)
 from approvals.service import ApprovalService, judge_vote
 
 log = logging.getLogger(__name__)
@@ -174,7 +180,7 @@ def delivery_error(exc: Exception) -> DeliveryError:
     if isinstance(exc, discord.RateLimited):
         return DeliveryError(
             f"Discord rate limit ({exc.retry_after:.1f} s)",
-            retry_after=timedelta(seconds=max(exc.retry_after, 0.0)),
+            retry_after=parse_retry_after(exc.retry_after, default=DEFAULT_RETRY_AFTER),
         )
     if isinstance(exc, discord.HTTPException):
         status = exc.status
@@ -197,13 +203,7 @@ def delivery_error(exc: Exception) -> DeliveryError:
 def _retry_after(response: Any) -> timedelta:
     headers = getattr(response, "headers", None)
     raw = headers.get("Retry-After") if headers is not None else None
-    try:
-        seconds = float(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        seconds = None
-    if seconds is None or seconds < 0:
-        return DEFAULT_RETRY_AFTER
-    return timedelta(seconds=seconds)
+    return parse_retry_after(raw, default=DEFAULT_RETRY_AFTER)
 
 
 def outcome_notice(outcome: Outcome) -> str | None:
@@ -284,6 +284,7 @@ class DiscordAdapter:
         self._sink: VoteSink | None = None
         self._dm_channels: dict[str, str] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._recent_cards = RecentCards()
         self._previous_endpoints: tuple[str, yarl.URL] | None = None
         self._seen: OrderedDict[int, None] = OrderedDict()
 
@@ -306,12 +307,20 @@ class DiscordAdapter:
         finally:
             ready.cancel()
             await asyncio.gather(ready, return_exceptions=True)
+        if self._runner.done() and not self._connected.is_set():
+            # The runner only ends by itself when Discord refused the token: fail fast, as
+            # a dead adapter would otherwise look alive while every delivery fails.
+            await self.stop()
+            raise RuntimeError("Discord refused the bot token; check DISCORD_BOT_TOKEN")
         if not self._connected.is_set():
             log.warning("Discord gateway is not ready yet; still trying")
 
     async def stop(self) -> None:
         """Close the gateway connection and let clicks in progress finish."""
         self._stopping.set()
+        if self._inflight:
+            # Clicks in progress still need the HTTP session for their answers.
+            await asyncio.wait(set(self._inflight), timeout=STOP_TIMEOUT)
         client = self._client
         if client is not None:
             await client.close()
@@ -321,8 +330,8 @@ class DiscordAdapter:
                 self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=STOP_TIMEOUT)
+        for task in list(self._inflight):
+            task.cancel()
         self._client = None
         self._sink = None
         self._restore_endpoints()
@@ -441,9 +450,9 @@ class DiscordAdapter:
                 **extra,
             )
         )
-        return MessageRef(
-            PLATFORM, {"channel_id": str(message.channel.id), "message_id": str(message.id)}
-        )
+        where = (str(message.channel.id), str(message.id))
+        self._recent_cards.remember(where, card.request_id)
+        return MessageRef(PLATFORM, {"channel_id": where[0], "message_id": where[1]})
 
     async def edit(self, ref: MessageRef, card: ApprovalCard) -> None:
         client = self._rest()
@@ -659,6 +668,9 @@ class DiscordAdapter:
         assert click.request_id is not None
         if click.channel_id is None or click.message_id is None:
             return False
+        where = (str(click.channel_id), str(click.message_id))
+        if self._recent_cards.is_card_for(where, click.request_id):
+            return True
         async with self._service.store.read() as reader:
             deliveries = await reader.deliveries(click.request_id)
         return any(

@@ -51,7 +51,13 @@ from approvals.directory import Destination, DestinationKind
 from approvals.machine import Event
 from approvals.model import Verdict, VoteCommand
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
-from approvals.ports import DeliveryError, MessageRef, VoteSink
+from approvals.ports import (
+    DeliveryError,
+    MessageRef,
+    RecentCards,
+    VoteSink,
+    parse_retry_after,
+)
 from approvals.service import ApprovalService, judge_vote
 
 log = logging.getLogger(__name__)
@@ -178,13 +184,7 @@ def _retry_after(headers: Any) -> timedelta:
     raw = None
     if headers is not None:
         raw = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        seconds = float(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        seconds = None
-    if seconds is None or seconds < 0:
-        return DEFAULT_RETRY_AFTER
-    return timedelta(seconds=seconds)
+    return parse_retry_after(raw, default=DEFAULT_RETRY_AFTER)
 
 
 def outcome_notice(outcome: Outcome) -> str | None:
@@ -233,6 +233,7 @@ class SlackAdapter:
         self.min_send_interval = min_send_interval
         self._service = service
         self._public_url = public_url
+        self._recent_cards = RecentCards()
         self._mode = mode
         self._api_url = api_url
         self._app_token = app_token
@@ -349,7 +350,9 @@ class SlackAdapter:
                 unfurl_media=False,
             )
         )
-        return MessageRef(PLATFORM, {"channel": response["channel"], "ts": response["ts"]})
+        where = (str(response["channel"]), str(response["ts"]))
+        self._recent_cards.remember(where, card.request_id)
+        return MessageRef(PLATFORM, {"channel": where[0], "ts": where[1]})
 
     async def edit(self, ref: MessageRef, card: ApprovalCard) -> None:
         channel, ts = _where(ref)
@@ -529,6 +532,8 @@ class SlackAdapter:
 
     async def _posted_here(self, click: Click) -> bool:
         assert click.request_id is not None
+        if self._recent_cards.is_card_for((str(click.channel), str(click.ts)), click.request_id):
+            return True
         async with self._service.store.read() as reader:
             deliveries = await reader.deliveries(click.request_id)
         return any(

@@ -61,8 +61,11 @@ from approvals.card import ApprovalCard
 from approvals.directory import Destination
 from approvals.model import Verdict, VoteCommand
 from approvals.outcomes import NotAllowed, NotFound, Outcome
-from approvals.ports import DeliveryError, MessageRef, VoteSink
+from approvals.ports import DeliveryError, MessageRef, RecentCards, VoteSink
 from approvals.service import ApprovalService, judge_vote
+
+STOP_GRACE_SECONDS = 5.0
+"""How long stop() lets acknowledged votes finish before cancelling them."""
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +185,7 @@ class TelegramAdapter:
         self._application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._sink: VoteSink = service
         self._seen = _RecentIds(SEEN_UPDATES)
-        self._recent_cards: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self._recent_cards = RecentCards(RECENT_CARDS)
         self._prompts: OrderedDict[tuple[int, int], _Prompt] = OrderedDict()
         self._background: set[asyncio.Future[Any]] = set()
         self._connecting: asyncio.Task[None] | None = None
@@ -288,9 +291,12 @@ class TelegramAdapter:
             if application.running:
                 await application.stop()
         finally:
-            await application.shutdown()
+            if self._background:
+                # Votes already acknowledged ("counting your vote") get time to finish.
+                await asyncio.wait(set(self._background), timeout=STOP_GRACE_SECONDS)
             for task in list(self._background):
                 task.cancel()
+            await application.shutdown()
 
     async def check_health(self) -> bool:
         application = self._application
@@ -340,9 +346,7 @@ class TelegramAdapter:
         return DeliveryError(f"Telegram unreachable: {exc.message}")
 
     def _remember_card(self, chat_id: int, message_id: int, request_id: str) -> None:
-        self._recent_cards[(chat_id, message_id)] = request_id
-        while len(self._recent_cards) > RECENT_CARDS:
-            self._recent_cards.popitem(last=False)
+        self._recent_cards.remember((str(chat_id), str(message_id)), request_id)
 
     async def send(self, card: ApprovalCard, destination: Destination) -> MessageRef:
         """Post a card to a chat or group, or privately to a person (their user id)."""
@@ -442,7 +446,13 @@ class TelegramAdapter:
             log.info("Telegram update %s seen before; ignored", update.update_id)
             return
         if update.callback_query is not None:
-            await self._on_click(update.callback_query)
+            query = update.callback_query
+            try:
+                await self._on_click(query)
+            except Exception:
+                # A store error must not leave the person with a spinner and no answer.
+                log.exception("handling Telegram click %s failed", query.id)
+                await self._answer(query, FAILED)
         elif update.message is not None and update.message.reply_to_message is not None:
             await self._on_reply(update.message)
 
@@ -479,7 +489,7 @@ class TelegramAdapter:
 
     async def _is_card_for(self, request_id: str, chat_id: int, message_id: int) -> bool:
         """Whether (chat, message) is the card posted for ``request_id``."""
-        if self._recent_cards.get((chat_id, message_id)) == request_id:
+        if self._recent_cards.is_card_for((str(chat_id), str(message_id)), request_id):
             return True
         async with self._service.store.read() as reader:
             deliveries = await reader.deliveries(request_id)

@@ -191,7 +191,7 @@ async def test_build_discord_adapter_honours_the_urls_and_puts_them_back(
     assert not await adapter.check_health()
 
 
-async def test_a_wrong_token_never_connects(fake_discord, sqlite_service):
+async def test_a_wrong_token_fails_the_start_and_never_connects(fake_discord, sqlite_service):
     adapter = DiscordAdapter(
         bot_token="not-the-token",
         service=sqlite_service,
@@ -200,12 +200,11 @@ async def test_a_wrong_token_never_connects(fake_discord, sqlite_service):
         gateway_url=fake_discord.gateway_url,
         connect_timeout=5,
     )
-    await adapter.start(sqlite_service)
-    try:
-        assert not await adapter.check_health()
-        assert fake_discord.identifies == 0
-    finally:
-        await adapter.stop()
+    with pytest.raises(RuntimeError, match="refused the bot token"):
+        await adapter.start(sqlite_service)
+    assert not await adapter.check_health()
+    assert fake_discord.identifies == 0
+    await adapter.stop()  # stopping again is harmless
 
 
 async def test_cards_across_channels_never_hit_an_exhausted_bucket(
