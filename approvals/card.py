@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from approvals.machine import Status
+from approvals.machine import Event, Status
 from approvals.model import ApprovalRequest, Verdict
+from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
 
 SHORT_HASH_LENGTH = 12
 
@@ -106,3 +107,21 @@ def build_card(request: ApprovalRequest, *, note: str | None = None) -> Approval
         require_reason=request.policy.require_reason,
         note=note,
     )
+
+
+def outcome_notice(outcome: Outcome) -> str | None:
+    """What a person who clicked is told privately, in any chat platform's words.
+
+    ``None`` when the card's own edit says it all (the click decided the request).
+    """
+    if isinstance(outcome, Applied):
+        if outcome.event is Event.VOTE:
+            return f"Your approval was counted. {build_card(outcome.request).status_line}."
+        return None
+    if isinstance(outcome, AlreadyDecided):
+        return f"Nothing changed: this request is {outcome.message}."
+    if isinstance(outcome, NotAllowed):
+        return f"Your click was not counted: {outcome.message}."
+    if isinstance(outcome, NotFound):
+        return "This request no longer exists."
+    return None

@@ -46,11 +46,10 @@ from adapters.slack.blocks import (
     render_notice,
 )
 from adapters.slack.references import decode_value, encode_value
-from approvals.card import ApprovalCard, build_card
+from approvals.card import ApprovalCard, outcome_notice
 from approvals.directory import Destination, DestinationKind
-from approvals.machine import Event
 from approvals.model import Verdict, VoteCommand
-from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
+from approvals.outcomes import NotAllowed, Outcome
 from approvals.ports import (
     DeliveryError,
     MessageRef,
@@ -185,21 +184,6 @@ def _retry_after(headers: Any) -> timedelta:
     if headers is not None:
         raw = headers.get("Retry-After") or headers.get("retry-after")
     return parse_retry_after(raw, default=DEFAULT_RETRY_AFTER)
-
-
-def outcome_notice(outcome: Outcome) -> str | None:
-    """What the clicking person is told privately; ``None`` when the card edit says it all."""
-    if isinstance(outcome, Applied):
-        if outcome.event is Event.VOTE:
-            return f"Your approval was counted. {build_card(outcome.request).status_line}."
-        return None
-    if isinstance(outcome, AlreadyDecided):
-        return f"Nothing changed: this request is {outcome.message}."
-    if isinstance(outcome, NotAllowed):
-        return f"Your click was not counted: {outcome.message}."
-    if isinstance(outcome, NotFound):
-        return "This request no longer exists."
-    return None
 
 
 class SlackAdapter:
