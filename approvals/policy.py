@@ -8,6 +8,7 @@ request it governs, so later config changes never alter a request already in fli
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -114,12 +115,86 @@ class ParamPredicate:
             return left < right
         return left <= right
 
+    def judge(self, params: dict[str, Any]) -> bool | None:
+        """Like :meth:`evaluate`, but ``None`` when the value cannot be judged."""
+        try:
+            return self.evaluate(params)
+        except _Undecidable:
+            return None
+
+    def describe(self) -> str:
+        """The test in words, such as ``params.amount > 1000``."""
+        subject = f"params.{self.path}"
+        if self.op is PredicateOp.EXISTS:
+            return f"{subject} {'is present' if self.operand else 'is absent'}"
+        return f"{subject} {_OP_WORDS[self.op]} {_show(self.operand)}"
+
+    def describe_value(self, params: dict[str, Any]) -> str:
+        """What the request has at this predicate's path, and why it cannot be judged if so."""
+        subject = f"params.{self.path}"
+        value = self._lookup(params)
+        if value is _MISSING:
+            return f"{subject} is missing"
+        shown = f"{subject} is {_show(value)}"
+        if isinstance(value, dict | list) and not isinstance(self.operand, dict | list):
+            return f"{shown}, a structure where a plain value was expected"
+        if self.op is PredicateOp.GLOB and not isinstance(value, str):
+            return f"{shown}, not text"
+        if self.op in _NUMERIC_OPS:
+            try:
+                _as_number(value)
+            except _Undecidable:
+                return f"{shown}, not a number"
+        return shown
+
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "op": self.op.value, "operand": self.operand}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ParamPredicate:
         return cls(path=data["path"], op=PredicateOp(data["op"]), operand=data.get("operand"))
+
+
+_OP_WORDS = {
+    PredicateOp.EQ: "==",
+    PredicateOp.NE: "!=",
+    PredicateOp.IN: "in",
+    PredicateOp.NOT_IN: "not in",
+    PredicateOp.GLOB: "matches",
+    PredicateOp.GT: ">",
+    PredicateOp.GTE: ">=",
+    PredicateOp.LT: "<",
+    PredicateOp.LTE: "<=",
+}
+_NUMERIC_OPS = frozenset({PredicateOp.GT, PredicateOp.GTE, PredicateOp.LT, PredicateOp.LTE})
+_SHOWN_CHARS = 60
+
+
+def _show(value: Any) -> str:
+    """A value as JSON, cut short: for explanations, never for decisions."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why a policy's match does not fit a request: the first test that failed.
+
+    Attributes:
+        part: which part of the match failed: ``action``, ``agent`` or ``params``.
+        reason: the failure in words, for people.
+        predicate: the params predicate that failed, for ``params``.
+        undecidable: the predicate could not be judged, and the policy is strict (it would
+            auto-approve), so doubt counts as no match.
+    """
+
+    part: str
+    reason: str
+    predicate: ParamPredicate | None = None
+    undecidable: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,18 +223,48 @@ class Match:
                 a string compared with ``gt``). Fail closed: a policy that would auto-approve
                 must not match on doubt (``strict=True``); a policy that asks or denies does.
         """
+        return self.mismatch(action, agent, params, strict=strict) is None
+
+    def mismatch(
+        self, action: str, agent: str, params: dict[str, Any], *, strict: bool
+    ) -> Mismatch | None:
+        """Why a request does not fit (the first failing test), or ``None`` when it fits.
+
+        ``fits`` is defined by this method, so an explanation never disagrees with a choice.
+        """
         if self.actions and not any(fnmatch.fnmatchcase(action, g) for g in self.actions):
-            return False
+            return Mismatch("action", f"action {action!r} matches none of {_show(self.actions)}")
         if self.agents and not any(fnmatch.fnmatchcase(agent, g) for g in self.agents):
-            return False
+            return Mismatch("agent", f"agent {agent!r} matches none of {_show(self.agents)}")
         for predicate in self.params:
             try:
-                if not predicate.evaluate(params):
-                    return False
+                holds = predicate.evaluate(params)
             except _Undecidable:
                 if strict:
-                    return False
-        return True
+                    return Mismatch(
+                        "params",
+                        f"{predicate.describe()} cannot be judged "
+                        f"({predicate.describe_value(params)}); a policy that auto-approves "
+                        "does not match on doubt",
+                        predicate,
+                        undecidable=True,
+                    )
+                continue
+            if not holds:
+                return Mismatch(
+                    "params",
+                    f"{predicate.describe()} is false ({predicate.describe_value(params)})",
+                    predicate,
+                )
+        return None
+
+    def doubts(self, params: dict[str, Any]) -> tuple[ParamPredicate, ...]:
+        """The params predicates that cannot be judged on ``params``.
+
+        A policy that asks or denies still matches on doubt (the stricter outcome); these
+        are the predicates that let it match that way.
+        """
+        return tuple(p for p in self.params if p.judge(params) is None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -238,6 +343,15 @@ class Policy:
                 raise ValueError(f"policy {self.name!r}: level timeouts must be positive")
 
     @property
+    def is_strict(self) -> bool:
+        """Whether doubt about a params predicate keeps this policy from matching.
+
+        Fail closed: a policy that would auto-approve must not match on doubt; one that
+        asks or denies does.
+        """
+        return self.decision is AutoDecision.APPROVE
+
+    @property
     def total_timeout(self) -> timedelta:
         """The time from creation to the final deadline when the agent asks for none."""
         return sum((level.timeout for level in self.levels), timedelta(0))
@@ -314,7 +428,37 @@ class PolicySet:
     def select(self, action: str, agent: str, params: dict[str, Any]) -> Policy:
         """The first policy whose match fits the request."""
         for policy in self.policies:
-            strict = policy.decision is AutoDecision.APPROVE
-            if policy.match.fits(action, agent, params, strict=strict):
+            if policy.match.fits(action, agent, params, strict=policy.is_strict):
                 return policy
         return self.policies[-1]  # unreachable while the last policy catches all
+
+    def explain(self, action: str, agent: str, params: dict[str, Any]) -> Selection:
+        """The policy :meth:`select` picks, with why each policy before it did not match."""
+        skipped: list[Skipped] = []
+        for policy in self.policies:
+            mismatch = policy.match.mismatch(action, agent, params, strict=policy.is_strict)
+            if mismatch is None:
+                return Selection(policy, tuple(skipped))
+            skipped.append(Skipped(policy, mismatch))
+        return Selection(self.policies[-1], tuple(skipped[:-1]))  # unreachable, as above
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A policy passed over while selecting, and why."""
+
+    policy: Policy
+    mismatch: Mismatch
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of :meth:`PolicySet.explain`.
+
+    Attributes:
+        policy: the policy that governs the request (the one ``select`` returns).
+        skipped: every policy before it, in order, with the reason it did not match.
+    """
+
+    policy: Policy
+    skipped: tuple[Skipped, ...]

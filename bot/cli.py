@@ -246,6 +246,29 @@ async def _login_link(config: LoadedConfig, person: str, ttl: timedelta, *, as_j
     return EXIT_OK
 
 
+def _policy_explain(args: argparse.Namespace) -> int:
+    from bot.explain import explain, load_for_explain, render
+
+    chosen = args.config or os.environ.get("SIGNOFF_CONFIG") or None
+    try:
+        config, stand_ins = load_for_explain(chosen)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    explanation = explain(
+        config,
+        action=args.action,
+        agent=args.agent,
+        params=cli_client.parse_params(args.param, args.param_json),
+        requested_by=args.requested_by,
+        stand_ins=stand_ins,
+    )
+    if args.json:
+        print(json.dumps(explanation.to_json(), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(render(explanation))
+    return EXIT_OK
+
+
 def _ttl(text: str) -> timedelta:
     try:
         return parse_duration(text)
@@ -346,6 +369,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     login.add_argument("--json", action="store_true", help="print JSON")
 
+    policy_cmd = commands.add_parser("policy", help="understand the policies in a config")
+    policy_sub = policy_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    explain = with_config(
+        policy_sub.add_parser(
+            "explain",
+            help="which policy a request would get, and what would happen to it",
+            description=(
+                "Work out, from the config file alone, which policy a request would get and "
+                "why, who is asked where, the timeouts, and what happens at the end."
+            ),
+        )
+    )
+    explain.add_argument("--action", required=True, metavar="A", help="such as db.migrate")
+    explain.add_argument("--agent", metavar="X", help="the asking agent's name")
+    explain.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params entry with a text value (repeatable)",
+    )
+    explain.add_argument(
+        "--param-json",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a params entry with a JSON value (repeatable)",
+    )
+    explain.add_argument("--requested-by", metavar="P", help="the person the agent acts for")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+
     client_epilog = (
         "Reads SIGNOFF_URL (default: http://127.0.0.1:8080) and SIGNOFF_API_KEY. Exit codes: "
         "0 approved, 1 denied, 3 expired, 4 cancelled, 2 usage or error."
@@ -418,6 +472,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _config_check(args)
+        if args.command == "policy":
+            return _policy_explain(args)
         if args.command in ("request", "run"):
             return _client_command(args)
         config = _load(args.config)

@@ -45,13 +45,16 @@ def test_example_policy_set_keeps_order_and_expands_groups() -> None:
 
     assert [policy.name for policy in policies] == [
         "read-only",
+        "never",
         "prod-db",
         "large-payments",
         "default",
     ]
-    read_only, prod_db, payments, default = policies
+    read_only, never, prod_db, payments, default = policies
     assert read_only.decision is AutoDecision.APPROVE
     assert read_only.levels == ()
+    assert never.decision is AutoDecision.DENY
+    assert never.match.actions == ("db.drop_database", "*.delete_backups")
 
     assert prod_db.match.actions == ("db.*",)
     assert prod_db.quorum == 2
@@ -83,6 +86,7 @@ def test_example_policy_set_routes_requests() -> None:
         return policy_set.select(action, "deploy-bot", params).name
 
     assert chosen("users.read", {}) == "read-only"
+    assert chosen("db.drop_database", {"environment": "production"}) == "never"
     assert chosen("db.drop_table", {"environment": "production"}) == "prod-db"
     assert chosen("db.drop_table", {"environment": "staging"}) == "default"
     assert chosen("payments.send", {"amount": 5000, "currency": "EUR"}) == "large-payments"
