@@ -1,0 +1,139 @@
+"""Typed views of the agent API's JSON: a request (``Approval``), its decision and votes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from approvals.client.errors import SignoffError
+
+ApprovalStatus = Literal["pending", "approved", "denied", "expired", "cancelled"]
+STATUSES: frozenset[str] = frozenset({"pending", "approved", "denied", "expired", "cancelled"})
+FINAL_STATUSES: frozenset[str] = STATUSES - {"pending"}
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's vote on a request."""
+
+    person: str
+    verdict: Literal["approve", "deny"]
+    platform: str
+    reason: str | None
+    cast_at: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a request became final: the verdict, who decided (a person; the agent for a
+    cancel), on which platform (``system`` for policy decisions and timeouts), and why."""
+
+    verdict: Literal["approved", "denied", "expired", "cancelled"]
+    by: str
+    platform: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A request for approval as the API reports it.
+
+    ``params`` is the exact payload the approvers saw; ``payload_sha256`` is the SHA-256 of
+    the canonical JSON of ``{action, params}``, which the receipt signs. ``raw`` keeps the
+    JSON object as it came, for printing or passing on.
+    """
+
+    id: str
+    status: ApprovalStatus
+    action: str
+    title: str
+    details: str
+    params: dict[str, Any]
+    payload_sha256: str
+    requested_by: str | None
+    policy: str
+    level: int
+    created_at: datetime
+    deadline: datetime
+    decided_at: datetime | None
+    decision: Decision | None
+    votes: tuple[Vote, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_final(self) -> bool:
+        """True once the request is approved, denied, expired or cancelled."""
+        return self.status != "pending"
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """The persons whose approvals counted, in the order they voted."""
+        return tuple(vote.person for vote in self.votes if vote.verdict == "approve")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Approval:
+        """Read a request from the API's JSON.
+
+        Raises:
+            SignoffError: when the JSON is not a request as the API describes it.
+        """
+        try:
+            status = str(data["status"])
+            if status not in STATUSES:
+                raise ValueError(f"unknown status {status!r}")
+            decision = data.get("decision")
+            return cls(
+                id=_text(data["id"]),
+                status=cast(ApprovalStatus, status),
+                action=_text(data["action"]),
+                title=_text(data["title"]),
+                details=str(data.get("details") or ""),
+                params=dict(data["params"]),
+                payload_sha256=_text(data["payload_sha256"]),
+                requested_by=data.get("requested_by"),
+                policy=str(data.get("policy") or ""),
+                level=int(data.get("level") or 0),
+                created_at=_moment(data["created_at"]),
+                deadline=_moment(data["deadline"]),
+                decided_at=_moment(data["decided_at"]) if data.get("decided_at") else None,
+                decision=Decision(
+                    verdict=decision["verdict"],
+                    by=str(decision["by"]),
+                    platform=str(decision["platform"]),
+                    reason=decision.get("reason"),
+                )
+                if decision
+                else None,
+                votes=tuple(
+                    Vote(
+                        person=str(vote["person"]),
+                        verdict=vote["verdict"],
+                        platform=str(vote["platform"]),
+                        reason=vote.get("reason"),
+                        cast_at=_moment(vote["cast_at"]),
+                    )
+                    for vote in data.get("votes") or ()
+                ),
+                raw=data,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SignoffError(f"the server's answer is not a signoff request: {exc!r}") from exc
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _moment(value: Any) -> datetime:
+    moment = datetime.fromisoformat(_text(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"time {value!r} has no time zone")
+    return moment

@@ -1,0 +1,183 @@
+"""A real ``signoff serve`` process for the client, MCP and example tests.
+
+It runs on a free 127.0.0.1 port with a temporary config and SQLite database, an agent key
+for ``deploy-bot``, and two approvers (alice, bob) signed in to the web inbox, who decide
+the way a person does: by posting the inbox's forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from approvals.access import AccessStore
+from approvals.clock import SystemClock
+from approvals.store import SqlStore
+from tests.web.conftest import csrf_token_in
+from tests.web.test_end_to_end import SIGNOFF, free_port
+
+AGENT = "deploy-bot"
+APPROVERS = ("alice", "bob")
+
+CONFIG = """\
+version: 1
+server: {{listen: "127.0.0.1:{port}", public_url: "http://127.0.0.1:{port}"}}
+database: {{url: "sqlite:///{db}"}}
+people: {{alice: {{}}, bob: {{}}}}
+agents:
+  {agent}: {{max_open: 1000}}
+policies:
+  - name: quick-expiry
+    match: {{action: "expire.*"}}
+    on_timeout: expire
+    min_timeout: 1s
+    levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
+  - name: default
+    levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
+"""
+
+
+def unique_title(prefix: str = "client test") -> str:
+    return f"{prefix} {uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Approver:
+    """A person signed in to the web inbox over HTTP."""
+
+    name: str
+    http: httpx.Client
+
+    def decide(self, request_id: str, verdict: str, reason: str | None = None) -> None:
+        page = self.http.get(f"/requests/{request_id}")
+        assert page.status_code == 200, page.text
+        answer = self.http.post(
+            f"/requests/{request_id}/{verdict}",
+            data={"csrf_token": csrf_token_in(page.text), "reason": reason or ""},
+        )
+        assert answer.status_code == 303, f"{verdict} was refused: {answer.text[:500]}"
+
+
+@dataclass
+class ServedSignoff:
+    """The running server, its agent key and its approvers."""
+
+    base_url: str
+    api_key: str
+    config_path: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    approvers: dict[str, Approver] = field(default_factory=dict)
+
+    def environ(self, **overrides: str) -> dict[str, str]:
+        """An environment for a client process: this server, this key, no proxies."""
+        skip = ("SIGNOFF_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+        environment = {k: v for k, v in os.environ.items() if not k.upper().startswith(skip)}
+        environment.update(SIGNOFF_URL=self.base_url, SIGNOFF_API_KEY=self.api_key)
+        environment.update(overrides)
+        return environment
+
+    def approve(self, request_id: str, person: str = "alice", reason: str | None = None) -> None:
+        self.approvers[person].decide(request_id, "approve", reason)
+
+    def deny(self, request_id: str, person: str = "bob", reason: str | None = None) -> None:
+        self.approvers[person].decide(request_id, "deny", reason)
+
+    def api(self) -> httpx.Client:
+        """A plain HTTP client with the agent key, for looking at what the server holds."""
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=30,
+        )
+
+    def requests_titled(self, title: str) -> list[dict[str, Any]]:
+        with self.api() as api:
+            answer = api.get("/v1/approvals", params={"limit": 500})
+        assert answer.status_code == 200, answer.text
+        return [item for item in answer.json()["approvals"] if item["title"] == title]
+
+    def pending_titled(self, title: str, within: float = 20.0) -> dict[str, Any]:
+        """The pending request with this title, once someone has made it."""
+        deadline = time.monotonic() + within
+        while True:
+            found = [r for r in self.requests_titled(title) if r["status"] == "pending"]
+            if found:
+                return found[0]
+            assert self.process.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, f"no pending request titled {title!r}"
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+async def _credentials(db: Path) -> tuple[str, dict[str, str]]:
+    store = SqlStore(f"sqlite:///{db}")
+    await store.migrate()
+    access = AccessStore(store, SystemClock())
+    try:
+        key = await access.create_agent_key(AGENT)
+        tokens = {person: await access.create_login_token(person) for person in APPROVERS}
+    finally:
+        await store.close()
+    return key, tokens
+
+
+@contextlib.contextmanager
+def serve_signoff(workdir: Path) -> Iterator[ServedSignoff]:
+    """Start ``signoff serve`` in ``workdir``; stop it (SIGTERM, then kill) afterwards."""
+    port = free_port()
+    db = workdir / "signoff.db"
+    config = workdir / "signoff.yaml"
+    config.write_text(CONFIG.format(port=port, db=db, agent=AGENT), encoding="utf-8")
+    key, tokens = asyncio.run(_credentials(db))
+    log_path = workdir / "serve.log"
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(SIGNOFF), "serve", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        served = ServedSignoff(base, key, config, process, log_path)
+        try:
+            _wait_until_healthy(served)
+            for person, token in tokens.items():
+                http = httpx.Client(base_url=base, timeout=30)
+                signed_in = http.post("/login", data={"token": token})
+                assert signed_in.status_code == 303, signed_in.text
+                served.approvers[person] = Approver(person, http)
+            yield served
+        finally:
+            for approver in served.approvers.values():
+                approver.http.close()
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_until_healthy(served: ServedSignoff, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        assert served.process.poll() is None, f"signoff serve exited:\n{served.log()}"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{served.base_url}/healthz", timeout=5).status_code == 200:
+                return
+        assert time.monotonic() < deadline, f"signoff serve did not start:\n{served.log()}"
+        time.sleep(0.05)

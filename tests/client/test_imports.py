@@ -1,0 +1,24 @@
+"""What an agent pays for ``import approvals.client``: httpx and cryptography, not the server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+SERVER_SIDE = ["sqlalchemy", "sqlmodel", "alembic", "fastapi", "uvicorn", "pydantic", "mcp"]
+
+
+def test_importing_the_client_loads_no_database_or_web_framework():
+    probe = (
+        "import json, sys\n"
+        "from approvals.client import (Client, AsyncClient, require_approval, verify_receipt,\n"
+        "    verify_webhook, Denied, Expired, Cancelled, ReceiptError, WebhookError)\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(json.loads(result.stdout))
+    assert "httpx" in loaded
+    assert loaded.isdisjoint(SERVER_SIDE), sorted(loaded & set(SERVER_SIDE))
