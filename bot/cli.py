@@ -269,6 +269,22 @@ def _policy_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _status(config: LoadedConfig, *, as_json: bool) -> int:
+    from bot.status import collect_status, render
+
+    store = SqlStore(config.settings.database.url)
+    try:
+        await store.migrate()  # a database nothing has run on yet has no tables
+        report = await collect_status(config, store, SystemClock())
+    finally:
+        await store.close()
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        sys.stdout.write(render(report))
+    return EXIT_OK
+
+
 def _ttl(text: str) -> timedelta:
     try:
         return parse_duration(text)
@@ -400,6 +416,19 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--requested-by", metavar="P", help="the person the agent acts for")
     explain.add_argument("--json", action="store_true", help="print JSON")
 
+    status = with_config(
+        commands.add_parser(
+            "status",
+            help="pending requests, outbox, adapter health, last config load",
+            description=(
+                "Pending requests by policy and level with their next deadline, outbox "
+                "depth and dead letters by platform (read from the database), adapter "
+                "health (from the running server's /readyz) and the last config load."
+            ),
+        )
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+
     client_epilog = (
         "Reads SIGNOFF_URL (default: http://127.0.0.1:8080) and SIGNOFF_API_KEY. Exit codes: "
         "0 approved, 1 denied, 3 expired, 4 cancelled, 2 usage or error."
@@ -508,6 +537,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
+    if args.command == "status":
+        return await _status(config, as_json=args.json)
     if args.command == "db":
         return await _db_upgrade(config)
     if args.command == "agents":

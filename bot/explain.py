@@ -242,7 +242,7 @@ def _seconds(delta: timedelta | None) -> float | None:
 
 def _level_json(level: LevelPlan) -> dict[str, Any]:
     return {
-        "level": level.number,
+        "level": level.number - 1,  # 0-based, as the agent API and status report it
         "approvers": list(level.approvers),
         "groups": {name: list(members) for name, members in level.groups.items()},
         "persons": list(level.persons),
