@@ -1,0 +1,227 @@
+"""``signoff mcp`` as a real subprocess, driven by the official MCP client over stdio.
+
+The MCP server talks to a real ``signoff serve``; people decide in its web inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+from tests.client.server import ServedSignoff, unique_title
+from tests.web.test_end_to_end import SIGNOFF
+
+TOOL_WAIT_SECONDS = 2
+
+
+@asynccontextmanager
+async def mcp_session(served: ServedSignoff, tmp_path, **env: str) -> AsyncIterator[ClientSession]:
+    parameters = StdioServerParameters(
+        command=str(SIGNOFF),
+        args=["mcp", "--wait-seconds", str(TOOL_WAIT_SECONDS)],
+        env=served.environ(**env),
+    )
+    with (tmp_path / "mcp-stderr.log").open("w") as errlog:
+        async with (
+            stdio_client(parameters, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield session
+
+
+async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await session.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    # The same result, as structured content and as JSON text for clients without it.
+    assert json.loads(result.content[0].text) == result.structured_content
+    return result.structured_content
+
+
+async def test_lists_the_three_tools_with_instructions_to_wait_and_never_proceed_unapproved(
+    signoff_server, tmp_path
+):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        listed = await session.list_tools()
+    tools = {tool.name: tool for tool in listed.tools}
+    assert set(tools) == {"request_approval", "get_approval", "cancel_approval"}
+    request = tools["request_approval"]
+    assert set(request.input_schema["required"]) == {"action", "title"}
+    assert {"details", "params", "timeout_seconds"} <= set(request.input_schema["properties"])
+    assert "get_approval" in request.description
+    assert 'unless the status is "approved"' in request.description
+    assert "pending" in tools["get_approval"].description
+    assert tools["get_approval"].input_schema["required"] == ["id"]
+    assert request.output_schema is not None
+    assert "next_step" in request.output_schema["properties"]
+
+
+async def test_request_is_pending_then_get_after_approval_returns_approved(
+    signoff_server, tmp_path
+):
+    title = unique_title("mcp")
+    async with mcp_session(signoff_server, tmp_path) as session:
+        pending = await call(
+            session,
+            "request_approval",
+            action="db.drop_table",
+            title=title,
+            details="cleanup after the migration",
+            params={"table": "users_old"},
+        )
+        assert pending["status"] == "pending"
+        assert pending["params"] == {"table": "users_old"}
+        assert "get_approval" in pending["next_step"]
+        assert "Do NOT perform" in pending["next_step"]
+
+        await asyncio.to_thread(signoff_server.approve, pending["id"], "alice", "fine")
+        decided = await call(session, "get_approval", id=pending["id"])
+    assert decided["status"] == "approved"
+    assert decided["decided_by"] == "alice"
+    assert decided["reason"] == "fine"
+    assert decided["payload_sha256"] == pending["payload_sha256"]
+    assert "You may now perform exactly this action" in decided["next_step"]
+
+
+async def test_a_decision_during_the_bounded_wait_is_returned_by_request_itself(
+    signoff_server, tmp_path
+):
+    title = unique_title("mcp")
+    async with mcp_session(signoff_server, tmp_path) as session:
+
+        async def deny_once_asked() -> None:
+            asked = await asyncio.to_thread(signoff_server.pending_titled, title)
+            await asyncio.to_thread(signoff_server.deny, asked["id"], "bob", "not today")
+
+        denying = asyncio.create_task(deny_once_asked())
+        # The tool call waits longer than the test takes to deny.
+        result = await session.call_tool(
+            "request_approval", {"action": "deploy.web", "title": title}
+        )
+        await denying
+    decided = result.structured_content
+    if decided["status"] == "pending":  # the wait ended just before the click
+        pytest.fail("the denial did not arrive within the tool's bounded wait")
+    assert decided["status"] == "denied"
+    assert decided["decided_by"] == "bob"
+    assert "Do NOT perform the action" in decided["next_step"]
+
+
+async def test_cancel_withdraws_a_pending_request(signoff_server, tmp_path):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        pending = await call(
+            session, "request_approval", action="deploy.web", title=unique_title("mcp")
+        )
+        cancelled = await call(session, "cancel_approval", id=pending["id"], reason="plan changed")
+        again = await call(session, "get_approval", id=pending["id"])
+    assert cancelled["status"] == again["status"] == "cancelled"
+    assert cancelled["reason"] == "plan changed"
+    assert "Do NOT perform" in cancelled["next_step"]
+
+
+async def test_errors_reach_the_model_as_tool_errors(signoff_server, tmp_path):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        missing = await session.call_tool("get_approval", {"id": "no-such-request"})
+        invalid = await session.call_tool(
+            "request_approval", {"action": "not an action", "title": "t"}
+        )
+    assert missing.is_error
+    assert "not_found" in missing.content[0].text
+    assert invalid.is_error
+    assert "HTTP 422" in invalid.content[0].text
+
+
+def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
+    """Every line the server writes to stdout is a JSON-RPC message, even with a bad key."""
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "get_approval", "arguments": {"id": "x"}},
+        },
+    ]
+    errlog = tmp_path / "mcp-stderr.log"
+    with errlog.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(SIGNOFF), "mcp", "--wait-seconds", "1"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=signoff_server.environ(SIGNOFF_API_KEY="so_not_a_key"),
+        )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def collect() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=collect, daemon=True).start()
+    answers: dict[Any, dict[str, Any]] = {}
+    try:
+        for message in messages:
+            process.stdin.write(json.dumps(message) + "\n")
+            process.stdin.flush()
+        deadline = time.monotonic() + 30
+        # Stdin stays open until the tool call is answered: closing it ends the session.
+        while 3 not in answers:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert line is not None, errlog.read_text()
+            answer = json.loads(line)  # anything but a JSON-RPC message fails here
+            assert answer["jsonrpc"] == "2.0"
+            answers[answer.get("id")] = answer
+        process.stdin.close()
+        assert process.wait(timeout=30) == 0
+        rest = []
+        while (line := lines.get(timeout=10)) is not None:
+            rest.append(line)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if not pipe.closed:
+                pipe.close()
+    assert all(json.loads(line)["jsonrpc"] == "2.0" for line in rest if line.strip())
+    assert {1, 2, 3} <= set(answers)
+    assert answers[3]["result"]["isError"] is True
+    assert "401" in answers[3]["result"]["content"][0]["text"]
+
+
+def test_without_an_api_key_it_exits_2_saying_why(signoff_server):
+    result = subprocess.run(
+        [str(SIGNOFF), "mcp"],
+        capture_output=True,
+        text=True,
+        env=signoff_server.environ(SIGNOFF_API_KEY=""),
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "SIGNOFF_API_KEY is not set" in result.stderr
