@@ -22,6 +22,7 @@ from approvals.audit import AuditKind
 from approvals.card import ApprovalCard, build_card
 from approvals.clock import Clock
 from approvals.directory import Destination
+from approvals.log_context import about_request
 from approvals.ports import Adapter, DeliveryError, MessageRef
 from approvals.service import EDIT, REMIND, SEND
 from approvals.store import OutboxItem, SqlStore, StoreBusyError
@@ -93,7 +94,7 @@ class OutboxDispatcher:
         async with self._store.write() as tx:
             items = await tx.claim_outbox(now, now + self._lease, self._batch)
         if items:
-            await asyncio.gather(*(self._deliver(item) for item in items))
+            await asyncio.gather(*(self._deliver_tagged(item) for item in items))
         return len(items)
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
@@ -124,6 +125,11 @@ class OutboxDispatcher:
             )
             for waiter in pending:
                 waiter.cancel()
+
+    async def _deliver_tagged(self, item: OutboxItem) -> None:
+        """Deliver one row; whatever is logged meanwhile names its request."""
+        with about_request(item.request_id):
+            await self._deliver(item)
 
     async def _deliver(self, item: OutboxItem) -> None:
         destination = Destination.from_key(item.destination)

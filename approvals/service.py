@@ -26,6 +26,7 @@ from approvals.deadlines import (
     schedule_after,
 )
 from approvals.directory import Directory
+from approvals.log_context import about_request
 from approvals.machine import Event, Status, next_status
 from approvals.model import (
     SYSTEM_PLATFORM,
@@ -179,11 +180,13 @@ class ApprovalService:
         return tuple(self._listeners)
 
     def _announce(self, request: ApprovalRequest) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(request)
-            except Exception:
-                log.exception("change listener failed for request %s", request.id)
+        with about_request(request.id):
+            log.info("request %s %s", request.id, _change_summary(request))
+            for listener in list(self._listeners):
+                try:
+                    listener(request)
+                except Exception:
+                    log.exception("change listener failed for request %s", request.id)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         return await self._store.get_request(request_id)
@@ -310,6 +313,10 @@ class ApprovalService:
 
     async def vote(self, command: VoteCommand) -> Outcome:
         """Count one person's vote. Exactly one decision results, however many race."""
+        with about_request(command.request_id):
+            return await self._vote_with_retries(command)
+
+    async def _vote_with_retries(self, command: VoteCommand) -> Outcome:
         for _attempt in range(_MAX_ATTEMPTS):
             caught_up: list[ApprovalRequest] = []
             try:
@@ -441,6 +448,12 @@ class ApprovalService:
 
     async def cancel(self, request_id: str, agent: str, reason: str | None = None) -> Outcome:
         """Withdraw a pending request. Only the agent that asked may cancel it."""
+        with about_request(request_id):
+            return await self._cancel_with_retries(request_id, agent, reason)
+
+    async def _cancel_with_retries(
+        self, request_id: str, agent: str, reason: str | None
+    ) -> Outcome:
         for _attempt in range(_MAX_ATTEMPTS):
             caught_up: ApprovalRequest | None = None
             try:
@@ -485,14 +498,17 @@ class ApprovalService:
             now = self._clock.now()
             for request in await tx.due_requests(now, limit):
                 handled += 1
-                try:
-                    # One savepoint per request: a request that cannot be processed must not
-                    # roll back the batch, nor stop every later sweep at the same row.
-                    async with tx.conn.begin_nested():
-                        changed.append(await self._apply_step(tx, request, now))
-                except Exception:
-                    log.exception("deadline step failed for request %s; retrying later", request.id)
-                    await tx.postpone(request.id, now + SWEEP_RETRY_DELAY)
+                with about_request(request.id):
+                    try:
+                        # One savepoint per request: a request that cannot be processed must
+                        # not roll back the batch, nor stop every later sweep at the same row.
+                        async with tx.conn.begin_nested():
+                            changed.append(await self._apply_step(tx, request, now))
+                    except Exception:
+                        log.exception(
+                            "deadline step failed for request %s; retrying later", request.id
+                        )
+                        await tx.postpone(request.id, now + SWEEP_RETRY_DELAY)
         for request in changed:
             self._announce(request)
         return handled
@@ -641,6 +657,17 @@ def _deciders(request: ApprovalRequest) -> list[str]:
     if request.status is Status.APPROVED and request.decision.platform != SYSTEM_PLATFORM:
         return sorted(request.approvals())
     return [request.decision.by]
+
+
+def _change_summary(request: ApprovalRequest) -> str:
+    """One line about where a request stands after a change, for the log."""
+    if request.status.is_final and request.decision is not None:
+        return f"{request.status.value} by {request.decision.by} (policy {request.policy.name})"
+    approvals = len(request.approvals())
+    return (
+        f"{request.status.value} at level {request.level + 1} (policy {request.policy.name}, "
+        f"{approvals} of {request.policy.quorum} approvals)"
+    )
 
 
 def _invalid_create(command: CreateCommand) -> str | None:

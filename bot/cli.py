@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -303,13 +302,10 @@ def _console(*, stderr: bool = False) -> Console:
 
 
 async def _serve(config: LoadedConfig, *, builtin_default: bool) -> int:
+    from bot.logging_setup import configure_logging
     from bot.server import serve
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for chatty in ("alembic", "apscheduler"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(config.settings.log)
     settings = config.settings
     print(
         f"signoff: config {config.source}, database {_safe_url(settings.database.url)}, "

@@ -111,7 +111,9 @@ async def serve(
         app,
         host=server_settings.host,
         port=server_settings.port,
-        log_level="info",
+        # uvicorn's own lines go through signoff's handler, in the configured format.
+        log_config=None,
+        log_level=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS,
         lifespan="on",

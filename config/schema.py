@@ -653,6 +653,22 @@ class PolicySettings(_Section):
         return value
 
 
+# --- logging -------------------------------------------------------------------------
+
+
+class LogSettings(_Section):
+    """What signoff logs, and how each line looks.
+
+    Attributes:
+        level: the least severe level written: ``debug``, ``info``, ``warning`` or ``error``.
+        format: ``text`` (a readable line) or ``json`` (one JSON object per line with time,
+            level, logger, message, and request_id on every line about a request).
+    """
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
 # --- the whole file ------------------------------------------------------------------
 
 
@@ -677,6 +693,7 @@ class SignoffSettings(_Section):
         platforms: which platforms to use, and their settings.
         agents: agent name -> what it may ask for.
         policies: ordered rules; the first that matches wins, the last matches all.
+        log: log level and format.
     """
 
     version: Annotated[int, BeforeValidator(_only_version_one)]
@@ -704,6 +721,9 @@ class SignoffSettings(_Section):
         BeforeValidator(_none_as_empty),
     ] = Field(default_factory=dict)
     policies: Annotated[list[PolicySettings], Field(min_length=1)]
+    log: Annotated[LogSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=LogSettings
+    )
 
     def expand_approvers(self, names: Iterable[str]) -> tuple[str, ...]:
         """Person names for a list of person and group names.

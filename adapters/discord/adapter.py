@@ -518,6 +518,7 @@ class DiscordAdapter:
                 click.raw_custom_id,
                 click.channel_id,
                 click.message_id,
+                extra={"request_id": click.request_id},
             )
             await self._tell(interaction, GENERIC_FAILURE)
         finally:

@@ -420,6 +420,7 @@ class SlackAdapter:
                 click.team_id if click else None,
                 click.user_id if click else None,
                 click.raw_value if click else None,
+                extra={"request_id": click.request_id if click else None},
             )
             if click is not None:
                 await self._tell(click, GENERIC_FAILURE)

@@ -537,7 +537,11 @@ class TelegramAdapter:
             self._keep(vote)
             return
         except Exception:
-            log.exception("Telegram vote on request %s failed", ref.request_id)
+            log.exception(
+                "Telegram vote on request %s failed",
+                ref.request_id,
+                extra={"request_id": ref.request_id},
+            )
             await self._answer(query, FAILED)
             return
         await self._answer(query, outcome_text(outcome))
@@ -624,7 +628,11 @@ class TelegramAdapter:
             outcome: Outcome = await self._sink.vote(command)
             text = outcome_text(outcome)
         except Exception:
-            log.exception("Telegram vote on request %s failed", prompt.request_id)
+            log.exception(
+                "Telegram vote on request %s failed",
+                prompt.request_id,
+                extra={"request_id": prompt.request_id},
+            )
             text = FAILED
         try:
             async with self._sending(message.chat.id) as bot:
