@@ -1,7 +1,8 @@
-"""Credentials: agent API keys, and web inbox sign-in links and sessions.
+"""Credentials: agent API keys, webhook secrets, and web inbox sign-in links and sessions.
 
-Secrets are never stored: only their SHA-256 (they are long random tokens, so a plain
-hash is enough) and lookups compare digests in constant time.
+Presented secrets are never stored: only their SHA-256 (they are long random tokens, so a
+plain hash is enough) and lookups compare digests in constant time. Webhook secrets are the
+exception by necessity: the server signs with them, so it keeps them.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from sqlalchemy import delete, insert, select, update
 
 from approvals.clock import Clock
 from approvals.store import SqlStore
-from approvals.tables import AGENT_KEYS, LOGIN_TOKENS, WEB_SESSIONS
+from approvals.tables import AGENT_KEYS, LOGIN_TOKENS, WEB_SESSIONS, WEBHOOK_SECRETS
 
 KEY_PREFIX = "so"
 LOGIN_LINK_TTL = timedelta(minutes=15)
 SESSION_TTL = timedelta(hours=12)
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker, not a secret
+WEBHOOK_ROTATION_GRACE = timedelta(hours=24)
+"""After a rotation, webhooks are signed with both secrets this long, so receivers can switch."""
+
+
+def _new_webhook_secret() -> str:
+    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 def sha256_hex(text: str) -> str:
@@ -104,6 +112,66 @@ class AccessStore:
                 .values(revoked_at=self._clock.now())
             )
         return int(result.rowcount)
+
+    # -- webhook secrets --------------------------------------------------------------------
+
+    async def webhook_secret(self, agent: str) -> str:
+        """The agent's webhook secret, made on first use."""
+        async with self._store.read() as reader:
+            row = (
+                await reader.conn.execute(
+                    select(WEBHOOK_SECRETS.c.secret).where(WEBHOOK_SECRETS.c.agent == agent)
+                )
+            ).first()
+        if row is not None:
+            return str(row.secret)
+        async with self._store.write() as tx:
+            await tx.lock_agent(agent)
+            row = (
+                await tx.conn.execute(
+                    select(WEBHOOK_SECRETS.c.secret).where(WEBHOOK_SECRETS.c.agent == agent)
+                )
+            ).first()
+            if row is not None:
+                return str(row.secret)
+            secret = _new_webhook_secret()
+            await tx.conn.execute(
+                insert(WEBHOOK_SECRETS).values(
+                    agent=agent, secret=secret, previous_secret=None, rotated_at=self._clock.now()
+                )
+            )
+        return secret
+
+    async def webhook_signing_secrets(self, agent: str) -> list[str]:
+        """The secrets to sign the agent's webhooks with: the current one, and the previous one
+        for a day after a rotation."""
+        current = await self.webhook_secret(agent)
+        async with self._store.read() as reader:
+            row = (
+                await reader.conn.execute(
+                    select(WEBHOOK_SECRETS).where(WEBHOOK_SECRETS.c.agent == agent)
+                )
+            ).first()
+        secrets_in_use = [current]
+        if (
+            row is not None
+            and row.previous_secret
+            and self._clock.now() - row.rotated_at < WEBHOOK_ROTATION_GRACE
+        ):
+            secrets_in_use.append(str(row.previous_secret))
+        return secrets_in_use
+
+    async def rotate_webhook_secret(self, agent: str) -> str:
+        """A new secret for the agent; the old one still signs for ``WEBHOOK_ROTATION_GRACE``."""
+        current = await self.webhook_secret(agent)
+        secret = _new_webhook_secret()
+        async with self._store.write() as tx:
+            await tx.conn.execute(
+                update(WEBHOOK_SECRETS)
+                .where(WEBHOOK_SECRETS.c.agent == agent)
+                .values(secret=secret, previous_secret=current, rotated_at=self._clock.now())
+            )
+        return secret
 
     # -- web sign-in ------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ WEB = "web"
 class DestinationKind(StrEnum):
     CHANNEL = "channel"
     USER = "user"
+    ENDPOINT = "endpoint"
+    """An agent's webhook receiver (platform ``webhook``), one per request."""
 
 
 @dataclass(frozen=True, order=True)

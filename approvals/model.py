@@ -182,3 +182,26 @@ class VoteCommand:
     identity: str
     verdict: Verdict
     reason: str | None = None
+
+
+def public_json(request: ApprovalRequest) -> dict[str, Any]:
+    """The public JSON form of a request (DESIGN.md, "Agent API JSON"): what the agent API
+    returns and what a webhook carries."""
+    decision = request.decision
+    return {
+        "id": request.id,
+        "status": request.status.value,
+        "action": request.action,
+        "title": request.title,
+        "details": request.details,
+        "params": request.params,
+        "payload_sha256": request.payload_sha256,
+        "requested_by": request.requested_by,
+        "policy": request.policy.name,
+        "level": request.level,
+        "created_at": request.created_at.isoformat(),
+        "deadline": request.deadline.isoformat(),
+        "decided_at": request.decided_at.isoformat() if request.decided_at else None,
+        "decision": decision.to_json() if decision else None,
+        "votes": [vote.to_json() for vote in request.votes],
+    }

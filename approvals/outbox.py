@@ -24,8 +24,9 @@ from approvals.clock import Clock
 from approvals.directory import Destination
 from approvals.log_context import about_request
 from approvals.ports import Adapter, DeliveryError, MessageRef
-from approvals.service import EDIT, REMIND, SEND
+from approvals.service import EDIT, REMIND, SEND, WEBHOOK
 from approvals.store import OutboxItem, SqlStore, StoreBusyError
+from approvals.webhooks import WebhookDelivered, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class OutboxDispatcher:
         batch: int = 50,
         rng: random.Random | None = None,
         on_result: Callable[[str, str], None] | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self._store = store
         self._adapters = dict(adapters)
@@ -79,6 +81,7 @@ class OutboxDispatcher:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._wake = asyncio.Event()
         self._on_result = on_result
+        self._webhooks = webhooks
 
     def _report(self, destination: str, result: str) -> None:
         if self._on_result is not None:
@@ -132,6 +135,9 @@ class OutboxDispatcher:
             await self._deliver(item)
 
     async def _deliver(self, item: OutboxItem) -> None:
+        if item.kind == WEBHOOK:
+            await self._deliver_webhook(item)
+            return
         destination = Destination.from_key(item.destination)
         adapter = self._adapters.get(destination.platform)
         if adapter is None:
@@ -170,6 +176,57 @@ class OutboxDispatcher:
             await self._failed(item, f"{type(exc).__name__}: {exc}")
             return
         await self._record_success(item, adapter, destination, posted)
+
+    async def _deliver_webhook(self, item: OutboxItem) -> None:
+        """POST the request's final state to its callback URL (one attempt)."""
+        if self._webhooks is None:
+            await self._dead(item, "webhooks are not enabled in this process")
+            return
+        request = await self._store.get_request(item.request_id)
+        if request is None:
+            await self._dead(item, f"request {item.request_id} no longer exists")
+            return
+        event_id = str(item.payload.get("event_id") or f"evt_{item.request_id}")
+        try:
+            async with asyncio.timeout(self._lease.total_seconds() / 2):
+                delivered = await self._webhooks.deliver(request, event_id)
+        except DeliveryError as exc:
+            await self._failed(item, str(exc), retry_after=exc.retry_after, permanent=exc.permanent)
+            return
+        except TimeoutError:
+            await self._failed(item, "the callback URL did not answer in time")
+            return
+        except Exception as exc:
+            log.exception("webhook for outbox row %s failed", item.id)
+            await self._failed(item, f"{type(exc).__name__}: {exc}")
+            return
+        await self._record_webhook(item, delivered)
+
+    async def _record_webhook(self, item: OutboxItem, delivered: WebhookDelivered) -> None:
+        for attempt in range(_RECORD_ATTEMPTS):
+            now = self._clock.now()
+            try:
+                async with self._store.write() as tx:
+                    await tx.append_audit(
+                        AuditKind.DELIVERED,
+                        at=now,
+                        actor="webhook",
+                        request_id=item.request_id,
+                        data={
+                            "destination": item.destination,
+                            "url": delivered.url,
+                            "status_code": delivered.status_code,
+                            "event_id": delivered.event_id,
+                        },
+                    )
+                    await tx.finish_outbox(item.id, state=SENT, at=now)
+            except StoreBusyError:
+                if attempt + 1 == _RECORD_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            self._report(item.destination, SENT)
+            return
 
     async def _call_platform(
         self,

@@ -49,13 +49,16 @@ from approvals.outcomes import (
 )
 from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
 from approvals.store import ConcurrentUpdateError, SqlStore, StoreTransaction
+from approvals.webhooks import new_event_id, webhook_destination
 
 log = logging.getLogger(__name__)
 
 SEND = "send"
 EDIT = "edit"
 REMIND = "remind"
-"""Outbox row kinds: post a new card, re-render a posted card, reply next to a card."""
+WEBHOOK = "webhook"
+"""Outbox row kinds: post a new card, re-render a posted card, reply next to a card, and
+post the final state to the agent's callback URL."""
 
 TIMEOUT_ACTOR = "timeout"
 SWEEP_RETRY_DELAY = timedelta(minutes=1)
@@ -649,6 +652,16 @@ class ApprovalService:
                 "payload_sha256": request.payload_sha256,
             },
         )
+        if request.callback_url:
+            # Queued with the decision itself, so the agent hears about it even if this
+            # process dies right after the commit.
+            await tx.enqueue(
+                request_id=request.id,
+                destination=webhook_destination(request.id).key,
+                kind=WEBHOOK,
+                at=now,
+                payload={"event_id": new_event_id()},
+            )
 
 
 def _deciders(request: ApprovalRequest) -> list[str]:

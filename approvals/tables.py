@@ -226,7 +226,31 @@ class WebSessionRow(SQLModel, table=True):
     expires_at: datetime = _when()
 
 
+class ReceiptKeyRow(SQLModel, table=True):
+    """An Ed25519 key that signs receipts. The newest one signs; every listed one verifies."""
+
+    __tablename__ = "receipt_keys"
+
+    key_id: str = Field(sa_column=Column(String(16), primary_key=True))
+    private_key: str = Field(sa_column=Column(Text, nullable=False))
+    public_key: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _when()
+
+
+class WebhookSecretRow(SQLModel, table=True):
+    """An agent's webhook signing secret; the previous one keeps signing for a grace period."""
+
+    __tablename__ = "webhook_secrets"
+
+    agent: str = Field(sa_column=Column(String(200), primary_key=True))
+    secret: str = Field(sa_column=Column(Text, nullable=False))
+    previous_secret: str | None = Field(default=None, sa_column=Column(Text))
+    rotated_at: datetime = _when()
+
+
 AGENT_KEYS = table_of(AgentKeyRow)
 IDEMPOTENCY = table_of(IdempotencyRow)
 LOGIN_TOKENS = table_of(LoginTokenRow)
 WEB_SESSIONS = table_of(WebSessionRow)
+RECEIPT_KEYS = table_of(ReceiptKeyRow)
+WEBHOOK_SECRETS = table_of(WebhookSecretRow)

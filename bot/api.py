@@ -1,4 +1,5 @@
-"""The agent API under ``/v1``: create, read (with a bounded long-poll), list and cancel.
+"""The agent API under ``/v1``: create, read (with a bounded long-poll), list, cancel, and
+the signed receipts of final requests with the keys that verify them.
 
 Agents authenticate with a bearer API key (``signoff agents add``). Every error is JSON,
 ``{"error": {"code", "message"}}``, and user input never causes a 5xx.
@@ -13,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from approvals.access import AccessStore
 from approvals.machine import Status
-from approvals.model import ApprovalRequest, CreateCommand
+from approvals.model import ApprovalRequest, CreateCommand, public_json
 from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, NotFound, RefusalCode
+from approvals.receipts import ReceiptNotFinal, ReceiptSigner
 from approvals.service import ApprovalService
+from approvals.webhooks import MAX_CALLBACK_URL_CHARS, callback_url_problem
 from bot.errors import ApiError
 from bot.limits import RateLimiter
 from bot.waiters import RequestWaiters
@@ -28,6 +31,9 @@ MAX_LIST_LIMIT = 500
 NO_NUL = r"^[^\x00]*$"  # databases cannot store U+0000 in text
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~]+$"  # visible ASCII
 _REQUEST_ID = r"^[A-Za-z0-9_-]{1,64}$"
+# Scheme, host name or IPv4, optional port, then any visible ASCII: documented in the schema,
+# so what the schema admits is exactly what is accepted.
+CALLBACK_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
 
 
 class ErrorBody(BaseModel):
@@ -71,6 +77,24 @@ class CreateApproval(BaseModel):
         description="The human the agent acts for.",
     )
     timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CALLBACK_URL_CHARS,
+        pattern=CALLBACK_URL_PATTERN,
+        description=(
+            "An http(s) URL (host name or IPv4 address, visible ASCII) that gets a signed POST "
+            "(HMAC-SHA256 with the agent's webhook secret) when the request becomes final; "
+            "retried until it answers 2xx."
+        ),
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _usable_callback(cls, value: str | None) -> str | None:
+        if value is not None and (problem := callback_url_problem(value)):
+            raise ValueError(problem)
+        return value
 
     @field_validator("params")
     @classmethod
@@ -78,6 +102,37 @@ class CreateApproval(BaseModel):
         if _depth(value) > MAX_PARAMS_DEPTH:
             raise ValueError(f"params may nest at most {MAX_PARAMS_DEPTH} levels")
         return value
+
+
+class SignedReceipt(BaseModel):
+    receipt_id: str = Field(alias="id")
+    payload_sha256: str
+    status: Literal["approved", "denied", "expired", "cancelled"]
+    deciders: list[str]
+    decided_at: str
+    expires: str
+
+
+class ReceiptOut(BaseModel):
+    """A final request's Ed25519-signed receipt (signature over the canonical JSON of
+    ``receipt``)."""
+
+    receipt: SignedReceipt
+    key_id: str
+    alg: Literal["Ed25519"]
+    signature: str = Field(description="Base64url (no padding) Ed25519 signature.")
+
+
+class ReceiptKeyOut(BaseModel):
+    key_id: str
+    alg: Literal["Ed25519"]
+    public_key: str = Field(description="Base64url (no padding) raw 32-byte Ed25519 key.")
+    created_at: str
+    active: bool = Field(description="Whether this key signs new receipts.")
+
+
+class ReceiptKeysOut(BaseModel):
+    keys: list[ReceiptKeyOut]
 
 
 class CancelApproval(BaseModel):
@@ -135,28 +190,6 @@ def _depth(value: Any, level: int = 0) -> int:
     return level
 
 
-def approval_json(request: ApprovalRequest) -> dict[str, Any]:
-    """The public JSON form of a request (DESIGN.md, "Agent API JSON")."""
-    decision = request.decision
-    return {
-        "id": request.id,
-        "status": request.status.value,
-        "action": request.action,
-        "title": request.title,
-        "details": request.details,
-        "params": request.params,
-        "payload_sha256": request.payload_sha256,
-        "requested_by": request.requested_by,
-        "policy": request.policy.name,
-        "level": request.level,
-        "created_at": request.created_at.isoformat(),
-        "deadline": request.deadline.isoformat(),
-        "decided_at": request.decided_at.isoformat() if request.decided_at else None,
-        "decision": decision.to_json() if decision else None,
-        "votes": [vote.to_json() for vote in request.votes],
-    }
-
-
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
@@ -171,12 +204,14 @@ class AgentApi:
         service: ApprovalService,
         access: AccessStore,
         waiters: RequestWaiters,
+        receipts: ReceiptSigner,
         limiter: RateLimiter,
         settings: SignoffSettings,
     ) -> None:
         self._service = service
         self._access = access
         self._waiters = waiters
+        self._receipts = receipts
         self._limiter = limiter
         self.settings = settings
 
@@ -249,13 +284,14 @@ class AgentApi:
                 requested_by=body.requested_by,
                 timeout=(timedelta(seconds=body.timeout_seconds) if body.timeout_seconds else None),
                 idempotency_key=idempotency_key,
+                callback_url=body.callback_url,
                 max_open=self.settings.agents[agent].max_open,
             )
             outcome = await self._service.create(command)
             if isinstance(outcome, Created):
                 if outcome.replayed:
                     response.status_code = 200
-                return approval_json(outcome.request)
+                return public_json(outcome.request)
             if outcome.code is RefusalCode.IDEMPOTENCY_CONFLICT:
                 raise ApiError(409, outcome.code.value, outcome.message)
             if outcome.code is RefusalCode.TOO_MANY_OPEN:
@@ -280,7 +316,7 @@ class AgentApi:
             request = await self._own(agent, request_id)
             if wait and not request.status.is_final:
                 request = await self._waiters.wait_final(request_id, wait) or request
-            return approval_json(request)
+            return public_json(request)
 
         @router.get("/approvals", response_model=ApprovalList, summary="List own requests")
         async def list_approvals(
@@ -294,7 +330,7 @@ class AgentApi:
                 requests = await reader.list_requests(
                     agent=agent, status=Status(status) if status else None, limit=limit
                 )
-            return {"approvals": [approval_json(r) for r in requests]}
+            return {"approvals": [public_json(r) for r in requests]}
 
         @router.post("/approvals/{request_id}/cancel", response_model=ApprovalOut, summary="Cancel")
         async def cancel_approval(
@@ -306,13 +342,35 @@ class AgentApi:
                 request_id, agent, body.reason if body is not None else None
             )
             if isinstance(outcome, Applied):
-                return approval_json(outcome.request)
+                return public_json(outcome.request)
             if isinstance(outcome, AlreadyDecided):
                 raise ApiError(409, "already_decided", outcome.message)
             if isinstance(outcome, NotFound):
                 raise ApiError(404, "not_found", outcome.message)
             assert isinstance(outcome, NotAllowed)
             raise ApiError(403, outcome.code.value, outcome.message)
+
+        @router.get(
+            "/approvals/{request_id}/receipt",
+            response_model=ReceiptOut,
+            response_model_by_alias=True,
+            summary="Signed receipt of a final request",
+        )
+        async def get_receipt(
+            agent: Annotated[str, agent_dependency],
+            request_id: Annotated[str, request_id_path],
+        ) -> dict[str, Any]:
+            request = await self._own(agent, request_id)
+            try:
+                return await self._receipts.sign(request)
+            except ReceiptNotFinal as exc:
+                raise ApiError(409, "not_final", str(exc)) from exc
+
+        @router.get(
+            "/receipt-keys", response_model=ReceiptKeysOut, summary="Receipt verification keys"
+        )
+        async def receipt_keys(agent: Annotated[str, agent_dependency]) -> dict[str, Any]:
+            return {"keys": [key.to_json() for key in await self._receipts.keys()]}
 
         return router
 

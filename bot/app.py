@@ -13,8 +13,10 @@ from approvals.access import AccessStore
 from approvals.clock import Clock, SystemClock
 from approvals.outbox import OutboxDispatcher
 from approvals.ports import Adapter
+from approvals.receipts import ReceiptSigner
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
+from approvals.webhooks import WebhookSender
 from bot.api import AgentApi
 from bot.limits import RateLimit, RateLimiter
 from bot.metrics import Metrics
@@ -98,12 +100,20 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
 
         web_inbox = WebInbox(service, access, public_url=public_url)
         adapters.setdefault("web", web_inbox)
-    dispatcher = OutboxDispatcher(store, adapters, options.clock, on_result=metrics.on_delivery)
+    receipts = ReceiptSigner(store, options.clock)
+    dispatcher = OutboxDispatcher(
+        store,
+        adapters,
+        options.clock,
+        on_result=metrics.on_delivery,
+        webhooks=WebhookSender(access, receipts, options.clock),
+    )
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)
     agent_api = AgentApi(
         service=service,
         access=access,
         waiters=waiters,
+        receipts=receipts,
         limiter=RateLimiter(options.per_agent_limit, options.overall_limit),
         settings=settings,
     )

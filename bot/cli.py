@@ -1,6 +1,7 @@
 """The ``signoff`` command line: serving, maintenance, credentials, and asking for approval.
 
-Admin commands: serve, config check, db upgrade, audit verify|export, agents add|list|revoke,
+Admin commands: serve, config check, db upgrade, audit verify|export,
+agents add|list|revoke|webhook-secret, receipt-keys list|rotate|remove (in ``bot.cli_keys``),
 login-link. Client commands (``request``, ``run``, in ``bot.cli_client``) talk to a running
 server over the agent API.
 
@@ -30,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from approvals.access import LOGIN_LINK_TTL, AccessStore, AgentKey
 from approvals.clock import SystemClock
 from approvals.store import SqlStore
-from bot import cli_client
+from bot import cli_client, cli_keys
 from config import (
     ConfigError,
     LoadedConfig,
@@ -158,8 +159,9 @@ async def _agents_add(config: LoadedConfig, name: str, *, as_json: bool) -> int:
         raise UsageError(_not_configured(config, "agent", name, "agents", '{allow: ["*"]}'))
     async with _access(config) as access:
         key = await access.create_agent_key(name)
+        webhook_secret = await access.webhook_secret(name)
     if as_json:
-        print(json.dumps({"agent": name, "key": key}))
+        print(json.dumps({"agent": name, "key": key, "webhook_secret": webhook_secret}))
         return EXIT_OK
     out = _console()
     out.print(
@@ -171,6 +173,10 @@ async def _agents_add(config: LoadedConfig, name: str, *, as_json: bool) -> int:
     )
     out.print(Text(f"\n  export SIGNOFF_API_KEY={key}\n", style="bold"))
     out.print(f"Revoke it with: signoff agents revoke {name}")
+    out.print(
+        f"Webhooks (callback_url) to this agent are signed with {webhook_secret}\n"
+        f"(print it again, or rotate it, with: signoff agents webhook-secret {name})"
+    )
     return EXIT_OK
 
 
@@ -220,6 +226,15 @@ async def _agents_revoke(config: LoadedConfig, name: str) -> int:
         revoked = await access.revoke_agent_keys(name)
     print(f"revoked {revoked} live key{'s' if revoked != 1 else ''} of agent {name}")
     return EXIT_OK
+
+
+async def _agents_webhook_secret(config: LoadedConfig, args: argparse.Namespace) -> int:
+    if args.name not in config.settings.agents:
+        raise UsageError(_not_configured(config, "agent", args.name, "agents", '{allow: ["*"]}'))
+    async with _access(config) as access:
+        return await cli_keys.webhook_secret_command(
+            access, args.name, rotate=args.rotate, as_json=args.json
+        )
 
 
 async def _login_link(config: LoadedConfig, person: str, ttl: timedelta, *, as_json: bool) -> int:
@@ -368,6 +383,8 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON")
     revoke = with_config(agents_sub.add_parser("revoke", help="revoke every live key of NAME"))
     revoke.add_argument("name", metavar="NAME")
+    cli_keys.add_webhook_secret_parser(agents_sub, with_config)
+    cli_keys.add_receipt_keys_parser(commands, with_config)
 
     login = with_config(
         commands.add_parser("login-link", help="print a single-use web inbox sign-in link")
@@ -542,7 +559,11 @@ async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
             return await _agents_add(config, args.name, as_json=args.json)
         if args.action == "list":
             return await _agents_list(config, args.name, as_json=args.json)
+        if args.action == "webhook-secret":
+            return await _agents_webhook_secret(config, args)
         return await _agents_revoke(config, args.name)
+    if args.command == "receipt-keys":
+        return await cli_keys.receipt_keys_command(args, config)
     if args.command == "login-link":
         return await _login_link(config, args.person, args.ttl, as_json=args.json)
     return await _audit_verify(config)

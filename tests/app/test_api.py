@@ -149,7 +149,7 @@ async def test_body_without_content_length_is_still_limited(api):
         (b'{"action": "deploy.web", "title": "t", "params": []}', "params"),
         (b'{"action": "deploy.web", "title": "t", "surprise": 1}', "surprise"),
         (b'{"action": "deploy.web", "title": "t", "timeout_seconds": -5}', "timeout_seconds"),
-        (b'{"action": "deploy.web", "title": "t", "callback_url": "http://x"}', "callback_url"),
+        (b'{"action": "deploy.web", "title": "t", "callback_url": "ftp://x/hook"}', "callback_url"),
         (b'{"action": "deploy web!", "title": "t"}', "action"),
         (b'{"action": "deploy.web", "title": "t", "params": {"s": "\\ud800"}}', "params"),
         (
