@@ -487,6 +487,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     _request_options(run_cmd, title_required=False)
     run_cmd.add_argument("argv", nargs="*", metavar="CMD", help="the command, after --")
+
+    mcp_cmd = commands.add_parser(
+        "mcp",
+        help="serve the approval tools to an MCP client over stdio",
+        description="An MCP server on stdin/stdout with request_approval, get_approval and "
+        "cancel_approval, talking to a running signoff as an agent.",
+        epilog="Reads SIGNOFF_URL (default: http://127.0.0.1:8080) and SIGNOFF_API_KEY.",
+    )
+    mcp_cmd.add_argument(
+        "--wait-seconds",
+        type=int,
+        default=50,
+        metavar="N",
+        help="how long one tool call waits for a decision before answering pending (1-55)",
+    )
     return parser
 
 
@@ -516,6 +531,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _config_check(args)
         if args.command == "policy":
             return _policy_explain(args)
+        if args.command == "mcp":
+            from bot.mcp_server import serve  # the MCP SDK is loaded only for this command
+
+            return serve(wait_seconds=args.wait_seconds)
         if args.command in ("request", "run"):
             return _client_command(args)
         config = _load(args.config)
