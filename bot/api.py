@@ -9,7 +9,7 @@ import fnmatch
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from approvals.access import AccessStore
@@ -20,11 +20,13 @@ from approvals.receipts import ReceiptNotFinal, ReceiptSigner
 from approvals.service import ApprovalService
 from approvals.webhooks import MAX_CALLBACK_URL_CHARS, callback_url_problem
 from bot.errors import ApiError
-from bot.limits import RateLimiter
+from bot.limits import FailureGuard, RateLimit, RateLimiter
 from bot.waiters import RequestWaiters
 from config import SignoffSettings
 
 MAX_WAIT_SECONDS = 60
+FAILED_AUTH_LIMIT = RateLimit(rate=2, burst=30)
+"""Bad API keys tolerated per client address: 30 at once, then 2 a second."""
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 MAX_PARAMS_DEPTH = 32
 MAX_LIST_LIMIT = 500
@@ -207,24 +209,38 @@ class AgentApi:
         receipts: ReceiptSigner,
         limiter: RateLimiter,
         settings: SignoffSettings,
+        failures: FailureGuard | None = None,
     ) -> None:
         self._service = service
         self._access = access
         self._waiters = waiters
         self._receipts = receipts
         self._limiter = limiter
+        self._failures = failures or FailureGuard(FAILED_AUTH_LIMIT)
         self.settings = settings
 
     async def authenticate(
         self,
+        request: Request,
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> str:
         """The agent behind the bearer key; 401 without a valid key, 403 if not configured."""
+        client = request.client.host if request.client else "unknown"
+        wait = self._failures.retry_after(client)
+        if wait:
+            raise ApiError(
+                429,
+                "too_many_failed_attempts",
+                f"too many requests with bad API keys from {client}; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
         scheme, _, key = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
+            self._failures.failed(client)
             raise ApiError(401, "unauthorized", "send an agent API key: Authorization: Bearer KEY")
         agent = await self._access.agent_for_key(key.strip())
         if agent is None:
+            self._failures.failed(client)
             raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
         if agent not in self.settings.agents:
             raise ApiError(

@@ -1,4 +1,5 @@
-"""Rate limits for the agent API: token buckets per agent and for the whole process."""
+"""Rate limits for the agent API: token buckets per agent and for the whole process, and a
+guard that slows down clients presenting bad API keys before their keys cost a lookup."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ class TokenBucket:
             self._tokens -= 1
             return 0.0
         return (1 - self._tokens) / self._limit.rate
+
+    def peek(self, now: float) -> float:
+        """Like ``take`` without taking: 0 when a token is available, else the wait."""
+        elapsed = max(0.0, now - self._updated)
+        tokens = min(self._limit.burst, self._tokens + elapsed * self._limit.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self._limit.rate
 
     def refund(self) -> None:
         """Give back a token taken for a call that did not go ahead."""
@@ -70,3 +77,41 @@ class RateLimiter:
             bucket.refund()  # refused overall: the agent's own budget is not spent
             return max(1, math.ceil(wait))
         return 0
+
+
+class FailureGuard:
+    """Counts failed authentications per client address; too many, and the address is told to
+    wait before its next attempt is even looked up.
+
+    Successful calls cost nothing here, so agents behind one proxy address are unaffected as
+    long as their keys are good.
+    """
+
+    def __init__(
+        self,
+        limit: RateLimit,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
+        self._limit = limit
+        self._monotonic = monotonic
+        self._clients: dict[str, TokenBucket] = {}
+        self._max_clients = max_clients
+
+    def retry_after(self, client: str) -> int:
+        """0 if ``client`` may try, else whole seconds until it may."""
+        bucket = self._clients.get(client)
+        if bucket is None:
+            return 0
+        wait = bucket.peek(self._monotonic())
+        return max(1, math.ceil(wait)) if wait else 0
+
+    def failed(self, client: str) -> None:
+        now = self._monotonic()
+        bucket = self._clients.get(client)
+        if bucket is None:
+            if len(self._clients) >= self._max_clients:
+                self._clients.clear()  # bounded memory; a reset only ever grants a burst
+            bucket = self._clients[client] = TokenBucket(self._limit, now)
+        bucket.take(now)

@@ -3,6 +3,7 @@
 The database is the source of truth for deadlines; the scheduler holds nothing a restart
 would lose. An interval job sweeps every ``interval`` seconds (so a lost job costs at most
 one interval), and a one-off job wakes the sweeper exactly at the nearest known deadline.
+An hourly job deletes rows that have served their purpose (``approvals.retention``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from approvals.model import ApprovalRequest
+from approvals.retention import PURGE_INTERVAL, Purged, purge_expired
 from approvals.service import ApprovalService
 
 log = logging.getLogger(__name__)
 
 SWEEP_JOB = "sweep"
 WAKEUP_JOB = "wakeup"
+HOUSEKEEPING_JOB = "housekeeping"
 
 
 class DeadlineScheduler:
@@ -48,6 +51,15 @@ class DeadlineScheduler:
             seconds=self._interval,
             id=SWEEP_JOB,
             next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._scheduler.add_job(
+            self.housekeeping,
+            "interval",
+            seconds=PURGE_INTERVAL.total_seconds(),
+            id=HOUSEKEEPING_JOB,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
@@ -83,6 +95,24 @@ class DeadlineScheduler:
         if next_due is not None:
             self._plan_wakeup(next_due)
         return handled
+
+    async def housekeeping(self) -> Purged | None:
+        """Delete expired sign-ins, old finished outbox rows and old idempotency keys."""
+        try:
+            purged = await purge_expired(self._service.store, self._service.clock.now())
+        except Exception:
+            log.exception("housekeeping failed; the next run tries again")
+            return None
+        if purged.total:
+            log.info(
+                "housekeeping deleted %s sign-in links, %s sessions, %s outbox rows, "
+                "%s idempotency keys",
+                purged.login_tokens,
+                purged.web_sessions,
+                purged.outbox_rows,
+                purged.idempotency_keys,
+            )
+        return purged
 
     def _on_change(self, request: ApprovalRequest) -> None:
         if request.next_due_at is not None:

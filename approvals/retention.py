@@ -1,0 +1,69 @@
+"""Housekeeping: rows that have served their purpose are deleted, so the database stays small.
+
+What goes, and when:
+- web inbox sign-in links, a day after they expired (used or not);
+- web inbox sessions, once expired;
+- outbox rows that were sent or dead-lettered, ``FINISHED_OUTBOX_RETENTION`` after finishing
+  (the audit log keeps the record of every delivery and every dead letter);
+- ``Idempotency-Key`` reservations, ``IDEMPOTENCY_RETENTION`` after the create: a retry later
+  than that makes a new request.
+
+Requests, votes and the audit log are never deleted here. Deletes are idempotent, so every
+process sharing a database may run them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+
+from approvals.store import SqlStore
+from approvals.tables import IDEMPOTENCY, LOGIN_TOKENS, OUTBOX, WEB_SESSIONS
+
+LOGIN_TOKEN_RETENTION = timedelta(days=1)
+FINISHED_OUTBOX_RETENTION = timedelta(days=7)
+IDEMPOTENCY_RETENTION = timedelta(days=7)
+PURGE_INTERVAL = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Purged:
+    """How many rows of each kind one purge removed."""
+
+    login_tokens: int
+    web_sessions: int
+    outbox_rows: int
+    idempotency_keys: int
+
+    @property
+    def total(self) -> int:
+        return self.login_tokens + self.web_sessions + self.outbox_rows + self.idempotency_keys
+
+
+async def purge_expired(store: SqlStore, now: datetime) -> Purged:
+    """Delete what has outlived its use as of ``now``, in one short transaction."""
+    async with store.write() as tx:
+        tokens = await tx.conn.execute(
+            delete(LOGIN_TOKENS).where(LOGIN_TOKENS.c.expires_at < now - LOGIN_TOKEN_RETENTION)
+        )
+        sessions = await tx.conn.execute(
+            delete(WEB_SESSIONS).where(WEB_SESSIONS.c.expires_at <= now)
+        )
+        outbox = await tx.conn.execute(
+            delete(OUTBOX).where(
+                OUTBOX.c.state != "pending",
+                OUTBOX.c.finished_at.is_not(None),
+                OUTBOX.c.finished_at < now - FINISHED_OUTBOX_RETENTION,
+            )
+        )
+        idempotency = await tx.conn.execute(
+            delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - IDEMPOTENCY_RETENTION)
+        )
+    return Purged(
+        login_tokens=int(tokens.rowcount),
+        web_sessions=int(sessions.rowcount),
+        outbox_rows=int(outbox.rowcount),
+        idempotency_keys=int(idempotency.rowcount),
+    )
