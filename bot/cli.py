@@ -21,6 +21,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -360,6 +361,18 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = config_sub.add_parser("check", help="check a config file (exit 2 on errors)")
     check.add_argument("file", metavar="F")
+    reference = config_sub.add_parser(
+        "reference", help="write README's configuration reference from the config schema"
+    )
+    reference.add_argument(
+        "--readme",
+        default="README.md",
+        metavar="F",
+        help="the README to update (default: %(default)s)",
+    )
+    reference.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when the reference is stale"
+    )
 
     db_cmd = commands.add_parser("db", help="database maintenance")
     db_sub = db_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -528,6 +541,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "config":
+            if args.action == "reference":
+                from config.reference import run as write_reference
+
+                return write_reference(Path(args.readme), check=args.check)
             return _config_check(args)
         if args.command == "policy":
             return _policy_explain(args)

@@ -5,6 +5,10 @@ need the whole file, such as "every approver is a person or a group", live in
 ``config.checks``. Adapters import their settings classes (``SlackSettings`` and so on)
 from here.
 
+Each field's ``description`` is what the README's configuration reference says about it
+(``config.reference`` writes that section from these models), so it is the one place a
+key is documented.
+
 Secrets are ``SecretStr``. When the loader validates a file it passes
 ``{SECRETS_FROM_ENVIRONMENT: True}`` as validation context, and then every secret must
 have been written as one ``${ENV_VAR}`` reference; models built in code take any value.
@@ -37,6 +41,10 @@ from config.environment import EnvText
 
 SECRETS_FROM_ENVIRONMENT = "secrets_from_environment"
 """Validation context key: when true, secrets must be ``${ENV_VAR}`` references."""
+
+REFERENCE_AS_ONE_VALUE = "reference_as_one_value"
+"""Field marker for the generated reference: describe the field as one value, not its parts
+(its YAML form differs from the model behind it)."""
 
 CHAT_PLATFORMS = ("slack", "telegram", "discord")
 """The chat platforms config knows, in the order destinations are listed."""
@@ -200,15 +208,19 @@ def _required_in_mode(
 
 class ServerSettings(_Section):
     """Where the HTTP server listens, and the URL people and platforms reach it at.
-
-    Attributes:
-        listen: ``host:port`` to bind; IPv6 hosts in brackets (``[::1]:8080``).
-        public_url: the externally visible base URL (links in cards, webhooks); a trailing
-            slash is removed.
     """
 
-    listen: str = "127.0.0.1:8080"
-    public_url: HttpUrl = "http://127.0.0.1:8080"
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        description="`host:port` to bind; an IPv6 host in brackets (`[::1]:8080`).",
+    )
+    public_url: HttpUrl = Field(
+        default="http://127.0.0.1:8080",
+        description=(
+            "The URL people and platforms reach signoff at: links in cards, Slack events, "
+            "the Telegram webhook. A trailing slash is removed."
+        ),
+    )
 
     @field_validator("listen")
     @classmethod
@@ -253,14 +265,16 @@ def _split_listen(value: str) -> tuple[str, int]:
 
 class DatabaseSettings(_Section):
     """Where requests, votes and the audit log are stored.
-
-    Attributes:
-        url: ``sqlite:///path`` (relative to the working directory; four slashes for an
-            absolute path) or ``postgresql://user@host/dbname``. Plain URLs only: signoff
-            picks the async driver itself.
     """
 
-    url: str = "sqlite:///signoff.db"
+    url: str = Field(
+        default="sqlite:///signoff.db",
+        description=(
+            "`sqlite:///path.db` (relative to the working directory; four slashes for an "
+            "absolute path) or `postgresql://user@host/dbname`. Plain URLs: signoff picks the "
+            "async driver itself. A password only as `${ENV_VAR}`."
+        ),
+    )
 
     @field_validator("url", mode="before")
     @classmethod
@@ -317,16 +331,17 @@ class DatabaseSettings(_Section):
 
 class PersonSettings(_Section):
     """One person's identities: at most one per platform, and none is fine.
-
-    Attributes:
-        slack: Slack user id (``U012ABCDEF``).
-        telegram: Telegram user id (a number).
-        discord: Discord user id (digits; quoting it is recommended).
     """
 
-    slack: SlackId | None = None
-    telegram: TelegramUserId | None = None
-    discord: DiscordId | None = None
+    slack: SlackId | None = Field(
+        default=None, description="Slack member id (`U012ABCDEF`), never a display name."
+    )
+    telegram: TelegramUserId | None = Field(
+        default=None, description="Telegram user id (a number)."
+    )
+    discord: DiscordId | None = Field(
+        default=None, description='Discord user id (digits; quote it: `"200001"`).'
+    )
 
     def identities(self) -> dict[str, str]:
         """Platform name -> id as text, for the platforms this person uses."""
@@ -336,16 +351,17 @@ class PersonSettings(_Section):
 
 class ChannelSettings(_Section):
     """A named place to post cards, on one or more platforms.
-
-    Attributes:
-        slack: Slack channel id (``C012ABCDEF``).
-        telegram: Telegram chat id (negative for groups and channels).
-        discord: Discord channel id (digits).
     """
 
-    slack: SlackId | None = None
-    telegram: TelegramChatId | None = None
-    discord: DiscordId | None = None
+    slack: SlackId | None = Field(
+        default=None, description="Slack channel id (`C012ABCDEF`); invite the bot to it."
+    )
+    telegram: TelegramChatId | None = Field(
+        default=None, description="Telegram chat id (negative for groups and channels)."
+    )
+    discord: DiscordId | None = Field(
+        default=None, description='Discord channel id (digits; quote it: `"300001"`).'
+    )
 
     @model_validator(mode="after")
     def _needs_a_platform(self) -> ChannelSettings:
@@ -366,20 +382,30 @@ class ChannelSettings(_Section):
 
 class SlackSettings(_Section):
     """The Slack app signoff runs as.
-
-    Attributes:
-        bot_token: the bot token (``xoxb-...``).
-        signing_secret: verifies inbound HTTP requests; required in ``http`` mode.
-        mode: ``http`` (events at ``/slack/events``) or ``socket`` (Socket Mode).
-        app_token: the app-level token (``xapp-...``); required in ``socket`` mode.
-        api_url: the Web API base URL, ending in ``/``; change it for proxies and tests.
     """
 
-    bot_token: Secret
-    mode: Literal["http", "socket"] = "http"
-    signing_secret: Secret | None = Field(default=None, validate_default=True)
-    app_token: Secret | None = Field(default=None, validate_default=True)
-    api_url: HttpUrl = "https://slack.com/api/"
+    bot_token: Secret = Field(description="The bot token (`xoxb-...`).")
+    mode: Literal["http", "socket"] = Field(
+        default="http",
+        description=(
+            "`http`: clicks arrive at `<public_url>/slack/events`; `socket`: Socket Mode, no "
+            "public URL needed."
+        ),
+    )
+    signing_secret: Secret | None = Field(
+        default=None,
+        validate_default=True,
+        description="Verifies inbound HTTP requests; required in `http` mode.",
+    )
+    app_token: Secret | None = Field(
+        default=None,
+        validate_default=True,
+        description="The app-level token (`xapp-...`); required in `socket` mode.",
+    )
+    api_url: HttpUrl = Field(
+        default="https://slack.com/api/",
+        description="The Web API base URL, ending in `/` (proxies, tests).",
+    )
 
     _signing_secret_in_http_mode = field_validator("signing_secret")(_required_in_mode("http"))
     _app_token_in_socket_mode = field_validator("app_token")(_required_in_mode("socket"))
@@ -392,19 +418,28 @@ class SlackSettings(_Section):
 
 class TelegramSettings(_Section):
     """The Telegram bot signoff runs as.
-
-    Attributes:
-        bot_token: the token from BotFather.
-        mode: ``polling`` (getUpdates) or ``webhook`` (updates at ``/telegram/webhook``).
-        webhook_secret: the secret token Telegram sends with each webhook call; required
-            in ``webhook`` mode; 1-256 letters, digits, ``_`` or ``-``.
-        api_url: the Bot API base URL, to which the token is appended.
     """
 
-    bot_token: Secret
-    mode: Literal["polling", "webhook"] = "polling"
-    webhook_secret: Secret | None = Field(default=None, validate_default=True)
-    api_url: HttpUrl = "https://api.telegram.org/bot"
+    bot_token: Secret = Field(description="The bot token from BotFather.")
+    mode: Literal["polling", "webhook"] = Field(
+        default="polling",
+        description=(
+            "`polling`: long-polls Telegram, no public URL needed; `webhook`: Telegram posts "
+            "updates to `<public_url>/telegram/webhook`."
+        ),
+    )
+    webhook_secret: Secret | None = Field(
+        default=None,
+        validate_default=True,
+        description=(
+            "The secret token Telegram sends with each webhook call; required in `webhook` "
+            "mode; 1-256 letters, digits, `_` or `-`."
+        ),
+    )
+    api_url: HttpUrl = Field(
+        default="https://api.telegram.org/bot",
+        description="The Bot API base URL, to which the token is appended (a self-hosted server).",
+    )
 
     _webhook_secret_in_webhook_mode = field_validator("webhook_secret")(
         _required_in_mode("webhook")
@@ -422,36 +457,44 @@ class TelegramSettings(_Section):
 
 class DiscordSettings(_Section):
     """The Discord bot signoff runs as.
-
-    Attributes:
-        bot_token: the bot token.
-        api_url: the REST API base URL.
-        gateway_url: the gateway (websocket) URL.
     """
 
-    bot_token: Secret
-    api_url: HttpUrl = "https://discord.com/api/v10"
-    gateway_url: Annotated[str, AfterValidator(_websocket_url)] = "wss://gateway.discord.gg"
+    bot_token: Secret = Field(description="The bot token.")
+    api_url: HttpUrl = Field(
+        default="https://discord.com/api/v10",
+        description="The REST API base URL (proxies, self-hosted gateways).",
+    )
+    gateway_url: Annotated[str, AfterValidator(_websocket_url)] = Field(
+        default="wss://gateway.discord.gg", description="The gateway (websocket) URL."
+    )
 
 
 class WebSettings(_Section):
     """The built-in web inbox.
-
-    Attributes:
-        enabled: whether to serve it; ``web`` in a policy's notify list needs it.
     """
 
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True,
+        description="Serve the built-in web inbox; `web` in a notify list needs it.",
+    )
 
 
 class PlatformsSettings(_Section):
     """Which platforms signoff talks to. A chat platform left out is not used."""
 
-    slack: SlackSettings | None = None
-    telegram: TelegramSettings | None = None
-    discord: DiscordSettings | None = None
+    slack: SlackSettings | None = Field(
+        default=None, description="The Slack app signoff runs as; left out, Slack is not used."
+    )
+    telegram: TelegramSettings | None = Field(
+        default=None,
+        description="The Telegram bot signoff runs as; left out, Telegram is not used.",
+    )
+    discord: DiscordSettings | None = Field(
+        default=None,
+        description="The Discord bot signoff runs as; left out, Discord is not used.",
+    )
     web: Annotated[WebSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=WebSettings
+        default_factory=WebSettings, description="The built-in web inbox."
     )
 
     @property
@@ -466,14 +509,16 @@ class PlatformsSettings(_Section):
 
 class AgentSettings(_Section):
     """What one agent may ask for.
-
-    Attributes:
-        allow: globs over the action names the agent may request.
-        max_open: how many pending requests the agent may have at once.
     """
 
-    allow: list[Glob] = Field(default_factory=lambda: ["*"])
-    max_open: Annotated[WholeNumber, Field(gt=0)] = 100
+    allow: list[Glob] = Field(
+        default_factory=lambda: ["*"],
+        description="Globs over the action names the agent may request; others are refused (403).",
+    )
+    max_open: Annotated[WholeNumber, Field(gt=0)] = Field(
+        default=100,
+        description="How many pending requests the agent may have at once; more are refused (429).",
+    )
 
 
 class ParamCondition(_Section):
@@ -557,17 +602,25 @@ ParamPath = Annotated[str, AfterValidator(_check_param_path)]
 
 class MatchSettings(_Section):
     """Which requests a policy governs; empty matches every request.
-
-    Attributes:
-        action: globs over the action name; any one may match.
-        agent: globs over the requesting agent's name; any one may match.
-        params: dotted path into ``params`` -> condition; all must hold.
     """
 
-    action: Globs | None = None
-    agent: Globs | None = None
+    action: Globs | None = Field(
+        default=None,
+        description="A glob or a list of globs over the action name (`db.*`); any one may match.",
+    )
+    agent: Globs | None = Field(
+        default=None,
+        description="A glob or a list of globs over the requesting agent's name.",
+    )
     params: dict[ParamPath, Annotated[ParamCondition, BeforeValidator(_param_condition)]] = Field(
-        default_factory=dict
+        default_factory=dict,
+        description=(
+            "`{dotted.path: value}` for equality, or `{dotted.path: {op: operand}}` with op "
+            "one of " + ", ".join(f"`{op.value}`" for op in PredicateOp) + "; all must hold. "
+            "A predicate that cannot be judged (a missing value compared with `gt`) never "
+            "lets an auto-approving policy match, and does let a stricter one match."
+        ),
+        json_schema_extra={REFERENCE_AS_ONE_VALUE: True},
     )
 
     @property
@@ -578,18 +631,29 @@ class MatchSettings(_Section):
 
 class LevelSettings(_Section):
     """One escalation level of a policy.
-
-    Attributes:
-        approvers: person or group names.
-        notify: channel names, ``dm`` (each approver directly) or ``web`` (the inbox).
-        timeout: how long this level waits before escalating (or timing out).
-        remind_every: how often to remind while waiting; shorter than ``timeout``.
     """
 
-    approvers: Annotated[list[Name], Field(min_length=1)]
-    notify: Annotated[list[Name], Field(min_length=1)]
-    timeout: Duration
-    remind_every: Duration | None = None
+    approvers: Annotated[list[Name], Field(min_length=1)] = Field(
+        description="Person and group names; groups stand for their members."
+    )
+    notify: Annotated[list[Name], Field(min_length=1)] = Field(
+        description=(
+            "Where cards go: channel names, `dm` (each approver of the level directly, on every "
+            "configured platform where they have an id) or `web` (the web inbox)."
+        )
+    )
+    timeout: Duration = Field(
+        description=(
+            "How long the level waits before the request escalates to the next level (or, "
+            "at the last level, times out)."
+        )
+    )
+    remind_every: Duration | None = Field(
+        default=None,
+        description=(
+            "How often to remind the level's approvers while it waits; shorter than `timeout`."
+        ),
+    )
 
     @field_validator("remind_every")
     @classmethod
@@ -607,30 +671,44 @@ class LevelSettings(_Section):
 
 class PolicySettings(_Section):
     """One policy: which requests it governs and what they need. See DESIGN.md.
-
-    Attributes:
-        name: unique among policies; recorded on each request.
-        match: which requests; leave it out (or ``{}``) to match all.
-        decision: ``ask`` people, or decide at once with ``approve`` or ``deny``.
-        quorum: how many distinct persons must approve.
-        require_reason: whether a deny must say why.
-        levels: escalation levels, in order; required when ``decision`` is ``ask``.
-        on_timeout: what silence means: ``deny``, ``expire`` or ``approve``.
-        min_timeout: the shortest timeout an agent may ask for.
-        max_timeout: the longest timeout an agent may ask for.
     """
 
-    name: Name
+    name: Name = Field(description="Unique among policies; recorded on each request.")
     match: Annotated[MatchSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=MatchSettings
+        default_factory=MatchSettings,
+        description="Which requests the policy governs; left out (or `{}`), every request.",
     )
-    decision: AutoDecision = AutoDecision.ASK
-    quorum: Annotated[WholeNumber, Field(ge=1)] = 1
-    require_reason: bool = False
-    levels: list[LevelSettings] = Field(default_factory=list, validate_default=True)
-    on_timeout: TimeoutOutcome = TimeoutOutcome.DENY
-    min_timeout: Duration | None = None
-    max_timeout: Duration | None = None
+    decision: AutoDecision = Field(
+        default=AutoDecision.ASK,
+        description=(
+            "`ask` people, or decide at once: `approve` or `deny` (audited like any decision)."
+        ),
+    )
+    quorum: Annotated[WholeNumber, Field(ge=1)] = Field(
+        default=1,
+        description=(
+            "How many distinct persons must approve (one person on two platforms counts once)."
+        ),
+    )
+    require_reason: bool = Field(default=False, description="Whether a deny must say why.")
+    levels: list[LevelSettings] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="Escalation levels, in order; required when `decision` is `ask`.",
+    )
+    on_timeout: TimeoutOutcome = Field(
+        default=TimeoutOutcome.DENY,
+        description=(
+            "What silence means at the final deadline: `deny`, `expire`, or `approve` (only "
+            "when written here: silence never approves by default)."
+        ),
+    )
+    min_timeout: Duration | None = Field(
+        default=None, description="The shortest timeout an agent may ask for."
+    )
+    max_timeout: Duration | None = Field(
+        default=None, description="The longest timeout an agent may ask for."
+    )
 
     @field_validator("levels")
     @classmethod
@@ -658,15 +736,20 @@ class PolicySettings(_Section):
 
 class LogSettings(_Section):
     """What signoff logs, and how each line looks.
-
-    Attributes:
-        level: the least severe level written: ``debug``, ``info``, ``warning`` or ``error``.
-        format: ``text`` (a readable line) or ``json`` (one JSON object per line with time,
-            level, logger, message, and request_id on every line about a request).
     """
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="The least severe level written: `debug`, `info`, `warning` or `error`.",
+    )
+    format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "`text`: one readable line per record; `json`: one JSON object per line with "
+            "`time`, `level`, `logger`, `message`, and `request_id` on every line about a "
+            "request."
+        ),
+    )
 
 
 # --- the whole file ------------------------------------------------------------------
@@ -682,47 +765,57 @@ def _only_version_one(value: object) -> object:
 
 class SignoffSettings(_Section):
     """The whole config file. See DESIGN.md, "Public interfaces".
-
-    Attributes:
-        version: the config format version; only 1 exists.
-        server: the HTTP server.
-        database: where state is stored.
-        people: person name -> identities.
-        groups: group name -> person names.
-        channels: channel name -> platform ids.
-        platforms: which platforms to use, and their settings.
-        agents: agent name -> what it may ask for.
-        policies: ordered rules; the first that matches wins, the last matches all.
-        log: log level and format.
     """
 
-    version: Annotated[int, BeforeValidator(_only_version_one)]
+    version: Annotated[int, BeforeValidator(_only_version_one)] = Field(
+        description="The config format version: `1`."
+    )
     server: Annotated[ServerSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=ServerSettings
+        default_factory=ServerSettings, description="The HTTP server."
     )
     database: Annotated[DatabaseSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=DatabaseSettings
+        default_factory=DatabaseSettings,
+        description="Where requests, votes, credentials and the audit log are stored.",
     )
     people: Annotated[
         dict[Name, Annotated[PersonSettings, BeforeValidator(_none_as_empty)]],
         BeforeValidator(_none_as_empty),
-    ] = Field(default_factory=dict)
+    ] = Field(
+        default_factory=dict,
+        description=(
+            "Everyone who may approve: a name and at most one id per platform. None is fine: "
+            "the web inbox knows people by sign-in."
+        ),
+    )
     groups: Annotated[
         dict[Name, Annotated[list[Name], Field(min_length=1)]], BeforeValidator(_none_as_empty)
-    ] = Field(default_factory=dict)
+    ] = Field(
+        default_factory=dict,
+        description="A list of person names, usable wherever approvers are listed.",
+    )
     channels: Annotated[dict[Name, ChannelSettings], BeforeValidator(_none_as_empty)] = Field(
-        default_factory=dict
+        default_factory=dict,
+        description="A named place to post cards, with an id on one or more platforms.",
     )
     platforms: Annotated[PlatformsSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=PlatformsSettings
+        default_factory=PlatformsSettings,
+        description="Which platforms signoff talks to, and their settings.",
     )
     agents: Annotated[
         dict[Name, Annotated[AgentSettings, BeforeValidator(_none_as_empty)]],
         BeforeValidator(_none_as_empty),
-    ] = Field(default_factory=dict)
-    policies: Annotated[list[PolicySettings], Field(min_length=1)]
+    ] = Field(
+        default_factory=dict,
+        description="What one agent may ask for; its API keys come from `signoff agents add NAME`.",
+    )
+    policies: Annotated[list[PolicySettings], Field(min_length=1)] = Field(
+        description=(
+            "Ordered rules: the first whose `match` fits a request governs it, and the last "
+            "must match every request. Each policy's keys are listed below."
+        )
+    )
     log: Annotated[LogSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=LogSettings
+        default_factory=LogSettings, description="What signoff logs, and how each line looks."
     )
 
     def expand_approvers(self, names: Iterable[str]) -> tuple[str, ...]:
