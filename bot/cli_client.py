@@ -29,6 +29,16 @@ from rich.console import Console
 from rich.text import Text
 
 from approvals.canonical import CanonicalJsonError, canonical_json, payload_sha256
+from approvals.client import (
+    ApiError,
+    Client,
+    NetworkError,
+    ReceiptError,
+    RetryPolicy,
+    SignoffError,
+    wire,
+)
+from approvals.client.wire import NO_RETRIES
 
 EXIT_APPROVED = 0
 EXIT_CREATED = 0
@@ -58,14 +68,10 @@ STATUS_STYLES = {
 DEFAULT_URL = "http://127.0.0.1:8080"
 LONG_POLL_SECONDS = 50
 """Each wait asks the server to hold the answer this long (the API allows at most 60)."""
-MIN_POLL_INTERVAL = 1.0
-"""A long-poll answered early while still pending (a server stopping) is not repeated sooner."""
-HTTP_TIMEOUT = httpx.Timeout(10.0, read=LONG_POLL_SECONDS + 15.0)
 CREATE_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
 WAIT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 """Backoff between attempts while waiting: about 30 s, enough to ride out a server restart."""
 MAX_RETRY_AFTER = 60.0
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_TITLE_CHARS = 500
 INTERRUPT_REASON = "interrupted on the command line"
 
@@ -83,10 +89,6 @@ class ApiFailure(ClientError):
         self.code = code
         self.message = message
         self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in RETRYABLE_STATUSES
 
     def __str__(self) -> str:
         text = f"{self.message} ({self.code}, HTTP {self.status})"
@@ -127,7 +129,9 @@ class ClientSettings:
 
 
 class ApprovalClient:
-    """The agent API over HTTP, synchronously: create, read with long-polls, cancel."""
+    """The agent API for the command line: ``approvals.client.Client`` underneath (its
+    transport, long-polls and retries), with JSON passed through as the server sent it and
+    failures as ``ClientError`` for printing."""
 
     def __init__(
         self,
@@ -140,149 +144,99 @@ class ApprovalClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self._wait_retry_delays = tuple(wait_retry_delays)
-        self._create_retry_delays = tuple(create_retry_delays)
+        # No jitter: one command line retrying is no herd, and its messages say the delay.
+        self._wait_retry = RetryPolicy(
+            delays=tuple(wait_retry_delays), max_retry_after=MAX_RETRY_AFTER, jitter=0
+        )
+        self._create_retry = RetryPolicy(
+            delays=tuple(create_retry_delays), max_retry_after=MAX_RETRY_AFTER, jitter=0
+        )
         self._sleep = sleep
         self._on_retry = on_retry
         self._transport = transport
-        self._http = self._new_http()
+        self._client = self._new_client()
 
-    def _new_http(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.settings.base_url,
-            transport=self._transport,
-            timeout=HTTP_TIMEOUT,
-            headers={
-                "Authorization": f"Bearer {self.settings.api_key}",
-                "User-Agent": "signoff-cli",
-            },
-        )
+    def _new_client(self) -> Client:
+        try:
+            return Client(
+                self.settings.base_url,
+                self.settings.api_key,
+                long_poll_seconds=LONG_POLL_SECONDS,
+                retry=self._wait_retry,
+                transport=self._transport,
+                user_agent="signoff-cli",
+                on_retry=self._report_retry,
+                sleep=self._sleep,
+            )
+        except SignoffError as exc:
+            raise _client_error(exc) from exc
+
+    def _report_retry(self, error: SignoffError, delay: float) -> None:
+        if self._on_retry is not None:
+            self._on_retry(str(_client_error(error)), delay)
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
     def reconnect(self) -> None:
         """Drop connections an interrupt may have left half-read."""
         with contextlib.suppress(Exception):
-            self._http.close()
-        self._http = self._new_http()
+            self._client.close()
+        self._client = self._new_client()
 
     def create(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         """Ask for approval; retried briefly (the idempotency key makes a retry safe)."""
-        return self._with_retries(
-            lambda: self._call(
-                "POST", "/v1/approvals", json=body, headers={"Idempotency-Key": idempotency_key}
-            ),
-            self._create_retry_delays,
-        )
+        call = wire.create_call(body, idempotency_key)
+        with _translated():
+            answer = self._client.perform(call, retry=self._create_retry)
+            return wire.check_request_json(answer, self.settings.base_url)
 
     def get(self, request_id: str, *, wait: int = 0) -> dict[str, Any]:
-        params = {"wait": str(wait)} if wait else None
-        return self._call("GET", f"/v1/approvals/{request_id}", params=params)
+        with _translated():
+            answer = self._client.perform(wire.get_call(request_id, wait), retry=NO_RETRIES)
+            return wire.check_request_json(answer, self.settings.base_url)
 
     def cancel(self, request_id: str, reason: str) -> dict[str, Any]:
-        return self._call(
-            "POST",
-            f"/v1/approvals/{request_id}/cancel",
-            json={"reason": reason},
-            timeout=httpx.Timeout(10.0),
-        )
+        with _translated():
+            answer = self._client.perform(wire.cancel_call(request_id, reason), retry=NO_RETRIES)
+            return wire.check_request_json(answer, self.settings.base_url)
 
     def wait_final(self, approval: dict[str, Any]) -> dict[str, Any]:
         """Long-poll until the request is final; transient failures are retried with backoff."""
-        current = approval
-        while current["status"] == "pending":
-            started = time.monotonic()
-            current = self._with_retries(
-                lambda: self.get(approval["id"], wait=LONG_POLL_SECONDS), self._wait_retry_delays
-            )
-            elapsed = time.monotonic() - started
-            if current["status"] == "pending" and elapsed < MIN_POLL_INTERVAL:
-                self._sleep(MIN_POLL_INTERVAL - elapsed)
-        return current
+        if approval["status"] != "pending":
+            return approval
+        with _translated():
+            return self._client.wait_json(approval["id"])
 
-    def _with_retries(
-        self, attempt: Callable[[], dict[str, Any]], delays: tuple[float, ...]
+    def verified_receipt(
+        self, request_id: str, action: str, params: dict[str, Any]
     ) -> dict[str, Any]:
-        failures = 0
-        while True:
-            try:
-                return attempt()
-            except (Unreachable, ApiFailure) as exc:
-                if isinstance(exc, ApiFailure) and not exc.retryable:
-                    raise
-                if failures >= len(delays):
-                    raise
-                delay = delays[failures]
-                if isinstance(exc, ApiFailure) and exc.retry_after is not None:
-                    delay = min(max(delay, exc.retry_after), MAX_RETRY_AFTER)
-                failures += 1
-                if self._on_retry is not None:
-                    self._on_retry(str(exc), delay)
-                self._sleep(delay)
+        """The request's signed receipt, checked against ``action`` and ``params``.
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> dict[str, Any]:
-        try:
-            response = self._http.request(
-                method,
-                path,
-                json=json,
-                params=params,
-                headers=headers,
-                timeout=timeout if timeout is not None else HTTP_TIMEOUT,
-            )
-        except httpx.TransportError as exc:
-            raise Unreachable(
-                f"cannot reach signoff at {self.settings.base_url}: {_describe_transport(exc)}"
-            ) from exc
-        if response.is_success:
-            body = _json_object(response)
-            if body is None or not isinstance(body.get("id"), str) or "status" not in body:
-                raise ClientError(
-                    f"{self.settings.base_url} did not answer like signoff (HTTP "
-                    f"{response.status_code}, {response.headers.get('content-type', 'no type')});"
-                    " check SIGNOFF_URL"
-                )
-            return body
-        raise _failure(response)
+        Raises:
+            ReceiptError: when it does not approve exactly that (never run anything then).
+        """
+        with _translated():
+            return self._client.verified_receipt(request_id, action, params)
 
 
-def _describe_transport(exc: httpx.TransportError) -> str:
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({detail})"
-    return detail
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """The client's errors as the command line's; a refused receipt stays what it is."""
     try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+        yield
+    except ReceiptError:
+        raise
+    except SignoffError as exc:
+        raise _client_error(exc) from exc
 
 
-def _failure(response: httpx.Response) -> ApiFailure:
-    retry_after: float | None = None
-    with contextlib.suppress(ValueError):
-        retry_after = float(response.headers.get("Retry-After", ""))
-    body = _json_object(response)
-    error = body.get("error") if body else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return ApiFailure(
-            response.status_code, str(error.get("code", "error")), error["message"], retry_after
-        )
-    text = " ".join(response.text.split())[:200] or response.reason_phrase
-    return ApiFailure(response.status_code, "http_error", text, retry_after)
+def _client_error(error: SignoffError) -> ClientError:
+    if isinstance(error, ApiError):
+        return ApiFailure(error.status, error.code, error.message, error.retry_after)
+    if isinstance(error, NetworkError):
+        return Unreachable(str(error))
+    return ClientError(str(error))
 
 
 # -- signals ------------------------------------------------------------------------------
@@ -613,21 +567,28 @@ def run_command(
                 "; waiting (Ctrl-C cancels it)",
             ),
         )
+        approval = asked.approval
+        status = str(approval["status"])
+        if status != "approved" or asked.interrupted:
+            if status == "approved":
+                say(outcome_line(approval), "; interrupted, so not running the command")
+                return EXIT_CANCELLED
+            say(outcome_line(approval), "; not running the command")
+            return EXIT_FOR_STATUS.get(status, EXIT_ERROR)
+        mismatch = _payload_mismatch(approval, expected_id=asked.request_id, spec=spec)
+        if mismatch:
+            say(("refusing to run", "bold red"), f": {mismatch}")
+            return EXIT_ERROR
+        # The answer above could come from anything that speaks the API; the signed receipt
+        # proves that signoff itself approved exactly this argv in this directory.
+        try:
+            client.verified_receipt(asked.request_id, spec.action, spec.params)
+        except ReceiptError as exc:
+            say(("refusing to run", "bold red"), f": {exc}")
+            return EXIT_ERROR
     finally:
         client.close()
-    approval = asked.approval
-    status = str(approval["status"])
-    if status != "approved" or asked.interrupted:
-        if status == "approved":
-            say(outcome_line(approval), "; interrupted, so not running the command")
-            return EXIT_CANCELLED
-        say(outcome_line(approval), "; not running the command")
-        return EXIT_FOR_STATUS.get(status, EXIT_ERROR)
-    mismatch = _payload_mismatch(approval, expected_id=asked.request_id, spec=spec)
-    if mismatch:
-        say(("refusing to run", "bold red"), f": {mismatch}")
-        return EXIT_ERROR
-    say(outcome_line(approval), "; running ", (shlex.join(argv), "bold"))
+    say(outcome_line(approval), "; receipt verified; running ", (shlex.join(argv), "bold"))
     return execute(argv)
 
 
