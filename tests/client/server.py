@@ -74,6 +74,7 @@ class ServedSignoff:
 
     base_url: str
     api_key: str
+    webhook_secret: str
     config_path: Path
     process: subprocess.Popen[bytes]
     log_path: Path
@@ -122,16 +123,17 @@ class ServedSignoff:
         return self.log_path.read_text(errors="replace")
 
 
-async def _credentials(db: Path) -> tuple[str, dict[str, str]]:
+async def _credentials(db: Path) -> tuple[str, str, dict[str, str]]:
     store = SqlStore(f"sqlite:///{db}")
     await store.migrate()
     access = AccessStore(store, SystemClock())
     try:
         key = await access.create_agent_key(AGENT)
+        webhook_secret = await access.webhook_secret(AGENT)
         tokens = {person: await access.create_login_token(person) for person in APPROVERS}
     finally:
         await store.close()
-    return key, tokens
+    return key, webhook_secret, tokens
 
 
 @contextlib.contextmanager
@@ -141,7 +143,7 @@ def serve_signoff(workdir: Path) -> Iterator[ServedSignoff]:
     db = workdir / "signoff.db"
     config = workdir / "signoff.yaml"
     config.write_text(CONFIG.format(port=port, db=db, agent=AGENT), encoding="utf-8")
-    key, tokens = asyncio.run(_credentials(db))
+    key, webhook_secret, tokens = asyncio.run(_credentials(db))
     log_path = workdir / "serve.log"
     base = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
@@ -151,7 +153,7 @@ def serve_signoff(workdir: Path) -> Iterator[ServedSignoff]:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        served = ServedSignoff(base, key, config, process, log_path)
+        served = ServedSignoff(base, key, webhook_secret, config, process, log_path)
         try:
             _wait_until_healthy(served)
             for person, token in tokens.items():
