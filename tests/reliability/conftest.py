@@ -1,0 +1,1 @@
+"""Fixtures for the reliability suite (faults, load and bad input): see RELIABILITY.md."""
