@@ -42,6 +42,10 @@ policies:
     on_timeout: expire
     min_timeout: 1s
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
+  - name: slow-approvers
+    match: {{action: "slow.*"}}
+    min_timeout: 1h
+    levels: [{{approvers: [alice, bob], notify: [web], timeout: 2h}}]
   - name: default
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
 """

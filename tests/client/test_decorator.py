@@ -17,6 +17,8 @@ from approvals.client import (
     Denied,
     Expired,
     ReceiptError,
+    WaitTimeout,
+    decorator,
     require_approval,
 )
 from tests.client.server import ServedSignoff, unique_title
@@ -96,6 +98,24 @@ def test_an_expired_call_never_runs(client):
     with pytest.raises(Expired):
         clean_up()
     assert ran == []
+
+
+def test_a_call_that_outlives_its_timeout_cancels_the_request_and_never_runs(
+    signoff_server, client, monkeypatch
+):
+    # The policy gives approvers at least an hour, longer than the caller's timeout.
+    monkeypatch.setattr(decorator, "WAIT_GRACE_SECONDS", 0.5)
+    title = unique_title("decorated")
+    ran = []
+
+    @require_approval(action="slow.review", title=title, client=client, timeout=1)
+    def publish() -> None:
+        ran.append(True)
+
+    with pytest.raises(WaitTimeout) as gave_up:
+        publish()
+    assert ran == []
+    assert client.get(gave_up.value.approval.id).status == "cancelled"
 
 
 def test_a_call_cancelled_while_waiting_never_runs(signoff_server, client):

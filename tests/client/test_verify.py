@@ -1,4 +1,5 @@
-"""verify_receipt and verify_webhook against material signed here, per the wire spec."""
+"""verify_receipt and verify_webhook against material signed here, per the wire spec; and
+which failures the client retries."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from approvals.client import ReceiptError, WebhookError, verify_receipt, verify_webhook
+from approvals.client import (
+    ApiError,
+    NetworkError,
+    ReceiptError,
+    RetryPolicy,
+    SignoffError,
+    WebhookError,
+    verify_receipt,
+    verify_webhook,
+)
 from tests.client.signing import SigningKey, b64url, receipt_body, signed_delivery
 
 ACTION = "db.drop_table"
@@ -229,3 +239,37 @@ def test_an_event_id_header_that_differs_from_the_signed_one_fails():
     headers["Signoff-Event-Id"] = "evt_other"
     with pytest.raises(WebhookError, match="event id"):
         verify_webhook(body, headers, SECRET, now=1_800_000_000)
+
+
+# -- what is retried --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (NetworkError("refused"), 0.5),
+        (NetworkError("bad scheme", retryable=False), None),
+        (ApiError(503, "busy", "busy"), 0.5),
+        (ApiError(429, "rate_limited", "slow down", retry_after=7), 7),
+        (ApiError(429, "rate_limited", "slow down", retry_after=600), 60),
+        (ApiError(502, "http_error", "bad gateway"), 0.5),
+        (ApiError(404, "not_found", "no"), None),
+        (ApiError(409, "already_decided", "no"), None),
+        (SignoffError("not signoff"), None),
+    ],
+)
+def test_which_failures_are_retried_and_after_how_long(error, expected):
+    policy = RetryPolicy(delays=(0.5, 1.0), jitter=0)
+    assert policy.delay_after(error, 0) == expected
+
+
+def test_retries_stop_after_the_last_delay():
+    policy = RetryPolicy(delays=(0.5, 1.0), jitter=0)
+    busy = ApiError(503, "busy", "busy")
+    assert [policy.delay_after(busy, n) for n in range(3)] == [0.5, 1.0, None]
+
+
+def test_jitter_only_lengthens_a_delay_a_little():
+    policy = RetryPolicy(delays=(2.0,), jitter=0.1)
+    delays = {policy.delay_after(NetworkError("x"), 0) for _ in range(50)}
+    assert all(2.0 <= delay <= 2.2 for delay in delays)
