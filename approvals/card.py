@@ -6,10 +6,12 @@ core decides what the card says, so every platform tells the same story.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from approvals.canonical import canonical_json
 from approvals.machine import Event, Status
 from approvals.model import ApprovalRequest, Verdict
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
@@ -106,6 +108,69 @@ def build_card(request: ApprovalRequest, *, note: str | None = None) -> Approval
         buttons=request.status is Status.PENDING,
         require_reason=request.policy.require_reason,
         note=note,
+    )
+
+
+DIGEST_POLICY = "flood guard"
+"""What a digest card shows where a request card shows its policy."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """An agent's requests gathered on one digest card instead of a card each.
+
+    Attributes:
+        digest_id: the digest's id (the card's ``request_id``).
+        agent: the agent whose requests these are.
+        waiting: the gathered requests still pending, oldest first.
+        first_deadline: the earliest deadline among them.
+        cards_per_minute: the limit that made signoff gather them.
+    """
+
+    digest_id: str
+    agent: str
+    waiting: tuple[str, ...]
+    first_deadline: datetime | None
+    cards_per_minute: int
+
+
+def build_digest_card(state: Digest, *, now: datetime) -> ApprovalCard:
+    """The digest card of an agent's requests that were not posted one by one.
+
+    It has no buttons: the requests are decided in the web inbox. Its payload hash is the
+    hash of the waiting request ids, so the card changes whenever the set does; its
+    deadline is the earliest among them.
+    """
+    count = len(state.waiting)
+    requests = "request" if count == 1 else "requests"
+    if count:
+        title = f"{count} more {requests} from agent {state.agent} are waiting"
+        status_line = f"Waiting: {count} {requests}, to be decided in the web inbox"
+    else:
+        title = f"No more requests from agent {state.agent} are waiting here"
+        status_line = "Every request gathered here has been decided"
+    details = (
+        f"Agent {state.agent} sent more than {state.cards_per_minute} requests a minute here, so "
+        "signoff gathers the rest on this card instead of posting each one. Open the web "
+        "inbox to see and decide them; cards are posted one by one again once the agent "
+        "slows down."
+    )
+    digest = hashlib.sha256(canonical_json(list(state.waiting))).hexdigest()
+    return ApprovalCard(
+        request_id=state.digest_id,
+        title=title,
+        agent=state.agent,
+        action="(several)",
+        details=details,
+        fields=(),
+        payload_sha256=digest,
+        policy=DIGEST_POLICY,
+        level=0,
+        deadline=state.first_deadline or now,
+        status=Status.PENDING,
+        status_line=status_line,
+        buttons=False,
+        require_reason=False,
     )
 
 

@@ -18,13 +18,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from approvals import flood
 from approvals.audit import AuditKind
-from approvals.card import ApprovalCard, build_card
+from approvals.card import ApprovalCard, build_card, build_digest_card
 from approvals.clock import Clock
 from approvals.directory import Destination
 from approvals.log_context import about_request
 from approvals.ports import Adapter, DeliveryError, MessageRef
-from approvals.service import EDIT, REMIND, SEND, WEBHOOK
+from approvals.service import DIGEST, EDIT, REMIND, SEND, WEBHOOK
 from approvals.store import OutboxItem, SqlStore, StoreBusyError
 from approvals.webhooks import WebhookDelivered, WebhookSender
 
@@ -143,21 +146,28 @@ class OutboxDispatcher:
         if adapter is None:
             await self._dead(item, f"no adapter for platform {destination.platform!r}")
             return
+        card: ApprovalCard | None = None
         async with self._store.read() as reader:
-            request = await reader.get_request(item.request_id)
+            if item.kind == DIGEST:
+                card = await self._digest_card(reader.conn, item)
+            else:
+                request = await reader.get_request(item.request_id)
+                if request is not None:
+                    note = item.payload.get("note")
+                    card = build_card(request, note=note if isinstance(note, str) else None)
             deliveries = await reader.deliveries(item.request_id)
-        if request is None:
+        if card is None:
             await self._dead(item, f"request {item.request_id} no longer exists")
             return
-        note = item.payload.get("note")
-        card = build_card(request, note=note if isinstance(note, str) else None)
         delivery = next((d for d in deliveries if d.destination == item.destination), None)
-        ref = MessageRef(destination.platform, delivery.ref) if delivery and delivery.ref else None
-        if ref is None and item.kind != SEND:
+        ref = None
+        if delivery and delivery.ref and flood.digest_of(delivery.ref) is None:
+            ref = MessageRef(destination.platform, delivery.ref)
+        if ref is None and item.kind not in (SEND, DIGEST):
             # The card was never posted (its send was dead-lettered): nothing to update.
             await self._finish(item, error="no posted card to update")
             return
-        if item.kind not in (SEND, EDIT, REMIND):
+        if item.kind not in (SEND, EDIT, REMIND, DIGEST):
             await self._dead(item, f"unknown outbox kind {item.kind!r}")
             return
         try:
@@ -176,6 +186,12 @@ class OutboxDispatcher:
             await self._failed(item, f"{type(exc).__name__}: {exc}")
             return
         await self._record_success(item, adapter, destination, posted)
+
+    async def _digest_card(self, conn: AsyncConnection, item: OutboxItem) -> ApprovalCard:
+        """A digest card as it stands now: counted at delivery, so it is never stale."""
+        agent = str(item.payload.get("agent", ""))
+        digest = await flood.digest_state(conn, item.request_id, item.destination, agent)
+        return build_digest_card(digest, now=self._clock.now())
 
     async def _deliver_webhook(self, item: OutboxItem) -> None:
         """POST the request's final state to its callback URL (one attempt)."""
@@ -237,14 +253,14 @@ class OutboxDispatcher:
         ref: MessageRef | None,
     ) -> MessageRef | None:
         """Send, edit or reply; returns the new message's reference when one was posted."""
-        if item.kind == SEND and ref is None:
+        if item.kind in (SEND, DIGEST) and ref is None:
             return await adapter.send(card, destination)
         assert ref is not None
         if item.kind == REMIND:
             await adapter.reply(ref, card, str(item.payload.get("text", "Reminder")))
         else:
-            # An edit, or a send whose card is already posted (a re-run after a crash):
-            # either way, bring the posted card up to date.
+            # An edit, a digest's new count, or a send whose card is already posted (a
+            # re-run after a crash): either way, bring the posted card up to date.
             await adapter.edit(ref, card)
         return None
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from approvals import flood
 from approvals.audit import AuditKind
 from approvals.canonical import CanonicalJsonError, payload_sha256
 from approvals.clock import Clock
@@ -57,8 +58,10 @@ SEND = "send"
 EDIT = "edit"
 REMIND = "remind"
 WEBHOOK = "webhook"
-"""Outbox row kinds: post a new card, re-render a posted card, reply next to a card, and
-post the final state to the agent's callback URL."""
+DIGEST = flood.DIGEST
+"""Outbox row kinds: post a new card, re-render a posted card, reply next to a card, post
+the final state to the agent's callback URL, and post or re-render a digest card (see
+:mod:`approvals.flood`)."""
 
 TIMEOUT_ACTOR = "timeout"
 SWEEP_RETRY_DELAY = timedelta(minutes=1)
@@ -578,7 +581,8 @@ class ApprovalService:
                 data={"level": request.level},
             )
             for delivery in await tx.deliveries(request.id):
-                if delivery.level == request.level:
+                # A request gathered into a digest has no card of its own to reply to.
+                if delivery.level == request.level and flood.digest_of(delivery.ref) is None:
                     await tx.enqueue(
                         request_id=request.id,
                         destination=delivery.destination,
@@ -603,18 +607,26 @@ class ApprovalService:
         *,
         note: str | None,
     ) -> None:
-        """Post cards to the level's destinations that do not have one yet."""
+        """Post cards to the level's destinations that do not have one yet.
+
+        Where the agent has reached the flood guard's limit, the request joins the agent's
+        digest card there instead (:mod:`approvals.flood`).
+        """
         spec = request.policy.levels[level]
         for destination in self._rules.directory.destinations(spec.notify, spec.approvers):
-            if await tx.add_delivery(request.id, destination.key, level, now):
-                payload = {"note": note} if note else {}
-                await tx.enqueue(
-                    request_id=request.id,
-                    destination=destination.key,
-                    kind=SEND,
-                    at=now,
-                    payload=payload,
-                )
+            if not await tx.add_delivery(request.id, destination.key, level, now):
+                continue
+            if await flood.over_limit(tx, request.agent, destination.key, now):
+                await flood.gather(tx, request, destination.key, now)
+                continue
+            payload = {"note": note} if note else {}
+            await tx.enqueue(
+                request_id=request.id,
+                destination=destination.key,
+                kind=SEND,
+                at=now,
+                payload=payload,
+            )
 
     async def _edit_cards(
         self,
@@ -624,8 +636,17 @@ class ApprovalService:
         *,
         note: str | None = None,
     ) -> None:
-        """Re-render every card already posted (or about to be) for the request."""
+        """Re-render every card already posted (or about to be) for the request.
+
+        A request gathered into a digest has no card; its digest is re-rendered when the
+        request leaves it (becomes final), since the digest counts the waiting ones.
+        """
         for delivery in await tx.deliveries(request.id):
+            digest = flood.digest_of(delivery.ref)
+            if digest is not None:
+                if request.status.is_final:
+                    await flood.refresh(tx, digest, delivery.destination, request.agent, now)
+                continue
             await tx.enqueue(
                 request_id=request.id,
                 destination=delivery.destination,

@@ -124,7 +124,11 @@ class OutboxRow(SQLModel, table=True):
     """A message to send or edit, written in the transaction that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_destination", "state", "destination", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_state_destination", "state", "destination", "id"),
+        # The flood guard counts a destination's recent cards (approvals.flood).
+        Index("ix_outbox_destination_created", "destination", "created_at"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     destination: str = Field(sa_column=Column(String(300), nullable=False))

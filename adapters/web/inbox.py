@@ -31,6 +31,7 @@ from adapters.web.text import pretty_json, relative, utc, visible
 from approvals.access import SESSION_TTL, AccessStore, WebSession
 from approvals.card import ApprovalCard, build_card
 from approvals.directory import WEB_PLATFORM, Destination
+from approvals.flood import is_digest_id
 from approvals.machine import Event, Status
 from approvals.model import ApprovalRequest, Verdict, VoteCommand
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, RefusalCode
@@ -460,6 +461,9 @@ class WebInbox:
 
     async def request_page(self, request: Request, request_id: str) -> Response:
         """One request in full: payload, votes, decision, audit trail, and the vote forms."""
+        if is_digest_id(request_id):
+            # A digest card's link: the gathered requests are all in the inbox list.
+            return self._redirect(request, "/")
         session = await self._session(request)
         if session is None:
             return self._sign_in_needed(request)

@@ -1,0 +1,165 @@
+"""The flood guard: one agent cannot bury a channel (or a person's DMs) under cards.
+
+At most :data:`CARDS_PER_MINUTE` cards from one agent go to one destination in any minute
+(a sliding window over the cards queued there). Further requests for that destination are
+not posted one by one: they are gathered into one digest card per agent and destination
+("12 more requests from agent deploy-bot are waiting"), which is edited as the count
+changes. The requests themselves stay pending, with their deadlines, reminders and
+escalations, and are decided in the web inbox. Once the agent slows down, its cards are
+posted one by one again; a later flood starts a new digest card.
+
+How it is stored, without tables of its own:
+
+- a gathered request has a delivery row at the destination whose ``ref`` is a digest marker
+  ``{"digest": DIGEST_ID}`` instead of a platform message reference (there is no card of
+  its own to edit or reply to);
+- the digest card has a delivery row of its own under its digest id (``digest.`` and 128
+  random bits, which no request id can be), holding the platform's message reference once
+  it is posted;
+- outbox rows of kind :data:`DIGEST` post or re-render the digest card. The dispatcher
+  counts the gathered requests still pending when it delivers such a row, so one queued
+  row is enough however many changes happened before it ran.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from approvals.card import Digest
+from approvals.machine import Status
+from approvals.model import ApprovalRequest
+from approvals.store import StoreTransaction
+from approvals.tables import DELIVERIES, OUTBOX, REQUESTS
+
+CARDS_PER_MINUTE = 20
+"""Cards one agent may have posted to one destination in any minute before a digest."""
+WINDOW = timedelta(minutes=1)
+DIGEST = "digest"
+"""Outbox row kind: post or re-render a digest card (``request_id`` is the digest id)."""
+DIGEST_ID_PREFIX = "digest."
+"""Request ids are URL-safe base64, which has no ``.``: a digest id is never a request id."""
+_SEND = "send"  # approvals.service.SEND; not imported, the service imports this module
+
+
+def new_digest_id() -> str:
+    return DIGEST_ID_PREFIX + secrets.token_urlsafe(16)
+
+
+def is_digest_id(request_id: str) -> bool:
+    return request_id.startswith(DIGEST_ID_PREFIX)
+
+
+def digest_of(ref: Mapping[str, Any] | None) -> str | None:
+    """The digest id a delivery's ``ref`` marks it gathered into, or ``None`` for a card."""
+    if ref is None:
+        return None
+    digest = ref.get("digest")
+    return digest if isinstance(digest, str) and is_digest_id(digest) else None
+
+
+async def over_limit(tx: StoreTransaction, agent: str, destination: str, now: datetime) -> bool:
+    """Whether ``agent`` already had :data:`CARDS_PER_MINUTE` cards queued for
+    ``destination`` in the minute up to ``now``."""
+    query = (
+        select(func.count())
+        .select_from(OUTBOX.join(REQUESTS, REQUESTS.c.id == OUTBOX.c.request_id))
+        .where(
+            OUTBOX.c.destination == destination,
+            OUTBOX.c.created_at > now - WINDOW,
+            OUTBOX.c.kind == _SEND,
+            REQUESTS.c.agent == agent,
+        )
+    )
+    return int((await tx.conn.execute(query)).scalar_one()) >= CARDS_PER_MINUTE
+
+
+async def _pending_at(conn: AsyncConnection, agent: str, destination: str) -> list[Any]:
+    """(id, deadline, ref) of the agent's pending requests that have a delivery row at
+    ``destination``, oldest first.
+
+    Bounded by the agent's pending requests (its ``max_open``), found by the
+    (agent, status) index.
+    """
+    query = (
+        select(REQUESTS.c.id, REQUESTS.c.deadline, DELIVERIES.c.ref)
+        .select_from(
+            REQUESTS.join(
+                DELIVERIES,
+                and_(
+                    DELIVERIES.c.request_id == REQUESTS.c.id,
+                    DELIVERIES.c.destination == destination,
+                ),
+            )
+        )
+        .where(REQUESTS.c.agent == agent, REQUESTS.c.status == Status.PENDING.value)
+        .order_by(REQUESTS.c.created_at, REQUESTS.c.id)
+    )
+    return list(await conn.execute(query))
+
+
+async def gather(
+    tx: StoreTransaction, request: ApprovalRequest, destination: str, now: datetime
+) -> str:
+    """Put ``request`` (whose delivery row at ``destination`` exists, unsent) into the
+    agent's open digest there, opening one if there is none, and queue the digest's
+    refresh. Returns the digest id."""
+    # Two processes gathering for the same agent must agree on one open digest.
+    await tx.lock_agent(request.agent)
+    open_digests = {
+        digest
+        for digest in (
+            digest_of(row.ref) for row in await _pending_at(tx.conn, request.agent, destination)
+        )
+        if digest is not None
+    }
+    digest = min(open_digests) if open_digests else None
+    if digest is None:
+        digest = new_digest_id()
+        await tx.add_delivery(digest, destination, 0, now)
+    await tx.set_delivery_ref(request.id, destination, {"digest": digest}, now)
+    await refresh(tx, digest, destination, request.agent, now)
+    return digest
+
+
+async def refresh(
+    tx: StoreTransaction, digest: str, destination: str, agent: str, now: datetime
+) -> None:
+    """Queue a re-render of a digest card, unless one is queued and not yet picked up
+    (that one will count at delivery time, so it will show this change too)."""
+    queued = (
+        await tx.conn.execute(
+            select(OUTBOX.c.id).where(
+                OUTBOX.c.request_id == digest,
+                OUTBOX.c.state == "pending",
+                OUTBOX.c.lease_until.is_(None),
+            )
+        )
+    ).first()
+    if queued is None:
+        await tx.enqueue(
+            request_id=digest,
+            destination=destination,
+            kind=DIGEST,
+            at=now,
+            payload={"agent": agent},
+        )
+
+
+async def digest_state(conn: AsyncConnection, digest: str, destination: str, agent: str) -> Digest:
+    """How the digest stands now (read when its card is rendered)."""
+    rows = [
+        row for row in await _pending_at(conn, agent, destination) if digest_of(row.ref) == digest
+    ]
+    return Digest(
+        digest_id=digest,
+        agent=agent,
+        waiting=tuple(row.id for row in rows),
+        first_deadline=min((row.deadline for row in rows), default=None),
+        cards_per_minute=CARDS_PER_MINUTE,
+    )
