@@ -24,6 +24,7 @@ from approvals import flood
 from approvals.audit import AuditKind
 from approvals.card import ApprovalCard, build_card, build_digest_card
 from approvals.clock import Clock
+from approvals.crashpoints import CrashPoint, crash_point
 from approvals.directory import Destination
 from approvals.log_context import about_request
 from approvals.ports import Adapter, DeliveryError, MessageRef
@@ -185,6 +186,8 @@ class OutboxDispatcher:
             log.exception("adapter %s failed on outbox row %s", adapter.platform, item.id)
             await self._failed(item, f"{type(exc).__name__}: {exc}")
             return
+        if posted is not None:
+            crash_point(CrashPoint.AFTER_SEND_BEFORE_REF)
         await self._record_success(item, adapter, destination, posted)
 
     async def _digest_card(self, conn: AsyncConnection, item: OutboxItem) -> ApprovalCard:

@@ -18,6 +18,7 @@ from approvals import flood
 from approvals.audit import AuditKind
 from approvals.canonical import CanonicalJsonError, payload_sha256
 from approvals.clock import Clock
+from approvals.crashpoints import CrashPoint, crash_point
 from approvals.deadlines import (
     Escalate,
     Remind,
@@ -296,6 +297,7 @@ class ApprovalService:
                 if replay is not None:
                     return replay
             return NotAllowed(RefusalCode.INVALID, f"a request with id {request.id!r} exists")
+        crash_point(CrashPoint.AFTER_CREATE_COMMIT)
         self._announce(request)
         return Created(request)
 
@@ -329,6 +331,8 @@ class ApprovalService:
                 outcome = await self._vote_once(command, caught_up)
             except (ConcurrentUpdateError, IntegrityError):
                 continue  # someone changed the request under us; judge again on fresh state
+            if isinstance(outcome, Applied) and outcome.request.status.is_final:
+                crash_point(CrashPoint.AFTER_DECISION_BEFORE_EDIT)
             for request in caught_up:
                 self._announce(request)
             if isinstance(outcome, Applied):
@@ -408,6 +412,7 @@ class ApprovalService:
                     },
                 )
             await self._edit_cards(tx, updated, now)
+            crash_point(CrashPoint.DURING_DECISION)
             return Applied(updated, event)
 
     async def _audit_refusal(
@@ -515,6 +520,8 @@ class ApprovalService:
                             "deadline step failed for request %s; retrying later", request.id
                         )
                         await tx.postpone(request.id, now + SWEEP_RETRY_DELAY)
+            if handled:
+                crash_point(CrashPoint.DURING_SWEEP)
         for request in changed:
             self._announce(request)
         return handled
@@ -559,6 +566,7 @@ class ApprovalService:
                     "approvers": list(approvers),
                 },
             )
+            crash_point(CrashPoint.DURING_ESCALATION)
             note = f"Escalated to level {step.to_level + 1}: {', '.join(approvers)}"
             await self._edit_cards(tx, updated, now, note=note)
             await self._notify_level(tx, updated, step.to_level, now, note=note)

@@ -169,7 +169,7 @@ async def check_invariants(
     if cards is not None:
         for row in delivery_rows:
             request = by_id.get(row.request_id)
-            if request is None or row.ref is None or not request.status.is_final:
+            if request is None or not _is_card(row.ref) or not request.status.is_final:
                 continue
             cards_checked += 1
             shown = cards.get(row.request_id, {}).get(row.destination)
@@ -296,6 +296,12 @@ def _audit_problems(
     return problems
 
 
+def _is_card(ref: Mapping[str, Any] | None) -> bool:
+    """Whether a delivery's ``ref`` names a posted message (not unsent, not gathered into
+    a flood-guard digest, whose marker is ``{"digest": ...}``)."""
+    return ref is not None and "digest" not in ref
+
+
 def shown_status(rendered: str) -> str | None:
     """The status word a rendered card shows after its "Status" label, lower case.
 
@@ -320,7 +326,7 @@ async def rendered_cards(
         rows = (await reader.conn.execute(select(DELIVERIES))).all()
     found: dict[str, dict[str, str]] = defaultdict(dict)
     for row in rows:
-        if row.ref is None:
+        if not _is_card(row.ref):
             continue
         text = read(row.destination, row.ref)
         if isinstance(text, Awaitable):
