@@ -32,6 +32,7 @@ class AuditKind(StrEnum):
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
     CONFIG_LOADED = "config_loaded"
+    CONFIG_REJECTED = "config_rejected"
 
 
 @dataclass(frozen=True)

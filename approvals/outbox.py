@@ -91,6 +91,17 @@ class OutboxDispatcher:
         if self._on_result is not None:
             self._on_result(Destination.from_key(destination).platform, result)
 
+    def use_adapter(self, platform: str, adapter: Adapter | None) -> None:
+        """Deliver to ``platform`` through ``adapter`` from now on (``None``: no adapter).
+
+        Used when a config reload replaces an adapter; rows already handed to the old one
+        finish there.
+        """
+        if adapter is None:
+            self._adapters.pop(platform, None)
+        else:
+            self._adapters[platform] = adapter
+
     def wake(self) -> None:
         """Look at the outbox now rather than at the next idle tick (new rows were written)."""
         self._wake.set()

@@ -284,13 +284,31 @@ def _policy_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _status(config: LoadedConfig, *, as_json: bool) -> int:
-    from bot.status import collect_status, render
+async def _status(path: str | None, *, as_json: bool) -> int:
+    from bot.status import StatusTarget, collect_status, lenient_target, render
 
-    store = SqlStore(config.settings.database.url)
+    chosen = path or os.environ.get("SIGNOFF_CONFIG")
+    if not chosen:
+        target = StatusTarget.of(default_config())
+    else:
+        try:
+            target = StatusTarget.of(load_config(chosen))
+        except ConfigError as exc:
+            # A broken file is exactly when status matters: report it, and still read the
+            # database and ask the server when those two sections are sound.
+            found = lenient_target(chosen, exc)
+            if found is None:
+                raise UsageError(str(exc)) from exc
+            target = found
+    store = SqlStore(target.database_url)
     try:
         await store.migrate()  # a database nothing has run on yet has no tables
-        report = await collect_status(config, store, SystemClock())
+        report = await collect_status(target, store, SystemClock())
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise UsageError(
+            f"{target.source}: database {_safe_url(target.database_url)}: {reason}"
+        ) from exc
     finally:
         await store.close()
     if as_json:
@@ -554,6 +572,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return serve(wait_seconds=args.wait_seconds)
         if args.command in ("request", "run"):
             return _client_command(args)
+        if args.command == "status":
+            return asyncio.run(_status(args.config, as_json=args.json))
         config = _load(args.config)
         if args.command == "serve":
             builtin = not (args.config or os.environ.get("SIGNOFF_CONFIG"))
@@ -586,8 +606,6 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
-    if args.command == "status":
-        return await _status(config, as_json=args.json)
     if args.command == "db":
         return await _db_upgrade(config)
     if args.command == "agents":

@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
+from approvals.ports import Adapter
 from bot.errors import error_json, install_error_handlers
 from bot.runtime import Runtime
 
@@ -84,6 +86,8 @@ class BodyLimitMiddleware:
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
+    details: dict[str, Any] = {}
+    """Further facts, such as a changed config file that was refused (``config``)."""
 
 
 def build_http_app(runtime: Runtime) -> FastAPI:
@@ -106,12 +110,23 @@ def build_http_app(runtime: Runtime) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
     app.include_router(runtime.agent_api.router())
-    for adapter in runtime.adapters.values():
-        # Adapters with inbound HTTP (Slack events, the Telegram webhook, the web inbox)
-        # bring their own routes.
+    # Adapters with inbound HTTP (Slack events, the Telegram webhook, the web inbox) bring
+    # their own routes; when a config reload replaces an adapter, its routes are swapped.
+    adapter_routes: dict[str, list[BaseRoute]] = {}
+
+    def mount(platform: str, adapter: Adapter | None) -> None:
+        for route in adapter_routes.pop(platform, []):
+            app.router.routes.remove(route)
         routes = getattr(adapter, "router", None)
         if callable(routes):
+            before = len(app.router.routes)
             app.include_router(routes())
+            adapter_routes[platform] = app.router.routes[before:]
+        app.openapi_schema = None  # /openapi.json is rebuilt with the routes there are now
+
+    for platform, adapter in runtime.adapters.items():
+        mount(platform, adapter)
+    runtime.on_adapter_replaced.append(lambda platform, _old, new: mount(platform, new))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -142,7 +157,11 @@ def build_http_app(runtime: Runtime) -> FastAPI:
                 checks[name] = f"unhealthy: {type(exc).__name__}"
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
+            {
+                "status": "ready" if ready else "not ready",
+                "checks": checks,
+                "details": runtime.readiness_details,
+            },
             status_code=200 if ready else 503,
         )
 

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from approvals.access import AccessStore
 from approvals.audit import AuditKind
@@ -69,9 +69,17 @@ class Runtime:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started_adapters: list[Adapter] = []
         self.on_started: list[Callable[[Runtime], Awaitable[None]]] = []
+        self.on_adapter_replaced: list[Callable[[str, Adapter | None, Adapter | None], None]] = []
+        """Called with (platform, old, new) after :meth:`replace_adapter` (the HTTP app swaps
+        the adapter's routes)."""
+        self.readiness_details: dict[str, Any] = {}
+        """Extra facts for ``/readyz``, such as a config reload that was refused."""
 
     def config_fingerprint(self) -> str:
-        """SHA-256 of the effective settings (secrets masked), recorded on every load."""
+        """SHA-256 of the config file as read, recorded on every load (for the built-in
+        default, of the effective settings with secrets masked)."""
+        if self.config.file_sha256 is not None:
+            return self.config.file_sha256
         settings = self.config.settings.model_dump(mode="json")
         return hashlib.sha256(canonical_json(settings)).hexdigest()
 
@@ -96,6 +104,29 @@ class Runtime:
         )
         for hook in self.on_started:
             await hook(self)
+
+    async def replace_adapter(self, platform: str, adapter: Adapter | None) -> bool:
+        """Swap ``platform``'s adapter while running (a config reload changed its settings).
+
+        The old adapter stops before the new one starts (one poller per bot token), the
+        outbox delivers through the new one from then on, and ``on_adapter_replaced`` hooks
+        run. ``None`` removes the platform. Returns whether the adapter was replaced.
+        """
+        old = self.adapters.pop(platform, None)
+        if old is not None and old in self._started_adapters:
+            self._started_adapters.remove(old)
+            try:
+                await old.stop()
+            except Exception:
+                log.exception("adapter %s did not stop cleanly", platform)
+        if adapter is not None:
+            await adapter.start(self.service)
+            self._started_adapters.append(adapter)
+            self.adapters[platform] = adapter
+        self.dispatcher.use_adapter(platform, adapter)
+        for hook in self.on_adapter_replaced:
+            hook(platform, old, adapter)
+        return True
 
     def _wake_dispatcher(self, _request: ApprovalRequest) -> None:
         self.dispatcher.wake()

@@ -15,6 +15,7 @@ import uvicorn
 
 from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
+from bot.reload import ConfigReloader
 from bot.runtime import Runtime
 from config import LoadedConfig
 
@@ -105,6 +106,8 @@ async def serve(
 ) -> None:
     """Run signoff until SIGINT or SIGTERM."""
     runtime = build_runtime(config, options)
+    if config.file_sha256 is not None:  # the built-in default has no file to reload
+        runtime.on_started.append(ConfigReloader(runtime, config.source).start)
     app = build_http_app(runtime)
     server_settings = config.settings.server
     uvicorn_config = uvicorn.Config(

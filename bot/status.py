@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -27,14 +30,13 @@ from approvals.clock import Clock
 from approvals.machine import Status
 from approvals.store import SqlStore
 from approvals.tables import AUDIT, OUTBOX, REQUESTS, UTCDateTime
-from config import LoadedConfig, format_duration
-from config.schema import ServerSettings
+from config import ConfigError, LoadedConfig, format_duration
+from config.loader import MAX_CONFIG_BYTES
+from config.schema import SECRETS_FROM_ENVIRONMENT, DatabaseSettings, ServerSettings
+from config.yaml_document import DocumentError, parse_document
 
 PROBE_TIMEOUT_SECONDS = 3.0
 """How long to wait for the running server's ``/readyz``."""
-
-CONFIG_REJECTED = "config_rejected"
-"""The audit kind written when a changed config file is refused (the old one stays)."""
 
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
 
@@ -119,6 +121,8 @@ class StatusReport:
     server: ServerHealth
     last_config_load: ConfigEvent | None
     last_config_rejection: ConfigEvent | None
+    config_problems: tuple[str, ...] = ()
+    """Problems of the config file as it is now on disk (empty when it loads)."""
 
     @property
     def pending_total(self) -> int:
@@ -129,6 +133,7 @@ class StatusReport:
         return {
             "now": self.now.isoformat(),
             "config": self.config_source,
+            "config_problems": list(self.config_problems),
             "database": self.database,
             "pending": {
                 "total": self.pending_total,
@@ -186,11 +191,59 @@ def _event_json(event: ConfigEvent | None) -> dict[str, Any] | None:
     return {"kind": event.kind, "at": event.at.isoformat(), "seq": event.seq, **event.data}
 
 
+# --- what to look at --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusTarget:
+    """What status needs from a config: where the database is and where the server listens.
+
+    Attributes:
+        source: the config file (or ``<built-in default>``).
+        database_url: the database.
+        server: the server's listen address and public URL.
+        config_problems: when the file as it is now has problems, what they are (status
+            then reads only ``server`` and ``database`` from it).
+    """
+
+    source: str
+    database_url: str
+    server: ServerSettings
+    config_problems: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: LoadedConfig) -> StatusTarget:
+        return cls(config.source, config.settings.database.url, config.settings.server)
+
+
+def lenient_target(path: str, error: ConfigError) -> StatusTarget | None:
+    """A target from a config file that does not load, if its ``server`` and ``database``
+    sections are sound on their own (the running server may well be on an older version).
+
+    Returns:
+        The target, carrying the file's problems; ``None`` when even those sections fail.
+    """
+    problems = tuple(str(problem) for problem in error.problems)
+    try:
+        raw = Path(path).read_bytes()[:MAX_CONFIG_BYTES]
+        document = parse_document(raw.decode("utf-8-sig"), os.environ)
+    except (OSError, UnicodeDecodeError, DocumentError):
+        return None
+    data = document.data if isinstance(document.data, dict) else {}
+    context = {SECRETS_FROM_ENVIRONMENT: True}
+    try:
+        database = DatabaseSettings.model_validate(data.get("database") or {}, context=context)
+        server = ServerSettings.model_validate(data.get("server") or {}, context=context)
+    except ValidationError:
+        return None
+    return StatusTarget(path, database.url, server, problems)
+
+
 # --- gathering -------------------------------------------------------------------------------
 
 
 async def collect_status(
-    config: LoadedConfig,
+    target: StatusTarget | LoadedConfig,
     store: SqlStore,
     clock: Clock,
     *,
@@ -199,7 +252,7 @@ async def collect_status(
     """Read the figures from ``store`` and ask the running server how it is.
 
     Args:
-        config: the config the server runs with (for its addresses).
+        target: the config the server runs with (for its addresses).
         store: the database.
         clock: tells "now" for the time to each deadline.
         http: the client to reach the server with (tests pass one bound to an app).
@@ -207,19 +260,22 @@ async def collect_status(
     Returns:
         The report.
     """
+    if isinstance(target, LoadedConfig):
+        target = StatusTarget.of(target)
     async with store.read() as reader:
         conn = reader.conn
         pending = await _pending_groups(conn)
         outbox = await _outbox_by_platform(conn)
         loaded = await _last_audit(conn, AuditKind.CONFIG_LOADED.value)
-        rejected = await _last_audit(conn, CONFIG_REJECTED)
+        rejected = await _last_audit(conn, AuditKind.CONFIG_REJECTED.value)
     if rejected is not None and loaded is not None and rejected.seq < loaded.seq:
         rejected = None  # a later load superseded it
-    server = await probe_server(config.settings.server, http=http)
+    server = await probe_server(target.server, http=http)
     return StatusReport(
         now=clock.now(),
-        config_source=config.source,
-        database=safe_url(config.settings.database.url),
+        config_source=target.source,
+        config_problems=target.config_problems,
+        database=safe_url(target.database_url),
         pending=pending,
         outbox=outbox,
         server=server,
@@ -387,6 +443,10 @@ def render(report: StatusReport) -> str:
     out = Console(file=buffer, width=160, highlight=False, no_color=True, soft_wrap=True)
     now = report.now
     out.print(f"config {report.config_source}, database {report.database}")
+    if report.config_problems:
+        out.print("the config file does not load as it is now (server and database read anyway):")
+        for problem in report.config_problems:
+            out.print(f"  {problem}")
 
     out.print()
     out.print(f"pending requests: {report.pending_total}")

@@ -8,6 +8,7 @@ once, as ``file:line: key.path: message``, in one ``ConfigError``.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import types
 import typing
@@ -46,10 +47,12 @@ class LoadedConfig:
     Attributes:
         source: where it came from: the file path as given, or ``<built-in default>``.
         settings: the validated settings.
+        file_sha256: the SHA-256 of the file's bytes as read (``None`` when not from a file).
     """
 
     source: str
     settings: SignoffSettings
+    file_sha256: str | None = None
     _policy_set: PolicySet = field(init=False, repr=False, compare=False)
     _directory: Directory = field(init=False, repr=False, compare=False)
 
@@ -160,11 +163,17 @@ def load_config(
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError([ConfigProblem(source, line, "", "the file is not UTF-8 text")]) from None
-    return load_config_text(text, source, environ=environ)
+    return load_config_text(
+        text, source, environ=environ, file_sha256=hashlib.sha256(raw).hexdigest()
+    )
 
 
 def load_config_text(
-    text: str, source: str, *, environ: Mapping[str, str] | None = None
+    text: str,
+    source: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    file_sha256: str | None = None,
 ) -> LoadedConfig:
     """Check and build a config from YAML text.
 
@@ -172,6 +181,7 @@ def load_config_text(
         text: the YAML document.
         source: the name problems carry, such as the file path.
         environ: where ``${ENV_VAR}`` references are looked up; ``os.environ`` if omitted.
+        file_sha256: the SHA-256 of the file the text was read from, to remember.
 
     Returns:
         The loaded config.
@@ -238,7 +248,7 @@ def load_config_text(
     if problems or settings is None:
         raise ConfigError(problems)
     try:
-        return LoadedConfig(source=source, settings=settings)
+        return LoadedConfig(source=source, settings=settings, file_sha256=file_sha256)
     except ValueError as exc:  # a rule of the core that the checks above missed
         raise ConfigError([ConfigProblem(source, None, "", str(exc))]) from None
 

@@ -207,8 +207,7 @@ def _required_in_mode(
 
 
 class ServerSettings(_Section):
-    """Where the HTTP server listens, and the URL people and platforms reach it at.
-    """
+    """Where the HTTP server listens, and the URL people and platforms reach it at."""
 
     listen: str = Field(
         default="127.0.0.1:8080",
@@ -264,8 +263,7 @@ def _split_listen(value: str) -> tuple[str, int]:
 
 
 class DatabaseSettings(_Section):
-    """Where requests, votes and the audit log are stored.
-    """
+    """Where requests, votes and the audit log are stored."""
 
     url: str = Field(
         default="sqlite:///signoff.db",
@@ -330,8 +328,7 @@ class DatabaseSettings(_Section):
 
 
 class PersonSettings(_Section):
-    """One person's identities: at most one per platform, and none is fine.
-    """
+    """One person's identities: at most one per platform, and none is fine."""
 
     slack: SlackId | None = Field(
         default=None, description="Slack member id (`U012ABCDEF`), never a display name."
@@ -350,8 +347,7 @@ class PersonSettings(_Section):
 
 
 class ChannelSettings(_Section):
-    """A named place to post cards, on one or more platforms.
-    """
+    """A named place to post cards, on one or more platforms."""
 
     slack: SlackId | None = Field(
         default=None, description="Slack channel id (`C012ABCDEF`); invite the bot to it."
@@ -381,8 +377,7 @@ class ChannelSettings(_Section):
 
 
 class SlackSettings(_Section):
-    """The Slack app signoff runs as.
-    """
+    """The Slack app signoff runs as."""
 
     bot_token: Secret = Field(description="The bot token (`xoxb-...`).")
     mode: Literal["http", "socket"] = Field(
@@ -417,8 +412,7 @@ class SlackSettings(_Section):
 
 
 class TelegramSettings(_Section):
-    """The Telegram bot signoff runs as.
-    """
+    """The Telegram bot signoff runs as."""
 
     bot_token: Secret = Field(description="The bot token from BotFather.")
     mode: Literal["polling", "webhook"] = Field(
@@ -456,8 +450,7 @@ class TelegramSettings(_Section):
 
 
 class DiscordSettings(_Section):
-    """The Discord bot signoff runs as.
-    """
+    """The Discord bot signoff runs as."""
 
     bot_token: Secret = Field(description="The bot token.")
     api_url: HttpUrl = Field(
@@ -470,8 +463,7 @@ class DiscordSettings(_Section):
 
 
 class WebSettings(_Section):
-    """The built-in web inbox.
-    """
+    """The built-in web inbox."""
 
     enabled: bool = Field(
         default=True,
@@ -508,8 +500,7 @@ class PlatformsSettings(_Section):
 
 
 class AgentSettings(_Section):
-    """What one agent may ask for.
-    """
+    """What one agent may ask for."""
 
     allow: list[Glob] = Field(
         default_factory=lambda: ["*"],
@@ -601,8 +592,7 @@ ParamPath = Annotated[str, AfterValidator(_check_param_path)]
 
 
 class MatchSettings(_Section):
-    """Which requests a policy governs; empty matches every request.
-    """
+    """Which requests a policy governs; empty matches every request."""
 
     action: Globs | None = Field(
         default=None,
@@ -630,8 +620,7 @@ class MatchSettings(_Section):
 
 
 class LevelSettings(_Section):
-    """One escalation level of a policy.
-    """
+    """One escalation level of a policy."""
 
     approvers: Annotated[list[Name], Field(min_length=1)] = Field(
         description="Person and group names; groups stand for their members."
@@ -670,8 +659,7 @@ class LevelSettings(_Section):
 
 
 class PolicySettings(_Section):
-    """One policy: which requests it governs and what they need. See DESIGN.md.
-    """
+    """One policy: which requests it governs and what they need. See DESIGN.md."""
 
     name: Name = Field(description="Unique among policies; recorded on each request.")
     match: Annotated[MatchSettings, BeforeValidator(_none_as_empty)] = Field(
@@ -735,8 +723,7 @@ class PolicySettings(_Section):
 
 
 class LogSettings(_Section):
-    """What signoff logs, and how each line looks.
-    """
+    """What signoff logs, and how each line looks."""
 
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info",
@@ -764,8 +751,7 @@ def _only_version_one(value: object) -> object:
 
 
 class SignoffSettings(_Section):
-    """The whole config file. See DESIGN.md, "Public interfaces".
-    """
+    """The whole config file. See DESIGN.md, "Public interfaces"."""
 
     version: Annotated[int, BeforeValidator(_only_version_one)] = Field(
         description="The config format version: `1`."
