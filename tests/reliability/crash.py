@@ -40,7 +40,12 @@ from approvals.machine import Status
 from approvals.model import ApprovalRequest
 from approvals.store import DeliveryRecord, SqlStore
 from tests.adapters.slack.fake_slack import FakeSlack, Message
-from tests.reliability.invariants import InvariantReport, check_invariants, rendered_cards
+from tests.reliability.invariants import (
+    InvariantReport,
+    check_invariants,
+    rendered_cards,
+    slack_reader,
+)
 from tests.waiting import wait_for
 
 SIGNOFF = Path(sys.executable).with_name("signoff")
@@ -331,11 +336,7 @@ class CrashWorld:
         await wait_for(settled, within=within, poll=0.1)
 
     async def cards_shown(self) -> dict[str, dict[str, str]]:
-        def read(_destination: str, ref: dict[str, Any]) -> str | None:
-            message = self.fake.messages.get((str(ref.get("channel")), str(ref.get("ts"))))
-            return None if message is None else message.all_text
-
-        return await rendered_cards(self.store, read)
+        return await rendered_cards(self.store, slack_reader(self.fake))
 
     async def check(self, *, accepted: list[str]) -> InvariantReport:
         """The invariants, with the cards as the fake Slack shows them now."""

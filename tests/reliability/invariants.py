@@ -336,3 +336,48 @@ async def rendered_cards(
         status = shown_status(text)
         found[row.request_id][row.destination] = status or "(no status shown)"
     return dict(found)
+
+
+CardReader = Callable[[str, dict[str, Any]], str | None]
+"""Given a delivery's destination key and message reference, the card's text on a fake."""
+
+
+def slack_reader(fake: Any) -> CardReader:
+    """Read cards back from the fake Slack (``tests/adapters/slack/fake_slack.py``)."""
+
+    def read(_destination: str, ref: dict[str, Any]) -> str | None:
+        message = fake.messages.get((str(ref.get("channel")), str(ref.get("ts"))))
+        return None if message is None else str(message.all_text)
+
+    return read
+
+
+def telegram_reader(fake: Any) -> CardReader:
+    """Read cards back from the fake Bot API (``tests/adapters/telegram/fake_bot_api.py``)."""
+
+    def read(_destination: str, ref: dict[str, Any]) -> str | None:
+        key = (int(ref.get("chat_id", 0)), int(ref.get("message_id", 0)))
+        message = fake.messages.get(key)
+        return None if message is None else str(message.text)
+
+    return read
+
+
+def discord_reader(fake: Any) -> CardReader:
+    """Read cards back from the fake Discord (``tests/adapters/discord/fake_discord.py``)."""
+
+    def read(_destination: str, ref: dict[str, Any]) -> str | None:
+        message = fake.messages.get((str(ref.get("channel_id")), str(ref.get("message_id"))))
+        return None if message is None else str(message.all_text)
+
+    return read
+
+
+def by_platform(**readers: CardReader) -> CardReader:
+    """One reader over several fakes, chosen by the destination's platform."""
+
+    def read(destination: str, ref: dict[str, Any]) -> str | None:
+        reader = readers.get(destination.split(":", 1)[0])
+        return None if reader is None else reader(destination, ref)
+
+    return read
