@@ -4,6 +4,12 @@ Agent text is untrusted. Every piece of it goes through :func:`fit`, which makes
 and direction-changing characters visible, escapes ``&``, ``<`` and ``>`` (so ``<!channel>``,
 ``<@U1>`` or ``<http://evil|good>`` show as text instead of pinging or linking) and cuts it
 to a limit. Cut values point to the web inbox, where the full request is shown.
+
+Slack has no escape for its mrkdwn formatting characters (``*``, ``_``, ``~``, backticks,
+a leading ``>``), so on a card agent text (and a decider's reason) is only ever put in
+``plain_text`` objects, which Slack shows literally: a title cannot make bold text, fake a
+code block or strike out a word. ``mrkdwn`` carries only what signoff writes itself: the
+inbox link and notes.
 """
 
 from __future__ import annotations
@@ -114,6 +120,11 @@ def _plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text, "emoji": True}
 
 
+def _literal(text: str) -> dict[str, Any]:
+    """``plain_text`` shown exactly as written: no formatting, no ``:emoji:`` codes."""
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
 def request_url(public_url: str, request_id: str) -> str:
     """The web inbox page of a request."""
     return f"{public_url.rstrip('/')}/requests/{request_id}"
@@ -157,23 +168,23 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
 
     title = cut(card.title, TITLE_LIMIT)
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": _mrkdwn(f"*Approval request:* {title}")},
+        {"type": "section", "text": _literal(f"Approval request: {title}")},
         {
             "type": "section",
             "fields": [
-                _mrkdwn(f"*Agent*\n{cut(card.agent, PARAM_VALUE_LIMIT)}"),
-                _mrkdwn(f"*Action*\n{cut(card.action, PARAM_VALUE_LIMIT)}"),
-                _mrkdwn(f"*Policy*\n{fit(card.policy, PARAM_VALUE_LIMIT)}"),
-                _mrkdwn(f"*Level*\n{card.level + 1}"),
-                _mrkdwn(f"*Deadline*\n{card.deadline:%Y-%m-%d %H:%M} UTC"),
-                _mrkdwn(f"*Payload SHA-256*\n{card.short_hash}"),
+                _literal(f"Agent: {cut(card.agent, PARAM_VALUE_LIMIT)}"),
+                _literal(f"Action: {cut(card.action, PARAM_VALUE_LIMIT)}"),
+                _literal(f"Policy: {fit(card.policy, PARAM_VALUE_LIMIT)}"),
+                _literal(f"Level: {card.level + 1}"),
+                _literal(f"Deadline: {card.deadline:%Y-%m-%d %H:%M} UTC"),
+                _literal(f"Payload SHA-256: {card.short_hash}"),
             ],
         },
     ]
     if card.details.strip():
-        blocks.append({"type": "section", "text": _mrkdwn(cut(card.details, DETAILS_LIMIT))})
+        blocks.append({"type": "section", "text": _literal(cut(card.details, DETAILS_LIMIT))})
     fields = [
-        _mrkdwn(f"*{cut(field.label, PARAM_LABEL_LIMIT)}*\n{cut(field.value, PARAM_VALUE_LIMIT)}")
+        _literal(f"{cut(field.label, PARAM_LABEL_LIMIT)}: {cut(field.value, PARAM_VALUE_LIMIT)}")
         for field in card.fields[:MAX_PARAM_FIELDS]
     ]
     for start in range(0, len(fields), MAX_FIELDS_PER_SECTION):
@@ -188,9 +199,9 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
         link = f"<{url}|Open in the signoff inbox>"
     blocks.append({"type": "context", "elements": [_mrkdwn(link)]})
     if card.note:
-        blocks.append({"type": "context", "elements": [_mrkdwn(f"_{fit(card.note, NOTE_LIMIT)}_")]})
+        blocks.append({"type": "context", "elements": [_literal(fit(card.note, NOTE_LIMIT))]})
     blocks.append(
-        {"type": "section", "text": _mrkdwn(f"*Status:* {fit(card.status_line, STATUS_LIMIT)}")}
+        {"type": "section", "text": _literal(f"Status: {fit(card.status_line, STATUS_LIMIT)}")}
     )
     if card.buttons:
         blocks.append(action_buttons(card))
@@ -222,7 +233,7 @@ def reason_modal(card_title: str, *, private_metadata: str, require_reason: bool
         "blocks": [
             {
                 "type": "section",
-                "text": _mrkdwn(f"Deny *{fit(card_title, TITLE_LIMIT)}*? {hint}".strip()),
+                "text": _literal(f"Deny {fit(card_title, TITLE_LIMIT)}? {hint}".strip()),
             },
             {
                 "type": "input",
