@@ -24,7 +24,15 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from telegram import CallbackQuery as TelegramCallbackQuery
-from telegram import ForceReply, LinkPreviewOptions, Message, ReplyParameters, Update
+from telegram import (
+    ForceReply,
+    LinkPreviewOptions,
+    MaybeInaccessibleMessage,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram import User as TelegramUser
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -52,6 +60,7 @@ from adapters.telegram.rendering import (
     FAILED,
     REFUSED_BUTTON,
     WORKING,
+    late_answer,
     outcome_text,
     reason_prompt,
     render_card,
@@ -60,7 +69,7 @@ from adapters.telegram.rendering import (
 from approvals.card import ApprovalCard
 from approvals.directory import Destination
 from approvals.model import Verdict, VoteCommand
-from approvals.outcomes import NotAllowed, NotFound, Outcome
+from approvals.outcomes import Applied, NotAllowed, NotFound, Outcome
 from approvals.ports import DeliveryError, MessageRef, RecentCards, VoteSink
 from approvals.service import ApprovalService, judge_vote
 
@@ -75,8 +84,12 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 ALLOWED_UPDATES = ("callback_query", "message")
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-ACK_BUDGET = timedelta(seconds=2)
-"""How long a click waits for the core before the spinner is answered with "received"."""
+ACK_BUDGET = timedelta(milliseconds=250)
+"""How long a click waits for the core before the spinner is answered with "received".
+
+A vote usually takes milliseconds, so its outcome is the toast. Under load the spinner
+is stopped at this point instead, and the outcome follows: the card's edit when the vote
+counted, otherwise a reply to the card naming the person."""
 POLL_TIMEOUT = timedelta(seconds=10)
 CONCURRENT_UPDATES = 32
 SEEN_UPDATES = 10_000
@@ -532,9 +545,10 @@ class TelegramAdapter:
         try:
             outcome = await asyncio.wait_for(asyncio.shield(vote), self._ack_budget)
         except TimeoutError:
-            # Stop the spinner now; the card edit will show the outcome.
+            # Stop the spinner now; the outcome follows once the vote is through.
             await self._answer(query, WORKING)
             self._keep(vote)
+            self._keep(asyncio.ensure_future(self._answer_late(vote, query.from_user, message)))
             return
         except Exception:
             log.exception(
@@ -545,6 +559,35 @@ class TelegramAdapter:
             await self._answer(query, FAILED)
             return
         await self._answer(query, outcome_text(outcome))
+
+    async def _answer_late(
+        self, vote: asyncio.Future[Outcome], user: TelegramUser, card: MaybeInaccessibleMessage
+    ) -> None:
+        """Tell the outcome of a vote whose spinner was stopped before it was through.
+
+        A vote that counted shows on the card (its edit is queued with the vote); anything
+        else (a refusal, already decided, a failure) is a reply to the card.
+        """
+        try:
+            outcome: Outcome | None = await vote
+        except Exception:
+            outcome = None  # logged where the vote is kept
+        if isinstance(outcome, Applied):
+            return
+        text = FAILED if outcome is None else outcome_text(outcome)
+        try:
+            async with self._sending(card.chat.id) as bot:
+                await bot.send_message(
+                    chat_id=card.chat.id,
+                    text=late_answer(user.id, user.first_name, text),
+                    parse_mode=ParseMode.HTML,
+                    reply_parameters=ReplyParameters(
+                        card.message_id, allow_sending_without_reply=True
+                    ),
+                    link_preview_options=NO_PREVIEW,
+                )
+        except DeliveryError as exc:
+            log.warning("telling a late outcome in Telegram chat %s failed: %s", card.chat.id, exc)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         def done(finished: asyncio.Future[Any]) -> None:

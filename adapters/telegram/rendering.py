@@ -220,6 +220,13 @@ def reason_prompt(user_id: int, name: str) -> str:
     )
 
 
+def late_answer(user_id: int, name: str, text: str) -> str:
+    """The outcome of a click whose spinner was already stopped, as a reply to the card
+    that mentions the person by id (a toast can only be shown once, and only at once)."""
+    who = html.escape(truncate(visible(name), NAME_LIMIT) or "you", quote=False)
+    return f'<a href="tg://user?id={user_id}">{who}</a>: {render_notice(text)}'
+
+
 _REFUSALS = {
     RefusalCode.NOT_AN_APPROVER: "Not an approver for this request",
     RefusalCode.REQUESTER: "This request was made for you: someone else must decide it",
