@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections import defaultdict
 from datetime import timedelta
 
 import pytest
@@ -13,16 +11,12 @@ from discord.http import Route
 
 from adapters.discord import DiscordAdapter, build_discord_adapter
 from approvals.card import build_card
-from approvals.clock import SystemClock
 from approvals.directory import Destination, DestinationKind
 from approvals.model import CreateCommand
-from approvals.outbox import OutboxDispatcher
 from approvals.ports import Adapter, DeliveryError, MessageRef
-from approvals.service import ApprovalService
 from config.schema import DiscordSettings
-from tests.adapters.discord.conftest import BOT_TOKEN, CHANNEL, PUBLIC_URL, start_adapter
+from tests.adapters.discord.conftest import BOT_TOKEN, CHANNEL, PUBLIC_URL
 from tests.adapters.discord.fake_discord import Fault
-from tests.waiting import wait_for
 
 CHANNEL_DEST = Destination("discord", DestinationKind.CHANNEL, CHANNEL)
 
@@ -205,76 +199,6 @@ async def test_a_wrong_token_fails_the_start_and_never_connects(fake_discord, sq
     assert not await adapter.check_health()
     assert fake_discord.identifies == 0
     await adapter.stop()  # stopping again is harmless
-
-
-async def test_cards_across_channels_never_hit_an_exhausted_bucket(
-    fake_discord, sqlite_store, rules
-):
-    """L5, shortened: every post answers X-RateLimit-Remaining: 0 (a bucket of one per
-    channel, reset after 0.25 s); 6 channels x 4 cards; not one request before a reset."""
-    channels = [str(310001 + n) for n in range(6)]
-    per_channel, reset_after = 4, 0.25
-    fake_discord.bucket_limit = 1
-    fake_discord.bucket_reset_after = reset_after
-    clock = SystemClock()
-    service = ApprovalService(sqlite_store, rules, clock)
-    adapter = await start_adapter(fake_discord, service)
-    cards = [
-        build_card((await service.create(CreateCommand("bot", "deploy.web", f"card {n}"))).request)
-        for n in range(per_channel)
-    ]
-
-    async def post_all(channel: str) -> None:
-        for card in cards:
-            await adapter.send(card, Destination("discord", DestinationKind.CHANNEL, channel))
-
-    try:
-        await asyncio.wait_for(asyncio.gather(*(post_all(c) for c in channels)), timeout=30)
-    finally:
-        await adapter.stop()
-
-    calls = fake_discord.calls_to("create_message")
-    assert [c.status for c in calls].count(429) == 0  # no invalid request at all
-    assert len(calls) == len(channels) * per_channel
-    by_channel = defaultdict(list)
-    for call in calls:
-        by_channel[call.channel_id].append(call.at)
-    for channel in channels:
-        times = by_channel[channel]
-        assert len(times) == per_channel
-        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        assert min(gaps) >= reset_after - 0.02
-        assert [m.content for m in fake_discord.cards_in(channel)] == [
-            f"Approval needed: card {n}" for n in range(per_channel)
-        ]
-    # Channels are independent buckets: they were served side by side, not one after another.
-    spread = max(c.at for c in calls) - min(c.at for c in calls)
-    assert spread < per_channel * reset_after * len(channels) / 2
-
-
-async def test_outbox_delivers_many_cards_with_a_429_in_between(fake_discord, sqlite_store, rules):
-    """All cards delivered, in order, through the outbox, with discord.py waiting out a 429."""
-    clock = SystemClock()
-    service = ApprovalService(sqlite_store, rules, clock)
-    adapter = await start_adapter(fake_discord, service, min_send_interval=timedelta(0))
-    dispatcher = OutboxDispatcher(sqlite_store, {"discord": adapter}, clock)
-    for n in range(30):
-        await service.create(CreateCommand("deploy-bot", "deploy.web", f"card {n:02d}"))
-    fake_discord.fail_next("create_message", Fault(429, retry_after=0.2, via=True))
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run_forever(stop, idle=0.01))
-
-    async def all_posted() -> bool:
-        return len(fake_discord.cards_in(CHANNEL)) == 30
-
-    try:
-        await wait_for(all_posted, within=30)
-    finally:
-        stop.set()
-        await running
-        await adapter.stop()
-    texts = [m.content for m in fake_discord.cards_in(CHANNEL)]
-    assert texts == [f"Approval needed: card {n:02d}" for n in range(30)]
 
 
 async def test_login_is_retried_when_discord_is_down_at_start(fake_discord, sqlite_service):

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from datetime import timedelta
 
 import pytest
 
 from adapters.slack import SlackAdapter, build_slack_adapter
 from approvals.card import build_card
-from approvals.clock import SystemClock
 from approvals.directory import Destination, DestinationKind
 from approvals.model import CreateCommand
-from approvals.outbox import OutboxDispatcher, RetryPolicy
 from approvals.ports import Adapter, DeliveryError, MessageRef
-from approvals.service import ApprovalService
 from config.schema import SlackSettings
 from tests.adapters.slack.conftest import (
     BOT_TOKEN,
     CHANNEL,
     PUBLIC_URL,
     SIGNING_SECRET,
-    start_adapter,
 )
 from tests.adapters.slack.fake_slack import Fault
-from tests.waiting import wait_for
 
 CHANNEL_DEST = Destination("slack", DestinationKind.CHANNEL, CHANNEL)
 
@@ -130,55 +123,3 @@ def test_build_slack_adapter_from_settings(sqlite_service):
     assert paths == ["/slack/events"]
     socket = SlackSettings(bot_token="xoxb-1", mode="socket", app_token="xapp-1")
     assert build_slack_adapter(socket, service=service, public_url=PUBLIC_URL).router().routes == []
-
-
-async def test_many_cards_to_one_channel_hold_the_rate_and_honour_retry_after(
-    fake_slack, sqlite_store, rules
-):
-    """L3, shortened: 200 cards, 429 with Retry-After 2 at card 10, 20 ms per-channel interval."""
-    cards, limited_at, retry_after = 200, 10, 2
-    interval = timedelta(milliseconds=20)
-    clock = SystemClock()
-    service = ApprovalService(sqlite_store, rules, clock)
-    adapter = await start_adapter(fake_slack, service, "http", min_send_interval=interval)
-    dispatcher = OutboxDispatcher(
-        sqlite_store,
-        {"slack": adapter},
-        clock,
-        retry=RetryPolicy(base_delay=timedelta(milliseconds=100)),
-    )
-    fake_slack.fail_at(
-        "chat.postMessage", limited_at, Fault(429, "ratelimited", retry_after=retry_after)
-    )
-    for n in range(cards):
-        await service.create(
-            CreateCommand(agent="deploy-bot", action="deploy.web", title=f"card {n:03d}")
-        )
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run_forever(stop, idle=0.01))
-
-    async def all_posted() -> bool:
-        return len(fake_slack.posts_in(CHANNEL)) == cards
-
-    try:
-        await wait_for(all_posted, within=30)
-    finally:
-        stop.set()
-        await running
-        await adapter.stop()
-        assert fake_slack.events is not None
-        await fake_slack.events.aclose()
-
-    calls = fake_slack.calls_to("chat.postMessage")
-    assert len(calls) == cards + 1
-    assert [c.status for c in calls].index(429) == limited_at - 1
-    refused = calls[limited_at - 1]
-    # Nothing went to the channel while Slack's Retry-After ran.
-    assert not [c for c in calls if refused.at < c.at < refused.at + retry_after]
-    # The per-channel interval held between any two posts (a few ms of timing slack: the
-    # outbox counts the interval from the moment it starts a send).
-    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(calls)]
-    assert min(gaps) >= interval.total_seconds() - 0.005
-    # All delivered, in the order the requests were made.
-    texts = [m.text for m in fake_slack.posts_in(CHANNEL)]
-    assert texts == [f"Approval needed: card {n:03d}" for n in range(cards)]
