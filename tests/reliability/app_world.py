@@ -26,6 +26,8 @@ import httpx
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.telegram import TelegramAdapter
+from adapters.telegram.pacing import SendLimit, SendPacer
 from adapters.web.inbox import SESSION_COOKIE
 from approvals.clock import Clock, SystemClock
 from approvals.model import ApprovalRequest
@@ -61,6 +63,7 @@ AGENT = "deploy-bot"
 OTHER_AGENT = "other-bot"
 TEST_BASE_URL = "http://127.0.0.1"
 UNLIMITED = RateLimit(rate=1_000_000, burst=1_000_000)
+NO_LIMIT = SendLimit(1_000_000, timedelta(seconds=1))
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class AppWorld:
     key: str
     other_key: str
     clock: Clock
+    sweep_interval: timedelta
     slack: FakeSlack | None = None
     telegram: FakeBotApi | None = None
     discord: FakeDiscord | None = None
@@ -278,6 +282,15 @@ class AppWorld:
         await self.runtime.stop()
 
 
+def unpace(runtime: Runtime) -> None:
+    """Lift the chat platforms' send pacing: a scenario's cards go out at once."""
+    for adapter in runtime.adapters.values():
+        adapter.min_send_interval = timedelta(0)
+        if isinstance(adapter, TelegramAdapter):
+            # The Telegram pacer holds the per-chat, per-group and overall limits.
+            adapter._pacer = SendPacer(per_chat=timedelta(0), group=NO_LIMIT, overall=NO_LIMIT)
+
+
 @contextlib.contextmanager
 def _discord_endpoints() -> Iterator[None]:
     """discord.py keeps its REST base and gateway URL process-wide: put them back after."""
@@ -338,8 +351,7 @@ async def app_world(
     with _discord_endpoints():
         runtime = build_runtime(config, options)
         if not paced:
-            for adapter in runtime.adapters.values():
-                adapter.min_send_interval = timedelta(0)
+            unpace(runtime)
         app = build_http_app(runtime)
         await runtime.start()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=TEST_BASE_URL)
@@ -353,6 +365,7 @@ async def app_world(
             key=await runtime.access.create_agent_key(AGENT),
             other_key=await runtime.access.create_agent_key(OTHER_AGENT),
             clock=clock,
+            sweep_interval=timedelta(seconds=sweep_interval),
             slack=slack,
             telegram=telegram,
             discord=discord,

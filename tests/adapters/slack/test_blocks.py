@@ -34,30 +34,7 @@ from adapters.slack.references import (
 )
 from approvals.card import ApprovalCard, CardField
 from approvals.machine import Status
-from tests.adapters.slack.conftest import PUBLIC_URL, RAW_MARKUP
-
-INJECTION_CORPUS = [
-    "<!channel>",
-    "<!here>",
-    "<!everyone>",
-    "<@U1>",
-    "<#C123|general>",
-    "<!subteam^S123>",
-    "<http://evil|good>",
-    "<mailto:x@evil|boss>",
-    "@everyone",
-    "@here",
-    "<@&role>",
-    "[good](http://evil)",
-    "<b>bold</b><script>alert(1)</script>",
-    "*_~`>>> quote",
-    "a & b &lt; already",
-    "invoice\u202egpj.exe",
-    "isolate\u2066x\u2069",
-    "zero\u200bwidth\u200d\ufeff",
-    "x" * 100_000,
-    "😀" * 5000,
-]
+from tests.adapters.slack.conftest import PUBLIC_URL
 
 
 def card_with(text: str, **changes: object) -> ApprovalCard:
@@ -81,17 +58,6 @@ def card_with(text: str, **changes: object) -> ApprovalCard:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def texts(value: object) -> list[str]:
-    """Every string in a rendered payload."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in texts(v)]
-    if isinstance(value, list):
-        return [t for v in value for t in texts(v)]
-    return []
-
-
 def assert_within_slack_limits(message) -> None:
     assert len(message.text) <= MAX_MESSAGE_TEXT
     assert len(message.blocks) <= MAX_BLOCKS
@@ -107,18 +73,6 @@ def assert_within_slack_limits(message) -> None:
                 assert len(element["text"]["text"]) <= MAX_BUTTON_TEXT
                 assert len(element["action_id"]) <= MAX_ACTION_ID
                 assert len(element["value"]) <= MAX_BUTTON_VALUE
-
-
-@pytest.mark.parametrize("text", INJECTION_CORPUS, ids=lambda t: repr(t[:20]))
-def test_injection_corpus_renders_without_raw_markup_within_limits(text):
-    message = render_card(card_with(text), public_url=PUBLIC_URL)
-    assert_within_slack_limits(message)
-    for piece in [message.text, *texts(message.blocks)]:
-        assert not RAW_MARKUP.search(piece), piece[:200]
-        for hidden in "\u202e\u2066\u2069\u200b\u200d\ufeff":
-            assert hidden not in piece
-    payload = json.dumps(message.blocks, ensure_ascii=False)
-    assert "abababababab" in payload  # the short payload hash survives any truncation
 
 
 def test_bidi_and_zero_width_characters_are_shown():
