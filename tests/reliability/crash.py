@@ -164,6 +164,10 @@ class CrashWorld:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def config(self) -> Path:
+        return self.tmp_path / "signoff.yaml"
+
+    @property
     def log(self) -> Path:
         return self.tmp_path / "signoff.log"
 
@@ -186,10 +190,7 @@ class CrashWorld:
     def start(self, *, crash_at: str | None = None) -> None:
         """Start ``signoff serve``; with ``crash_at``, armed to kill itself at that point."""
         assert not self.running(), "the previous process is still running"
-        config = self.tmp_path / "signoff.yaml"
-        config.write_text(
-            config_text(port=self.port, db=self.db, api_url=self.fake.api_url), encoding="utf-8"
-        )
+        self.config.write_text(self.config_text(), encoding="utf-8")
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -205,12 +206,16 @@ class CrashWorld:
             output.write(f"----- start {self.starts}, crash at {crash_at} -----\n".encode())
             output.flush()
             self.process = subprocess.Popen(
-                [str(SIGNOFF), "serve", "--config", str(config)],
+                [str(SIGNOFF), "serve", "--config", str(self.config)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
+
+    def config_text(self) -> str:
+        """The config file the process starts with."""
+        return config_text(port=self.port, db=self.db, api_url=self.fake.api_url)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

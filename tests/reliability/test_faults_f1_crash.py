@@ -30,7 +30,6 @@ from tests.reliability.crash import (
     OPS,
     CrashWorld,
     crash_world,
-    migrated_database,
 )
 from tests.waiting import wait_for
 
@@ -40,14 +39,6 @@ REPEATS = 5
 pytestmark = pytest.mark.slow
 
 Scenario = Callable[[CrashWorld], Awaitable[dict[str, float]]]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One migrated database with an agent key, copied for every run."""
-    path = tmp_path_factory.mktemp("crash-template") / "template.db"
-    key = asyncio.run(migrated_database(path))
-    return path, key
 
 
 async def run_repeatedly(
@@ -128,9 +119,11 @@ async def after_create_commit(world: CrashWorld) -> dict[str, float]:
     return {"recovered_after": time.monotonic() - ready}
 
 
-async def test_F1_after_create_commit_the_retried_create_finds_the_one_request(tmp_path, template):
+async def test_F1_after_create_commit_the_retried_create_finds_the_one_request(
+    tmp_path, crash_template
+):
     """F1 after create commit: the agent got no answer; its retry gets the request made."""
-    await run_repeatedly("after create commit", after_create_commit, tmp_path, template)
+    await run_repeatedly("after create commit", after_create_commit, tmp_path, crash_template)
 
 
 async def after_send_before_ref(world: CrashWorld) -> dict[str, float]:
@@ -154,11 +147,11 @@ async def after_send_before_ref(world: CrashWorld) -> dict[str, float]:
 
 
 async def test_F1_after_a_send_before_its_ref_is_stored_costs_at_most_one_duplicate(
-    tmp_path, template
+    tmp_path, crash_template
 ):
     """F1 after a send, before its message ref is stored: posted again at most once."""
     figures = await run_repeatedly(
-        "after a send, before its ref is stored", after_send_before_ref, tmp_path, template
+        "after a send, before its ref is stored", after_send_before_ref, tmp_path, crash_template
     )
     assert all(f["duplicate_cards"] <= 1 for f in figures)
 
@@ -184,10 +177,10 @@ async def during_decision(world: CrashWorld) -> dict[str, float]:
 
 
 async def test_F1_during_a_decision_the_uncommitted_vote_is_gone_and_a_new_click_counts(
-    tmp_path, template
+    tmp_path, crash_template
 ):
     """F1 during a decision: the vote's transaction dies; clicking again decides once."""
-    await run_repeatedly("during a decision", during_decision, tmp_path, template)
+    await run_repeatedly("during a decision", during_decision, tmp_path, crash_template)
 
 
 async def after_decision_before_edit(world: CrashWorld) -> dict[str, float]:
@@ -214,11 +207,14 @@ async def after_decision_before_edit(world: CrashWorld) -> dict[str, float]:
 
 
 async def test_F1_after_a_decision_before_the_card_edit_the_restart_edits_the_card(
-    tmp_path, template
+    tmp_path, crash_template
 ):
     """F1 after a decision, before the card edit: the decision stands, the card follows."""
     await run_repeatedly(
-        "after a decision, before the card edit", after_decision_before_edit, tmp_path, template
+        "after a decision, before the card edit",
+        after_decision_before_edit,
+        tmp_path,
+        crash_template,
     )
 
 
@@ -252,10 +248,10 @@ async def during_sweep(world: CrashWorld) -> dict[str, float]:
 
 
 async def test_F1_during_a_sweep_the_restart_times_out_once_and_refuses_late_clicks(
-    tmp_path, template
+    tmp_path, crash_template
 ):
     """F1 during a sweep: the timeout is applied once after the restart; late clicks told."""
-    await run_repeatedly("during a sweep", during_sweep, tmp_path, template)
+    await run_repeatedly("during a sweep", during_sweep, tmp_path, crash_template)
 
 
 async def during_escalation(world: CrashWorld) -> dict[str, float]:
@@ -279,6 +275,6 @@ async def during_escalation(world: CrashWorld) -> dict[str, float]:
     return {"escalated_card_after": escalated_after}
 
 
-async def test_F1_during_an_escalation_the_restart_escalates_once(tmp_path, template):
+async def test_F1_during_an_escalation_the_restart_escalates_once(tmp_path, crash_template):
     """F1 during an escalation: level 2 is reached exactly once, and decides."""
-    await run_repeatedly("during an escalation", during_escalation, tmp_path, template)
+    await run_repeatedly("during an escalation", during_escalation, tmp_path, crash_template)
