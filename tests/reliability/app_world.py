@@ -43,7 +43,7 @@ from tests.adapters.slack.fake_slack import FakeSlack
 from tests.adapters.slack.fake_slack import Message as SlackMessage
 from tests.adapters.telegram.fake_bot_api import TOKEN as TELEGRAM_TOKEN
 from tests.adapters.telegram.fake_bot_api import FakeBotApi, FakeMessage
-from tests.reliability.invariants import rendered_cards
+from tests.reliability.invariants import InvariantReport, check_invariants, rendered_cards
 from tests.waiting import wait_for
 
 SLACK_TOKEN = "xoxb-signoff-reliability"
@@ -104,6 +104,7 @@ def _config_text(
     telegram_mode: str,
     discord: FakeDiscord | None,
     max_open: int,
+    slack_mode: str = "http",
 ) -> str:
     lines = ["version: 1", f'database: {{url: "sqlite:///{db}"}}', "people:"]
     for person in (*APPROVERS, OUTSIDER):
@@ -136,10 +137,13 @@ def _config_text(
         lines += [
             "  slack:",
             '    bot_token: "${SLACK_BOT_TOKEN}"',
-            '    signing_secret: "${SLACK_SIGNING_SECRET}"',
-            "    mode: http",
+            f"    mode: {slack_mode}",
             f'    api_url: "{slack.api_url}"',
         ]
+        if slack_mode == "http":
+            lines.append('    signing_secret: "${SLACK_SIGNING_SECRET}"')
+        else:
+            lines.append('    app_token: "${SLACK_APP_TOKEN}"')
     if telegram is not None:
         lines += [
             "  telegram:",
@@ -275,6 +279,24 @@ class AppWorld:
             return None if posted is None else posted.all_text
         return None
 
+    async def outbox_idle(self) -> bool:
+        """Whether every outbox row was delivered (or dead-lettered)."""
+        async with self.store.read() as reader:
+            return (await reader.outbox_counts()).get("pending", 0) == 0
+
+    async def check(self, **options: Any) -> InvariantReport:
+        """Let the outbox finish, then run the invariant checker with the cards as the fakes
+        show them; ``options`` go to :func:`check_invariants`."""
+        await wait_for(self.outbox_idle, within=60, poll=0.05)
+        return await check_invariants(
+            self.store,
+            now=self.clock.now(),
+            sweep_interval=self.sweep_interval,
+            accepted=self.accepted,
+            cards=await self.cards(),
+            **options,
+        )
+
     async def close(self) -> None:
         for client in self._clients:
             await client.aclose()
@@ -306,6 +328,7 @@ async def app_world(
     tmp_path: Path,
     *,
     slack: FakeSlack | None = None,
+    slack_mode: str = "http",
     telegram: FakeBotApi | None = None,
     telegram_mode: str = "polling",
     discord: FakeDiscord | None = None,
@@ -328,10 +351,12 @@ async def app_world(
         telegram_mode=telegram_mode,
         discord=discord,
         max_open=max_open,
+        slack_mode=slack_mode,
     )
     environ = {
         "SLACK_BOT_TOKEN": SLACK_TOKEN,
         "SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "SLACK_APP_TOKEN": SLACK_APP_TOKEN,
         "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
         "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
         "DISCORD_BOT_TOKEN": DISCORD_TOKEN,
@@ -356,8 +381,15 @@ async def app_world(
         await runtime.start()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=TEST_BASE_URL)
         if slack is not None:
-            slack.mode = "http"
+            slack.mode = slack_mode
             slack.events = client
+            if slack_mode == "socket":
+                fake_slack = slack
+
+                async def connected() -> bool:
+                    return fake_slack.connected >= 1
+
+                await wait_for(connected, within=30)
         world = AppWorld(
             runtime=runtime,
             app=app,

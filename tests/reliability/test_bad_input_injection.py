@@ -23,7 +23,6 @@ from tests.adapters.discord.conftest import RAW_MENTION
 from tests.adapters.slack.conftest import RAW_MARKUP
 from tests.reliability.app_world import TELEGRAM_GROUP, AppWorld, app_world, fake_platforms
 from tests.reliability.corpus import entries
-from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
 from tests.web.conftest import csrf_token_in
 
@@ -244,10 +243,4 @@ async def test_B6_injection_corpus_is_inert_on_every_platform_and_in_the_web_inb
                         problems.append(f"{platform} {entry['id']}: {marker} is not shown")
         assert not problems, "\n".join(problems[:40])
 
-        await check_invariants(
-            world.store,
-            now=world.clock.now(),
-            sweep_interval=world.sweep_interval,
-            accepted=world.accepted,
-            cards=await world.cards(),
-        )
+        await world.check()
