@@ -1,0 +1,135 @@
+"""A closed-loop HTTP load generator: N keep-alive connections, each sending its next request
+when the previous one is answered, for a fixed time. Every server compared is driven by it.
+
+It speaks just enough HTTP/1.1 over asyncio streams to post a JSON body and read a response
+with a ``Content-Length``. A general-purpose client costs far more per request (httpx's
+pool spends milliseconds of CPU per request at 64 connections on this machine), which on a
+two-core machine would measure the client rather than the servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from bench.harness import percentile
+
+HEADER_END = b"\r\n\r\n"
+
+
+@dataclass
+class LoadResult:
+    """What one load run saw in its measurement window (the warm-up is left out)."""
+
+    connections: int
+    window: float
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.window
+
+    def p(self, share: float) -> float:
+        return percentile(self.latencies, share) if self.latencies else float("nan")
+
+
+class ProtocolError(Exception):
+    """The server answered something this small client does not read."""
+
+
+def post_request(host: str, port: int, path: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """The bytes of one keep-alive ``POST`` with a JSON body."""
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one response that has a ``Content-Length``."""
+    head = await reader.readuntil(HEADER_END)
+    status_line, *header_lines = head[: -len(HEADER_END)].split(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+        raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+    length = None
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value.strip())
+        elif name == b"transfer-encoding":
+            raise ProtocolError("chunked responses are not read by this client")
+    if length is None:
+        raise ProtocolError("a response without Content-Length")
+    body = await reader.readexactly(length) if length else b""
+    return int(parts[1]), body
+
+
+async def closed_loop(
+    base_url: str,
+    path: str,
+    body: bytes,
+    *,
+    connections: int,
+    warmup: float,
+    duration: float,
+    headers: Mapping[str, str],
+    expect_status: int = 201,
+) -> LoadResult:
+    """POST ``body`` to ``path`` over ``connections`` keep-alive connections.
+
+    Requests answered within ``[warmup, warmup + duration)`` count; anything but
+    ``expect_status`` counts as an error. A connection that fails is opened again.
+    """
+    url = urlsplit(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    request = post_request(host, port, path, body, headers)
+    result = LoadResult(connections=connections, window=duration)
+    started = time.perf_counter()
+    window_start = started + warmup
+    window_end = window_start + duration
+
+    def note_error(problem: str) -> None:
+        result.errors += 1
+        result.first_error = result.first_error or problem
+
+    async def connection() -> None:
+        writer: asyncio.StreamWriter | None = None
+        try:
+            while (sent := time.perf_counter()) < window_end:
+                try:
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(host, port)
+                    writer.write(request)
+                    status, answer = await read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, ProtocolError) as exc:
+                    if writer is not None:
+                        writer.close()
+                        writer = None
+                    if window_start <= time.perf_counter() < window_end:
+                        note_error(f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(0.01)  # a server that refuses is not hammered
+                    continue
+                answered = time.perf_counter()
+                if not window_start <= answered < window_end:
+                    continue
+                if status == expect_status:
+                    result.latencies.append(answered - sent)
+                else:
+                    note_error(f"{status}: {answer[:200].decode('utf-8', 'replace')}")
+        finally:
+            if writer is not None:
+                writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return result
