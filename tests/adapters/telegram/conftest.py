@@ -138,7 +138,13 @@ class TelegramHarness:
         self.clock = clock
         self.slack = RecordingAdapter("slack")
         self.discord = RecordingAdapter("discord")
-        self.adapter_options = {"min_send_interval": timedelta(0), **(adapter_options or {})}
+        self.adapter_options = {
+            "min_send_interval": timedelta(0),
+            # Scenarios read the outcome in the toast; on a busy machine a vote can take
+            # longer than the production budget, and the toast would say "received".
+            "ack_budget": timedelta(seconds=10),
+            **(adapter_options or {}),
+        }
         self.adapter: TelegramAdapter | None = None
         self._http: FastAPI | None = None
         self._server: _TestServer | None = None
