@@ -4,7 +4,9 @@ SQLite (the embedded default) and PostgreSQL run through the same code. Every st
 happens inside :meth:`SqlStore.write`, one transaction that holds the conditional update,
 its audit entry and the outbox rows it causes. On SQLite a writer starts with
 ``BEGIN IMMEDIATE`` so that two writers never both read and then collide on upgrade; on
-PostgreSQL rows are locked with ``FOR UPDATE`` (``SKIP LOCKED`` for the sweeper).
+PostgreSQL rows are locked with ``FOR UPDATE`` (``SKIP LOCKED`` for the sweeper), and a
+transaction that makes a request final notifies the other processes on commit
+(:mod:`approvals.notify`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from approvals.audit import GENESIS_HASH, AuditEntry, ChainBreak, entry_hash, ve
 from approvals.canonical import canonical_json
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CastVote, Decision, Verdict
+from approvals.notify import REQUEST_FINAL_CHANNEL
 from approvals.policy import Policy
 from approvals.tables import (
     AGENT_KEYS,
@@ -307,6 +310,10 @@ def _parse_aggregate_time(value: Any) -> datetime:
 class StoreTransaction(_Reads):
     """One write transaction. Every method runs inside it; commit happens on exit."""
 
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self._notified: dict[tuple[str, str], None] = {}
+
     async def insert_request(self, request: ApprovalRequest) -> None:
         await self.conn.execute(insert(REQUESTS).values(**_request_values(request)))
 
@@ -321,6 +328,31 @@ class StoreTransaction(_Reads):
         )
         if result.rowcount != 1:
             raise ConcurrentUpdateError(f"request {request.id} changed concurrently")
+        if request.status.is_final:
+            self.notify(REQUEST_FINAL_CHANNEL, request.id)
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Tell every listening process, once this transaction commits (PostgreSQL only).
+
+        Notifications are gathered and sent together just before the commit: one round trip
+        per transaction, not one per change (a sweep decides hundreds at once). Identical
+        ones are sent once. A notification is a hint to re-read, never the change itself.
+        """
+        if self.is_postgres:
+            self._notified.setdefault((channel, payload))
+
+    async def _send_notifications(self) -> None:
+        if not self._notified:
+            return
+        channels, payloads = zip(*self._notified, strict=True)
+        self._notified.clear()
+        await self.conn.execute(
+            text(
+                "SELECT pg_notify(channel, payload) FROM unnest("
+                "CAST(:channels AS text[]), CAST(:payloads AS text[])) AS n(channel, payload)"
+            ),
+            {"channels": list(channels), "payloads": list(payloads)},
+        )
 
     async def postpone(self, request_id: str, until: datetime) -> None:
         """Look at a pending request again at ``until`` (after a failed deadline step)."""
@@ -625,7 +657,9 @@ class SqlStore:
             async with self._writer_turn(), self.engine.connect() as conn:
                 await conn.execution_options(**{_WRITE_OPTION: True})
                 async with conn.begin():
-                    yield StoreTransaction(conn)
+                    tx = StoreTransaction(conn)
+                    yield tx
+                    await tx._send_notifications()
         except OperationalError as exc:
             if _is_sqlite_busy(exc):
                 raise StoreBusyError("the database is busy; try again in a moment") from exc

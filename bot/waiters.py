@@ -1,7 +1,11 @@
 """Long-poll support: agents waiting for a request to become final are woken the moment it is.
 
-Changes committed by this process wake waiters at once; a slow poll of the database covers
-decisions made by another process sharing it.
+Changes committed by this process wake waiters at once (the service's change listener). A
+change committed by another process sharing the PostgreSQL database arrives as a
+notification (:mod:`approvals.notify`) and wakes them just as fast. Whatever wakes a waiter,
+it reads the request from the store before answering. A periodic re-check covers what a
+notification cannot: every 5 s while notifications are being received, every second while
+the listener is reconnecting (or on SQLite, which has no notifications).
 """
 
 from __future__ import annotations
@@ -9,26 +13,68 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 
 from approvals.model import ApprovalRequest
 from approvals.service import ApprovalService
 
 DATABASE_POLL_SECONDS = 1.0
+"""Re-check interval without cross-process notifications."""
+NOTIFIED_RECHECK_SECONDS = 5.0
+"""Re-check interval while notifications are being received (a safety net only)."""
 
 
 class RequestWaiters:
-    """Lets callers wait until a request is final, or a timeout passes."""
+    """Lets callers wait until a request is final, or a timeout passes.
 
-    def __init__(self, service: ApprovalService) -> None:
+    Args:
+        service: reads the request.
+        notifications_live: tells whether cross-process notifications are being received
+            right now; ``None`` when there are none to receive (SQLite, one process).
+    """
+
+    def __init__(
+        self,
+        service: ApprovalService,
+        *,
+        notifications_live: Callable[[], bool] | None = None,
+    ) -> None:
         self._service = service
+        self._notifications_live = notifications_live
         self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._closing = False
+
+    def use_notifications(self, notifications_live: Callable[[], bool] | None) -> None:
+        """Say where to learn whether notifications are being received (set at start-up)."""
+        self._notifications_live = notifications_live
+
+    @property
+    def recheck_interval(self) -> float:
+        """Seconds between re-reads of a waited-on request with no wake-up in between."""
+        live = self._notifications_live
+        if live is not None and live():
+            return NOTIFIED_RECHECK_SECONDS
+        return DATABASE_POLL_SECONDS
+
+    @property
+    def waiting(self) -> int:
+        """How many long-polls are waiting now."""
+        return sum(len(events) for events in self._events.values())
 
     def on_change(self, request: ApprovalRequest) -> None:
         """Service listener: wake everyone waiting on a request that just became final."""
         if request.status.is_final:
-            for event in self._events.pop(request.id, set()):
-                event.set()
+            self.wake(request.id)
+
+    def wake(self, request_id: str) -> None:
+        """Wake everyone waiting on ``request_id`` (it became final, here or elsewhere)."""
+        for event in self._events.pop(request_id, set()):
+            event.set()
+
+    def recheck_all(self) -> None:
+        """Make every waiter read its request again (notifications may have been missed)."""
+        for request_id in list(self._events):
+            self.wake(request_id)
 
     def release_all(self) -> None:
         """Shutting down: answer every waiting long-poll now with the current state."""
@@ -43,9 +89,10 @@ class RequestWaiters:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         event = asyncio.Event()
-        self._events[request_id].add(event)
         try:
             while True:
+                # Registered before reading: a wake-up between the read and the wait is kept.
+                self._events[request_id].add(event)
                 request = await self._service.get(request_id)
                 if request is None or request.status.is_final or self._closing:
                     return request
@@ -54,8 +101,9 @@ class RequestWaiters:
                     return request
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        event.wait(), timeout=min(remaining, DATABASE_POLL_SECONDS)
+                        event.wait(), timeout=min(remaining, self.recheck_interval)
                     )
+                event.clear()
         finally:
             waiting = self._events.get(request_id)
             if waiting is not None:
