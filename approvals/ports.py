@@ -120,3 +120,30 @@ class Adapter(Protocol):
 
     async def reply(self, ref: MessageRef, card: ApprovalCard, text: str) -> None:
         """Post a follow-up (a reminder) next to a card, e.g. in its thread."""
+
+
+@runtime_checkable
+class SingletonInbound(Protocol):
+    """Optional for adapters: clicks arrive over a connection only one process may hold.
+
+    Telegram long polling, the Discord gateway and Slack Socket Mode each allow one
+    connection per bot token. When several signoff processes share a database, the runtime
+    starts such an adapter with ``start(sink, inbound=False)`` (sending works at once, in
+    every process) and opens the inbound connection only in the process that holds the
+    platform's lock. HTTP-mode inbound (Slack events, the Telegram webhook) needs none of
+    this: every process serves it.
+    """
+
+    @property
+    def inbound_is_singleton(self) -> bool:
+        """Whether, in the configured mode, clicks arrive over a one-per-token connection."""
+
+    async def start(self, sink: VoteSink, *, inbound: bool = True) -> None:
+        """Like :meth:`Adapter.start`; with ``inbound=False`` the singleton connection stays
+        closed until :meth:`start_inbound`."""
+
+    async def start_inbound(self) -> None:
+        """Open the inbound connection (idempotent). Returns without waiting for it to be up."""
+
+    async def stop_inbound(self) -> None:
+        """Close the inbound connection at once (idempotent); sending keeps working."""

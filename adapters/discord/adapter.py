@@ -1,8 +1,10 @@
 """The Discord adapter: posts and edits cards, and turns button clicks into votes for the core.
 
 discord.py's :class:`discord.Client` runs inside our event loop: ``login()`` and then
-``connect()`` as a task (never the blocking ``run()``), closed by ``stop()``. REST calls go
-to the configured ``api_url`` and the gateway to ``gateway_url``.
+``connect()`` as a task (never the blocking ``run()``), closed by ``stop()``. The gateway
+connection can be switched on and off on its own (``start_inbound``/``stop_inbound``) while
+the login, and so sending, stays: with several processes only one holds the gateway. REST
+calls go to the configured ``api_url`` and the gateway to ``gateway_url``.
 
 Clicks are handled statelessly. Nothing is registered with discord.py's view store: every
 ``INTERACTION_CREATE`` reaches :meth:`DiscordAdapter._on_interaction`, which reads the
@@ -263,8 +265,11 @@ class DiscordAdapter:
         self._connect_timeout = connect_timeout
         self._client: _GatewayClient | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._gateway: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._logged_in = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._inbound_on = asyncio.Event()
         self._sink: VoteSink | None = None
         self._dm_channels: dict[str, str] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -274,14 +279,28 @@ class DiscordAdapter:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, sink: VoteSink) -> None:
-        """Log in and connect to the gateway; wait (a while) for its READY."""
+    @property
+    def inbound_is_singleton(self) -> bool:
+        """The gateway: one connection per bot token (signoff does not shard)."""
+        return True
+
+    async def start(self, sink: VoteSink, *, inbound: bool = True) -> None:
+        """Log in and connect to the gateway; wait (a while) for its READY.
+
+        With ``inbound=False`` only the login (REST) is waited for, and the gateway waits
+        for :meth:`start_inbound`.
+        """
         self._sink = sink
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
+        self._logged_in = asyncio.Event()
+        self._inbound_on = asyncio.Event()
+        if inbound:
+            self._inbound_on.set()
         self._apply_endpoints()
         self._runner = asyncio.create_task(self._run(), name="discord-gateway")
-        ready = asyncio.create_task(self._connected.wait())
+        up = self._connected if inbound else self._logged_in
+        ready = asyncio.create_task(up.wait())
         try:
             await asyncio.wait(
                 {ready, self._runner},
@@ -291,13 +310,31 @@ class DiscordAdapter:
         finally:
             ready.cancel()
             await asyncio.gather(ready, return_exceptions=True)
-        if self._runner.done() and not self._connected.is_set():
+        if self._runner.done() and not up.is_set():
             # The runner only ends by itself when Discord refused the token: fail fast, as
             # a dead adapter would otherwise look alive while every delivery fails.
             await self.stop()
             raise RuntimeError("Discord refused the bot token; check DISCORD_BOT_TOKEN")
-        if not self._connected.is_set():
-            log.warning("Discord gateway is not ready yet; still trying")
+        if not up.is_set():
+            log.warning("Discord is not ready yet; still trying")
+
+    async def start_inbound(self) -> None:
+        """Connect the gateway (now, or right after the login) without waiting for READY."""
+        self._inbound_on.set()
+
+    async def stop_inbound(self) -> None:
+        """Drop the gateway connection at once; the login, and so sending, stays."""
+        self._inbound_on.clear()
+        gateway = self._gateway
+        if gateway is not None and not gateway.done():
+            gateway.cancel()
+            await asyncio.gather(gateway, return_exceptions=True)
+        self._connected.clear()
+        client = self._client
+        socket = getattr(client, "ws", None) if client is not None else None
+        if socket is not None and socket.open:
+            # 1000 ends the session: whoever connects next starts afresh.
+            await socket.close(code=1000)
 
     async def stop(self) -> None:
         """Close the gateway connection and let clicks in progress finish."""
@@ -321,13 +358,14 @@ class DiscordAdapter:
         self._restore_endpoints()
 
     async def check_health(self) -> bool:
-        """The gateway is connected and the bot token works over REST."""
+        """The bot token works over REST and, when this process holds it, the gateway is up."""
         client = self._client
-        if client is None or client.is_closed() or not self._connected.is_set():
+        if client is None or client.is_closed() or not self._logged_in.is_set():
             return False
-        socket = getattr(client, "ws", None)
-        if socket is None or not socket.open:
-            return False
+        if self._inbound_on.is_set():
+            socket = getattr(client, "ws", None)
+            if not self._connected.is_set() or socket is None or not socket.open:
+                return False
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT):
                 await client.http.request(Route("GET", "/users/@me"))
@@ -372,7 +410,8 @@ class DiscordAdapter:
         )
 
     async def _run(self) -> None:
-        """Log in and hold the gateway until ``stop()``; start over after fatal errors."""
+        """Log in, and hold the gateway while inbound is on, until ``stop()``; start over
+        after fatal errors."""
         delay = LOGIN_RETRY_MIN
         while not self._stopping.is_set():
             client = self._new_client()
@@ -389,18 +428,44 @@ class DiscordAdapter:
                 await self._pause(delay)
                 delay = min(delay * 2, LOGIN_RETRY_MAX)
                 continue
+            self._logged_in.set()
             try:
-                # reconnect=True: discord.py resumes the session after drops by itself.
-                await client.connect(reconnect=True)
+                await self._hold_gateway(client)
             except Exception:
                 if self._stopping.is_set():
                     return
                 log.exception("Discord gateway connection ended; starting over in %.0f s", delay)
             if self._stopping.is_set():
                 return
+            self._logged_in.clear()
             await client.close()
             await self._pause(delay)
             delay = min(delay * 2, LOGIN_RETRY_MAX)
+
+    async def _hold_gateway(self, client: _GatewayClient) -> None:
+        """Connect the gateway each time inbound is switched on; ``stop_inbound`` cancels it.
+
+        Returns when the client is closed (``stop()``); raises when the connection failed.
+        """
+        while not self._stopping.is_set():
+            switched_on = asyncio.create_task(self._inbound_on.wait())
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({switched_on, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (switched_on, stopping):
+                waiter.cancel()
+            await asyncio.gather(switched_on, stopping, return_exceptions=True)
+            if self._stopping.is_set():
+                return
+            # reconnect=True: discord.py resumes the session after drops by itself.
+            self._gateway = asyncio.create_task(
+                client.connect(reconnect=True), name="discord-gateway-connection"
+            )
+            await asyncio.wait({self._gateway})
+            if not self._gateway.cancelled():
+                self._gateway.result()  # raises when the connection failed for good
+                return  # connect() returns once the client is closed
+            if client.is_closed():
+                return
 
     async def _pause(self, seconds: float) -> None:
         """Wait before trying again, but no longer than until ``stop()``."""

@@ -2,8 +2,9 @@
 
 slack-bolt's ``AsyncApp`` runs inside our event loop: in ``http`` mode its Starlette handler
 serves ``POST /slack/events`` on our FastAPI app; in ``socket`` mode a Socket Mode
-connection is opened with ``connect_async()`` (never the blocking ``start()``). Every Web
-API call goes to the configured ``api_url``.
+connection is opened with ``connect_async()`` (never the blocking ``start()``), and can be
+opened and closed on its own (``start_inbound``/``stop_inbound``) so that only one of
+several processes holds it. Every Web API call goes to the configured ``api_url``.
 
 A click is acknowledged at once, then checked before it becomes a vote: it must come from
 our workspace, carry one of our button values, and arrive on the very message signoff
@@ -240,31 +241,55 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._inbound_wanted = True
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, sink: VoteSink) -> None:
-        """Learn our workspace (``auth.test``) and, in Socket Mode, connect."""
+    @property
+    def inbound_is_singleton(self) -> bool:
+        """Socket Mode runs in one process at a time; HTTP events reach any process."""
+        return self._mode == "socket"
+
+    async def start(self, sink: VoteSink, *, inbound: bool = True) -> None:
+        """Learn our workspace (``auth.test``) and, in Socket Mode, connect.
+
+        With ``inbound=False`` Socket Mode waits for :meth:`start_inbound`.
+        """
         self._sink = sink
+        self._inbound_wanted = inbound
         await self._our_team()
-        if self._mode == "socket":
-            assert self._app_token is not None
-            self._socket = AsyncSocketModeHandler(
-                self._app,
-                app_token=self._app_token,
-                web_client=AsyncWebClient(token=self._app_token, base_url=self._api_url),
-                ping_interval=self._socket_ping_interval,
-            )
-            self._connecting = asyncio.create_task(
-                self._socket.connect_async(),  # type: ignore[no-untyped-call]
-                name="slack-socket-connect",
-            )
-            done, _pending = await asyncio.wait({self._connecting}, timeout=SOCKET_CONNECT_TIMEOUT)
+        if self._mode == "socket" and inbound:
+            connecting = self._open_socket()
+            done, _pending = await asyncio.wait({connecting}, timeout=SOCKET_CONNECT_TIMEOUT)
             if not done:
                 log.warning("Slack Socket Mode is not connected yet; still trying")
 
-    async def stop(self) -> None:
-        """Close Socket Mode and let clicks in progress finish."""
+    def _open_socket(self) -> asyncio.Task[None]:
+        assert self._app_token is not None
+        self._socket = AsyncSocketModeHandler(
+            self._app,
+            app_token=self._app_token,
+            web_client=AsyncWebClient(token=self._app_token, base_url=self._api_url),
+            ping_interval=self._socket_ping_interval,
+        )
+        self._connecting = asyncio.create_task(
+            self._socket.connect_async(),  # type: ignore[no-untyped-call]
+            name="slack-socket-connect",
+        )
+        return self._connecting
+
+    async def start_inbound(self) -> None:
+        """Open Socket Mode (in socket mode) without waiting for it to be connected."""
+        self._inbound_wanted = True
+        if self._mode == "socket" and self._socket is None:
+            self._open_socket()
+
+    async def stop_inbound(self) -> None:
+        """Close Socket Mode at once; sending keeps working."""
+        self._inbound_wanted = False
+        await self._close_socket()
+
+    async def _close_socket(self) -> None:
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
@@ -272,6 +297,10 @@ class SlackAdapter:
             self._connecting.cancel()
             await asyncio.gather(self._connecting, return_exceptions=True)
             self._connecting = None
+
+    async def stop(self) -> None:
+        """Close Socket Mode and let clicks in progress finish."""
+        await self._close_socket()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=STOP_TIMEOUT)
         # Let the Socket Mode client's cancelled tasks unwind before the loop moves on.
@@ -279,14 +308,14 @@ class SlackAdapter:
         self._sink = None
 
     async def check_health(self) -> bool:
-        """The bot token works and, in Socket Mode, the connection is up."""
+        """The bot token works and, when this process holds Socket Mode, the connection is up."""
         try:
             response = await self._client.auth_test()
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError):
             return False
         if not response.get("ok"):
             return False
-        if self._mode == "socket":
+        if self._mode == "socket" and self._inbound_wanted:
             return self._socket is not None and await self._socket.client.is_connected()
         return True
 

@@ -3,9 +3,11 @@
 python-telegram-bot runs inside our event loop (``initialize``/``start``, and
 ``updater.start_polling`` in polling mode; never ``run_polling``). In webhook mode our own
 route at ``/telegram/webhook`` checks Telegram's secret header in constant time and hands
-updates to the same application. Buttons carry an opaque reference; a click counts only
-when it comes from the message we posted for that request, and the same update twice
-changes nothing. The core decides; this module only translates.
+updates to the same application. Polling can be switched on and off on its own
+(``start_inbound``/``stop_inbound``): with several processes only one polls, while every
+process sends. Buttons carry an opaque reference; a click counts only when it comes from
+the message we posted for that request, and the same update twice changes nothing. The
+core decides; this module only translates.
 """
 
 from __future__ import annotations
@@ -202,6 +204,8 @@ class TelegramAdapter:
         self._prompts: OrderedDict[tuple[int, int], _Prompt] = OrderedDict()
         self._background: set[asyncio.Future[Any]] = set()
         self._connecting: asyncio.Task[None] | None = None
+        self._inbound_wanted = True
+        self._polling_switch = asyncio.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -209,16 +213,23 @@ class TelegramAdapter:
     def webhook_url(self) -> str:
         return f"{self._public_url}{WEBHOOK_PATH}"
 
-    async def start(self, sink: VoteSink) -> None:
+    @property
+    def inbound_is_singleton(self) -> bool:
+        """Polling is one-per-token (Telegram answers a second poller with 409 Conflict)."""
+        return self.mode == "polling"
+
+    async def start(self, sink: VoteSink, *, inbound: bool = True) -> None:
         """Connect (``getMe``), then poll or register the webhook.
 
-        A rejected token fails at once. When the Bot API cannot be reached, start returns
-        anyway and keeps trying in the background: cards wait in the outbox meanwhile, and
-        the rest of signoff runs.
+        With ``inbound=False`` polling waits for :meth:`start_inbound` (another process may
+        be polling with this token). A rejected token fails at once. When the Bot API cannot
+        be reached, start returns anyway and keeps trying in the background: cards wait in
+        the outbox meanwhile, and the rest of signoff runs.
         """
         if self._application is not None or self._connecting is not None:
             return
         self._sink = sink
+        self._inbound_wanted = inbound
         try:
             await self._connect()
         except NetworkError as exc:
@@ -267,13 +278,7 @@ class TelegramAdapter:
             # Set before updates can arrive: the webhook route hands them to this application.
             self._application = application
             if self.mode == "polling":
-                assert application.updater is not None
-                await application.updater.start_polling(
-                    timeout=self._poll_timeout,
-                    allowed_updates=ALLOWED_UPDATES,
-                    drop_pending_updates=False,
-                    error_callback=self._on_polling_error,
-                )
+                await self._switch_polling(application)
             else:
                 await application.bot.set_webhook(
                     url=self.webhook_url,
@@ -287,6 +292,38 @@ class TelegramAdapter:
             await application.shutdown()
             raise
         log.info("Telegram adapter started in %s mode", self.mode)
+
+    async def start_inbound(self) -> None:
+        """Start polling (in polling mode), now or as soon as the Bot API is reachable."""
+        self._inbound_wanted = True
+        application = self._application
+        if application is not None and self.mode == "polling":
+            await self._switch_polling(application)
+
+    async def stop_inbound(self) -> None:
+        """Stop polling at once (confirming the last offset); sending keeps working."""
+        self._inbound_wanted = False
+        application = self._application
+        if application is not None and self.mode == "polling":
+            await self._switch_polling(application)
+
+    async def _switch_polling(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Make polling match ``_inbound_wanted``; one switch at a time."""
+        updater = application.updater
+        assert updater is not None
+        async with self._polling_switch:
+            if self._inbound_wanted and not updater.running:
+                await updater.start_polling(
+                    timeout=self._poll_timeout,
+                    allowed_updates=ALLOWED_UPDATES,
+                    drop_pending_updates=False,
+                    error_callback=self._on_polling_error,
+                )
+                log.info("Telegram polling started")
+            elif not self._inbound_wanted and updater.running:
+                # Cancels the parked getUpdates at once, then confirms the last offset.
+                await updater.stop()
+                log.info("Telegram polling stopped")
 
     async def stop(self) -> None:
         """Stop polling (confirming the last offset) and close the HTTP clients."""
