@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SENT = "sent"
 DEAD = "dead"
+DEFAULT_LEASE = timedelta(seconds=180)
+"""How long a claimed row is this dispatcher's alone; a process that dies holding rows
+delays them by this much at most (another dispatcher takes them over after it)."""
 _RECORD_ATTEMPTS = 5
 
 
@@ -70,7 +73,7 @@ class OutboxDispatcher:
         clock: Clock,
         *,
         retry: RetryPolicy | None = None,
-        lease: timedelta = timedelta(seconds=180),
+        lease: timedelta = DEFAULT_LEASE,
         batch: int = 50,
         rng: random.Random | None = None,
         on_result: Callable[[str, str], None] | None = None,

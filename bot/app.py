@@ -6,18 +6,22 @@ real ones; nothing else in signoff constructs services, stores or adapters.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from approvals.access import AccessStore
 from approvals.clock import Clock, SystemClock
-from approvals.outbox import OutboxDispatcher
-from approvals.ports import Adapter
+from approvals.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
+from approvals.outbox import DEFAULT_LEASE, OutboxDispatcher
+from approvals.ports import Adapter, SingletonInbound
 from approvals.receipts import ReceiptSigner
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
 from approvals.webhooks import WebhookSender
 from bot.api import AgentApi
+from bot.leadership import SingletonLocks
 from bot.limits import RateLimit, RateLimiter
 from bot.metrics import Metrics
 from bot.runtime import Runtime
@@ -29,6 +33,10 @@ PER_AGENT_LIMIT = RateLimit(rate=10, burst=50)
 """Agent API calls per agent: 10 a second on average, bursts of 50."""
 OVERALL_LIMIT = RateLimit(rate=200, burst=400)
 """Agent API calls for the whole process."""
+TEST_OUTBOX_LEASE_ENV = "SIGNOFF_TEST_OUTBOX_LEASE_SECONDS"
+"""Test-only: a shorter outbox lease for ``signoff serve`` processes in crash tests, so that
+rows a killed process had claimed are taken over in seconds. Never set it in production: a
+lease shorter than a slow platform call can send a card twice."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class AppOptions:
             the exact wake-up is lost).
         adapters: chat adapters to use instead of building them from config.
         web_inbox: serve the web inbox (when the config enables it).
+        outbox_lease: how long a claimed outbox row stays this process's alone; ``None``
+            means the outbox's default, or the test-only :data:`TEST_OUTBOX_LEASE_ENV`.
     """
 
     sweep_interval: float = 1.0
@@ -48,6 +58,13 @@ class AppOptions:
     per_agent_limit: RateLimit = PER_AGENT_LIMIT
     overall_limit: RateLimit = OVERALL_LIMIT
     web_inbox: bool = True
+    outbox_lease: timedelta | None = None
+
+    def effective_outbox_lease(self) -> timedelta:
+        if self.outbox_lease is not None:
+            return self.outbox_lease
+        seconds = os.environ.get(TEST_OUTBOX_LEASE_ENV)
+        return timedelta(seconds=float(seconds)) if seconds else DEFAULT_LEASE
 
 
 def rules_from(config: LoadedConfig) -> Rules:
@@ -105,10 +122,14 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         store,
         adapters,
         options.clock,
+        lease=options.effective_outbox_lease(),
         on_result=metrics.on_delivery,
         webhooks=WebhookSender(access, receipts, options.clock),
     )
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)
+    notifications, singleton_locks = build_cross_process_parts(
+        store, settings.database.url, waiters, adapters
+    )
     agent_api = AgentApi(
         service=service,
         access=access,
@@ -129,4 +150,32 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         metrics=metrics,
         agent_api=agent_api,
         web_inbox=web_inbox,
+        notifications=notifications,
+        singleton_locks=singleton_locks,
     )
+
+
+def build_cross_process_parts(
+    store: SqlStore,
+    url: str,
+    waiters: RequestWaiters,
+    adapters: Mapping[str, Adapter],
+) -> tuple[NotificationListener | None, SingletonLocks | None]:
+    """What lets several processes share a PostgreSQL database (nothing on SQLite).
+
+    The listener wakes this process's long-polls for requests other processes decide; the
+    locks pick one process for each one-per-token inbound connection.
+    """
+    if store.is_sqlite:
+        return None, None
+    dsn = postgres_dsn(url)
+    notifications = NotificationListener(
+        dsn, {REQUEST_FINAL_CHANNEL: waiters.wake}, on_listening=waiters.recheck_all
+    )
+    waiters.use_notifications(lambda: notifications.listening)
+    singletons = {
+        platform: adapter
+        for platform, adapter in adapters.items()
+        if isinstance(adapter, SingletonInbound) and adapter.inbound_is_singleton
+    }
+    return notifications, SingletonLocks(dsn, singletons)

@@ -87,7 +87,10 @@ class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
     details: dict[str, Any] = {}
-    """Further facts, such as a changed config file that was refused (``config``)."""
+    """Further facts, such as a changed config file that was refused (``config``), and
+    ``singletons``: for each one-per-token inbound connection this process runs or waits
+    for (Telegram polling, the Discord gateway, Slack Socket Mode), ``held`` when this
+    process runs it, ``standby`` while another process does."""
 
 
 def build_http_app(runtime: Runtime) -> FastAPI:
@@ -156,12 +159,12 @@ def build_http_app(runtime: Runtime) -> FastAPI:
             except Exception as exc:
                 checks[name] = f"unhealthy: {type(exc).__name__}"
         ready = all(value == "ok" for value in checks.values())
+        details = dict(runtime.readiness_details)
+        singletons = runtime.singletons()
+        if singletons:
+            details["singletons"] = singletons
         return JSONResponse(
-            {
-                "status": "ready" if ready else "not ready",
-                "checks": checks,
-                "details": runtime.readiness_details,
-            },
+            {"status": "ready" if ready else "not ready", "checks": checks, "details": details},
             status_code=200 if ready else 503,
         )
 

@@ -35,6 +35,11 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.long_polls_waiting = Gauge(
+            "signoff_long_polls_waiting",
+            "Agents' long-polls in this process waiting for a request to become final.",
+            registry=self.registry,
+        )
         self.deliveries = Counter(
             "signoff_deliveries",
             "Delivery attempts by platform and result (sent, retry, dead).",

@@ -4,6 +4,11 @@ Start: migrate the database, record the loaded config in the audit log, start ad
 then the deadline scheduler and the outbox dispatcher. Stop (SIGINT/SIGTERM) runs the other
 way round: stop taking work, let in-flight transactions finish, close adapters and the
 database.
+
+On PostgreSQL several processes may share the database. Then this process also listens for
+the others' changes (:class:`~approvals.notify.NotificationListener`) and competes for the
+singleton connections (:class:`~bot.leadership.SingletonLocks`): adapters whose inbound
+connection is one-per-token start with it closed, and only the lock holder opens it.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from approvals.access import AccessStore
 from approvals.audit import AuditKind
 from approvals.canonical import canonical_json
 from approvals.model import ApprovalRequest
+from approvals.notify import NotificationListener
 from approvals.outbox import OutboxDispatcher
-from approvals.ports import Adapter
+from approvals.ports import Adapter, SingletonInbound
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
 from bot.api import AgentApi
+from bot.leadership import HELD, SingletonLocks
 from bot.metrics import Metrics
 from bot.scheduler import DeadlineScheduler
 from bot.waiters import RequestWaiters
@@ -53,6 +60,8 @@ class Runtime:
         metrics: Metrics,
         agent_api: AgentApi,
         web_inbox: WebInbox | None = None,
+        notifications: NotificationListener | None = None,
+        singleton_locks: SingletonLocks | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -65,6 +74,9 @@ class Runtime:
         self.metrics = metrics
         self.agent_api = agent_api
         self.web_inbox = web_inbox
+        self.notifications = notifications
+        self.singleton_locks = singleton_locks
+        self.metrics.long_polls_waiting.set_function(lambda: float(waiters.waiting))
         self._stop = asyncio.Event()
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started_adapters: list[Adapter] = []
@@ -92,8 +104,12 @@ class Runtime:
                 actor="signoff",
                 data={"source": self.config.source, "sha256": self.config_fingerprint()},
             )
-        for adapter in self.adapters.values():
-            await adapter.start(self.service)
+        for platform, adapter in self.adapters.items():
+            if self._lock_governs(platform) and isinstance(adapter, SingletonInbound):
+                # Only the lock holder opens the inbound connection (see bot.leadership).
+                await adapter.start(self.service, inbound=False)
+            else:
+                await adapter.start(self.service)
             self._started_adapters.append(adapter)
         self.service.subscribe(self._wake_dispatcher)
         self.service.subscribe(self.waiters.on_change)
@@ -102,16 +118,45 @@ class Runtime:
         self._dispatch_task = asyncio.create_task(
             self.dispatcher.run_forever(self._stop), name="outbox-dispatcher"
         )
+        if self.notifications is not None:
+            await self.notifications.start()
+        if self.singleton_locks is not None:
+            await self.singleton_locks.start()
         for hook in self.on_started:
             await hook(self)
+
+    def _lock_governs(self, platform: str) -> bool:
+        locks = self.singleton_locks
+        return locks is not None and platform in locks.status()
+
+    def singletons(self) -> dict[str, str]:
+        """For each one-per-token inbound connection: ``held`` here, or ``standby``.
+
+        Without locks (SQLite: one process) this process holds every one it runs.
+        """
+        if self.singleton_locks is not None:
+            return self.singleton_locks.status()
+        return {
+            platform: HELD
+            for platform, adapter in sorted(self.adapters.items())
+            if isinstance(adapter, SingletonInbound) and adapter.inbound_is_singleton
+        }
 
     async def replace_adapter(self, platform: str, adapter: Adapter | None) -> bool:
         """Swap ``platform``'s adapter while running (a config reload changed its settings).
 
         The old adapter stops before the new one starts (one poller per bot token), the
         outbox delivers through the new one from then on, and ``on_adapter_replaced`` hooks
-        run. ``None`` removes the platform. Returns whether the adapter was replaced.
+        run. ``None`` removes the platform. Returns ``False``, changing nothing, when the
+        platform's inbound connection is shared among processes by lock: that takes a
+        restart of each process.
         """
+        shared = self.singleton_locks is not None and (
+            self._lock_governs(platform)
+            or (isinstance(adapter, SingletonInbound) and adapter.inbound_is_singleton)
+        )
+        if shared:
+            return False
         old = self.adapters.pop(platform, None)
         if old is not None and old in self._started_adapters:
             self._started_adapters.remove(old)
@@ -139,6 +184,9 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.singleton_locks is not None:
+            # No more clicks from here on; another process can take the connections over.
+            await self.singleton_locks.stop()
         self.waiters.release_all()
         for listener in (self._wake_dispatcher, self.waiters.on_change, self.metrics.on_change):
             if listener in self.service.listeners:
@@ -152,6 +200,8 @@ class Runtime:
             except Exception:
                 log.exception("adapter %s did not stop cleanly", adapter.platform)
         self._started_adapters.clear()
+        if self.notifications is not None:
+            await self.notifications.stop()
         await self.store.close()
 
     async def run_until_signalled(self) -> None:
