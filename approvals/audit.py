@@ -33,6 +33,7 @@ class AuditKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     CONFIG_LOADED = "config_loaded"
     CONFIG_REJECTED = "config_rejected"
+    CLOCK_STEPPED = "clock_stepped"
 
 
 @dataclass(frozen=True)

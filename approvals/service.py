@@ -7,6 +7,7 @@ together with its audit entry and the outbox rows it causes. Outcomes are values
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from approvals import flood
 from approvals.audit import AuditKind
 from approvals.canonical import CanonicalJsonError, payload_sha256
-from approvals.clock import Clock
+from approvals.clock import Clock, ElapsedClock
+from approvals.clocksteps import ClockStepWatch, follow_step
 from approvals.crashpoints import CrashPoint, crash_point
 from approvals.deadlines import (
     Escalate,
@@ -158,6 +160,8 @@ class ApprovalService:
         self._rules = rules
         self._clock = clock
         self._listeners: list[ChangeListener] = []
+        self._clock_steps = ClockStepWatch(clock) if isinstance(clock, ElapsedClock) else None
+        self._following_step = asyncio.Lock()
 
     @property
     def rules(self) -> Rules:
@@ -197,6 +201,34 @@ class ApprovalService:
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         return await self._store.get_request(request_id)
+
+    async def follow_clock_steps(self) -> None:
+        """If the wall clock was stepped since the last look, move the stored times with it
+        before anything is decided by the clock (:mod:`approvals.clocksteps`)."""
+        watch = self._clock_steps
+        if watch is None or watch.look() is None:
+            return
+        async with self._following_step:
+            step = watch.look()
+            if step is None:
+                return  # another caller followed it meanwhile
+            async with self._store.write() as tx:
+                moved = await follow_step(tx, step)
+            watch.followed(step)
+        if moved is None:
+            log.info("the wall clock was stepped by %s; another process followed it", step.size)
+        else:
+            log.warning(
+                "the wall clock was stepped by %s; %s pending requests keep the real time they "
+                "had left",
+                step.size,
+                moved,
+            )
+
+    def _clock_stepped(self) -> bool:
+        """Whether the wall clock was stepped since the last look. Checked right after a
+        transaction reads the time, so that a step since the last follow is never acted on."""
+        return self._clock_steps is not None and self._clock_steps.look() is not None
 
     # -- create -----------------------------------------------------------------------------
 
@@ -326,6 +358,7 @@ class ApprovalService:
 
     async def _vote_with_retries(self, command: VoteCommand) -> Outcome:
         for _attempt in range(_MAX_ATTEMPTS):
+            await self.follow_clock_steps()
             caught_up: list[ApprovalRequest] = []
             try:
                 outcome = await self._vote_once(command, caught_up)
@@ -356,6 +389,8 @@ class ApprovalService:
         rules = self._rules
         async with self._store.write() as tx:
             now = self._clock.now()
+            if self._clock_stepped():
+                raise ConcurrentUpdateError("the wall clock was stepped; judging again")
             request = await tx.get_request(command.request_id, lock=True)
             if request is None:
                 return NotFound(command.request_id)
@@ -466,10 +501,13 @@ class ApprovalService:
         self, request_id: str, agent: str, reason: str | None
     ) -> Outcome:
         for _attempt in range(_MAX_ATTEMPTS):
+            await self.follow_clock_steps()
             caught_up: ApprovalRequest | None = None
             try:
                 async with self._store.write() as tx:
                     now = self._clock.now()
+                    if self._clock_stepped():
+                        raise ConcurrentUpdateError("the wall clock was stepped; judging again")
                     request = await tx.get_request(request_id, lock=True)
                     if request is None or request.agent != agent:
                         # Other agents' requests are invisible, not forbidden.
@@ -503,10 +541,13 @@ class ApprovalService:
 
         Returns how many requests were handled; call again while it returns ``limit``.
         """
+        await self.follow_clock_steps()
         changed: list[ApprovalRequest] = []
         handled = 0
         async with self._store.write() as tx:
             now = self._clock.now()
+            if self._clock_stepped():
+                return 0  # stepped since the look above: the next sweep follows it first
             for request in await tx.due_requests(now, limit):
                 handled += 1
                 with about_request(request.id):

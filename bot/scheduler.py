@@ -1,14 +1,18 @@
-"""Drives the deadline sweeper with APScheduler: a steady interval plus an exact wake-up.
+"""Drives the deadline sweeper: a steady interval plus an exact wake-up (APScheduler).
 
 The database is the source of truth for deadlines; the scheduler holds nothing a restart
-would lose. An interval job sweeps every ``interval`` seconds (so a lost job costs at most
-one interval), and a one-off job wakes the sweeper exactly at the nearest known deadline.
-An hourly job deletes rows that have served their purpose (``approvals.retention``).
+would lose. A loop sweeps every ``interval`` seconds (so a lost wake-up costs at most one
+interval), and an APScheduler job wakes the sweeper exactly at the nearest known deadline.
+The loop sleeps on the event loop's monotonic clock, not on wall-clock times as
+APScheduler's interval trigger does: after the wall clock is stepped back, that trigger
+would wait out the whole step before sweeping again. An hourly APScheduler job deletes rows
+that have served their purpose (``approvals.retention``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -37,6 +41,8 @@ class DeadlineScheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._lock = asyncio.Lock()
         self._wakeup_at: datetime | None = None
+        self._stopping = asyncio.Event()
+        self._every_interval: asyncio.Task[None] | None = None
         self.sweeps = 0
 
     @property
@@ -45,16 +51,8 @@ class DeadlineScheduler:
         return self._wakeup_at
 
     def start(self) -> None:
-        self._scheduler.add_job(
-            self.sweep,
-            "interval",
-            seconds=self._interval,
-            id=SWEEP_JOB,
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
+        self._stopping.clear()
+        self._every_interval = asyncio.create_task(self._sweep_every_interval(), name=SWEEP_JOB)
         self._scheduler.add_job(
             self.housekeeping,
             "interval",
@@ -70,10 +68,20 @@ class DeadlineScheduler:
     async def stop(self) -> None:
         if self._on_change in self._service.listeners:
             self._service.unsubscribe(self._on_change)
+        self._stopping.set()
+        if self._every_interval is not None:
+            await self._every_interval  # an in-flight sweep finishes its transaction first
+            self._every_interval = None
         if self._scheduler.running:
             self._scheduler.remove_all_jobs()  # no new sweeps from here on
             async with self._lock:  # let an in-flight sweep finish its transaction
                 self._scheduler.shutdown(wait=False)
+
+    async def _sweep_every_interval(self) -> None:
+        while not self._stopping.is_set():
+            await self.sweep()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
 
     async def sweep(self) -> int:
         """Handle everything due now, then plan the wake-up for what is due next."""
