@@ -98,6 +98,14 @@ class CreateApproval(BaseModel):
             raise ValueError(problem)
         return value
 
+    @field_validator("timeout_seconds", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # JSON true would otherwise pass as a timeout of one second.
+        if isinstance(value, bool):
+            raise ValueError("timeout_seconds must be a whole number of seconds, not true/false")
+        return value
+
     @field_validator("params")
     @classmethod
     def _not_too_deep(cls, value: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Fuzzing the agent API from its own OpenAPI document: no 5xx, no schema violations."""
+"""B10: schemathesis fuzzes the agent API from its own ``/openapi.json`` with an agent key.
+
+A real uvicorn server on 127.0.0.1 answers every generated call; none may be a 5xx or break
+the documented schema. The store the fuzzing left behind must still hold the invariants.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -19,7 +25,9 @@ from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
 from bot.limits import RateLimit
 from config import load_config_text
+from tests.reliability.invariants import check_invariants
 
+SWEEP_SECONDS = 1.0
 FUZZ_CONFIG = """\
 version: 1
 database: {{url: "sqlite:///{db}"}}
@@ -33,7 +41,7 @@ policies:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory) -> Iterator[tuple[str, str]]:
+def fuzz_server(tmp_path_factory) -> Iterator[tuple[str, str, Path]]:
     """A real uvicorn server on 127.0.0.1 (its own thread and loop), and an agent key."""
     db = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
     config = load_config_text(FUZZ_CONFIG.format(db=db), "fuzz.yaml")
@@ -49,7 +57,13 @@ def fuzz_server(tmp_path_factory) -> Iterator[tuple[str, str]]:
     key = asyncio.run(make_key())
     unlimited = RateLimit(rate=100_000, burst=100_000)
     runtime = build_runtime(
-        config, AppOptions(per_agent_limit=unlimited, overall_limit=unlimited, web_inbox=False)
+        config,
+        AppOptions(
+            per_agent_limit=unlimited,
+            overall_limit=unlimited,
+            web_inbox=False,
+            sweep_interval=SWEEP_SECONDS,
+        ),
     )
     server = uvicorn.Server(
         uvicorn.Config(build_http_app(runtime), host="127.0.0.1", port=0, log_level="warning")
@@ -62,7 +76,7 @@ def fuzz_server(tmp_path_factory) -> Iterator[tuple[str, str]]:
         assert thread.is_alive(), "the server thread died"
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", key
+    yield f"http://127.0.0.1:{port}", key, db
     server.should_exit = True
     thread.join(timeout=20)
 
@@ -76,8 +90,8 @@ def operations(base: str):
     return found
 
 
-def test_api_never_errors_and_matches_its_schema(fuzz_server):
-    base, key = fuzz_server
+def test_B10_fuzzed_api_calls_never_get_a_5xx_nor_break_the_schema(fuzz_server):
+    base, key, db = fuzz_server
     fuzzed = []
     for operation in operations(base):
 
@@ -91,3 +105,15 @@ def test_api_never_errors_and_matches_its_schema(fuzz_server):
         fuzzed.append(operation.label)
     assert "POST /v1/approvals" in fuzzed
     assert "GET /v1/approvals/{request_id}" in fuzzed
+    asyncio.run(invariants_hold(db))
+
+
+async def invariants_hold(db: Path) -> None:
+    store = SqlStore(f"sqlite:///{db}")
+    try:
+        report = await check_invariants(
+            store, now=SystemClock().now(), sweep_interval=timedelta(seconds=SWEEP_SECONDS)
+        )
+    finally:
+        await store.close()
+    assert report.requests > 0
