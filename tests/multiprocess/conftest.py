@@ -248,10 +248,12 @@ class PollWatchingBotApi(FakeBotApi):
 
     def __init__(self) -> None:
         super().__init__()
+        self.polls_started = 0
         self.polls_in_progress = 0
         self.most_polls_at_once = 0
 
     async def _api_getUpdates(self, params: dict[str, Any]) -> web.Response:
+        self.polls_started += 1
         self.polls_in_progress += 1
         self.most_polls_at_once = max(self.most_polls_at_once, self.polls_in_progress)
         try:
