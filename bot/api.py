@@ -27,6 +27,10 @@ from config import SignoffSettings
 MAX_WAIT_SECONDS = 60
 FAILED_AUTH_LIMIT = RateLimit(rate=2, burst=30)
 """Bad API keys tolerated per client address: 30 at once, then 2 a second."""
+MAX_CREATES_IN_FLIGHT = 32
+"""Creates this process works on at once. More are refused with 429 ``busy`` at once:
+past the database's pace they would only queue up, and every agent would wait longer."""
+BUSY_RETRY_AFTER = 1
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 MAX_PARAMS_DEPTH = 32
 MAX_LIST_LIMIT = 500
@@ -226,6 +230,7 @@ class AgentApi:
         self._limiter = limiter
         self._failures = failures or FailureGuard(FAILED_AUTH_LIMIT)
         self.settings = settings
+        self._creates_in_flight = 0
 
     async def authenticate(
         self,
@@ -311,7 +316,20 @@ class AgentApi:
                 callback_url=body.callback_url,
                 max_open=self.settings.agents[agent].max_open,
             )
-            outcome = await self._service.create(command)
+            if self._creates_in_flight >= MAX_CREATES_IN_FLIGHT:
+                self._limiter.refund(agent)
+                raise ApiError(
+                    429,
+                    "busy",
+                    f"signoff is working on {self._creates_in_flight} requests; retry in "
+                    f"{BUSY_RETRY_AFTER} s",
+                    headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+                )
+            self._creates_in_flight += 1
+            try:
+                outcome = await self._service.create(command)
+            finally:
+                self._creates_in_flight -= 1
             if isinstance(outcome, Created):
                 if outcome.replayed:
                     response.status_code = 200

@@ -78,6 +78,14 @@ class RateLimiter:
             return max(1, math.ceil(wait))
         return 0
 
+    def refund(self, agent: str) -> None:
+        """Give back the tokens of a call that was let through here but refused later
+        (the process was too busy): a refused call spends no budget."""
+        bucket = self._agents.get(agent)
+        if bucket is not None:
+            bucket.refund()
+        self._overall.refund()
+
 
 class FailureGuard:
     """Counts failed authentications per client address; too many, and the address is told to
