@@ -579,6 +579,19 @@ class TelegramAdapter:
         verdict = Verdict.APPROVE if ref.action is ButtonAction.APPROVE else Verdict.DENY
         command = VoteCommand(ref.request_id, PLATFORM, identity, verdict)
         vote = asyncio.ensure_future(self._sink.vote(command))
+        # Waited for off the update handler: a slow vote must not hold one of the few
+        # updates handled at once while other people's clicks wait for their answer.
+        self._keep(asyncio.ensure_future(self._answer_vote(query, vote, message, ref.request_id)))
+
+    async def _answer_vote(
+        self,
+        query: TelegramCallbackQuery,
+        vote: asyncio.Future[Outcome],
+        message: MaybeInaccessibleMessage,
+        request_id: str,
+    ) -> None:
+        """Answer a click with its vote's outcome, or with "received" once the budget is
+        spent (the outcome then follows, see :meth:`_answer_late`)."""
         try:
             outcome = await asyncio.wait_for(asyncio.shield(vote), self._ack_budget)
         except TimeoutError:
@@ -589,9 +602,7 @@ class TelegramAdapter:
             return
         except Exception:
             log.exception(
-                "Telegram vote on request %s failed",
-                ref.request_id,
-                extra={"request_id": ref.request_id},
+                "Telegram vote on request %s failed", request_id, extra={"request_id": request_id}
             )
             await self._answer(query, FAILED)
             return
