@@ -401,7 +401,7 @@ def _memory_row(idle_rss: int, loaded_rss: int, peak_rss: int, count: int) -> Ro
     return Row(
         BENCHMARK,
         "memory per pending request",
-        f"{per_request / 1024:.2f} KB (RSS {idle_rss / 2**20:.0f} MB idle, "
+        f"{max(per_request, 0.0) / 1024:.2f} KB (RSS {idle_rss / 2**20:.0f} MB idle, "
         f"{loaded_rss / 2**20:.0f} MB with {count:,} pending, "
         f"{peak_rss / 2**20:.0f} MB peak while they time out)",
         "< 2 KB",
