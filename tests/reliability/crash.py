@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -145,65 +144,34 @@ def copy_database(template: Path, target: Path) -> None:
 
 
 @dataclass
-class CrashWorld:
-    """One ``signoff serve`` process at a time, the fake Slack, and the database they share."""
+class ServeProcess:
+    """One ``signoff serve`` process at a time, on one config file, restarted at will."""
 
-    tmp_path: Path
-    fake: FakeSlack
-    db: Path
-    key: str
-    port: int = field(default_factory=free_port)
+    name: str
+    config: Path
+    log: Path
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    _store: SqlStore | None = None
-    _agent: httpx.AsyncClient | None = None
+    _client: httpx.AsyncClient | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def config(self) -> Path:
-        return self.tmp_path / "signoff.yaml"
-
-    @property
-    def log(self) -> Path:
-        return self.tmp_path / "signoff.log"
-
-    @property
-    def store(self) -> SqlStore:
-        if self._store is None:
-            self._store = SqlStore(f"sqlite:///{self.db}")
-        return self._store
-
-    @property
-    def agent(self) -> httpx.AsyncClient:
-        if self._agent is None:
-            self._agent = httpx.AsyncClient(
-                base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
-            )
-        return self._agent
-
-    # -- the process ------------------------------------------------------------------------
-
     def start(self, *, crash_at: str | None = None) -> None:
         """Start ``signoff serve``; with ``crash_at``, armed to kill itself at that point."""
-        assert not self.running(), "the previous process is still running"
-        self.config.write_text(self.config_text(), encoding="utf-8")
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            LEASE_ENV: str(OUTBOX_LEASE_SECONDS),
-        }
+        assert not self.running(), f"{self.name} is still running"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop(CRASH_AT_ENV, None)
         if crash_at is not None:
             env[CRASH_AT_ENV] = crash_at
         self.starts += 1
         with self.log.open("ab") as output:
-            output.write(f"----- start {self.starts}, crash at {crash_at} -----\n".encode())
+            output.write(
+                f"----- {self.name} start {self.starts}, crash at {crash_at} -----\n".encode()
+            )
             output.flush()
             self.process = subprocess.Popen(
                 [str(SIGNOFF), "serve", "--config", str(self.config)],
@@ -213,31 +181,23 @@ class CrashWorld:
                 env=env,
             )
 
-    def config_text(self) -> str:
-        """The config file the process starts with."""
-        return config_text(port=self.port, db=self.db, api_url=self.fake.api_url)
-
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     async def until_ready(self) -> None:
-        started = time.monotonic()
+        if self._client is None:
+            self._client = httpx.AsyncClient(base_url=self.url, timeout=5)
+        client = self._client
 
         async def ready() -> bool:
-            assert self.running(), f"signoff exited:\n{self.log_tail()}"
+            assert self.running(), f"{self.name} exited:\n{self.log_tail()}"
             try:
-                response = await self.agent.get("/readyz", timeout=5)
+                response = await client.get("/readyz")
             except httpx.TransportError:
                 return False
             return response.status_code == 200
 
         await wait_for(ready, within=START_WITHIN, poll=0.1)
-        self.timings.setdefault("start", 0.0)
-        self.timings["start"] += time.monotonic() - started
-
-    async def start_ready(self, *, crash_at: str | None = None) -> None:
-        self.start(crash_at=crash_at)
-        await self.until_ready()
 
     async def until_killed(self, point: str, *, within: float = 30.0) -> None:
         """Wait until the process killed itself with SIGKILL at ``point``."""
@@ -248,7 +208,7 @@ class CrashWorld:
         await wait_for(died, within=within, poll=0.05)
         assert self.process is not None
         assert self.process.returncode == -signal.SIGKILL, (
-            f"signoff exited with {self.process.returncode}, not by SIGKILL:\n{self.log_tail()}"
+            f"{self.name} exited with {self.process.returncode}, not by SIGKILL:\n{self.log_tail()}"
         )
         assert f"crash point {point} reached" in self.log.read_text(errors="replace")
 
@@ -271,6 +231,86 @@ class CrashWorld:
 
     async def close(self) -> None:
         self.stop()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+@dataclass
+class CrashWorld:
+    """One ``signoff serve`` process at a time, the fake Slack, and the database they share."""
+
+    tmp_path: Path
+    fake: FakeSlack
+    db: Path
+    key: str
+    port: int = field(default_factory=free_port)
+    _serve: ServeProcess | None = None
+    _store: SqlStore | None = None
+    _agent: httpx.AsyncClient | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def config(self) -> Path:
+        return self.tmp_path / "signoff.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.tmp_path / "signoff.log"
+
+    @property
+    def serve(self) -> ServeProcess:
+        if self._serve is None:
+            self._serve = ServeProcess(
+                name="signoff",
+                config=self.config,
+                log=self.log,
+                port=self.port,
+                env={
+                    "SLACK_BOT_TOKEN": BOT_TOKEN,
+                    "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                    LEASE_ENV: str(OUTBOX_LEASE_SECONDS),
+                },
+            )
+        return self._serve
+
+    @property
+    def store(self) -> SqlStore:
+        if self._store is None:
+            self._store = SqlStore(f"sqlite:///{self.db}")
+        return self._store
+
+    @property
+    def agent(self) -> httpx.AsyncClient:
+        if self._agent is None:
+            self._agent = httpx.AsyncClient(
+                base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+            )
+        return self._agent
+
+    # -- the process ------------------------------------------------------------------------
+
+    def config_text(self) -> str:
+        """The config file the process starts with."""
+        return config_text(port=self.port, db=self.db, api_url=self.fake.api_url)
+
+    async def start_ready(self, *, crash_at: str | None = None) -> None:
+        """(Re)write the config, start ``signoff serve`` (armed at ``crash_at``), wait ready."""
+        self.config.write_text(self.config_text(), encoding="utf-8")
+        self.serve.start(crash_at=crash_at)
+        await self.serve.until_ready()
+
+    async def until_killed(self, point: str, *, within: float = 30.0) -> None:
+        await self.serve.until_killed(point, within=within)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self.serve.log_tail(lines)
+
+    async def close(self) -> None:
+        await self.serve.close()
         if self._agent is not None:
             await self._agent.aclose()
         if self._store is not None:
