@@ -40,6 +40,8 @@ DEFAULT_LEASE = timedelta(seconds=180)
 """How long a claimed row is this dispatcher's alone; a process that dies holding rows
 delays them by this much at most (another dispatcher takes them over after it)."""
 _RECORD_ATTEMPTS = 5
+MIN_IDLE_WAIT = 0.002
+"""Seconds: the shortest idle sleep, so a row due "now" cannot make the loop spin."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,24 @@ class OutboxDispatcher:
                 continue
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
             _done, pending = await asyncio.wait(
-                waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED
+                waiters, timeout=await self._idle_wait(idle), return_when=asyncio.FIRST_COMPLETED
             )
             for waiter in pending:
                 waiter.cancel()
+
+    async def _idle_wait(self, idle: float) -> float:
+        """How long to sleep with nothing ready: until the next paced or retried row is due
+        (so a destination paced at 10 messages a second really gets 10), at most ``idle``."""
+        now = self._clock.now()
+        try:
+            async with self._store.read() as reader:
+                ready_at = await reader.next_outbox_ready_at(now)
+        except Exception:
+            log.exception("could not read the outbox's next ready time")
+            return idle
+        if ready_at is None:
+            return idle
+        return min(idle, max(MIN_IDLE_WAIT, (ready_at - now).total_seconds()))
 
     async def _deliver_tagged(self, item: OutboxItem) -> None:
         """Deliver one row; whatever is logged meanwhile names its request."""

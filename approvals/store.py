@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import Row, case, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -251,6 +251,23 @@ class _Reads:
             REQUESTS.c.agent == agent, REQUESTS.c.status == Status.PENDING.value
         )
         return int((await self.conn.execute(query)).scalar_one())
+
+    async def next_outbox_ready_at(self, now: datetime) -> datetime | None:
+        """The earliest moment after ``now`` when a pending outbox row becomes sendable: its
+        retry time, or its destination's "not before", whichever is later."""
+        ready_at = case(
+            (DESTINATIONS.c.not_before > OUTBOX.c.next_attempt_at, DESTINATIONS.c.not_before),
+            else_=OUTBOX.c.next_attempt_at,
+        )
+        query = (
+            select(func.min(ready_at))
+            .select_from(OUTBOX.outerjoin(DESTINATIONS, DESTINATIONS.c.key == OUTBOX.c.destination))
+            .where(OUTBOX.c.state == "pending", ready_at > now)
+        )
+        value = (await self.conn.execute(query)).scalar_one_or_none()
+        if value is None:
+            return None
+        return UTCDateTime().process_result_value(_parse_aggregate_time(value), self.conn.dialect)
 
     async def next_due_at(self) -> datetime | None:
         """The earliest moment any pending request needs the sweeper."""

@@ -596,3 +596,32 @@ async def test_wake_during_an_empty_round_is_not_lost(service, store, clock, mon
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=5)
+
+
+async def test_idle_dispatcher_sleeps_only_until_the_next_paced_row_is_due(service, store, clock):
+    slack = RecordingAdapter("slack", min_send_interval=timedelta(milliseconds=100))
+    dispatcher = OutboxDispatcher(store, {"slack": slack}, clock)
+    assert await dispatcher._idle_wait(0.5) == 0.5  # nothing queued: the full idle time
+
+    for n in range(2):
+        await create(service, deploy(f"#{n}"))
+    assert await dispatcher.drain() == 1  # the second waits for the channel's pace
+
+    assert await dispatcher._idle_wait(0.5) == pytest.approx(0.1)
+    clock.advance(timedelta(milliseconds=40))
+    assert await dispatcher._idle_wait(0.5) == pytest.approx(0.06)
+    assert await dispatcher._idle_wait(0.05) == pytest.approx(0.05)  # never above idle
+    clock.advance(timedelta(milliseconds=60))
+    assert await dispatcher.drain() == 1
+    assert await dispatcher._idle_wait(0.5) == 0.5
+
+
+async def test_idle_dispatcher_wakes_for_a_retry(service, store, clock):
+    slack = RecordingAdapter("slack", failures=[DeliveryError("503 Service Unavailable")])
+    dispatcher = OutboxDispatcher(store, {"slack": slack}, clock, rng=random.Random(7))
+    await create(service, deploy())
+    assert await dispatcher.drain() == 1
+    [row] = await outbox_rows(store)
+    expected = (row.next_attempt_at - clock.now()).total_seconds()
+    assert 0.5 <= expected <= 1.0  # the first retry: half to all of the 1 s base delay
+    assert await dispatcher._idle_wait(5.0) == pytest.approx(expected)
