@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,23 +168,24 @@ class SignoffProcess:
                 return float(line.split()[1])
         raise AssertionError(f"no metric {name}")
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
         """kill -9: no shutdown of any kind, connections just vanish."""
         assert self.process is not None
         self.killed_at = time.monotonic()
         os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        await asyncio.to_thread(self.process.wait, 10)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """SIGTERM and wait; the event loop keeps serving the fakes the process talks to."""
         if not self.running():
             return
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=20)
+            await asyncio.to_thread(self.process.wait, 20)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            await asyncio.to_thread(self.process.wait)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log.exists():
@@ -218,9 +219,8 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def stop_all(self) -> None:
-        for process in self.processes:
-            process.stop()
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(process.stop() for process in self.processes))
 
     def logs(self) -> str:
         return "\n".join(
@@ -231,12 +231,12 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
+async def cluster(tmp_path: Path, database_url: str) -> AsyncIterator[Cluster]:
     group = Cluster(tmp_path, database_url)
     try:
         yield group
     finally:
-        group.stop_all()
+        await group.stop_all()
         print(group.logs())
 
 

@@ -142,7 +142,7 @@ async def test_rows_of_a_killed_process_are_delivered_after_the_lease_as_edits(
     survivor_name = "b" if victim_name == "a" else "a"
     victim = processes[victim_name]
     times.mark("killed")
-    victim.kill()
+    await victim.kill()
     slack.release(survivor_name)
     killed_in_flight = in_flight[victim_name]
 

@@ -147,7 +147,7 @@ async def test_killed_poller_is_replaced_and_the_click_in_the_gap_counts_once(
         assert telegram.pending_updates == 0
 
         times.mark("killed")
-        poller.kill()
+        await poller.kill()
         update = await telegram.click(ALICE, card, card.button_data("Approve"))
         times.mark("clicked")
 
@@ -167,6 +167,7 @@ async def test_killed_poller_is_replaced_and_the_click_in_the_gap_counts_once(
             return current is not None and not current.buttons()
 
         await telegram.until(card_final, within=10)
+        await wait_for(lambda: outbox_empty(store), within=10)  # the edit is recorded too
 
     async with store.read() as reader:
         votes = (
@@ -180,9 +181,9 @@ async def test_killed_poller_is_replaced_and_the_click_in_the_gap_counts_once(
                 select(AUDIT.c.kind).where(AUDIT.c.request_id == request_id)
             )
         ]
-        unsent = (
+        dead = (
             await reader.conn.execute(
-                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.state != "sent")
+                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.state == "dead")
             )
         ).scalar_one()
     takeover = times.between("killed", "took over")
@@ -196,4 +197,4 @@ async def test_killed_poller_is_replaced_and_the_click_in_the_gap_counts_once(
     assert kinds.count("decided") == 1
     assert "refused" not in kinds
     assert telegram.answers_to(update) == 1
-    assert unsent == 0
+    assert dead == 0
