@@ -68,7 +68,9 @@ def digest_shows(world: AppWorld, count: int):
     return check
 
 
-async def test_B8_a_flood_gets_429s_and_one_digest_card_instead_of_hundreds(tmp_path):
+async def test_B8_a_flood_gets_429s_and_one_digest_card_instead_of_hundreds(
+    tmp_path, record_property
+):
     clock = ManualClock(datetime.now(UTC))
     async with (
         fake_platforms(telegram=False, discord=False) as (slack, _telegram, _discord),
@@ -98,6 +100,12 @@ async def test_B8_a_flood_gets_429s_and_one_digest_card_instead_of_hundreds(tmp_
         assert await gathered_ids(world) == set(world.accepted) - set(carded)
         [digest] = digest_cards(world)
         assert not digest.buttons
+        figures = (
+            f"B8: {FLOOD} creates in {took:.1f} s: answers {dict(answers)}; Slack got "
+            f"{len(carded)} cards and 1 digest for {gathered} more"
+        )
+        print(figures)
+        record_property("B8", figures)
         digest_id = _DIGEST_LINK.search(digest.all_text)
         assert digest_id is not None
 
