@@ -185,10 +185,10 @@ async def check_invariants(
                 )
 
     if problems:
-        shown = "\n".join(problems[:SHOWN_LIMIT])
+        listing = "\n".join(problems[:SHOWN_LIMIT])
         more = len(problems) - SHOWN_LIMIT
         tail = f"\n... and {more} more" if more > 0 else ""
-        raise AssertionError(f"{len(problems)} invariant violation(s):\n{shown}{tail}")
+        raise AssertionError(f"{len(problems)} invariant violation(s):\n{listing}{tail}")
     final = sum(1 for request in requests if request.status.is_final)
     return InvariantReport(
         requests=len(requests),
