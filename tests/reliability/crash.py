@@ -17,6 +17,7 @@ taken over soon after the restart.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -212,17 +213,18 @@ class ServeProcess:
         )
         assert f"crash point {point} reached" in self.log.read_text(errors="replace")
 
-    def stop(self) -> None:
-        """SIGTERM and wait (SIGKILL if it hangs)."""
+    async def stop(self) -> None:
+        """SIGTERM and wait (SIGKILL if it hangs), in a thread: the fakes the process talks
+        to while it shuts down run in this event loop."""
         if not self.running():
             return
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=30)
+            await asyncio.to_thread(self.process.wait, 30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            await asyncio.to_thread(self.process.wait)
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log.exists():
@@ -230,7 +232,7 @@ class ServeProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     async def close(self) -> None:
-        self.stop()
+        await self.stop()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -10,30 +10,25 @@ exactly once; every webhook reached the receiver, re-sent at most once per row A
 past the (shortened) outbox lease; the invariants hold.
 
 :data:`REQUESTS` is scaled down from RELIABILITY.md's 10,000 to fit a two-core machine;
-tests/multiprocess holds the two-process scenarios that run without a kill.
+The processes, their database and their logs come from the two-process harness in
+tests/multiprocess, which also holds the scenarios that run without a crash point.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
+import signal
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import asyncpg
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
-from approvals.access import AccessStore
 from approvals.clock import SystemClock
-from approvals.crashpoints import CrashPoint
+from approvals.crashpoints import CRASH_AT_ENV, CrashPoint
 from approvals.machine import Status
 from approvals.model import CreateCommand
 from approvals.service import ApprovalService
@@ -41,8 +36,14 @@ from approvals.store import SqlStore
 from approvals.tables import OUTBOX
 from bot.app import TEST_OUTBOX_LEASE_ENV, rules_from
 from config import load_config_text
-from tests.conftest import POSTGRES_URL, missing_prerequisite
-from tests.reliability.crash import ServeProcess, free_port
+from tests.multiprocess.conftest import (  # noqa: F401 - fixtures used by name
+    Cluster,
+    SignoffProcess,
+    agent_key,
+    cluster,
+    database_url,
+    store,
+)
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
 
@@ -63,7 +64,6 @@ WEBHOOK_EVERY = 10
 CREATE_CONCURRENCY = 5
 """Creates in flight at once (each holds a PostgreSQL connection; the server is shared)."""
 AGENT = "f7-bot"
-_databases = itertools.count(1)
 
 CONFIG = """\
 version: 1
@@ -78,40 +78,6 @@ policies:
     levels: [{{approvers: [alice], notify: [web], timeout: 30m}}]
     on_timeout: expire
 """
-
-
-async def _admin() -> asyncpg.Connection:
-    base = make_url(POSTGRES_URL)
-    return await asyncpg.connect(
-        host=base.host, port=base.port, user=base.username, database=base.database
-    )
-
-
-@pytest.fixture
-async def database_url() -> AsyncIterator[str]:
-    """A fresh, migrated PostgreSQL database of this test's own."""
-    try:
-        admin = await _admin()
-    except Exception as exc:
-        missing_prerequisite(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
-    name = f"signoff_f7_{os.getpid()}_{next(_databases)}"
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.PostgresError as exc:
-        missing_prerequisite(f"this PostgreSQL role may not create databases: {exc}")
-    finally:
-        await admin.close()
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    store = SqlStore(url)
-    await store.migrate()
-    await store.close()
-    yield url
-    admin = await _admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 class WebhookReceiver:
@@ -150,36 +116,32 @@ class WebhookReceiver:
 
 
 async def test_F7_two_processes_one_killed_mid_batch_time_out_each_request_once(
-    tmp_path: Path, database_url: str
+    cluster: Cluster,  # noqa: F811
+    store: SqlStore,  # noqa: F811
+    database_url: str,  # noqa: F811
 ):
     """F7: 600 deadlines, two processes, one SIGKILLed inside a sweep batch."""
     receiver = WebhookReceiver()
     await receiver.start()
-    store = SqlStore(database_url)
-    key = await AccessStore(store, SystemClock()).create_agent_key(AGENT)
-    assert key
-    env = {TEST_OUTBOX_LEASE_ENV: str(LEASE_SECONDS)}
-    processes = []
-    for name in ("a", "b"):
-        port = free_port()
-        config = tmp_path / f"{name}.yaml"
-        config.write_text(CONFIG.format(port=port, url=database_url, agent=AGENT), encoding="utf-8")
-        processes.append(ServeProcess(name, config, tmp_path / f"{name}.log", port, env=env))
-    killed, survivor = processes
+    await agent_key(store, AGENT)
+
+    def config(port: int) -> str:
+        return CONFIG.format(port=port, url=database_url, agent=AGENT)
+
+    lease = {TEST_OUTBOX_LEASE_ENV: str(LEASE_SECONDS)}
+    armed = {**lease, CRASH_AT_ENV: f"{CrashPoint.DURING_SWEEP}@2"}
+    killed = cluster.launch("a", config, env=armed)
+    survivor = cluster.launch("b", config, env=lease)
     try:
-        killed.start(crash_at=f"{CrashPoint.DURING_SWEEP}@2")
-        survivor.start()
         await asyncio.gather(killed.until_ready(), survivor.until_ready())
 
-        config = load_config_text(
-            CONFIG.format(port=killed.port, url=database_url, agent=AGENT), "f7.yaml"
-        )
-        service = ApprovalService(store, rules_from(config), SystemClock())
+        loaded = load_config_text(config(killed.port), "f7.yaml")
+        service = ApprovalService(store, rules_from(loaded), SystemClock())
         creating = time.monotonic()
         ids = await _create_falling_due_together(service, receiver)
         print(f"F7: created {REQUESTS} requests in {time.monotonic() - creating:.1f} s")
 
-        await killed.until_killed(CrashPoint.DURING_SWEEP, within=60)
+        await _killed_at(killed, CrashPoint.DURING_SWEEP)
         killed_at = time.monotonic()
 
         async def all_final_and_sent() -> bool:
@@ -218,12 +180,19 @@ async def test_F7_two_processes_one_killed_mid_batch_time_out_each_request_once(
             f"{settled_after_kill:.1f} s after the kill"
         )
     finally:
-        for process in processes:
-            await process.close()
-        for process in processes:
-            print(process.log_tail(30))
-        await store.close()
         await receiver.close()
+
+
+async def _killed_at(process: SignoffProcess, point: CrashPoint) -> None:
+    """Wait until ``process`` killed itself with SIGKILL at ``point``."""
+
+    async def died() -> bool:
+        return not process.running()
+
+    await wait_for(died, within=60, poll=0.05)
+    assert process.process is not None
+    assert process.process.returncode == -signal.SIGKILL, process.log_tail()
+    assert f"crash point {point} reached" in process.log.read_text(errors="replace")
 
 
 async def _create_falling_due_together(
