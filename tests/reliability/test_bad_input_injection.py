@@ -134,10 +134,9 @@ def slack_limit_problems(params: dict[str, Any]) -> list[str]:
             found.append("a section has too many fields")
         if any(len(item["text"]) > blocks.MAX_FIELD_TEXT for item in fields):
             found.append("a field is too long")
-        for element in block.get("elements", []):
-            too_long = len(element.get("text", {}).get("text", "")) > blocks.MAX_BUTTON_TEXT
-            if element.get("type") == "button" and too_long:
-                found.append("a button label is too long")
+        buttons = [e for e in block.get("elements", []) if e.get("type") == "button"]
+        if any(len(button["text"]["text"]) > blocks.MAX_BUTTON_TEXT for button in buttons):
+            found.append("a button label is too long")
     return found
 
 
