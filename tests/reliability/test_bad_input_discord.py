@@ -1,9 +1,10 @@
-"""B3 and B4 at the Discord edge of the whole application (clicks over the gateway).
+"""B2, B3 and B4 at the Discord edge of the whole application (clicks over the gateway).
 
-From ``corpus/discord_interactions.yaml``: the same interaction dispatched twice counts once
-(B3); forged button clicks (malformed ``custom_id``, another request's reference, another
-message, channel or application) are refused privately and audited (B4). Every run ends
-with the invariant checker.
+From ``corpus/discord_interactions.yaml``: no HTTP endpoint takes Discord interactions, so
+a forged one posted to the app finds nothing (B2); the same interaction dispatched twice
+counts once (B3); forged button clicks (malformed ``custom_id``, another request's
+reference, another message, channel or application) are refused privately and audited
+(B4). Every run ends with the invariant checker.
 """
 
 from __future__ import annotations
@@ -53,6 +54,35 @@ async def refused(world: AppWorld, code: str) -> list[Any]:
     async with world.store.read() as reader:
         entries = await reader.audit_entries()
     return [e for e in entries if e.kind == "refused" and f'"{code}"' in e.data]
+
+
+@pytest.mark.parametrize("entry", cases("discord_interactions.yaml", "http_endpoints"))
+async def test_B2_discord_interactions_posted_over_http_find_no_endpoint(world, entry):
+    request_id = await world.created()
+    card = await world.discord_card(request_id)
+    forged = {
+        "id": "800000000000000001",
+        "type": 3,
+        "token": "forged",
+        "channel_id": card.channel_id,
+        "message": {"id": card.id, "channel_id": card.channel_id},
+        "member": {"user": {"id": ALICE.discord}},
+        "data": {"custom_id": f"so1:a:{request_id}", "component_type": 2},
+    }
+    headers = {
+        "Content-Type": "application/json",
+        "X-Signature-Ed25519": "00" * 64,
+        "X-Signature-Timestamp": "1700000000",
+    }
+
+    response = await world.client.post(entry["path"], json=forged, headers=headers)
+
+    assert response.status_code == entry["expect"]
+    assert response.json()["error"]["code"]
+    request = await world.get(request_id)
+    assert request.status is Status.PENDING
+    assert request.votes == ()
+    await world.check()
 
 
 @pytest.mark.parametrize("entry", cases("discord_interactions.yaml", "replays"))
