@@ -97,6 +97,13 @@ async def test_L5_cards_across_channels_never_hit_an_exhausted_bucket(
     # Channels are independent buckets: they were served side by side, not one after another.
     spread = max(c.at for c in calls) - min(c.at for c in calls)
     assert spread < per_channel * reset_after * len(channels) / 2
+    report = await check_invariants(
+        sqlite_store,
+        now=clock.now(),
+        sweep_interval=SWEEP,
+        accepted=[card.request_id for card in cards],
+    )
+    assert report.requests == per_channel
 
 
 async def test_L5_outbox_delivers_many_cards_in_order_with_a_429_in_between(
