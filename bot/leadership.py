@@ -139,8 +139,9 @@ class SingletonLocks:
                     break
             else:
                 if self._held and len(self._held) == len(self._adapters):
-                    # Holding everything: probe the connection instead (a silent network
-                    # would otherwise go unnoticed while another process takes over).
+                    # Holding everything: probe the connection instead. A session the server
+                    # dropped without our hearing of it (a silent network) must not leave
+                    # this process polling while another one takes the lock.
                     await connection.execute("SELECT 1", timeout=LIVENESS_TIMEOUT)
             self._first_round.set()
             with contextlib.suppress(TimeoutError):
