@@ -4,8 +4,9 @@ Changes committed by this process wake waiters at once (the service's change lis
 change committed by another process sharing the PostgreSQL database arrives as a
 notification (:mod:`approvals.notify`) and wakes them just as fast. Whatever wakes a waiter,
 it reads the request from the store before answering. A periodic re-check covers what a
-notification cannot: every 5 s while notifications are being received, every second while
-the listener is reconnecting (or on SQLite, which has no notifications).
+notification cannot: every 5 s while notifications are being received or when there is no
+other process to hear from (SQLite serves one process, whose every change wakes waiters
+directly), every second while the listener is reconnecting.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from approvals.model import ApprovalRequest
 from approvals.service import ApprovalService
 
 DATABASE_POLL_SECONDS = 1.0
-"""Re-check interval without cross-process notifications."""
+"""Re-check interval while cross-process notifications are expected but not arriving."""
 NOTIFIED_RECHECK_SECONDS = 5.0
-"""Re-check interval while notifications are being received (a safety net only)."""
+"""Re-check interval when every change is announced (a safety net only)."""
 
 
 class RequestWaiters:
@@ -30,7 +31,8 @@ class RequestWaiters:
     Args:
         service: reads the request.
         notifications_live: tells whether cross-process notifications are being received
-            right now; ``None`` when there are none to receive (SQLite, one process).
+            right now; ``None`` when there are none to receive (SQLite, one process, where
+            the service's own change listener announces every decision).
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class RequestWaiters:
     def recheck_interval(self) -> float:
         """Seconds between re-reads of a waited-on request with no wake-up in between."""
         live = self._notifications_live
-        if live is not None and live():
+        if live is None or live():
             return NOTIFIED_RECHECK_SECONDS
         return DATABASE_POLL_SECONDS
 
