@@ -27,9 +27,11 @@ from config import SignoffSettings
 MAX_WAIT_SECONDS = 60
 FAILED_AUTH_LIMIT = RateLimit(rate=2, burst=30)
 """Bad API keys tolerated per client address: 30 at once, then 2 a second."""
-MAX_CREATES_IN_FLIGHT = 32
+MAX_CREATES_IN_FLIGHT = 64
 """Creates this process works on at once. More are refused with 429 ``busy`` at once:
-past the database's pace they would only queue up, and every agent would wait longer."""
+past the database's pace they would only queue up, and every agent would wait longer.
+At the ~70 durable creates a second one SQLite process manages on 2 cores, 64 in flight is
+about a second of queue: enough to absorb bursts, short enough to keep answers prompt."""
 BUSY_RETRY_AFTER = 1
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 MAX_PARAMS_DEPTH = 32
