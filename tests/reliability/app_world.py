@@ -304,6 +304,9 @@ class AppWorld:
         await self.runtime.stop()
 
 
+PATIENT_TELEGRAM_ACK = timedelta(seconds=10)
+
+
 def unpace(runtime: Runtime) -> None:
     """Lift the chat platforms' send pacing: a scenario's cards go out at once."""
     for adapter in runtime.adapters.values():
@@ -338,11 +341,15 @@ async def app_world(
     overall: RateLimit = UNLIMITED,
     sweep_interval: float = 60.0,
     paced: bool = False,
+    telegram_ack_budget: timedelta | None = PATIENT_TELEGRAM_ACK,
 ) -> AsyncIterator[AppWorld]:
     """The started application (see the module docstring); stopped on exit.
 
     ``paced=False`` lifts the chat platforms' per-channel pacing so a scenario's cards go
-    out at once; rate-limit scenarios pace explicitly.
+    out at once; rate-limit scenarios pace explicitly. ``telegram_ack_budget`` is how long
+    Telegram clicks wait for their vote before answering "Received" (the outcome then
+    follows as a reply): scenarios that read the toast wait long enough for the outcome to be
+    in it even on a busy machine; ``None`` keeps the product's own quick budget (L6).
     """
     text = _config_text(
         tmp_path / "signoff.db",
@@ -377,6 +384,10 @@ async def app_world(
         runtime = build_runtime(config, options)
         if not paced:
             unpace(runtime)
+        if telegram_ack_budget is not None:
+            for adapter in runtime.adapters.values():
+                if isinstance(adapter, TelegramAdapter):
+                    adapter._ack_budget = telegram_ack_budget.total_seconds()
         app = build_http_app(runtime)
         await runtime.start()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=TEST_BASE_URL)

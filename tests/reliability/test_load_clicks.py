@@ -108,7 +108,9 @@ def percentile(values: list[float], share: float) -> float:
 async def world(tmp_path) -> Any:
     async with (
         fake_platforms() as (slack, telegram, discord),
-        app_world(tmp_path, slack=slack, telegram=telegram, discord=discord) as started,
+        app_world(
+            tmp_path, slack=slack, telegram=telegram, discord=discord, telegram_ack_budget=None
+        ) as started,
     ):
         yield started
 
