@@ -92,7 +92,9 @@ class DeadlineScheduler:
                 while True:
                     count = await self._service.process_due(self._batch)
                     handled += count
-                    if count < self._batch:
+                    # Stopping ends a backlog between batches: each batch is committed, and
+                    # whatever is left is still due in the database for the next start.
+                    if count < self._batch or self._stopping.is_set():
                         break
                 next_due = await self._service.store.next_due_at()
             except Exception:
