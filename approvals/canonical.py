@@ -75,16 +75,48 @@ def _write(value: Any, out: list[str], depth: int) -> None:
         raise CanonicalJsonError(f"{type(value).__name__} is not a JSON value")
 
 
+_FIRST_SURROGATE = "\ud800"
+
+
+def _needs_no_care(value: Any, depth: int = 0) -> bool:
+    """Whether the standard library's JSON writer already writes ``value`` canonically.
+
+    It does for objects, arrays, strings, integers, booleans and null when no object key
+    holds a character from U+D800 up (below it, sorting by code point is sorting by UTF-16
+    code unit) and the nesting is shallow. Floats are what it writes differently
+    (``1.0``, ``1e+16``), so a value holding one takes the careful path.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if depth >= 200:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (key and max(key) >= _FIRST_SURROGATE):
+                return False
+            if not _needs_no_care(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_needs_no_care(item, depth + 1) for item in value)
+    return False
+
+
 def canonical_json(value: Any) -> bytes:
     """Serialize a JSON value canonically: sorted keys, no whitespace, UTF-8.
 
     Raises:
         CanonicalJsonError: when the value is not plain JSON or holds a lone surrogate.
     """
-    out: list[str] = []
-    _write(value, out, 0)
+    if _needs_no_care(value):
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    else:
+        out: list[str] = []
+        _write(value, out, 0)
+        text = "".join(out)
     try:
-        return "".join(out).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CanonicalJsonError("strings must be valid Unicode (lone surrogate found)") from exc
 

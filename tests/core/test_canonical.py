@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approvals.canonical import CanonicalJsonError, canonical_json, payload_sha256
+from approvals.canonical import (
+    CanonicalJsonError,
+    _needs_no_care,
+    _write,
+    canonical_json,
+    payload_sha256,
+)
 
 
 @pytest.mark.parametrize(
@@ -80,3 +86,34 @@ def test_hash_ignores_key_order_and_round_trips(params):
     reordered = dict(reversed(list(params.items())))
     assert payload_sha256("a", params) == payload_sha256("a", reordered)
     assert json.loads(canonical_json(params)) == params
+
+
+json_values_without_floats = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(json_values | json_values_without_floats)
+def test_the_fast_writer_and_the_careful_writer_agree(value):
+    """canonical_json hands plain values to the standard library's writer; whatever path a
+    value takes, the bytes are exactly what the careful RFC 8785 writer makes."""
+    careful: list[str] = []
+    _write(value, careful, 0)
+    try:
+        expected = "".join(careful).encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(CanonicalJsonError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+def test_the_fast_writer_takes_plain_values_only():
+    assert _needs_no_care({"b": [1, "x", None, True], "a": {"c": "é€"}})
+    assert not _needs_no_care({"a": 1.5})
+    assert not _needs_no_care({"\U0001f600": 1, "\uffff": 2})  # UTF-16 order differs here
+    assert canonical_json({"\U0001f600": 1, "\uffff": 2}) == '{"\U0001f600":1,"\uffff":2}'.encode()
