@@ -13,10 +13,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from approvals.clock import Clock
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from approvals.tables import AGENT_KEYS, LOGIN_TOKENS, WEB_SESSIONS, WEBHOOK_SECRETS
 
 KEY_PREFIX = "so"
@@ -54,6 +54,11 @@ class WebSession:
     expires_at: datetime
 
 
+# Looked up on every API call and inbox page: built once (see approvals.store.queries).
+_AGENT_KEY = select(AGENT_KEYS).where(AGENT_KEYS.c.key_id == bindparam("key_id"))
+_SESSION = select(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == bindparam("digest"))
+
+
 class AccessStore:
     """Issues and checks credentials, on the same database as the requests."""
 
@@ -67,16 +72,14 @@ class AccessStore:
         """Make a key for ``agent``; the returned text is shown once and never stored."""
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        async with self._store.write() as tx:
-            await tx.conn.execute(
-                insert(AGENT_KEYS).values(
-                    key_id=key_id,
-                    agent=agent,
-                    secret_sha256=sha256_hex(secret),
-                    created_at=self._clock.now(),
-                    revoked_at=None,
-                )
-            )
+        row = {
+            "key_id": key_id,
+            "agent": agent,
+            "secret_sha256": sha256_hex(secret),
+            "created_at": self._clock.now(),
+            "revoked_at": None,
+        }
+        await self._store.run(lambda tx: tx.conn.execute(insert(AGENT_KEYS).values(**row)))
         return f"{KEY_PREFIX}_{key_id}_{secret}"
 
     async def agent_for_key(self, key: str) -> str | None:
@@ -86,9 +89,7 @@ class AccessStore:
         if prefix != KEY_PREFIX or not key_id or not secret or len(key) > 200:
             return None
         async with self._store.read() as reader:
-            row = (
-                await reader.conn.execute(select(AGENT_KEYS).where(AGENT_KEYS.c.key_id == key_id))
-            ).first()
+            row = (await reader.conn.execute(_AGENT_KEY, {"key_id": key_id})).first()
         if row is None or row.revoked_at is not None:
             return None
         if not hmac.compare_digest(row.secret_sha256, sha256_hex(secret)):
@@ -105,13 +106,12 @@ class AccessStore:
 
     async def revoke_agent_keys(self, agent: str) -> int:
         """Revoke every live key of ``agent``; returns how many."""
-        async with self._store.write() as tx:
-            result = await tx.conn.execute(
-                update(AGENT_KEYS)
-                .where(AGENT_KEYS.c.agent == agent, AGENT_KEYS.c.revoked_at.is_(None))
-                .values(revoked_at=self._clock.now())
-            )
-        return int(result.rowcount)
+        revoke = (
+            update(AGENT_KEYS)
+            .where(AGENT_KEYS.c.agent == agent, AGENT_KEYS.c.revoked_at.is_(None))
+            .values(revoked_at=self._clock.now())
+        )
+        return await self._store.run(lambda tx: int(tx.conn.execute(revoke).rowcount))
 
     # -- webhook secrets --------------------------------------------------------------------
 
@@ -125,22 +125,24 @@ class AccessStore:
             ).first()
         if row is not None:
             return str(row.secret)
-        async with self._store.write() as tx:
-            await tx.lock_agent(agent)
-            row = (
-                await tx.conn.execute(
-                    select(WEBHOOK_SECRETS.c.secret).where(WEBHOOK_SECRETS.c.agent == agent)
-                )
+        secret = _new_webhook_secret()
+        now = self._clock.now()
+
+        def make_secret(tx: WriteTx) -> str:
+            tx.lock_agent(agent)
+            found = tx.conn.execute(
+                select(WEBHOOK_SECRETS.c.secret).where(WEBHOOK_SECRETS.c.agent == agent)
             ).first()
-            if row is not None:
-                return str(row.secret)
-            secret = _new_webhook_secret()
-            await tx.conn.execute(
+            if found is not None:
+                return str(found.secret)
+            tx.conn.execute(
                 insert(WEBHOOK_SECRETS).values(
-                    agent=agent, secret=secret, previous_secret=None, rotated_at=self._clock.now()
+                    agent=agent, secret=secret, previous_secret=None, rotated_at=now
                 )
             )
-        return secret
+            return secret
+
+        return await self._store.run(make_secret)
 
     async def webhook_signing_secrets(self, agent: str) -> list[str]:
         """The secrets to sign the agent's webhooks with: the current one, and the previous one
@@ -165,12 +167,12 @@ class AccessStore:
         """A new secret for the agent; the old one still signs for ``WEBHOOK_ROTATION_GRACE``."""
         current = await self.webhook_secret(agent)
         secret = _new_webhook_secret()
-        async with self._store.write() as tx:
-            await tx.conn.execute(
-                update(WEBHOOK_SECRETS)
-                .where(WEBHOOK_SECRETS.c.agent == agent)
-                .values(secret=secret, previous_secret=current, rotated_at=self._clock.now())
-            )
+        rotate = (
+            update(WEBHOOK_SECRETS)
+            .where(WEBHOOK_SECRETS.c.agent == agent)
+            .values(secret=secret, previous_secret=current, rotated_at=self._clock.now())
+        )
+        await self._store.run(lambda tx: tx.conn.execute(rotate))
         return secret
 
     # -- web sign-in ------------------------------------------------------------------------
@@ -179,16 +181,14 @@ class AccessStore:
         """A single-use sign-in token for ``person``, valid for ``ttl``."""
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
-        async with self._store.write() as tx:
-            await tx.conn.execute(
-                insert(LOGIN_TOKENS).values(
-                    token_sha256=sha256_hex(token),
-                    person=person,
-                    created_at=now,
-                    expires_at=now + ttl,
-                    used_at=None,
-                )
-            )
+        row = insert(LOGIN_TOKENS).values(
+            token_sha256=sha256_hex(token),
+            person=person,
+            created_at=now,
+            expires_at=now + ttl,
+            used_at=None,
+        )
+        await self._store.run(lambda tx: tx.conn.execute(row))
         return token
 
     async def redeem_login_token(self, token: str) -> str | None:
@@ -197,8 +197,9 @@ class AccessStore:
             return None
         now = self._clock.now()
         digest = sha256_hex(token)
-        async with self._store.write() as tx:
-            result = await tx.conn.execute(
+
+        def redeem(tx: WriteTx) -> str | None:
+            result = tx.conn.execute(
                 update(LOGIN_TOKENS)
                 .where(
                     LOGIN_TOKENS.c.token_sha256 == digest,
@@ -209,27 +210,25 @@ class AccessStore:
             )
             if result.rowcount != 1:
                 return None
-            person = (
-                await tx.conn.execute(
-                    select(LOGIN_TOKENS.c.person).where(LOGIN_TOKENS.c.token_sha256 == digest)
-                )
+            person = tx.conn.execute(
+                select(LOGIN_TOKENS.c.person).where(LOGIN_TOKENS.c.token_sha256 == digest)
             ).scalar_one()
-        return str(person)
+            return str(person)
+
+        return await self._store.run(redeem)
 
     async def create_session(self, person: str, ttl: timedelta = SESSION_TTL) -> str:
         """Open a web session; returns the cookie value."""
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
-        async with self._store.write() as tx:
-            await tx.conn.execute(
-                insert(WEB_SESSIONS).values(
-                    session_sha256=sha256_hex(token),
-                    person=person,
-                    csrf_token=secrets.token_urlsafe(24),
-                    created_at=now,
-                    expires_at=now + ttl,
-                )
-            )
+        row = insert(WEB_SESSIONS).values(
+            session_sha256=sha256_hex(token),
+            person=person,
+            csrf_token=secrets.token_urlsafe(24),
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        await self._store.run(lambda tx: tx.conn.execute(row))
         return token
 
     async def session(self, token: str) -> WebSession | None:
@@ -237,17 +236,11 @@ class AccessStore:
         if not token or len(token) > 200:
             return None
         async with self._store.read() as reader:
-            row = (
-                await reader.conn.execute(
-                    select(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == sha256_hex(token))
-                )
-            ).first()
+            row = (await reader.conn.execute(_SESSION, {"digest": sha256_hex(token)})).first()
         if row is None or row.expires_at <= self._clock.now():
             return None
         return WebSession(person=row.person, csrf_token=row.csrf_token, expires_at=row.expires_at)
 
     async def end_session(self, token: str) -> None:
-        async with self._store.write() as tx:
-            await tx.conn.execute(
-                delete(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == sha256_hex(token))
-            )
+        end = delete(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == sha256_hex(token))
+        await self._store.run(lambda tx: tx.conn.execute(end))

@@ -36,8 +36,8 @@ from sqlalchemy import bindparam, select, update
 from approvals.audit import AuditKind
 from approvals.clock import ElapsedClock
 from approvals.machine import Status
-from approvals.store import StoreTransaction
-from approvals.tables import AUDIT, AUDIT_HEAD, DESTINATIONS, OUTBOX, REQUESTS
+from approvals.store import WriteTx
+from approvals.tables import AUDIT, DESTINATIONS, OUTBOX, REQUESTS
 
 STEP_THRESHOLD = timedelta(seconds=2)
 """A smaller difference between wall and elapsed time is clock drift, not a step."""
@@ -84,7 +84,7 @@ class ClockStepWatch:
         self._wall, self._elapsed = step.after, step.elapsed_after
 
 
-async def follow_step(tx: StoreTransaction, step: ClockStep) -> int | None:
+def follow_step(tx: WriteTx, step: ClockStep) -> int | None:
     """Move stored times by ``step`` (see the module docstring), once across processes.
 
     Returns how many pending requests were moved, or ``None`` when another process had
@@ -92,9 +92,9 @@ async def follow_step(tx: StoreTransaction, step: ClockStep) -> int | None:
     """
     # The audit head's row lock orders this against every other process's appends, so two
     # processes cannot both miss each other's entry.
-    await tx.conn.execute(select(AUDIT_HEAD.c.seq).where(AUDIT_HEAD.c.id == 1).with_for_update())
+    tx.lock_audit_chain()
     last = (
-        await tx.conn.execute(
+        tx.conn.execute(
             select(AUDIT.c.data)
             .where(AUDIT.c.kind == AuditKind.CLOCK_STEPPED.value)
             .order_by(AUDIT.c.seq.desc())
@@ -103,9 +103,9 @@ async def follow_step(tx: StoreTransaction, step: ClockStep) -> int | None:
     ).scalar_one_or_none()
     if last is not None and _same_step(json.loads(last), step):
         return None
-    moved = await _move_pending_requests(tx, step) if step.size > timedelta(0) else 0
-    await _move_queued_messages(tx, step.size)
-    await tx.append_audit(
+    moved = _move_pending_requests(tx, step) if step.size > timedelta(0) else 0
+    _move_queued_messages(tx, step.size)
+    tx.append_audit(
         AuditKind.CLOCK_STEPPED,
         at=step.after,
         actor="signoff",
@@ -135,7 +135,7 @@ def _same_step(recorded: dict[str, Any], step: ClockStep) -> bool:
     return latest_start <= earliest_end + STEP_THRESHOLD
 
 
-async def _move_pending_requests(tx: StoreTransaction, step: ClockStep) -> int:
+def _move_pending_requests(tx: WriteTx, step: ClockStep) -> int:
     """Move the times of requests pending from before a forward step; bump their version,
     so that a transaction that read one before the move cannot write its old times back."""
     # Anything made since the step carries a time of the new clock, no earlier than the
@@ -144,7 +144,7 @@ async def _move_pending_requests(tx: StoreTransaction, step: ClockStep) -> int:
     # a later time and stay unmoved: that backward step already made it late by more.)
     made_before = step.before + step.size
     rows = (
-        await tx.conn.execute(
+        tx.conn.execute(
             select(
                 REQUESTS.c.id,
                 REQUESTS.c.created_at,
@@ -158,7 +158,7 @@ async def _move_pending_requests(tx: StoreTransaction, step: ClockStep) -> int:
     if not rows:
         return 0
     size = step.size
-    await tx.conn.execute(
+    tx.conn.execute(
         update(REQUESTS)
         .where(REQUESTS.c.id == bindparam("request_id"))
         .values(
@@ -183,17 +183,17 @@ async def _move_pending_requests(tx: StoreTransaction, step: ClockStep) -> int:
     return len(rows)
 
 
-async def _move_queued_messages(tx: StoreTransaction, size: timedelta) -> None:
+def _move_queued_messages(tx: WriteTx, size: timedelta) -> None:
     """Keep retry delays, leases and "not before" pauses as long in real time as planned."""
     queued = (
-        await tx.conn.execute(
+        tx.conn.execute(
             select(OUTBOX.c.id, OUTBOX.c.next_attempt_at, OUTBOX.c.lease_until).where(
                 OUTBOX.c.state == "pending"
             )
         )
     ).all()
     if queued:
-        await tx.conn.execute(
+        tx.conn.execute(
             update(OUTBOX)
             .where(OUTBOX.c.id == bindparam("row_id"))
             .values(
@@ -209,9 +209,9 @@ async def _move_queued_messages(tx: StoreTransaction, size: timedelta) -> None:
                 for row in queued
             ],
         )
-    paused = (await tx.conn.execute(select(DESTINATIONS.c.key, DESTINATIONS.c.not_before))).all()
+    paused = (tx.conn.execute(select(DESTINATIONS.c.key, DESTINATIONS.c.not_before))).all()
     if paused:
-        await tx.conn.execute(
+        tx.conn.execute(
             update(DESTINATIONS)
             .where(DESTINATIONS.c.key == bindparam("destination"))
             .values(not_before=bindparam("moved_not_before")),

@@ -28,13 +28,12 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Select, and_, func, select
 
 from approvals.card import Digest
 from approvals.machine import Status
 from approvals.model import ApprovalRequest
-from approvals.store import StoreTransaction
+from approvals.store import Reads, WriteTx
 from approvals.tables import DELIVERIES, OUTBOX, REQUESTS
 
 CARDS_PER_MINUTE = 20
@@ -63,7 +62,7 @@ def digest_of(ref: Mapping[str, Any] | None) -> str | None:
     return digest if isinstance(digest, str) and is_digest_id(digest) else None
 
 
-async def over_limit(tx: StoreTransaction, agent: str, destination: str, now: datetime) -> bool:
+def over_limit(tx: WriteTx, agent: str, destination: str, now: datetime) -> bool:
     """Whether ``agent`` already had :data:`CARDS_PER_MINUTE` cards queued for
     ``destination`` in the minute up to ``now``."""
     query = (
@@ -76,17 +75,17 @@ async def over_limit(tx: StoreTransaction, agent: str, destination: str, now: da
             REQUESTS.c.agent == agent,
         )
     )
-    return int((await tx.conn.execute(query)).scalar_one()) >= CARDS_PER_MINUTE
+    return int(tx.conn.execute(query).scalar_one()) >= CARDS_PER_MINUTE
 
 
-async def _pending_at(conn: AsyncConnection, agent: str, destination: str) -> list[Any]:
+def _pending_at(agent: str, destination: str) -> Select[Any]:
     """(id, deadline, ref) of the agent's pending requests that have a delivery row at
     ``destination``, oldest first.
 
     Bounded by the agent's pending requests (its ``max_open``), found by the
     (agent, status) index.
     """
-    query = (
+    return (
         select(REQUESTS.c.id, REQUESTS.c.deadline, DELIVERIES.c.ref)
         .select_from(
             REQUESTS.join(
@@ -100,49 +99,37 @@ async def _pending_at(conn: AsyncConnection, agent: str, destination: str) -> li
         .where(REQUESTS.c.agent == agent, REQUESTS.c.status == Status.PENDING.value)
         .order_by(REQUESTS.c.created_at, REQUESTS.c.id)
     )
-    return list(await conn.execute(query))
 
 
-async def gather(
-    tx: StoreTransaction, request: ApprovalRequest, destination: str, now: datetime
-) -> str:
+def gather(tx: WriteTx, request: ApprovalRequest, destination: str, now: datetime) -> str:
     """Put ``request`` (whose delivery row at ``destination`` exists, unsent) into the
     agent's open digest there, opening one if there is none, and queue the digest's
     refresh. Returns the digest id."""
     # Two processes gathering for the same agent must agree on one open digest.
-    await tx.lock_agent(request.agent)
-    open_digests = {
-        digest
-        for digest in (
-            digest_of(row.ref) for row in await _pending_at(tx.conn, request.agent, destination)
-        )
-        if digest is not None
-    }
+    tx.lock_agent(request.agent)
+    pending = tx.conn.execute(_pending_at(request.agent, destination))
+    open_digests = {digest for digest in (digest_of(row.ref) for row in pending) if digest}
     digest = min(open_digests) if open_digests else None
     if digest is None:
         digest = new_digest_id()
-        await tx.add_delivery(digest, destination, 0, now)
-    await tx.set_delivery_ref(request.id, destination, {"digest": digest}, now)
-    await refresh(tx, digest, destination, request.agent, now)
+        tx.add_delivery(digest, destination, 0, now)
+    tx.set_delivery_ref(request.id, destination, {"digest": digest}, now)
+    refresh(tx, digest, destination, request.agent, now)
     return digest
 
 
-async def refresh(
-    tx: StoreTransaction, digest: str, destination: str, agent: str, now: datetime
-) -> None:
+def refresh(tx: WriteTx, digest: str, destination: str, agent: str, now: datetime) -> None:
     """Queue a re-render of a digest card, unless one is queued and not yet picked up
     (that one will count at delivery time, so it will show this change too)."""
-    queued = (
-        await tx.conn.execute(
-            select(OUTBOX.c.id).where(
-                OUTBOX.c.request_id == digest,
-                OUTBOX.c.state == "pending",
-                OUTBOX.c.lease_until.is_(None),
-            )
+    queued = tx.conn.execute(
+        select(OUTBOX.c.id).where(
+            OUTBOX.c.request_id == digest,
+            OUTBOX.c.state == "pending",
+            OUTBOX.c.lease_until.is_(None),
         )
     ).first()
     if queued is None:
-        await tx.enqueue(
+        tx.enqueue(
             request_id=digest,
             destination=destination,
             kind=DIGEST,
@@ -151,11 +138,10 @@ async def refresh(
         )
 
 
-async def digest_state(conn: AsyncConnection, digest: str, destination: str, agent: str) -> Digest:
+async def digest_state(reads: Reads, digest: str, destination: str, agent: str) -> Digest:
     """How the digest stands now (read when its card is rendered)."""
-    rows = [
-        row for row in await _pending_at(conn, agent, destination) if digest_of(row.ref) == digest
-    ]
+    pending = await reads.conn.execute(_pending_at(agent, destination))
+    rows = [row for row in pending if digest_of(row.ref) == digest]
     return Digest(
         digest_id=digest,
         agent=agent,

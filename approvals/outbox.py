@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from approvals import flood
 from approvals.audit import AuditKind
 from approvals.card import ApprovalCard, build_card, build_digest_card
@@ -29,7 +27,7 @@ from approvals.directory import Destination
 from approvals.log_context import about_request
 from approvals.ports import Adapter, DeliveryError, MessageRef
 from approvals.service import DIGEST, EDIT, REMIND, SEND, WEBHOOK
-from approvals.store import OutboxItem, SqlStore, StoreBusyError
+from approvals.store import OutboxItem, Reads, SqlStore, StoreBusyError, WriteTx
 from approvals.webhooks import WebhookDelivered, WebhookSender
 
 log = logging.getLogger(__name__)
@@ -113,9 +111,7 @@ class OutboxDispatcher:
 
     async def run_once(self) -> int:
         """Deliver every row that is ready now, one per destination. Returns rows handled."""
-        now = self._clock.now()
-        async with self._store.write() as tx:
-            items = await tx.claim_outbox(now, now + self._lease, self._batch)
+        items = await self._claim(self._batch)
         if items:
             await asyncio.gather(*(self._deliver_tagged(item) for item in items))
         return len(items)
@@ -149,6 +145,11 @@ class OutboxDispatcher:
             for waiter in pending:
                 waiter.cancel()
 
+    async def _claim(self, limit: int) -> list[OutboxItem]:
+        now = self._clock.now()
+        lease_until = now + self._lease
+        return await self._store.run(lambda tx: tx.claim_outbox(now, lease_until, limit))
+
     async def _idle_wait(self, idle: float) -> float:
         """How long to sleep with nothing ready: until the next paced or retried row is due
         (so a destination paced at 10 messages a second really gets 10), at most ``idle``."""
@@ -180,7 +181,7 @@ class OutboxDispatcher:
         card: ApprovalCard | None = None
         async with self._store.read() as reader:
             if item.kind == DIGEST:
-                card = await self._digest_card(reader.conn, item)
+                card = await self._digest_card(reader, item)
             else:
                 request = await reader.get_request(item.request_id)
                 if request is not None:
@@ -220,10 +221,10 @@ class OutboxDispatcher:
             crash_point(CrashPoint.AFTER_SEND_BEFORE_REF)
         await self._record_success(item, adapter, destination, posted)
 
-    async def _digest_card(self, conn: AsyncConnection, item: OutboxItem) -> ApprovalCard:
+    async def _digest_card(self, reader: Reads, item: OutboxItem) -> ApprovalCard:
         """A digest card as it stands now: counted at delivery, so it is never stale."""
         agent = str(item.payload.get("agent", ""))
-        digest = await flood.digest_state(conn, item.request_id, item.destination, agent)
+        digest = await flood.digest_state(reader, item.request_id, item.destination, agent)
         return build_digest_card(digest, now=self._clock.now())
 
     async def _deliver_webhook(self, item: OutboxItem) -> None:
@@ -254,21 +255,24 @@ class OutboxDispatcher:
     async def _record_webhook(self, item: OutboxItem, delivered: WebhookDelivered) -> None:
         for attempt in range(_RECORD_ATTEMPTS):
             now = self._clock.now()
+
+            def record(tx: WriteTx, now: datetime = now) -> None:
+                tx.append_audit(
+                    AuditKind.DELIVERED,
+                    at=now,
+                    actor="webhook",
+                    request_id=item.request_id,
+                    data={
+                        "destination": item.destination,
+                        "url": delivered.url,
+                        "status_code": delivered.status_code,
+                        "event_id": delivered.event_id,
+                    },
+                )
+                tx.finish_outbox(item.id, state=SENT, at=now)
+
             try:
-                async with self._store.write() as tx:
-                    await tx.append_audit(
-                        AuditKind.DELIVERED,
-                        at=now,
-                        actor="webhook",
-                        request_id=item.request_id,
-                        data={
-                            "destination": item.destination,
-                            "url": delivered.url,
-                            "status_code": delivered.status_code,
-                            "event_id": delivered.event_id,
-                        },
-                    )
-                    await tx.finish_outbox(item.id, state=SENT, at=now)
+                await self._store.run(record)
             except StoreBusyError:
                 if attempt + 1 == _RECORD_ATTEMPTS:
                     raise
@@ -308,21 +312,22 @@ class OutboxDispatcher:
         card again, so a busy database is waited out (a few tries) rather than given up."""
         for attempt in range(_RECORD_ATTEMPTS):
             now = self._clock.now()
+
+            def record(tx: WriteTx, now: datetime = now) -> None:
+                if posted is not None:
+                    tx.set_delivery_ref(item.request_id, item.destination, posted.data, now)
+                    tx.append_audit(
+                        AuditKind.DELIVERED,
+                        at=now,
+                        actor=destination.platform,
+                        request_id=item.request_id,
+                        data={"destination": item.destination, "ref": posted.data},
+                    )
+                tx.finish_outbox(item.id, state=SENT, at=now)
+                tx.pause_destination(item.destination, now + adapter.min_send_interval)
+
             try:
-                async with self._store.write() as tx:
-                    if posted is not None:
-                        await tx.set_delivery_ref(
-                            item.request_id, item.destination, posted.data, now
-                        )
-                        await tx.append_audit(
-                            AuditKind.DELIVERED,
-                            at=now,
-                            actor=destination.platform,
-                            request_id=item.request_id,
-                            data={"destination": item.destination, "ref": posted.data},
-                        )
-                    await tx.finish_outbox(item.id, state=SENT, at=now)
-                    await tx.pause_destination(item.destination, now + adapter.min_send_interval)
+                await self._store.run(record)
             except StoreBusyError:
                 if attempt + 1 == _RECORD_ATTEMPTS:
                     raise
@@ -332,8 +337,8 @@ class OutboxDispatcher:
             return
 
     async def _finish(self, item: OutboxItem, *, error: str | None = None) -> None:
-        async with self._store.write() as tx:
-            await tx.finish_outbox(item.id, state=SENT, at=self._clock.now(), error=error)
+        now = self._clock.now()
+        await self._store.run(lambda tx: tx.finish_outbox(item.id, state=SENT, at=now, error=error))
 
     async def _failed(
         self,
@@ -359,11 +364,14 @@ class OutboxDispatcher:
             error,
             delay.total_seconds(),
         )
-        async with self._store.write() as tx:
-            await tx.retry_outbox(item.id, attempts=attempts, at=now + delay, error=error)
+
+        def record(tx: WriteTx) -> None:
+            tx.retry_outbox(item.id, attempts=attempts, at=now + delay, error=error)
             if retry_after is not None:
                 # The platform said "not before": nothing else goes to this destination either.
-                await tx.pause_destination(item.destination, now + retry_after)
+                tx.pause_destination(item.destination, now + retry_after)
+
+        await self._store.run(record)
         self._report(item.destination, "retry")
 
     async def _dead(
@@ -378,9 +386,10 @@ class OutboxDispatcher:
             item.request_id,
             error,
         )
-        async with self._store.write() as tx:
-            await tx.finish_outbox(item.id, state=DEAD, at=now, error=error)
-            await tx.append_audit(
+
+        def record(tx: WriteTx) -> None:
+            tx.finish_outbox(item.id, state=DEAD, at=now, error=error)
+            tx.append_audit(
                 AuditKind.DELIVERY_FAILED,
                 at=now,
                 actor="outbox",
@@ -389,5 +398,7 @@ class OutboxDispatcher:
             )
             if pause_for is not None:
                 # Giving up on this row does not lift the platform's "not before".
-                await tx.pause_destination(item.destination, now + pause_for)
+                tx.pause_destination(item.destination, now + pause_for)
+
+        await self._store.run(record)
         self._report(item.destination, DEAD)

@@ -27,7 +27,7 @@ from approvals.canonical import canonical_json
 from approvals.clock import Clock
 from approvals.machine import Status
 from approvals.model import SYSTEM_PLATFORM, ApprovalRequest
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from approvals.tables import RECEIPT_KEYS
 
 RECEIPT_TTL = timedelta(hours=1)
@@ -128,19 +128,20 @@ class ReceiptSigner:
 
     async def rotate(self) -> ReceiptKey:
         """Add a new signing key; the old ones keep verifying until removed."""
-        async with self._store.write() as tx:
-            await tx.lock_agent(_KEY_CREATION_LOCK)
-            key_id = await self._insert_key(tx.conn)
+
+        def add_key(tx: WriteTx) -> str:
+            tx.lock_agent(_KEY_CREATION_LOCK)
+            return self._insert_key(tx)
+
+        key_id = await self._store.run(add_key)
         return next(key for key in await self._list() if key.key_id == key_id)
 
     async def remove(self, key_id: str) -> bool:
         """Stop publishing a key: receipts it signed no longer verify. True if it existed."""
-        async with self._store.write() as tx:
-            result = await tx.conn.execute(
-                delete(RECEIPT_KEYS).where(RECEIPT_KEYS.c.key_id == key_id)
-            )
+        removal = delete(RECEIPT_KEYS).where(RECEIPT_KEYS.c.key_id == key_id)
+        removed = await self._store.run(lambda tx: int(tx.conn.execute(removal).rowcount))
         self._private.pop(key_id, None)
-        return bool(result.rowcount)
+        return bool(removed)
 
     async def _list(self) -> list[ReceiptKey]:
         async with self._store.read() as reader:
@@ -165,13 +166,15 @@ class ReceiptSigner:
         async with self._store.read() as reader:
             row = (await reader.conn.execute(newest)).first()
         if row is None:
-            async with self._store.write() as tx:
+
+            def first_key(tx: WriteTx) -> Any:
                 # Processes starting together must not each make a "first" key.
-                await tx.lock_agent(_KEY_CREATION_LOCK)
-                row = (await tx.conn.execute(newest)).first()
-                if row is None:
-                    await self._insert_key(tx.conn)
-                    row = (await tx.conn.execute(newest)).first()
+                tx.lock_agent(_KEY_CREATION_LOCK)
+                if tx.conn.execute(newest).first() is None:
+                    self._insert_key(tx)
+                return tx.conn.execute(newest).first()
+
+            row = await self._store.run(first_key)
         assert row is not None
         key_id = str(row.key_id)
         if key_id not in self._private:
@@ -180,12 +183,12 @@ class ReceiptSigner:
             )
         return key_id, self._private[key_id]
 
-    async def _insert_key(self, conn: Any) -> str:
+    def _insert_key(self, tx: WriteTx) -> str:
         private_key = Ed25519PrivateKey.generate()
         public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         private = private_key.private_bytes_raw()
         key_id = key_id_for(public)
-        await conn.execute(
+        tx.conn.execute(
             insert(RECEIPT_KEYS).values(
                 key_id=key_id,
                 private_key=b64url(private),

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from approvals.tables import IDEMPOTENCY, LOGIN_TOKENS, OUTBOX, WEB_SESSIONS
 
 LOGIN_TOKEN_RETENTION = timedelta(days=1)
@@ -44,26 +44,27 @@ class Purged:
 
 async def purge_expired(store: SqlStore, now: datetime) -> Purged:
     """Delete what has outlived its use as of ``now``, in one short transaction."""
-    async with store.write() as tx:
-        tokens = await tx.conn.execute(
+
+    def purge(tx: WriteTx) -> Purged:
+        tokens = tx.conn.execute(
             delete(LOGIN_TOKENS).where(LOGIN_TOKENS.c.expires_at < now - LOGIN_TOKEN_RETENTION)
         )
-        sessions = await tx.conn.execute(
-            delete(WEB_SESSIONS).where(WEB_SESSIONS.c.expires_at <= now)
-        )
-        outbox = await tx.conn.execute(
+        sessions = tx.conn.execute(delete(WEB_SESSIONS).where(WEB_SESSIONS.c.expires_at <= now))
+        outbox = tx.conn.execute(
             delete(OUTBOX).where(
                 OUTBOX.c.state != "pending",
                 OUTBOX.c.finished_at.is_not(None),
                 OUTBOX.c.finished_at < now - FINISHED_OUTBOX_RETENTION,
             )
         )
-        idempotency = await tx.conn.execute(
+        idempotency = tx.conn.execute(
             delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - IDEMPOTENCY_RETENTION)
         )
-    return Purged(
-        login_tokens=int(tokens.rowcount),
-        web_sessions=int(sessions.rowcount),
-        outbox_rows=int(outbox.rowcount),
-        idempotency_keys=int(idempotency.rowcount),
-    )
+        return Purged(
+            login_tokens=int(tokens.rowcount),
+            web_sessions=int(sessions.rowcount),
+            outbox_rows=int(outbox.rowcount),
+            idempotency_keys=int(idempotency.rowcount),
+        )
+
+    return await store.run(purge)

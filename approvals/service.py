@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.exc import IntegrityError
 
@@ -22,6 +23,7 @@ from approvals.clock import Clock, ElapsedClock
 from approvals.clocksteps import ClockStepWatch, follow_step
 from approvals.crashpoints import CrashPoint, crash_point
 from approvals.deadlines import (
+    DeadlineStep,
     Escalate,
     Remind,
     TimeOut,
@@ -52,7 +54,7 @@ from approvals.outcomes import (
     RefusalCode,
 )
 from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
-from approvals.store import ConcurrentUpdateError, SqlStore, StoreTransaction
+from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, WriteTx
 from approvals.webhooks import new_event_id, webhook_destination
 
 log = logging.getLogger(__name__)
@@ -212,8 +214,7 @@ class ApprovalService:
             step = watch.look()
             if step is None:
                 return  # another caller followed it meanwhile
-            async with self._store.write() as tx:
-                moved = await follow_step(tx, step)
+            moved = await self._store.run(lambda tx: follow_step(tx, step))
             watch.followed(step)
         if moved is None:
             log.info("the wall clock was stepped by %s; another process followed it", step.size)
@@ -227,7 +228,7 @@ class ApprovalService:
 
     def _clock_stepped(self) -> bool:
         """Whether the wall clock was stepped since the last look. Checked right after a
-        transaction reads the time, so that a step since the last follow is never acted on."""
+        command reads the time, so that a step since the last follow is never acted on."""
         return self._clock_steps is not None and self._clock_steps.look() is not None
 
     # -- create -----------------------------------------------------------------------------
@@ -272,56 +273,9 @@ class ApprovalService:
                 request, next_due_at=plan.next_due_at, next_remind_at=plan.next_remind_at
             )
         try:
-            async with self._store.write() as tx:
-                if command.max_open is not None:
-                    await tx.lock_agent(command.agent)
-                    open_now = await tx.count_open(command.agent)
-                    if open_now >= command.max_open:
-                        return NotAllowed(
-                            RefusalCode.TOO_MANY_OPEN,
-                            f"agent {command.agent!r} already has {open_now} pending requests "
-                            f"(max_open {command.max_open}); wait for decisions or cancel some",
-                        )
-                if command.idempotency_key is not None:
-                    await tx.claim_idempotency_key(
-                        command.agent,
-                        command.idempotency_key,
-                        command.fingerprint(),
-                        request.id,
-                        now,
-                    )
-                await tx.insert_request(request)
-                await tx.append_audit(
-                    AuditKind.CREATED,
-                    at=now,
-                    actor=request.agent,
-                    request_id=request.id,
-                    data={
-                        "action": request.action,
-                        "payload_sha256": digest,
-                        "policy": policy.name,
-                        "requested_by": request.requested_by,
-                        "deadline": request.deadline.isoformat(),
-                    },
-                )
-                if policy.decision is AutoDecision.ASK:
-                    await self._notify_level(tx, request, 0, now, note=None)
-                else:
-                    event = Event.APPROVE if policy.decision is AutoDecision.APPROVE else Event.DENY
-                    decided = _transition(
-                        request,
-                        event,
-                        now,
-                        decision=Decision(
-                            verdict=next_status(Status.PENDING, event),
-                            by=f"policy:{policy.name}",
-                            platform=SYSTEM_PLATFORM,
-                            reason=f"policy {policy.name} decides {policy.decision.value}",
-                        ),
-                    )
-                    await tx.update_request(decided, expected_version=request.version)
-                    await self._audit_final(tx, decided, now)
-                    request = decided
+            created = await self._store.run(
+                lambda tx: self._write_new_request(tx, command, request, rules, now)
+            )
         except IntegrityError:
             if command.idempotency_key is not None:
                 # A concurrent call with the same key won the race: answer as its replay.
@@ -329,9 +283,70 @@ class ApprovalService:
                 if replay is not None:
                     return replay
             return NotAllowed(RefusalCode.INVALID, f"a request with id {request.id!r} exists")
+        if isinstance(created, NotAllowed):
+            return created
         crash_point(CrashPoint.AFTER_CREATE_COMMIT)
-        self._announce(request)
-        return Created(request)
+        self._announce(created)
+        return Created(created)
+
+    def _write_new_request(
+        self,
+        tx: WriteTx,
+        command: CreateCommand,
+        request: ApprovalRequest,
+        rules: Rules,
+        now: datetime,
+    ) -> ApprovalRequest | NotAllowed:
+        """The create command: the request, its audit entry, and its cards or its automatic
+        decision, in the writer's batch."""
+        if command.max_open is not None:
+            tx.lock_agent(command.agent)
+            open_now = tx.count_open(command.agent)
+            if open_now >= command.max_open:
+                return NotAllowed(
+                    RefusalCode.TOO_MANY_OPEN,
+                    f"agent {command.agent!r} already has {open_now} pending requests "
+                    f"(max_open {command.max_open}); wait for decisions or cancel some",
+                )
+        if command.idempotency_key is not None:
+            tx.claim_idempotency_key(
+                command.agent, command.idempotency_key, command.fingerprint(), request.id, now
+            )
+        policy = request.policy
+        decided = None
+        if policy.decision is not AutoDecision.ASK:
+            # Decided by policy: the request is stored final at once, one row, no update.
+            event = Event.APPROVE if policy.decision is AutoDecision.APPROVE else Event.DENY
+            decided = _transition(
+                request,
+                event,
+                now,
+                decision=Decision(
+                    verdict=next_status(Status.PENDING, event),
+                    by=f"policy:{policy.name}",
+                    platform=SYSTEM_PLATFORM,
+                    reason=f"policy {policy.name} decides {policy.decision.value}",
+                ),
+            )
+        tx.insert_request(decided or request)
+        tx.append_audit(
+            AuditKind.CREATED,
+            at=now,
+            actor=request.agent,
+            request_id=request.id,
+            data={
+                "action": request.action,
+                "payload_sha256": request.payload_sha256,
+                "policy": policy.name,
+                "requested_by": request.requested_by,
+                "deadline": request.deadline.isoformat(),
+            },
+        )
+        if decided is None:
+            self._notify_level(tx, request, 0, now, note=None, rules=rules)
+            return request
+        self._audit_final(tx, decided, now)
+        return decided
 
     async def _replay(self, command: CreateCommand) -> Created | NotAllowed | None:
         assert command.idempotency_key is not None
@@ -360,8 +375,11 @@ class ApprovalService:
         for _attempt in range(_MAX_ATTEMPTS):
             await self.follow_clock_steps()
             caught_up: list[ApprovalRequest] = []
+            rules = self._rules
             try:
-                outcome = await self._vote_once(command, caught_up)
+                outcome = await self._store.run(
+                    partial(self._vote_once, command=command, rules=rules, caught_up=caught_up)
+                )
             except (ConcurrentUpdateError, IntegrityError):
                 continue  # someone changed the request under us; judge again on fresh state
             if isinstance(outcome, Applied) and outcome.request.status.is_final:
@@ -373,93 +391,93 @@ class ApprovalService:
             return outcome
         raise ConcurrentUpdateError(f"request {command.request_id} kept changing; vote not counted")
 
-    async def _catch_up(
-        self, tx: StoreTransaction, request: ApprovalRequest, now: datetime
-    ) -> ApprovalRequest:
+    def _catch_up(self, tx: WriteTx, request: ApprovalRequest, now: datetime) -> ApprovalRequest:
         """Apply a timeout or escalation that is due but not yet swept.
 
         A click or cancel must meet the request as its deadlines say it stands now, not as
         the sweeper last left it: a late approval must not beat an overdue timeout.
         """
         if isinstance(plan_step(request, now), TimeOut | Escalate):
-            return await self._apply_step(tx, request, now)
+            return self._apply_step(tx, request, now)
         return request
 
-    async def _vote_once(self, command: VoteCommand, caught_up: list[ApprovalRequest]) -> Outcome:
-        rules = self._rules
-        async with self._store.write() as tx:
-            now = self._clock.now()
-            if self._clock_stepped():
-                raise ConcurrentUpdateError("the wall clock was stepped; judging again")
-            request = await tx.get_request(command.request_id, lock=True)
-            if request is None:
-                return NotFound(command.request_id)
-            current = await self._catch_up(tx, request, now)
-            if current is not request:
-                caught_up.append(current)
-                request = current
-            judged = judge_vote(request, command, rules)
-            if not isinstance(judged, str):
-                await self._audit_refusal(tx, request, command, judged, now)
-                return judged
-            vote = CastVote(
-                person=judged,
-                verdict=command.verdict,
+    def _vote_once(
+        self, tx: WriteTx, command: VoteCommand, rules: Rules, caught_up: list[ApprovalRequest]
+    ) -> Outcome:
+        """The vote command, in the writer's batch: judge on the stored state, then count."""
+        caught_up.clear()  # a command may run twice (see approvals.store.writer)
+        now = self._clock.now()
+        if self._clock_stepped():
+            raise ConcurrentUpdateError("the wall clock was stepped; judging again")
+        request = tx.get_request(command.request_id, lock=True)
+        if request is None:
+            return NotFound(command.request_id)
+        current = self._catch_up(tx, request, now)
+        if current is not request:
+            caught_up.append(current)
+            request = current
+        judged = judge_vote(request, command, rules)
+        if not isinstance(judged, str):
+            self._audit_refusal(tx, request, command, judged, now)
+            return judged
+        vote = CastVote(
+            person=judged,
+            verdict=command.verdict,
+            platform=command.platform,
+            identity=command.identity,
+            reason=command.reason,
+            cast_at=now,
+        )
+        votes = (*request.votes, vote)
+        if command.verdict is Verdict.DENY:
+            event = Event.DENY
+        elif len({v.person for v in votes if v.verdict is Verdict.APPROVE}) >= (
+            request.policy.quorum
+        ):
+            event = Event.APPROVE
+        else:
+            event = Event.VOTE
+        decision = None
+        if event is not Event.VOTE:
+            decision = Decision(
+                verdict=next_status(request.status, event),
+                by=judged,
                 platform=command.platform,
-                identity=command.identity,
                 reason=command.reason,
-                cast_at=now,
             )
-            votes = (*request.votes, vote)
-            if command.verdict is Verdict.DENY:
-                event = Event.DENY
-            elif len({v.person for v in votes if v.verdict is Verdict.APPROVE}) >= (
-                request.policy.quorum
-            ):
-                event = Event.APPROVE
-            else:
-                event = Event.VOTE
-            decision = None
-            if event is not Event.VOTE:
-                decision = Decision(
-                    verdict=next_status(request.status, event),
-                    by=judged,
-                    platform=command.platform,
-                    reason=command.reason,
-                )
-            updated = _transition(request, event, now, decision=decision, votes=votes)
-            await tx.insert_vote(request.id, vote)
-            await tx.update_request(updated, expected_version=request.version)
-            if updated.status.is_final:
-                await self._audit_final(tx, updated, now)
-            else:
-                await tx.append_audit(
-                    AuditKind.VOTED,
-                    at=now,
-                    actor=judged,
-                    request_id=request.id,
-                    data={
-                        "verdict": vote.verdict.value,
-                        "platform": vote.platform,
-                        "identity": vote.identity,
-                        "approvals": len(updated.approvals()),
-                        "quorum": updated.policy.quorum,
-                    },
-                )
-            await self._edit_cards(tx, updated, now)
-            crash_point(CrashPoint.DURING_DECISION)
-            return Applied(updated, event)
+        updated = _transition(request, event, now, decision=decision, votes=votes)
+        tx.insert_vote(request.id, vote)
+        tx.update_request(request, updated)
+        if updated.status.is_final:
+            self._audit_final(tx, updated, now)
+        else:
+            tx.append_audit(
+                AuditKind.VOTED,
+                at=now,
+                actor=judged,
+                request_id=request.id,
+                data={
+                    "verdict": vote.verdict.value,
+                    "platform": vote.platform,
+                    "identity": vote.identity,
+                    "approvals": len(updated.approvals()),
+                    "quorum": updated.policy.quorum,
+                },
+            )
+        self._edit_cards(tx, updated, now)
+        crash_point(CrashPoint.DURING_DECISION)
+        return Applied(updated, event)
 
-    async def _audit_refusal(
+    def _audit_refusal(
         self,
-        tx: StoreTransaction,
+        tx: WriteTx,
         request: ApprovalRequest,
         command: VoteCommand,
         refusal: Outcome,
         now: datetime,
     ) -> None:
         code = refusal.code.value if isinstance(refusal, NotAllowed) else "already_decided"
-        await tx.append_audit(
+        tx.append_audit(
             AuditKind.REFUSED,
             at=now,
             actor=f"{command.platform}:{command.identity}",
@@ -481,14 +499,16 @@ class ApprovalService:
         For example a button reference that is malformed, names another request, or comes
         from a message that was not the card posted for that request.
         """
-        async with self._store.write() as tx:
-            await tx.append_audit(
+        now = self._clock.now()
+        await self._store.run(
+            lambda tx: tx.append_audit(
                 AuditKind.REFUSED,
-                at=self._clock.now(),
+                at=now,
                 actor=f"{platform}:{identity}",
                 request_id=request_id,
                 data={"code": code, "detail": detail[:500]},
             )
+        )
 
     # -- cancel -----------------------------------------------------------------------------
 
@@ -502,37 +522,56 @@ class ApprovalService:
     ) -> Outcome:
         for _attempt in range(_MAX_ATTEMPTS):
             await self.follow_clock_steps()
-            caught_up: ApprovalRequest | None = None
+            caught_up: list[ApprovalRequest] = []
             try:
-                async with self._store.write() as tx:
-                    now = self._clock.now()
-                    if self._clock_stepped():
-                        raise ConcurrentUpdateError("the wall clock was stepped; judging again")
-                    request = await tx.get_request(request_id, lock=True)
-                    if request is None or request.agent != agent:
-                        # Other agents' requests are invisible, not forbidden.
-                        return NotFound(request_id)
-                    current = await self._catch_up(tx, request, now)
-                    if current is not request:
-                        caught_up = current
-                        request = current
-                    if request.status.is_final:
-                        break
-                    decision = Decision(Status.CANCELLED, by=agent, platform="api", reason=reason)
-                    updated = _transition(request, Event.CANCEL, now, decision=decision)
-                    await tx.update_request(updated, expected_version=request.version)
-                    await self._audit_final(tx, updated, now)
-                    await self._edit_cards(tx, updated, now)
+                outcome = await self._store.run(
+                    partial(
+                        self._cancel_once,
+                        request_id=request_id,
+                        agent=agent,
+                        reason=reason,
+                        caught_up=caught_up,
+                    )
+                )
             except ConcurrentUpdateError:
                 continue
-            self._announce(updated)
-            return Applied(updated, Event.CANCEL)
-        else:
-            raise ConcurrentUpdateError(f"request {request_id} kept changing; not cancelled")
-        # The request was final, or became final by an overdue deadline just applied.
-        if caught_up is not None:
-            self._announce(caught_up)
-        return AlreadyDecided(request)
+            # A request already final, or made final by an overdue deadline just applied,
+            # comes back as AlreadyDecided; the catch-up is announced either way.
+            for request in caught_up:
+                self._announce(request)
+            if isinstance(outcome, Applied):
+                self._announce(outcome.request)
+            return outcome
+        raise ConcurrentUpdateError(f"request {request_id} kept changing; not cancelled")
+
+    def _cancel_once(
+        self,
+        tx: WriteTx,
+        request_id: str,
+        agent: str,
+        reason: str | None,
+        caught_up: list[ApprovalRequest],
+    ) -> Outcome:
+        caught_up.clear()
+        now = self._clock.now()
+        if self._clock_stepped():
+            raise ConcurrentUpdateError("the wall clock was stepped; judging again")
+        request = tx.get_request(request_id, lock=True)
+        if request is None or request.agent != agent:
+            # Other agents' requests are invisible, not forbidden.
+            return NotFound(request_id)
+        current = self._catch_up(tx, request, now)
+        if current is not request:
+            caught_up.append(current)
+            request = current
+        if request.status.is_final:
+            return AlreadyDecided(request)
+        decision = Decision(Status.CANCELLED, by=agent, platform="api", reason=reason)
+        updated = _transition(request, Event.CANCEL, now, decision=decision)
+        tx.update_request(request, updated)
+        self._audit_final(tx, updated, now)
+        self._edit_cards(tx, updated, now)
+        return Applied(updated, Event.CANCEL)
 
     # -- deadlines --------------------------------------------------------------------------
 
@@ -543,35 +582,65 @@ class ApprovalService:
         """
         await self.follow_clock_steps()
         changed: list[ApprovalRequest] = []
-        handled = 0
-        async with self._store.write() as tx:
-            now = self._clock.now()
-            if self._clock_stepped():
-                return 0  # stepped since the look above: the next sweep follows it first
-            for request in await tx.due_requests(now, limit):
-                handled += 1
-                with about_request(request.id):
-                    try:
-                        # One savepoint per request: a request that cannot be processed must
-                        # not roll back the batch, nor stop every later sweep at the same row.
-                        async with tx.conn.begin_nested():
-                            changed.append(await self._apply_step(tx, request, now))
-                    except Exception:
-                        log.exception(
-                            "deadline step failed for request %s; retrying later", request.id
-                        )
-                        await tx.postpone(request.id, now + SWEEP_RETRY_DELAY)
-            if handled:
-                crash_point(CrashPoint.DURING_SWEEP)
+        handled = await self._store.run(lambda tx: self._sweep(tx, limit, changed))
         for request in changed:
             self._announce(request)
         return handled
 
-    async def _apply_step(
-        self, tx: StoreTransaction, request: ApprovalRequest, now: datetime
-    ) -> ApprovalRequest:
-        step = plan_step(request, now)
-        if isinstance(step, TimeOut):
+    def _sweep(self, tx: WriteTx, limit: int, changed: list[ApprovalRequest]) -> int:
+        """The sweep command: claim due requests and apply each one's step, as one set."""
+        changed.clear()
+        now = self._clock.now()
+        if self._clock_stepped():
+            return 0  # stepped since the look above: the next sweep follows it first
+        due = tx.due_requests(now, limit)
+        if not due:
+            return 0
+        try:
+            with tx.savepoint():
+                changed.extend(self._apply_steps(tx, due, now))
+        except Exception:
+            # Some request cannot be processed. It must not hold back the others, nor stop
+            # every later sweep at the same row: apply them one by one, postponing that one.
+            changed.clear()
+            for request in due:
+                with about_request(request.id):
+                    try:
+                        with tx.savepoint():
+                            changed.extend(self._apply_steps(tx, [request], now))
+                    except Exception:
+                        log.exception(
+                            "deadline step failed for request %s; retrying later", request.id
+                        )
+                        tx.postpone(request.id, now + SWEEP_RETRY_DELAY)
+        crash_point(CrashPoint.DURING_SWEEP)
+        return len(due)
+
+    def _apply_step(self, tx: WriteTx, request: ApprovalRequest, now: datetime) -> ApprovalRequest:
+        return self._apply_steps(tx, [request], now)[0]
+
+    def _apply_steps(
+        self, tx: WriteTx, requests: list[ApprovalRequest], now: datetime
+    ) -> list[ApprovalRequest]:
+        """Apply each request's due step. Timeouts, most of any backlog, are applied as one
+        set: one update, one query for the cards, one insert for their edits."""
+        after: dict[str, ApprovalRequest] = {}
+        timing_out: list[tuple[ApprovalRequest, TimeOut]] = []
+        for request in requests:
+            step = plan_step(request, now)
+            if isinstance(step, TimeOut):
+                timing_out.append((request, step))
+            else:
+                after[request.id] = self._apply_other_step(tx, request, step, now)
+        for updated in self._time_out(tx, timing_out, now):
+            after[updated.id] = updated
+        return [after[request.id] for request in requests]
+
+    def _time_out(
+        self, tx: WriteTx, timing_out: list[tuple[ApprovalRequest, TimeOut]], now: datetime
+    ) -> list[ApprovalRequest]:
+        changes = []
+        for request, step in timing_out:
             event = _TIMEOUT_EVENTS[step.outcome]
             decision = Decision(
                 verdict=next_status(request.status, event),
@@ -579,11 +648,18 @@ class ApprovalService:
                 platform=SYSTEM_PLATFORM,
                 reason="nobody decided before the deadline",
             )
-            updated = _transition(request, event, now, decision=decision)
-            await tx.update_request(updated, expected_version=request.version)
-            await self._audit_final(tx, updated, now)
-            await self._edit_cards(tx, updated, now)
-            return updated
+            changes.append((request, _transition(request, event, now, decision=decision)))
+        tx.update_requests(changes)
+        timed_out = [updated for _request, updated in changes]
+        for updated in timed_out:
+            self._audit_final(tx, updated, now)
+        self._edit_cards_of(tx, timed_out, now)
+        return timed_out
+
+    def _apply_other_step(
+        self, tx: WriteTx, request: ApprovalRequest, step: DeadlineStep | None, now: datetime
+    ) -> ApprovalRequest:
+        """A reminder or an escalation, or a fresh due time when nothing is due."""
         if isinstance(step, Escalate):
             plan = schedule_after(request, step.to_level, now)
             updated = _transition(
@@ -594,9 +670,9 @@ class ApprovalService:
                 next_due_at=plan.next_due_at,
                 next_remind_at=plan.next_remind_at,
             )
-            await tx.update_request(updated, expected_version=request.version)
+            tx.update_request(request, updated)
             approvers = updated.policy.levels[step.to_level].approvers
-            await tx.append_audit(
+            tx.append_audit(
                 AuditKind.ESCALATED,
                 at=now,
                 actor=TIMEOUT_ACTOR,
@@ -609,8 +685,8 @@ class ApprovalService:
             )
             crash_point(CrashPoint.DURING_ESCALATION)
             note = f"Escalated to level {step.to_level + 1}: {', '.join(approvers)}"
-            await self._edit_cards(tx, updated, now, note=note)
-            await self._notify_level(tx, updated, step.to_level, now, note=note)
+            self._edit_cards(tx, updated, now, note=note)
+            self._notify_level(tx, updated, step.to_level, now, note=note)
             return updated
         if isinstance(step, Remind):
             plan = schedule_after(request, request.level, now)
@@ -621,18 +697,18 @@ class ApprovalService:
                 next_due_at=plan.next_due_at,
                 next_remind_at=plan.next_remind_at,
             )
-            await tx.update_request(updated, expected_version=request.version)
-            await tx.append_audit(
+            tx.update_request(request, updated)
+            tx.append_audit(
                 AuditKind.REMINDED,
                 at=now,
                 actor=TIMEOUT_ACTOR,
                 request_id=request.id,
                 data={"level": request.level},
             )
-            for delivery in await tx.deliveries(request.id):
+            for delivery in tx.deliveries(request.id):
                 # A request gathered into a digest has no card of its own to reply to.
                 if delivery.level == request.level and flood.digest_of(delivery.ref) is None:
-                    await tx.enqueue(
+                    tx.enqueue(
                         request_id=request.id,
                         destination=delivery.destination,
                         kind=REMIND,
@@ -642,19 +718,20 @@ class ApprovalService:
             return updated
         # Nothing due (the row's due time was stale): store a fresh due time and move on.
         refreshed = replace(request, next_due_at=next_due(request), version=request.version + 1)
-        await tx.update_request(refreshed, expected_version=request.version)
+        tx.update_request(request, refreshed)
         return refreshed
 
     # -- shared effects ---------------------------------------------------------------------
 
-    async def _notify_level(
+    def _notify_level(
         self,
-        tx: StoreTransaction,
+        tx: WriteTx,
         request: ApprovalRequest,
         level: int,
         now: datetime,
         *,
         note: str | None,
+        rules: Rules | None = None,
     ) -> None:
         """Post cards to the level's destinations that do not have one yet.
 
@@ -662,14 +739,15 @@ class ApprovalService:
         digest card there instead (:mod:`approvals.flood`).
         """
         spec = request.policy.levels[level]
-        for destination in self._rules.directory.destinations(spec.notify, spec.approvers):
-            if not await tx.add_delivery(request.id, destination.key, level, now):
+        directory = (rules or self._rules).directory
+        for destination in directory.destinations(spec.notify, spec.approvers):
+            if not tx.add_delivery(request.id, destination.key, level, now):
                 continue
-            if await flood.over_limit(tx, request.agent, destination.key, now):
-                await flood.gather(tx, request, destination.key, now)
+            if flood.over_limit(tx, request.agent, destination.key, now):
+                flood.gather(tx, request, destination.key, now)
                 continue
             payload = {"note": note} if note else {}
-            await tx.enqueue(
+            tx.enqueue(
                 request_id=request.id,
                 destination=destination.key,
                 kind=SEND,
@@ -677,39 +755,46 @@ class ApprovalService:
                 payload=payload,
             )
 
-    async def _edit_cards(
+    def _edit_cards(
         self,
-        tx: StoreTransaction,
+        tx: WriteTx,
         request: ApprovalRequest,
         now: datetime,
         *,
         note: str | None = None,
     ) -> None:
-        """Re-render every card already posted (or about to be) for the request.
+        self._edit_cards_of(tx, [request], now, note=note)
+
+    def _edit_cards_of(
+        self,
+        tx: WriteTx,
+        requests: list[ApprovalRequest],
+        now: datetime,
+        *,
+        note: str | None = None,
+    ) -> None:
+        """Re-render every card already posted (or about to be) for the requests.
 
         A request gathered into a digest has no card; its digest is re-rendered when the
         request leaves it (becomes final), since the digest counts the waiting ones.
         """
-        for delivery in await tx.deliveries(request.id):
-            digest = flood.digest_of(delivery.ref)
-            if digest is not None:
-                if request.status.is_final:
-                    await flood.refresh(tx, digest, delivery.destination, request.agent, now)
-                continue
-            await tx.enqueue(
-                request_id=request.id,
-                destination=delivery.destination,
-                kind=EDIT,
-                at=now,
-                payload={"note": note} if note else {},
-            )
+        cards = tx.deliveries_of_many([request.id for request in requests])
+        edits: list[QueuedMessage] = []
+        for request in requests:
+            for delivery in cards[request.id]:
+                digest = flood.digest_of(delivery.ref)
+                if digest is not None:
+                    if request.status.is_final:
+                        flood.refresh(tx, digest, delivery.destination, request.agent, now)
+                    continue
+                payload = {"note": note} if note else {}
+                edits.append(QueuedMessage(request.id, delivery.destination, EDIT, now, payload))
+        tx.enqueue_many(edits)
 
-    async def _audit_final(
-        self, tx: StoreTransaction, request: ApprovalRequest, now: datetime
-    ) -> None:
+    def _audit_final(self, tx: WriteTx, request: ApprovalRequest, now: datetime) -> None:
         decision = request.decision
         assert decision is not None
-        await tx.append_audit(
+        tx.append_audit(
             _FINAL_AUDIT_KIND[request.status],
             at=now,
             actor=decision.by,
@@ -725,7 +810,7 @@ class ApprovalService:
         if request.callback_url:
             # Queued with the decision itself, so the agent hears about it even if this
             # process dies right after the commit.
-            await tx.enqueue(
+            tx.enqueue(
                 request_id=request.id,
                 destination=webhook_destination(request.id).key,
                 kind=WEBHOOK,

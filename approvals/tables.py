@@ -165,6 +165,16 @@ class DestinationRow(SQLModel, table=True):
     not_before: datetime = _when()
 
 
+class OpenRequestsRow(SQLModel, table=True):
+    """How many requests of one agent are pending; kept by the writer with every transition,
+    so that ``max_open`` is checked without counting rows."""
+
+    __tablename__ = "open_requests"
+
+    agent: str = Field(sa_column=Column(String(200), primary_key=True))
+    open: int = Field(sa_column=Column(Integer, nullable=False))
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The SQLAlchemy ``Table`` behind a SQLModel class, typed."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
@@ -180,6 +190,7 @@ AUDIT_HEAD = table_of(AuditHeadRow)
 OUTBOX = table_of(OutboxRow)
 DELIVERIES = table_of(DeliveryRow)
 DESTINATIONS = table_of(DestinationRow)
+OPEN_REQUESTS = table_of(OpenRequestsRow)
 
 
 class AgentKeyRow(SQLModel, table=True):

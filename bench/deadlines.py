@@ -27,18 +27,18 @@ import contextlib
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 
-from approvals.audit import AuditEntry, AuditKind, entry_hash
-from approvals.canonical import canonical_json, payload_sha256
+from approvals.audit import AuditKind
+from approvals.canonical import payload_sha256
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, new_request_id
-from approvals.store import SqlStore, _request_values
-from approvals.tables import AUDIT, AUDIT_HEAD, REQUESTS
+from approvals.store import SqlStore, WriteTx
+from approvals.tables import REQUESTS
 from bench.harness import (
     HOST,
     Row,
@@ -117,7 +117,7 @@ async def seed_pending(config_path: Path, count: int) -> list[tuple[str, str]]:
 
     Each request row (with its policy snapshot) and its ``created`` audit entry are the
     rows ``create`` would commit; here they go in with one multi-row insert per batch, and
-    the audit entries are chained as ``StoreTransaction.append_audit`` chains them. Their
+    the audit entries are chained as ``WriteTx.append_audit`` chains them. Their
     deadline (also in the audit entry) is a placeholder until :func:`set_deadlines`, so that
     the real ones can be counted from when seeding ended, however long it took. Returns
     (request id, agent) in creation order.
@@ -152,62 +152,30 @@ async def seed_pending(config_path: Path, count: int) -> list[tuple[str, str]]:
                         next_remind_at=None,
                     )
                 )
-            async with store.write() as tx:
-                template = _request_values(requests[0])
-                rows = [template | _varying_values(request) for request in requests]
-                await tx.conn.execute(insert(REQUESTS), rows)
-                seq, previous = await tx.audit_head()
-                entries = []
-                for request in requests:
-                    seq += 1
-                    entry = created_entry(request, seq, previous)
-                    entries.append(entry.__dict__)
-                    previous = entry.hash
-                await tx.conn.execute(insert(AUDIT), entries)
-                await tx.conn.execute(
-                    update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=seq, hash=previous)
-                )
+            await store.run(partial(_seed_batch, requests))
             seeded += [(request.id, request.agent) for request in requests]
         return seeded
     finally:
         await store.close()
 
 
-def _varying_values(request: ApprovalRequest) -> dict[str, Any]:
-    """The columns in which the seeded requests differ; the rest (the policy snapshot
-    above all, costly to serialize) are the same for all and are serialized once."""
-    return {
-        "id": request.id,
-        "agent": request.agent,
-        "title": request.title,
-        "params": request.params,
-        "payload_sha256": request.payload_sha256,
-    }
-
-
-def created_entry(request: ApprovalRequest, seq: int, previous: str) -> AuditEntry:
-    """The ``created`` audit entry ``create`` appends, at ``seq`` after ``previous``."""
-    at = request.created_at.astimezone(UTC)
-    data = canonical_json(
-        {
-            "action": request.action,
-            "payload_sha256": request.payload_sha256,
-            "policy": request.policy.name,
-            "requested_by": request.requested_by,
-            "deadline": request.deadline.isoformat(),
-        }
-    ).decode("utf-8")
-    kind = AuditKind.CREATED.value
-    digest = entry_hash(
-        seq=seq,
-        at=at,
-        kind=kind,
-        request_id=request.id,
-        actor=request.agent,
-        data=data,
-        prev_hash=previous,
-    )
-    return AuditEntry(seq, at, kind, request.id, request.agent, data, previous, digest)
+def _seed_batch(requests: list[ApprovalRequest], tx: WriteTx) -> None:
+    """Insert requests with their ``created`` audit entries, chained from the stored head."""
+    tx.insert_requests(requests)
+    for request in requests:
+        tx.append_audit(
+            AuditKind.CREATED,
+            at=request.created_at,
+            actor=request.agent,
+            request_id=request.id,
+            data={
+                "action": request.action,
+                "payload_sha256": request.payload_sha256,
+                "policy": request.policy.name,
+                "requested_by": request.requested_by,
+                "deadline": request.deadline.isoformat(),
+            },
+        )
 
 
 async def set_deadlines(
@@ -218,13 +186,16 @@ async def set_deadlines(
     deadlines = {rid: first + timedelta(seconds=i * step) for i, rid in enumerate(request_ids)}
     store = SqlStore(database_url)
     try:
-        async with store.write() as tx:
-            await tx.conn.execute(
+
+        def _change(tx: WriteTx) -> None:
+            tx.conn.execute(
                 update(REQUESTS)
                 .where(REQUESTS.c.id == bindparam("rid"))
                 .values(deadline=bindparam("due"), next_due_at=bindparam("due")),
                 [{"rid": rid, "due": due} for rid, due in deadlines.items()],
             )
+
+        await store.run(_change)
     finally:
         await store.close()
     return deadlines

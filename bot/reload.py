@@ -255,8 +255,8 @@ class ConfigReloader:
         runtime = self._runtime
         now = runtime.service.clock.now()
         recorded = problems[:MAX_PROBLEMS_RECORDED]
-        async with runtime.store.write() as tx:
-            await tx.append_audit(
+        await runtime.store.run(
+            lambda tx: tx.append_audit(
                 AuditKind.CONFIG_REJECTED,
                 at=now,
                 actor="signoff",
@@ -268,6 +268,7 @@ class ConfigReloader:
                     "running_sha256": self._watch.applied,
                 },
             )
+        )
         runtime.readiness_details["config"] = {
             "status": "rejected",
             "at": now.isoformat(),
@@ -313,8 +314,8 @@ class ConfigReloader:
                 restart_needed.append(f"platforms.{platform} (shared among processes)")
         self._watch.applied = new.file_sha256
         now = runtime.service.clock.now()
-        async with runtime.store.write() as tx:
-            await tx.append_audit(
+        await runtime.store.run(
+            lambda tx: tx.append_audit(
                 AuditKind.CONFIG_LOADED,
                 at=now,
                 actor="signoff",
@@ -326,6 +327,7 @@ class ConfigReloader:
                     "restart_needed": restart_needed,
                 },
             )
+        )
         runtime.readiness_details.pop("config", None)
         if restart_needed:
             runtime.readiness_details["config"] = {

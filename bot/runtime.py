@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from approvals.access import AccessStore
 from approvals.audit import AuditKind
 from approvals.canonical import canonical_json
-from approvals.model import ApprovalRequest
 from approvals.notify import NotificationListener
 from approvals.outbox import OutboxDispatcher
 from approvals.ports import Adapter, SingletonInbound
@@ -97,13 +96,14 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.migrate()
-        async with self.store.write() as tx:
-            await tx.append_audit(
+        await self.store.run(
+            lambda tx: tx.append_audit(
                 AuditKind.CONFIG_LOADED,
                 at=self.service.clock.now(),
                 actor="signoff",
                 data={"source": self.config.source, "sha256": self.config_fingerprint()},
             )
+        )
         for platform, adapter in self.adapters.items():
             if self._lock_governs(platform) and isinstance(adapter, SingletonInbound):
                 # Only the lock holder opens the inbound connection (see bot.leadership).
@@ -111,7 +111,7 @@ class Runtime:
             else:
                 await adapter.start(self.service)
             self._started_adapters.append(adapter)
-        self.service.subscribe(self._wake_dispatcher)
+        self.store.writer.on_messages_queued(self.dispatcher.wake)
         self.service.subscribe(self.waiters.on_change)
         self.service.subscribe(self.metrics.on_change)
         self.scheduler.start()
@@ -173,9 +173,6 @@ class Runtime:
             hook(platform, old, adapter)
         return True
 
-    def _wake_dispatcher(self, _request: ApprovalRequest) -> None:
-        self.dispatcher.wake()
-
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -188,7 +185,8 @@ class Runtime:
             # No more clicks from here on; another process can take the connections over.
             await self.singleton_locks.stop()
         self.waiters.release_all()
-        for listener in (self._wake_dispatcher, self.waiters.on_change, self.metrics.on_change):
+        self.store.writer.remove_messages_listener(self.dispatcher.wake)
+        for listener in (self.waiters.on_change, self.metrics.on_change):
             if listener in self.service.listeners:
                 self.service.unsubscribe(listener)
         await self.scheduler.stop()

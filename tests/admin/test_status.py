@@ -19,6 +19,7 @@ from approvals.audit import AuditKind
 from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
+from approvals.store import WriteTx
 from approvals.tables import OUTBOX
 from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
@@ -73,13 +74,16 @@ async def seed(service, clock, store):
     defaults = [await create("deploy.web") for _ in range(3)]
     await service.cancel(defaults[2].id, "deploy-bot")
     await create("docs.publish")  # lenient: the web inbox only, nothing to post
-    async with store.write() as tx:
-        await tx.append_audit(
+
+    def _change(tx: WriteTx) -> None:
+        tx.append_audit(
             AuditKind.CONFIG_LOADED,
             at=clock.now(),
             actor="signoff",
             data={"source": "seeded.yaml", "sha256": "ab" * 32},
         )
+
+    await store.run(_change)
     return t0
 
 

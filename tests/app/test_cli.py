@@ -144,10 +144,11 @@ def _write_audit_entries(db_path: str, count: int) -> None:
         store = SqlStore(f"sqlite:///{db_path}")
         try:
             for index in range(count):
-                async with store.write() as tx:
-                    await tx.append_audit(
-                        "config_loaded", at=ManualClock().now(), actor="test", data={"n": index}
+                await store.run(
+                    lambda tx, n=index: tx.append_audit(
+                        "config_loaded", at=ManualClock().now(), actor="test", data={"n": n}
                     )
+                )
         finally:
             await store.close()
 

@@ -17,7 +17,7 @@ from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, RefusalCode
 from approvals.service import ApprovalService
-from approvals.store import SqlStore, _Reads
+from approvals.store import Reads, SqlStore, WriteTx
 from approvals.tables import AUDIT
 from tests.fakes import RecordingAdapter
 
@@ -241,16 +241,18 @@ async def build_chain(service: ApprovalService, clock: ManualClock) -> int:
 
 
 async def set_column(store: SqlStore, seq: int, column: str, value: object) -> None:
-    async with store.write() as tx:
-        result = await tx.conn.execute(
-            update(AUDIT).where(AUDIT.c.seq == seq).values({column: value})
-        )
+    def _change(tx: WriteTx) -> None:
+        result = tx.conn.execute(update(AUDIT).where(AUDIT.c.seq == seq).values({column: value}))
         assert result.rowcount == 1
+
+    await store.run(_change)
 
 
 async def delete_entries(store: SqlStore, *seqs: int) -> None:
-    async with store.write() as tx:
-        await tx.conn.execute(delete(AUDIT).where(AUDIT.c.seq.in_(seqs)))
+    def _change(tx: WriteTx) -> None:
+        tx.conn.execute(delete(AUDIT).where(AUDIT.c.seq.in_(seqs)))
+
+    await store.run(_change)
 
 
 def flip_one_character(value: str) -> str:
@@ -346,8 +348,10 @@ async def test_long_chain_verifies_in_batches_and_finds_tampering_in_a_later_bat
 async def test_entries_forged_beyond_the_head_are_reported_at_the_first(service, store, clock):
     total = await build_chain(service, clock)
     last = (await audit_log(store))[-1]
-    prev_hash, at = last.hash, last.at
-    async with store.write() as tx:
+    at = last.at
+
+    def _change(tx: WriteTx) -> None:
+        prev_hash = last.hash
         for seq in (total + 1, total + 2):
             fields = {
                 "seq": seq,
@@ -359,7 +363,9 @@ async def test_entries_forged_beyond_the_head_are_reported_at_the_first(service,
                 "prev_hash": prev_hash,
             }
             prev_hash = entry_hash(**fields)
-            await tx.conn.execute(insert(AUDIT).values(**fields, hash=prev_hash))
+            tx.conn.execute(insert(AUDIT).values(**fields, hash=prev_hash))
+
+    await store.run(_change)
     verification = await store.verify_audit()
     assert verification.broken is not None
     assert verification.broken.seq == total + 1
@@ -406,16 +412,16 @@ async def test_verify_sees_one_snapshot_while_another_process_appends(
 ):
     for _ in range(3):
         await create(service, "deploy.web")
-    original = _Reads.audit_entries
+    original = Reads.audit_entries
     appended: list[str] = []
 
-    async def entries_while_someone_appends(self: _Reads, **kwargs: Any) -> list[AuditEntry]:
+    async def entries_while_someone_appends(self: Reads, **kwargs: Any) -> list[AuditEntry]:
         if not appended:
             # Another process commits an entry after the head was read, before the walk.
             appended.append(await create(service, "deploy.api"))
         return await original(self, **kwargs)
 
-    monkeypatch.setattr(_Reads, "audit_entries", entries_while_someone_appends)
+    monkeypatch.setattr(Reads, "audit_entries", entries_while_someone_appends)
     verification = await store.verify_audit()
     assert appended
     assert verification.ok, verification

@@ -22,7 +22,7 @@ from approvals.outbox import OutboxDispatcher, RetryPolicy
 from approvals.outcomes import Applied, Created
 from approvals.ports import DeliveryError, MessageRef
 from approvals.service import REMIND, SEND, ApprovalService
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from approvals.tables import DESTINATIONS, OUTBOX
 from tests.fakes import RecordingAdapter
 
@@ -380,8 +380,11 @@ async def test_unknown_row_kind_dead_letters(service, store, clock):
     dispatcher = OutboxDispatcher(store, {"slack": slack}, clock)
     request_id = await create(service, deploy())
     await dispatcher.drain()
-    async with store.write() as tx:
-        await tx.enqueue(request_id=request_id, destination=SLACK_OPS, kind="poke", at=clock.now())
+
+    def _change(tx: WriteTx) -> None:
+        tx.enqueue(request_id=request_id, destination=SLACK_OPS, kind="poke", at=clock.now())
+
+    await store.run(_change)
     assert await dispatcher.drain() == 1
     row = (await outbox_rows(store))[-1]
     assert (row.state, row.last_error) == ("dead", "unknown outbox kind 'poke'")
@@ -420,9 +423,12 @@ async def test_send_for_a_card_already_posted_edits_instead_of_posting_twice(ser
     request_id = await create(service, deploy())
     assert await dispatcher.drain() == 1
     ref = await stored_ref(store, request_id, SLACK_OPS)
+
     # A re-run after a crash: the same send is queued again.
-    async with store.write() as tx:
-        await tx.enqueue(request_id=request_id, destination=SLACK_OPS, kind=SEND, at=clock.now())
+    def _change(tx: WriteTx) -> None:
+        tx.enqueue(request_id=request_id, destination=SLACK_OPS, kind=SEND, at=clock.now())
+
+    await store.run(_change)
     assert await dispatcher.drain() == 1
     assert [call.kind for call in slack.calls] == ["send", "edit"]
     assert slack.refs == [MessageRef("slack", ref)]

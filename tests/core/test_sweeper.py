@@ -184,14 +184,14 @@ async def test_next_level_may_vote_once_its_time_came_even_before_the_sweep(serv
 async def test_a_failing_deadline_step_does_not_block_the_others(service, clock, monkeypatch):
     broken = await create(service, action="deploy.web", params={})
     fine = await create(service, action="cache.flush", params={})
-    original = service._apply_step
+    original = service._apply_steps
 
-    async def fail_for_one(tx, request, now):
-        if request.id == broken.id:
+    def fail_for_one(tx, requests, now):
+        if any(request.id == broken.id for request in requests):
             raise RuntimeError("simulated bug")
-        return await original(tx, request, now)
+        return original(tx, requests, now)
 
-    monkeypatch.setattr(service, "_apply_step", fail_for_one)
+    monkeypatch.setattr(service, "_apply_steps", fail_for_one)
     clock.advance(31 * MIN)
     assert await service.process_due() == 2
     assert (await service.get(fine.id)).status is Status.EXPIRED

@@ -19,7 +19,7 @@ from approvals.model import CreateCommand
 from approvals.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
 from approvals.outcomes import Created
 from approvals.service import ApprovalService, Rules
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from bot.leadership import SingletonLocks, lock_key
 from bot.waiters import DATABASE_POLL_SECONDS, NOTIFIED_RECHECK_SECONDS, RequestWaiters
 from tests.conftest import make_directory, make_policies
@@ -97,9 +97,11 @@ async def test_final_changes_are_notified_on_commit_and_not_on_rollback(
 
 
 async def notify_then_fail(store: SqlStore) -> None:
-    async with store.write() as tx:
+    def _change(tx: WriteTx) -> None:
         tx.notify(REQUEST_FINAL_CHANNEL, "rolled-back")
         raise RuntimeError("roll back")
+
+    await store.run(_change)
 
 
 async def _true(value: bool) -> bool:

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select, update
 
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from approvals.tables import AUDIT, DELIVERIES, OUTBOX, REQUESTS
 from tests.multiprocess.conftest import (
     SLACK_BOT_TOKEN,
@@ -117,14 +117,17 @@ async def test_two_processes_time_out_2000_requests_once_each_and_send_each_row_
     # The database holds every deadline (the sweepers find due requests there), so all 2,000
     # are made due within the same few seconds however long creating them took.
     first_deadline = datetime.now(UTC) + timedelta(seconds=3)
-    async with store.write() as tx:
+
+    def _change(tx: WriteTx) -> None:
         for second in range(DEADLINE_SPREAD):
             due = first_deadline + timedelta(seconds=second)
-            await tx.conn.execute(
+            tx.conn.execute(
                 update(REQUESTS)
                 .where(REQUESTS.c.id.in_(ids[second::DEADLINE_SPREAD]))
                 .values(deadline=due, next_due_at=due)
             )
+
+    await store.run(_change)
     last_deadline = first_deadline + timedelta(seconds=DEADLINE_SPREAD - 1)
 
     async def all_settled() -> bool:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from approvals.tables import DELIVERIES, DESTINATIONS, OUTBOX
 from bot.app import TEST_OUTBOX_LEASE_ENV
 from tests.multiprocess.conftest import (
@@ -74,8 +74,10 @@ policies:
 
 
 async def pause_channels(store: SqlStore, *, until: datetime) -> None:
-    async with store.write() as tx:
-        await tx.conn.execute(update(DESTINATIONS).values(not_before=until))
+    def _change(tx: WriteTx) -> None:
+        tx.conn.execute(update(DESTINATIONS).values(not_before=until))
+
+    await store.run(_change)
 
 
 async def outbox_rows(store: SqlStore) -> Counter[tuple[str, str]]:

@@ -7,6 +7,7 @@ exactly one way, next to a clean run that passes, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
@@ -15,6 +16,7 @@ from approvals.audit import AuditKind
 from approvals.model import CastVote, CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.service import SEND
+from approvals.store import WriteTx
 from approvals.tables import AUDIT, OUTBOX
 from tests.fakes import RecordingAdapter
 from tests.reliability.invariants import check_invariants, rendered_cards, shown_status
@@ -115,14 +117,17 @@ async def test_2_a_missed_escalation_is_caught(service, store, clock):
 async def test_3_a_second_final_entry_is_caught(service, store, clock, adapters):
     """Invariant 3: two final audit entries for one decision (the chain itself is intact)."""
     approved, _ = await _decided_and_delivered(service, store, clock, adapters)
-    async with store.write() as tx:
-        await tx.append_audit(
+
+    def _change(tx: WriteTx) -> None:
+        tx.append_audit(
             AuditKind.DECIDED,
             at=clock.now(),
             actor="bob",
             request_id=approved.id,
             data={"status": "approved"},
         )
+
+    await store.run(_change)
     with pytest.raises(AssertionError, match="has 2 final audit entries"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
@@ -134,11 +139,14 @@ async def test_3_a_vote_without_its_entry_is_caught(service, store, clock):
             CreateCommand(agent="a", action="db.migrate", title="Migrate", params={"env": "prod"})
         )
     ).request
-    async with store.write() as tx:
-        await tx.insert_vote(
+
+    def _change(tx: WriteTx) -> None:
+        tx.insert_vote(
             request.id,
             CastVote("alice", Verdict.APPROVE, "slack", "U0ALICE", None, clock.now()),
         )
+
+    await store.run(_change)
     with pytest.raises(AssertionError, match="has 1 votes and 0 vote entries"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
@@ -146,10 +154,13 @@ async def test_3_a_vote_without_its_entry_is_caught(service, store, clock):
 async def test_3_a_final_status_without_its_entry_is_caught(service, store, clock):
     """Invariant 3: a request made final behind the audit log's back."""
     request = (await service.create(CreateCommand(agent="a", action="x.y", title="t"))).request
-    async with store.write() as tx:
-        await tx.conn.execute(
+
+    def _change(tx: WriteTx) -> None:
+        tx.conn.execute(
             text("UPDATE requests SET status = 'denied' WHERE id = :id"), {"id": request.id}
         )
+
+    await store.run(_change)
     with pytest.raises(AssertionError, match="has 0 final audit entries"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
@@ -161,14 +172,17 @@ async def test_3_an_escalation_entry_out_of_order_is_caught(service, store, cloc
             CreateCommand(agent="a", action="db.migrate", title="Migrate", params={"env": "prod"})
         )
     ).request
-    async with store.write() as tx:
-        await tx.append_audit(
+
+    def _change(tx: WriteTx) -> None:
+        tx.append_audit(
             AuditKind.ESCALATED,
             at=clock.now(),
             actor="timeout",
             request_id=request.id,
             data={"from_level": 0, "to_level": 1},
         )
+
+    await store.run(_change)
     with pytest.raises(AssertionError, match="escalation entries lead to level 1"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
@@ -176,13 +190,17 @@ async def test_3_an_escalation_entry_out_of_order_is_caught(service, store, cloc
 async def test_3_one_flipped_byte_in_the_audit_log_is_caught(service, store, clock, adapters):
     """Invariant 3: the hash chain, with a byte of one entry's data changed."""
     await _decided_and_delivered(service, store, clock, adapters)
-    async with store.write() as tx:
-        first = (await tx.conn.execute(select(AUDIT).order_by(AUDIT.c.seq).limit(1))).one()
-        await tx.conn.execute(
+
+    def _change(tx: WriteTx) -> Any:
+        first = tx.conn.execute(select(AUDIT).order_by(AUDIT.c.seq).limit(1)).one()
+        tx.conn.execute(
             update(AUDIT)
             .where(AUDIT.c.seq == first.seq)
             .values(data=first.data.replace("a", "b", 1))
         )
+        return first
+
+    first = await store.run(_change)
     with pytest.raises(AssertionError, match=rf"audit chain breaks at entry {first.seq}"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
@@ -206,8 +224,11 @@ async def test_4_a_row_pending_past_the_maximum_backoff_is_caught(service, store
 async def test_4_a_dead_row_without_an_error_is_caught(service, store, clock):
     """Invariant 4: a dead-lettered row must say why."""
     await service.create(CreateCommand(agent="a", action="x.y", title="t"))
-    async with store.write() as tx:
-        await tx.conn.execute(update(OUTBOX).values(state="dead", last_error=None))
+
+    def _change(tx: WriteTx) -> None:
+        tx.conn.execute(update(OUTBOX).values(state="dead", last_error=None))
+
+    await store.run(_change)
     with pytest.raises(AssertionError, match="dead-lettered without an error"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
@@ -230,8 +251,11 @@ async def test_5_a_decision_without_its_webhook_row_is_caught(service, store, cl
     ).request
     await service.vote(VoteCommand(request.id, "slack", "U0ALICE", Verdict.APPROVE))
     await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
-    async with store.write() as tx:
-        await tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.kind == "webhook"))
+
+    def _change(tx: WriteTx) -> None:
+        tx.conn.execute(OUTBOX.delete().where(OUTBOX.c.kind == "webhook"))
+
+    await store.run(_change)
     with pytest.raises(AssertionError, match="has 0 webhook rows, not 1"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 

@@ -28,7 +28,7 @@ from approvals.machine import Status
 from approvals.model import ApprovalRequest
 from approvals.policy import Level, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
-from approvals.store import SqlStore
+from approvals.store import SqlStore, WriteTx
 from tests.reliability.invariants import check_invariants
 
 REQUESTS = 3_000
@@ -109,10 +109,13 @@ async def seed(store: SqlStore, start: datetime) -> list[ApprovalRequest]:
     )
     requests = [seeded(number, start, template) for number in range(REQUESTS)]
     for first in range(0, REQUESTS, SEED_BATCH):
-        async with store.write() as tx:
-            for request in requests[first : first + SEED_BATCH]:
-                await tx.insert_request(request)
-                await tx.append_audit(
+
+        def _change(
+            tx: WriteTx, batch: list[ApprovalRequest] = requests[first : first + SEED_BATCH]
+        ) -> None:
+            for request in batch:
+                tx.insert_request(request)
+                tx.append_audit(
                     AuditKind.CREATED,
                     at=request.created_at,
                     actor=request.agent,
@@ -125,6 +128,8 @@ async def seed(store: SqlStore, start: datetime) -> list[ApprovalRequest]:
                         "deadline": request.deadline.isoformat(),
                     },
                 )
+
+        await store.run(_change)
     return requests
 
 

@@ -15,6 +15,7 @@ from approvals.card import build_card
 from approvals.directory import Destination, DestinationKind
 from approvals.machine import Status
 from approvals.ports import Adapter, MessageRef
+from approvals.store import WriteTx
 from approvals.tables import AUDIT
 from tests.web.conftest import PROD, build_inbox_app, csrf_token_in
 
@@ -570,8 +571,10 @@ async def test_audit_page_shows_the_chain_verification_and_pages_back(inbox):
     assert "Older entries" not in older.text
     assert 'href="/audit">Newest</a>' in older.text
 
-    async with inbox.store.write() as tx:
-        await tx.conn.execute(update(AUDIT).where(AUDIT.c.seq == 7).values(actor="mallory"))
+    def _change(tx: WriteTx) -> None:
+        tx.conn.execute(update(AUDIT).where(AUDIT.c.seq == 7).values(actor="mallory"))
+
+    await inbox.store.run(_change)
     tampered = await alice.get("/audit")
     assert "BROKEN at entry 7" in tampered.text
     assert "chain verified" not in tampered.text

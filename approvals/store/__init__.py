@@ -1,0 +1,38 @@
+"""The store: the only code that speaks SQL.
+
+- :mod:`~approvals.store.database`: :class:`SqlStore`, SQLite or PostgreSQL, its reads and
+  its one writer;
+- :mod:`~approvals.store.writer`: the queue that runs waiting commands in one transaction
+  with one commit;
+- :mod:`~approvals.store.transaction`: :class:`WriteTx`, what a command reads and writes
+  through, with the audit chain's head held for the batch;
+- :mod:`~approvals.store.reads`: the read-only queries;
+- :mod:`~approvals.store.queries` and :mod:`~approvals.store.rows`: the statements and row
+  mapping both sides share.
+"""
+
+from approvals.store.database import (
+    MIGRATIONS_DIR,
+    SqlStore,
+    StoreBusyError,
+    async_database_url,
+)
+from approvals.store.reads import Reads
+from approvals.store.rows import AuditVerification, DeliveryRecord, OutboxItem
+from approvals.store.transaction import ConcurrentUpdateError, QueuedMessage, WriteTx
+from approvals.store.writer import Command
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "AuditVerification",
+    "Command",
+    "ConcurrentUpdateError",
+    "DeliveryRecord",
+    "OutboxItem",
+    "QueuedMessage",
+    "Reads",
+    "SqlStore",
+    "StoreBusyError",
+    "WriteTx",
+    "async_database_url",
+]

@@ -1,0 +1,308 @@
+"""The store: SQLite (the embedded default) or PostgreSQL behind one interface.
+
+Writes go through the one writer (:mod:`approvals.store.writer`): ``await store.run(cmd)``
+queues a command and returns its value once the batch it ran in has committed. Reads run on
+an async engine (aiosqlite or asyncpg) in their own snapshot and never wait for the writer.
+
+On SQLite the writer owns one connection (the standard ``sqlite3`` module) in a thread of its
+own: a whole batch runs there in one hand-off, starts with ``BEGIN IMMEDIATE`` and commits
+with ``synchronous=FULL``, so a commit is on disk before any caller hears of it. On
+PostgreSQL a batch is one transaction on one pooled connection; rows are locked with
+``FOR UPDATE`` (``SKIP LOCKED`` for the sweeper and the outbox), and a batch that makes a
+request final notifies the other processes on commit (:mod:`approvals.notify`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, delete, event, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from approvals.audit import GENESIS_HASH, ChainBreak, verify_chain
+from approvals.model import ApprovalRequest
+from approvals.store.reads import Reads
+from approvals.store.rows import AuditVerification
+from approvals.store.transaction import ConcurrentUpdateError, WriteTx
+from approvals.store.writer import BatchResult, Command, Writer, run_batch
+from approvals.tables import (
+    AGENT_KEYS,
+    AUDIT,
+    AUDIT_HEAD,
+    DELIVERIES,
+    DESTINATIONS,
+    IDEMPOTENCY,
+    LOGIN_TOKENS,
+    OPEN_REQUESTS,
+    OUTBOX,
+    REQUESTS,
+    VOTES,
+    WEB_SESSIONS,
+    metadata,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
+_MIGRATION_LOCK_KEY = 0x5160FF  # PostgreSQL advisory lock id held while migrating
+_IMMEDIATE = "signoff_immediate"
+_PG_RETRYABLE = ("40001", "40P01")  # serialization failure, deadlock detected
+
+
+class StoreBusyError(Exception):
+    """The database stayed locked past the busy timeout; the caller should ask to retry."""
+
+
+def async_database_url(url: str) -> str:
+    """Turn a plain config URL into one naming signoff's async driver.
+
+    ``sqlite:///file.db`` becomes ``sqlite+aiosqlite:///file.db`` and ``postgresql://...``
+    (or ``postgres://...``) becomes ``postgresql+asyncpg://...``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r}")
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        return url
+    raise ValueError(f"unsupported database {scheme!r}: use sqlite:/// or postgresql://")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout: float, *, writer: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the driver so that we issue BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # The writer's commits are on disk before anyone is told (fsync per batch).
+        cursor.execute(f"PRAGMA synchronous={'FULL' if writer else 'NORMAL'}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that reads and then
+        # writes can fail with "database is locked" instead of waiting its turn.
+        immediate = writer or conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class _SqliteWriterThread:
+    """The SQLite writer's own thread and connection; a batch is one hand-off to it.
+
+    Both are made on first use and let go by :meth:`close` (a closed store that is used
+    again starts them anew, as its engine does).
+    """
+
+    def __init__(self, url: str, busy_timeout: float) -> None:
+        self._engine = create_engine(url, connect_args={"timeout": busy_timeout})
+        _configure_sqlite(self._engine, busy_timeout, writer=True)
+        self._thread: ThreadPoolExecutor | None = None
+        self._conn: Connection | None = None
+
+    def _run(self, commands: Sequence[Command[Any]]) -> BatchResult:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        return run_batch(self._conn, commands)
+
+    async def run(self, commands: Sequence[Command[Any]]) -> BatchResult:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-writer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._run, commands)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(thread, self._close)
+        thread.shutdown(wait=True)
+
+
+class SqlStore:
+    """The store on an async SQLAlchemy engine (aiosqlite or asyncpg) plus its one writer."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 15.0, echo: bool = False) -> None:
+        self.url = url
+        async_url = async_database_url(url)
+        self.is_sqlite = async_url.startswith("sqlite")
+        options: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            options["connect_args"] = {"timeout": busy_timeout}
+        else:
+            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(async_url, **options)
+        self._sqlite_thread: _SqliteWriterThread | None = None
+        if self.is_sqlite:
+            _configure_sqlite(self.engine.sync_engine, busy_timeout, writer=False)
+            sync_url = "sqlite://" + async_url.partition("://")[2]
+            self._sqlite_thread = _SqliteWriterThread(sync_url, busy_timeout)
+            self._writer = Writer(self._sqlite_thread.run)
+        else:
+            self._writer = Writer(self._run_postgres_batch)
+
+    async def _run_postgres_batch(self, commands: Sequence[Command[Any]]) -> BatchResult:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(run_batch, commands)
+
+    @property
+    def writer(self) -> Writer:
+        return self._writer
+
+    async def run(self, command: Command[T]) -> T:
+        """Run ``command`` in the writer's next batch; its value once the batch committed.
+
+        Raises what the command raised, :class:`StoreBusyError` when the database stayed
+        locked (SQLite) or no connection was free, and :class:`ConcurrentUpdateError` when
+        PostgreSQL broke a deadlock or a serialization conflict by failing this command.
+        """
+        try:
+            return await self._writer.submit(command)
+        except OperationalError as exc:
+            if _is_sqlite_busy(exc):
+                raise StoreBusyError("the database is busy; try again in a moment") from exc
+            raise
+        except PoolTimeoutError as exc:
+            raise StoreBusyError("all database connections are busy; try again") from exc
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _PG_RETRYABLE:
+                raise ConcurrentUpdateError(str(exc.orig)) from exc
+            raise
+
+    async def close(self) -> None:
+        if self._sqlite_thread is not None:
+            await self._sqlite_thread.close()
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to run on every start)."""
+        from alembic import command
+        from alembic.config import Config
+
+        def upgrade(sync_conn: Connection) -> None:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = sync_conn
+            command.upgrade(config, "head")
+
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{_IMMEDIATE: True})
+            async with conn.begin():
+                if not self.is_sqlite:
+                    # Several processes may start at once; one migrates, the others wait.
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
+                await conn.run_sync(upgrade)
+
+    async def drop_everything(self) -> None:
+        """Remove all signoff tables (tests and ``db reset`` only)."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{_IMMEDIATE: True})
+            async with conn.begin():
+                await conn.run_sync(metadata.drop_all)
+                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Reads]:
+        """A read-only transaction (a consistent snapshot on PostgreSQL and SQLite WAL)."""
+        async with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                # One snapshot for the whole read (READ COMMITTED would see later commits).
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield Reads(conn)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def get_request(self, request_id: str) -> ApprovalRequest | None:
+        async with self.read() as tx:
+            return await tx.get_request(request_id)
+
+    async def next_due_at(self) -> Any:
+        async with self.read() as tx:
+            return await tx.next_due_at()
+
+    async def verify_audit(self, *, batch: int = 5000) -> AuditVerification:
+        """Walk the whole chain and compare its end with the stored head."""
+        checked = 0
+        last_seq, last_hash = 0, GENESIS_HASH
+        async with self.read() as tx:
+            head_seq, head_hash = await tx.audit_head()
+            while True:
+                entries = await tx.audit_entries(after_seq=last_seq, limit=batch)
+                beyond = [entry for entry in entries if entry.seq > head_seq]
+                entries = [entry for entry in entries if entry.seq <= head_seq]
+                if entries:
+                    count, broken = verify_chain(
+                        entries, start_seq=last_seq + 1, prev_hash=last_hash
+                    )
+                    checked += count
+                    if broken is not None:
+                        return AuditVerification(checked, broken)
+                    last_seq, last_hash = entries[-1].seq, entries[-1].hash
+                if beyond:
+                    return AuditVerification(
+                        checked,
+                        ChainBreak(head_seq + 1, "entries exist beyond the recorded head"),
+                    )
+                if not entries:
+                    break
+        if (last_seq, last_hash) != (head_seq, head_hash):
+            where = last_seq + 1 if last_seq < head_seq else last_seq
+            return AuditVerification(
+                checked, ChainBreak(where, "the chain does not end at the recorded head")
+            )
+        return AuditVerification(checked, None)
+
+    async def delete_all_data(self) -> None:
+        """Empty every table and reset the audit chain (tests only)."""
+        await self.run(_delete_everything)
+
+
+def _delete_everything(tx: WriteTx) -> None:
+    for table in (
+        VOTES,
+        REQUESTS,
+        AUDIT,
+        OUTBOX,
+        DELIVERIES,
+        DESTINATIONS,
+        IDEMPOTENCY,
+        AGENT_KEYS,
+        LOGIN_TOKENS,
+        WEB_SESSIONS,
+        OPEN_REQUESTS,
+    ):
+        tx.conn.execute(delete(table))
+    tx.conn.execute(update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=0, hash=GENESIS_HASH))
+
+
+def _is_sqlite_busy(exc: DBAPIError) -> bool:
+    return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
