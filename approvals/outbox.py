@@ -126,29 +126,74 @@ class OutboxDispatcher:
             total += handled
         return total
 
-    async def run_forever(self, stop: asyncio.Event, *, idle: float = 0.5) -> None:
-        """Deliver until ``stop`` is set, sleeping up to ``idle`` seconds when idle."""
-        while not stop.is_set():
-            # Cleared before the round, so a wake() during it is not lost.
-            self._wake.clear()
-            try:
-                handled = await self.run_once()
-            except Exception:
-                log.exception("outbox round failed; trying again")
-                handled = 0
-            if handled:
-                continue
-            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-            _done, pending = await asyncio.wait(
-                waiters, timeout=await self._idle_wait(idle), return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in pending:
-                waiter.cancel()
+    async def run_forever(
+        self, stop: asyncio.Event, *, idle: float = 0.5, max_in_flight: int = 256
+    ) -> None:
+        """Deliver until ``stop`` is set, sleeping up to ``idle`` seconds when idle.
+
+        Every destination is its own lane: a claimed row is delivered in a task of its own,
+        and the loop claims again at once instead of waiting for the round to finish, so a
+        slow or stuck destination (a webhook receiver that holds the connection, a channel
+        paused by a 429) never delays another. A destination has at most one row in flight
+        (the claim takes only the oldest unfinished row of each), which keeps a card's post
+        and its later edits in order. At most ``max_in_flight`` deliveries run at once.
+        """
+        in_flight: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            self._wake.set()  # its destination's next row may be ready now
+
+        try:
+            while not stop.is_set():
+                # Cleared before the claim, so a wake() during it is not lost.
+                self._wake.clear()
+                room = max_in_flight - len(in_flight)
+                claimed: list[OutboxItem] = []
+                if room > 0:
+                    try:
+                        claimed = await self._claim(min(room, self._batch))
+                    except Exception:
+                        log.exception("outbox claim failed; trying again")
+                for item in claimed:
+                    task = asyncio.create_task(self._deliver_logged(item))
+                    in_flight.add(task)
+                    task.add_done_callback(finished)
+                if claimed and len(claimed) == min(room, self._batch):
+                    continue  # there may be more ready rows than one claim takes
+                waiters = {
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                }
+                _done, pending = await asyncio.wait(
+                    waiters,
+                    timeout=await self._idle_wait(idle),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for waiter in pending:
+                    waiter.cancel()
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            raise
+        finally:
+            # Stopping lets deliveries already on the wire finish (each is bounded by its
+            # timeout); what is not finished is picked up again after its lease.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _claim(self, limit: int) -> list[OutboxItem]:
         now = self._clock.now()
         lease_until = now + self._lease
         return await self._store.run(lambda tx: tx.claim_outbox(now, lease_until, limit))
+
+    async def _deliver_logged(self, item: OutboxItem) -> None:
+        try:
+            await self._deliver_tagged(item)
+        except Exception:
+            log.exception(
+                "delivery of outbox row %s failed; it is retried after its lease", item.id
+            )
 
     async def _idle_wait(self, idle: float) -> float:
         """How long to sleep with nothing ready: until the next paced or retried row is due

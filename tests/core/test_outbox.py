@@ -557,15 +557,15 @@ async def test_run_forever_sends_when_woken_and_stops(service, store, clock, mon
     slack = SignallingAdapter("slack")
     dispatcher = OutboxDispatcher(store, {"slack": slack}, clock)
     idle_round = asyncio.Event()
-    run_once = dispatcher.run_once
+    claim = dispatcher._claim
 
-    async def observed_run_once() -> int:
-        handled = await run_once()
-        if not handled:
+    async def observed_claim(limit: int) -> list:
+        claimed = await claim(limit)
+        if not claimed:
             idle_round.set()  # the loop goes on to wait without yielding first
-        return handled
+        return claimed
 
-    monkeypatch.setattr(dispatcher, "run_once", observed_run_once)
+    monkeypatch.setattr(dispatcher, "_claim", observed_claim)
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run_forever(stop, idle=60))
     try:
@@ -582,18 +582,18 @@ async def test_run_forever_sends_when_woken_and_stops(service, store, clock, mon
 async def test_wake_during_an_empty_round_is_not_lost(service, store, clock, monkeypatch):
     slack = SignallingAdapter("slack")
     dispatcher = OutboxDispatcher(store, {"slack": slack}, clock)
-    run_once = dispatcher.run_once
+    claim = dispatcher._claim
     created: list[str] = []
 
-    async def round_raced_by_a_create() -> int:
-        handled = await run_once()
-        if not handled and not created:
+    async def claim_raced_by_a_create(limit: int) -> list:
+        claimed = await claim(limit)
+        if not claimed and not created:
             # A request commits just after this round looked, and wakes the dispatcher.
             created.append(await create(service, deploy()))
             dispatcher.wake()
-        return handled
+        return claimed
 
-    monkeypatch.setattr(dispatcher, "run_once", round_raced_by_a_create)
+    monkeypatch.setattr(dispatcher, "_claim", claim_raced_by_a_create)
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run_forever(stop, idle=30))
     try:

@@ -189,7 +189,8 @@ async def test_B4_forged_web_inbox_votes_are_refused_and_record_nothing(world, e
     request = await world.get(request_id)
     assert request.status is Status.PENDING
     assert request.votes == ()
-    recorded = (await _audit(world))[len(audit_before) :]
+    # The outbox records its card deliveries meanwhile; what the vote left is the rest.
+    recorded = [e for e in (await _audit(world))[len(audit_before) :] if e.kind != "delivered"]
     expected = [("refused", entry["audited"])] if "audited" in entry else []
     assert [(e.kind, json.loads(e.data).get("code")) for e in recorded] == expected
     await world.check()
