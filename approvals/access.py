@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from approvals.clock import Clock
 from approvals.store import SqlStore, WriteTx
@@ -54,11 +54,6 @@ class WebSession:
     expires_at: datetime
 
 
-# Looked up on every API call and inbox page: built once (see approvals.store.queries).
-_AGENT_KEY = select(AGENT_KEYS).where(AGENT_KEYS.c.key_id == bindparam("key_id"))
-_SESSION = select(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == bindparam("digest"))
-
-
 class AccessStore:
     """Issues and checks credentials, on the same database as the requests."""
 
@@ -88,8 +83,7 @@ class AccessStore:
         key_id, _, secret = rest.partition("_")
         if prefix != KEY_PREFIX or not key_id or not secret or len(key) > 200:
             return None
-        async with self._store.read() as reader:
-            row = (await reader.conn.execute(_AGENT_KEY, {"key_id": key_id})).first()
+        row = await self._store.query(lambda reads: reads.agent_key(key_id))
         if row is None or row.revoked_at is not None:
             return None
         if not hmac.compare_digest(row.secret_sha256, sha256_hex(secret)):
@@ -235,8 +229,8 @@ class AccessStore:
         """The live session behind a cookie value, or ``None``."""
         if not token or len(token) > 200:
             return None
-        async with self._store.read() as reader:
-            row = (await reader.conn.execute(_SESSION, {"digest": sha256_hex(token)})).first()
+        digest = sha256_hex(token)
+        row = await self._store.query(lambda reads: reads.web_session(digest))
         if row is None or row.expires_at <= self._clock.now():
             return None
         return WebSession(person=row.person, csrf_token=row.csrf_token, expires_at=row.expires_at)

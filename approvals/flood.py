@@ -33,7 +33,7 @@ from sqlalchemy import Select, and_, func, select
 from approvals.card import Digest
 from approvals.machine import Status
 from approvals.model import ApprovalRequest
-from approvals.store import Reads, WriteTx
+from approvals.store import SyncReads, WriteTx
 from approvals.tables import DELIVERIES, OUTBOX, REQUESTS
 
 CARDS_PER_MINUTE = 20
@@ -138,9 +138,9 @@ def refresh(tx: WriteTx, digest: str, destination: str, agent: str, now: datetim
         )
 
 
-async def digest_state(reads: Reads, digest: str, destination: str, agent: str) -> Digest:
+def digest_state(reads: SyncReads, digest: str, destination: str, agent: str) -> Digest:
     """How the digest stands now (read when its card is rendered)."""
-    pending = await reads.conn.execute(_pending_at(agent, destination))
+    pending = reads.conn.execute(_pending_at(agent, destination))
     rows = [row for row in pending if digest_of(row.ref) == digest]
     return Digest(
         digest_id=digest,

@@ -27,7 +27,14 @@ from approvals.directory import Destination
 from approvals.log_context import about_request
 from approvals.ports import Adapter, DeliveryError, MessageRef
 from approvals.service import DIGEST, EDIT, REMIND, SEND, WEBHOOK
-from approvals.store import OutboxItem, Reads, SqlStore, StoreBusyError, WriteTx
+from approvals.store import (
+    DeliveryRecord,
+    OutboxItem,
+    SqlStore,
+    StoreBusyError,
+    SyncReads,
+    WriteTx,
+)
 from approvals.webhooks import WebhookDelivered, WebhookSender
 
 log = logging.getLogger(__name__)
@@ -200,8 +207,7 @@ class OutboxDispatcher:
         (so a destination paced at 10 messages a second really gets 10), at most ``idle``."""
         now = self._clock.now()
         try:
-            async with self._store.read() as reader:
-                ready_at = await reader.next_outbox_ready_at(now)
+            ready_at = await self._store.query(lambda reads: reads.next_outbox_ready_at(now))
         except Exception:
             log.exception("could not read the outbox's next ready time")
             return idle
@@ -223,16 +229,7 @@ class OutboxDispatcher:
         if adapter is None:
             await self._dead(item, f"no adapter for platform {destination.platform!r}")
             return
-        card: ApprovalCard | None = None
-        async with self._store.read() as reader:
-            if item.kind == DIGEST:
-                card = await self._digest_card(reader, item)
-            else:
-                request = await reader.get_request(item.request_id)
-                if request is not None:
-                    note = item.payload.get("note")
-                    card = build_card(request, note=note if isinstance(note, str) else None)
-            deliveries = await reader.deliveries(item.request_id)
+        card, deliveries = await self._store.query(lambda reads: self._card_now(reads, item))
         if card is None:
             await self._dead(item, f"request {item.request_id} no longer exists")
             return
@@ -266,11 +263,23 @@ class OutboxDispatcher:
             crash_point(CrashPoint.AFTER_SEND_BEFORE_REF)
         await self._record_success(item, adapter, destination, posted)
 
-    async def _digest_card(self, reader: Reads, item: OutboxItem) -> ApprovalCard:
-        """A digest card as it stands now: counted at delivery, so it is never stale."""
-        agent = str(item.payload.get("agent", ""))
-        digest = await flood.digest_state(reader, item.request_id, item.destination, agent)
-        return build_digest_card(digest, now=self._clock.now())
+    def _card_now(
+        self, reads: SyncReads, item: OutboxItem
+    ) -> tuple[ApprovalCard | None, list[DeliveryRecord]]:
+        """The card as it stands now (``None`` if its request is gone), and the request's
+        deliveries; one read."""
+        card: ApprovalCard | None = None
+        if item.kind == DIGEST:
+            # A digest card is counted at delivery, so it is never stale.
+            agent = str(item.payload.get("agent", ""))
+            digest = flood.digest_state(reads, item.request_id, item.destination, agent)
+            card = build_digest_card(digest, now=self._clock.now())
+        else:
+            request = reads.get_request(item.request_id)
+            if request is not None:
+                note = item.payload.get("note")
+                card = build_card(request, note=note if isinstance(note, str) else None)
+        return card, reads.deliveries(item.request_id)
 
     async def _deliver_webhook(self, item: OutboxItem) -> None:
         """POST the request's final state to its callback URL (one attempt)."""

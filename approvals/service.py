@@ -54,7 +54,7 @@ from approvals.outcomes import (
     RefusalCode,
 )
 from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
-from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, WriteTx
+from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
 from approvals.webhooks import new_event_id, webhook_destination
 
 log = logging.getLogger(__name__)
@@ -349,18 +349,25 @@ class ApprovalService:
         return decided
 
     async def _replay(self, command: CreateCommand) -> Created | NotAllowed | None:
-        assert command.idempotency_key is not None
-        async with self._store.read() as reader:
-            found = await reader.idempotency_key(command.agent, command.idempotency_key)
+        key = command.idempotency_key
+        assert key is not None
+
+        def recorded(reads: SyncReads) -> tuple[str, ApprovalRequest | None] | None:
+            found = reads.idempotency_key(command.agent, key)
             if found is None:
                 return None
             request_id, fingerprint = found
-            if fingerprint != command.fingerprint():
-                return NotAllowed(
-                    RefusalCode.IDEMPOTENCY_CONFLICT,
-                    "this Idempotency-Key was already used with a different request body",
-                )
-            request = await reader.get_request(request_id)
+            return fingerprint, reads.get_request(request_id)
+
+        found = await self._store.query(recorded)
+        if found is None:
+            return None
+        fingerprint, request = found
+        if fingerprint != command.fingerprint():
+            return NotAllowed(
+                RefusalCode.IDEMPOTENCY_CONFLICT,
+                "this Idempotency-Key was already used with a different request body",
+            )
         assert request is not None, "an idempotency key always names a stored request"
         return Created(request, replayed=True)
 

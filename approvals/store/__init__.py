@@ -17,7 +17,7 @@ from approvals.store.database import (
     StoreBusyError,
     async_database_url,
 )
-from approvals.store.reads import Reads
+from approvals.store.reads import Reads, SyncReads
 from approvals.store.rows import AuditVerification, DeliveryRecord, OutboxItem
 from approvals.store.transaction import ConcurrentUpdateError, QueuedMessage, WriteTx
 from approvals.store.writer import Command
@@ -33,6 +33,7 @@ __all__ = [
     "Reads",
     "SqlStore",
     "StoreBusyError",
+    "SyncReads",
     "WriteTx",
     "async_database_url",
 ]

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +33,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from approvals.audit import GENESIS_HASH, ChainBreak, verify_chain
 from approvals.model import ApprovalRequest
-from approvals.store.reads import Reads
+from approvals.store.reads import Reads, SyncReads
 from approvals.store.rows import AuditVerification
 from approvals.store.transaction import ConcurrentUpdateError, WriteTx
 from approvals.store.writer import BatchResult, Command, Writer, run_batch
@@ -143,6 +145,47 @@ class _SqliteWriterThread:
         thread.shutdown(wait=True)
 
 
+class _SqliteReaderThreads:
+    """Threads that run whole reads on SQLite connections of their own: one hand-off per
+    read, however many statements it runs (WAL lets them read while the writer writes).
+    Each thread keeps its connection open between reads."""
+
+    THREADS = 2
+
+    def __init__(self, url: str, busy_timeout: float) -> None:
+        self._engine = create_engine(
+            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
+        )
+        _configure_sqlite(self._engine, busy_timeout, writer=False)
+        self._threads: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+
+    def _read(self, query: Callable[[SyncReads], T]) -> T:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._engine.connect()
+            self._connections.append(conn)
+        with conn.begin():
+            return query(SyncReads(conn))
+
+    async def run(self, query: Callable[[SyncReads], T]) -> T:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.THREADS, thread_name_prefix="signoff-reader")
+            self._local = threading.local()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._read, query)
+
+    async def close(self) -> None:
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            await asyncio.get_running_loop().run_in_executor(None, threads.shutdown, True)
+        for conn in self._connections:
+            conn.close()  # the threads are gone; check_same_thread is off for this
+        self._connections.clear()
+        self._engine.dispose()
+
+
 class SqlStore:
     """The store on an async SQLAlchemy engine (aiosqlite or asyncpg) plus its one writer."""
 
@@ -157,10 +200,12 @@ class SqlStore:
             options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url, **options)
         self._sqlite_thread: _SqliteWriterThread | None = None
+        self._sqlite_readers: _SqliteReaderThreads | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine.sync_engine, busy_timeout, writer=False)
             sync_url = "sqlite://" + async_url.partition("://")[2]
             self._sqlite_thread = _SqliteWriterThread(sync_url, busy_timeout)
+            self._sqlite_readers = _SqliteReaderThreads(sync_url, busy_timeout)
             self._writer = Writer(self._sqlite_thread.run)
         else:
             self._writer = Writer(self._run_postgres_batch)
@@ -193,9 +238,22 @@ class SqlStore:
                 raise ConcurrentUpdateError(str(exc.orig)) from exc
             raise
 
+    async def query(self, query: Callable[[SyncReads], T]) -> T:
+        """Run ``query``, a plain function of :class:`SyncReads`, in one read transaction
+        (one snapshot) and return its value. The fast way to read: on SQLite it is one
+        hand-off to a reader thread; it never waits for the writer."""
+        if self._sqlite_readers is not None:
+            return await self._sqlite_readers.run(query)
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                return await conn.run_sync(lambda sync_conn: query(SyncReads(sync_conn)))
+
     async def close(self) -> None:
         if self._sqlite_thread is not None:
             await self._sqlite_thread.close()
+        if self._sqlite_readers is not None:
+            await self._sqlite_readers.close()
         await self.engine.dispose()
 
     async def migrate(self) -> None:
@@ -242,12 +300,10 @@ class SqlStore:
             await conn.execute(text("SELECT 1"))
 
     async def get_request(self, request_id: str) -> ApprovalRequest | None:
-        async with self.read() as tx:
-            return await tx.get_request(request_id)
+        return await self.query(lambda reads: reads.get_request(request_id))
 
-    async def next_due_at(self) -> Any:
-        async with self.read() as tx:
-            return await tx.next_due_at()
+    async def next_due_at(self) -> datetime | None:
+        return await self.query(lambda reads: reads.next_due_at())
 
     async def verify_audit(self, *, batch: int = 5000) -> AuditVerification:
         """Walk the whole chain and compare its end with the stored head."""

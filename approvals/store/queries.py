@@ -20,6 +20,7 @@ from approvals.machine import Status
 from approvals.model import ApprovalRequest, CastVote
 from approvals.store.rows import request_from_row, vote_from_row
 from approvals.tables import (
+    AGENT_KEYS,
     AUDIT,
     AUDIT_HEAD,
     DELIVERIES,
@@ -29,6 +30,7 @@ from approvals.tables import (
     OUTBOX,
     REQUESTS,
     VOTES,
+    WEB_SESSIONS,
     UTCDateTime,
 )
 
@@ -272,6 +274,18 @@ def claimable_outbox(now: datetime, limit: int) -> Query:
 
 def lease_outbox(row_ids: Sequence[int], lease_until: datetime) -> Query:
     return _LEASE_OUTBOX, {"row_ids": list(row_ids), "lease_until": lease_until}
+
+
+_AGENT_KEY = select(AGENT_KEYS).where(AGENT_KEYS.c.key_id == bindparam("key_id"))
+_WEB_SESSION = select(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == bindparam("digest"))
+
+
+def agent_key(key_id: str) -> Query:
+    return _AGENT_KEY, {"key_id": key_id}
+
+
+def web_session(session_sha256: str) -> Query:
+    return _WEB_SESSION, {"digest": session_sha256}
 
 
 def aggregate_time(value: Any, dialect: Dialect) -> datetime | None:

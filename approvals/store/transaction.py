@@ -28,11 +28,10 @@ from approvals.machine import Status
 from approvals.model import ApprovalRequest, CastVote
 from approvals.notify import REQUEST_FINAL_CHANNEL
 from approvals.store import queries
+from approvals.store.reads import SyncReads
 from approvals.store.rows import (
-    DeliveryRecord,
     OutboxItem,
     changed_request_values,
-    delivery_from_row,
     mutable_values,
     outbox_item_from_row,
     request_values,
@@ -165,28 +164,19 @@ class _Mark:
     messages_queued: int
 
 
-class WriteTx:
+class WriteTx(SyncReads):
     """One write transaction, shared by every command of a batch. Methods are synchronous:
     they run on the writer's connection (its own thread on SQLite)."""
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+        super().__init__(conn)
         self._head: tuple[int, str] | None = None
         self._entries: list[_PendingEntry] = []
         self._notified: dict[tuple[str, str], None] = {}
         self.messages_queued = 0
         """Outbox rows added in this transaction (the writer wakes the dispatcher if any)."""
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.conn.dialect.name == "postgresql"
-
-    # -- reads inside the transaction --------------------------------------------------------
-
-    def get_request(self, request_id: str, *, lock: bool = False) -> ApprovalRequest | None:
-        """Load one request with its votes; ``lock`` holds its row until commit (PostgreSQL)."""
-        rows = self.conn.execute(*queries.request_with_votes(request_id, lock=lock)).all()
-        return queries.request_from_joined_rows(rows)
+    # -- reads inside the transaction (the rest: SyncReads) ----------------------------------
 
     def due_requests(self, now: datetime, limit: int) -> list[ApprovalRequest]:
         """Claim pending requests whose next due time has come, oldest due first."""
@@ -195,23 +185,6 @@ class WriteTx:
             return []
         votes = self.conn.execute(*queries.votes_of([row.id for row in rows]))
         return queries.requests_with_vote_rows(rows, votes)
-
-    def count_open(self, agent: str) -> int:
-        return int(self.conn.execute(*queries.open_count(agent)).scalar_one())
-
-    def deliveries(self, request_id: str) -> list[DeliveryRecord]:
-        return [
-            delivery_from_row(row) for row in self.conn.execute(*queries.deliveries_of(request_id))
-        ]
-
-    def deliveries_of_many(self, request_ids: Sequence[str]) -> dict[str, list[DeliveryRecord]]:
-        """The cards of several requests, in one query: request id -> its deliveries."""
-        found: dict[str, list[DeliveryRecord]] = {request_id: [] for request_id in request_ids}
-        if not request_ids:
-            return found
-        for row in self.conn.execute(*queries.deliveries_of_many(request_ids)):
-            found[row.request_id].append(delivery_from_row(row))
-        return found
 
     # -- requests and votes ------------------------------------------------------------------
 
@@ -335,7 +308,7 @@ class WriteTx:
         self._entries.append(
             _PendingEntry(
                 at=at.astimezone(UTC),  # hashed as stored: the column holds UTC
-                kind=kind,
+                kind=str(kind),  # a StrEnum hashes as its text
                 request_id=request_id,
                 actor=actor,
                 data=canonical_json(data or {}).decode("utf-8"),

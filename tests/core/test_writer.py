@@ -4,6 +4,7 @@ command fails alone, and every caller hears back only after the commit."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 
 import pytest
@@ -115,3 +116,20 @@ async def test_the_audit_chain_continues_across_batches(store: SqlStore, clock, 
         await asyncio.gather(*(store.run(add_key(f"r{round_}-{n}", clock)) for n in range(size)))
     verification = await store.verify_audit()
     assert (verification.ok, verification.checked) == (True, 3 * size)
+
+
+async def test_reads_do_not_wait_for_the_writer(sqlite_store: SqlStore, clock):
+    """Another process holds SQLite's write lock: a write waits its turn, a read does not."""
+    path = sqlite_store.url.removeprefix("sqlite:///")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        write = asyncio.create_task(sqlite_store.run(add_key("k1", clock)))
+        found = await asyncio.wait_for(sqlite_store.query(lambda reads: reads.agent_key("k1")), 5)
+        assert found is None
+        assert not write.done()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert await asyncio.wait_for(write, 15) == "k1"
+    assert (await sqlite_store.query(lambda reads: reads.agent_key("k1"))).agent == "a"
