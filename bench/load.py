@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -29,6 +30,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     first_error: str = ""
+    statuses: Counter[int] = field(default_factory=Counter)
+    """How often each unexpected HTTP status was answered in the window."""
 
     @property
     def rate(self) -> float:
@@ -36,6 +39,17 @@ class LoadResult:
 
     def p(self, share: float) -> float:
         return percentile(self.latencies, share) if self.latencies else float("nan")
+
+    def merged(self, other: LoadResult) -> LoadResult:
+        """Two runs over the same window at once (two servers) as one."""
+        return LoadResult(
+            connections=self.connections + other.connections,
+            window=self.window,
+            latencies=self.latencies + other.latencies,
+            errors=self.errors + other.errors,
+            first_error=self.first_error or other.first_error,
+            statuses=self.statuses + other.statuses,
+        )
 
 
 class ProtocolError(Exception):
@@ -126,6 +140,7 @@ async def closed_loop(
                 if status == expect_status:
                     result.latencies.append(answered - sent)
                 else:
+                    result.statuses[status] += 1
                     note_error(f"{status}: {answer[:200].decode('utf-8', 'replace')}")
         finally:
             if writer is not None:

@@ -21,12 +21,18 @@ from tests.conftest import missing_prerequisite
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = {
     "throughput": [
+        "signoff, 1 connection",
+        "baseline, 1 connection",
         "signoff, 8 connections",
         "baseline, 8 connections",
         "signoff / baseline, 8 connections",
         "signoff, 64 connections",
         "baseline, 64 connections",
         "signoff / baseline, 64 connections",
+        "auto-decided / create, 8 connections",
+        "PostgreSQL, one process, 64 connections",
+        "PostgreSQL, two processes, 64 connections",
+        "PostgreSQL, two processes / one",
     ],
     "decisions": [
         "click to answer: web inbox",
