@@ -299,10 +299,16 @@ class ApprovalService:
     ) -> ApprovalRequest | NotAllowed:
         """The create command: the request, its audit entry, and its cards or its automatic
         decision, in the writer's batch."""
+        policy = request.policy
+        slot_claimed = False
         if command.max_open is not None:
-            tx.lock_agent(command.agent)
-            open_now = tx.count_open(command.agent)
-            if open_now >= command.max_open:
+            if policy.decision is AutoDecision.ASK:
+                open_now = tx.claim_open_slot(command.agent, command.max_open)
+                slot_claimed = open_now is None
+            else:  # decided at once, so it takes no slot; the cap still applies
+                count = tx.count_open(command.agent)
+                open_now = count if count >= command.max_open else None
+            if open_now is not None:
                 return NotAllowed(
                     RefusalCode.TOO_MANY_OPEN,
                     f"agent {command.agent!r} already has {open_now} pending requests "
@@ -312,7 +318,6 @@ class ApprovalService:
             tx.claim_idempotency_key(
                 command.agent, command.idempotency_key, command.fingerprint(), request.id, now
             )
-        policy = request.policy
         decided = None
         if policy.decision is not AutoDecision.ASK:
             # Decided by policy: the request is stored final at once, one row, no update.
@@ -328,7 +333,7 @@ class ApprovalService:
                     reason=f"policy {policy.name} decides {policy.decision.value}",
                 ),
             )
-        tx.insert_request(decided or request)
+        tx.insert_request(decided or request, slot_claimed=slot_claimed)
         tx.append_audit(
             AuditKind.CREATED,
             at=now,

@@ -128,6 +128,15 @@ def _open_count_upsert(dialect_name: str) -> Executable:
 
 
 @functools.cache
+def _claim_open_slot(dialect_name: str) -> Executable:
+    """Add one to an agent's open count and return the new count."""
+    statement = _insert_for(dialect_name)(OPEN_REQUESTS).values(agent=bindparam("agent"), open=1)
+    return statement.on_conflict_do_update(
+        index_elements=[OPEN_REQUESTS.c.agent], set_={"open": OPEN_REQUESTS.c.open + 1}
+    ).returning(OPEN_REQUESTS.c.open)
+
+
+@functools.cache
 def _new_delivery(dialect_name: str) -> Executable:
     return _insert_for(dialect_name)(DELIVERIES).on_conflict_do_nothing()
 
@@ -188,13 +197,31 @@ class WriteTx(SyncReads):
 
     # -- requests and votes ------------------------------------------------------------------
 
-    def insert_request(self, request: ApprovalRequest) -> None:
-        """Store a new request (pending, or already final when a policy decided it)."""
+    def insert_request(self, request: ApprovalRequest, *, slot_claimed: bool = False) -> None:
+        """Store a new request (pending, or already final when a policy decided it).
+
+        A pending request counts toward its agent's open requests, unless
+        :meth:`claim_open_slot` counted it already (``slot_claimed``).
+        """
         self.conn.execute(_INSERT_REQUEST, request_values(request))
-        if request.status is Status.PENDING:
-            self._count_open(request.agent, +1)
-        else:
+        if request.status is not Status.PENDING:
             self.notify(REQUEST_FINAL_CHANNEL, request.id)
+        elif not slot_claimed:
+            self._count_open(request.agent, +1)
+
+    def claim_open_slot(self, agent: str, max_open: int) -> int | None:
+        """Count one more pending request of ``agent`` unless it has ``max_open`` already.
+
+        Returns ``None`` when the slot is claimed, else how many the agent has open. One
+        statement: it locks the agent's count row until commit, which orders concurrent
+        creates of one agent, in this process or another.
+        """
+        statement = _claim_open_slot(self.conn.dialect.name)
+        opened = int(self.conn.execute(statement, {"agent": agent}).scalar_one())
+        if opened <= max_open:
+            return None
+        self._count_open(agent, -1)
+        return opened - 1
 
     def insert_requests(self, requests: Sequence[ApprovalRequest]) -> None:
         """Insert many new requests in one statement (seeding, imports)."""

@@ -252,6 +252,17 @@ async def test_concurrent_creates_respect_max_open(service):
     refused = [o for o in outcomes if isinstance(o, NotAllowed)]
     assert len(created) == 3
     assert {o.code for o in refused} == {RefusalCode.TOO_MANY_OPEN}
+    assert "already has 3 pending requests" in refused[0].message
+
+    # A request that leaves the pending state frees its slot, and only that one.
+    await service.cancel(created[0].request.id, "flood-bot")
+    again = [
+        await service.create(
+            CreateCommand(agent="flood-bot", action="deploy.web", title="t", max_open=3)
+        )
+        for _ in range(2)
+    ]
+    assert [type(o) for o in again] == [Created, NotAllowed]
 
 
 async def test_replay_with_unhashable_params_is_refused_not_crashing(service):

@@ -11,6 +11,7 @@ decided, and nobody is ever shown a database error. Sizes are module constants.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +41,26 @@ class Storm:
 
     world: AppWorld
     acks: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PLATFORMS})
+    aimed: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    async def aim(self, request_id: str) -> None:
+        """Take each platform's card of the request as it is now, buttons and all: the
+        clicks of the storm press these, as people press the card their screen shows, even
+        after the first clicks have decided the request and its cards lost their buttons."""
+        world = self.world
+        self.aimed[("slack", request_id)] = copy.deepcopy(await world.slack_card(request_id))
+        self.aimed[("telegram", request_id)] = copy.deepcopy(await world.telegram_card(request_id))
+        self.aimed[("discord", request_id)] = copy.deepcopy(await world.discord_card(request_id))
+
+    async def _card(self, platform: str, request_id: str, fetch: Any) -> Any:
+        aimed = self.aimed.get((platform, request_id))
+        return aimed if aimed is not None else await fetch(request_id)
 
     async def click(self, platform: str, who: Approver, request_id: str, label: str) -> None:
         world = self.world
         if platform == "slack":
             assert world.slack is not None
-            card = await world.slack_card(request_id)
+            card = await self._card(platform, request_id, world.slack_card)
             action = "signoff_approve" if label == "Approve" else "signoff_deny"
             payload = world.slack.click_payload(card, user=who.slack, action_id=action)
             began = time.monotonic()
@@ -55,7 +70,7 @@ class Storm:
         elif platform == "telegram":
             assert world.telegram is not None
             fake = world.telegram
-            card = await world.telegram_card(request_id)
+            card = await self._card(platform, request_id, world.telegram_card)
             update = fake.callback_update(who.telegram, card, card.button_data(label))
             query = update["callback_query"]["id"]
             began = time.monotonic()
@@ -70,7 +85,7 @@ class Storm:
         else:
             assert world.discord is not None
             fake_discord = world.discord
-            card = await world.discord_card(request_id)
+            card = await self._card(platform, request_id, world.discord_card)
             began = time.monotonic()
             interaction = await fake_discord.click(card, user=who.discord, label=label)
 
@@ -166,6 +181,7 @@ async def test_L8_fifty_clicks_by_twenty_people_on_three_platforms_make_one_deci
     request_id = await world.created(action=action, title="contended")
     for platform in PLATFORMS:
         await world.card_ref(request_id, platform)
+    await storm.aim(request_id)
     clicks = [
         (PLATFORMS[n % 3], APPROVERS[n % CONTENDED_PEOPLE], "Approve" if n % 4 else "Deny")
         for n in range(CONTENDED_CLICKS)
