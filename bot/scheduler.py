@@ -12,7 +12,6 @@ that have served their purpose (``approvals.retention``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -43,6 +42,7 @@ class DeadlineScheduler:
         self._wakeup_at: datetime | None = None
         self._stopping = asyncio.Event()
         self._every_interval: asyncio.Task[None] | None = None
+        self._woken = asyncio.Event()
         self.sweeps = 0
 
     @property
@@ -79,9 +79,28 @@ class DeadlineScheduler:
 
     async def _sweep_every_interval(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the sweep, so a wake-up that fires during it is not lost.
+            self._woken.clear()
             await self.sweep()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            waiters = {
+                asyncio.ensure_future(self._woken.wait()),
+                asyncio.ensure_future(self._stopping.wait()),
+            }
+            _done, pending = await asyncio.wait(
+                waiters, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+
+    async def _wake(self) -> None:
+        """The exact wake-up job: the loop sweeps now instead of at its next interval.
+
+        The job only signals; the one loop does every sweep, so a wake-up planned while a
+        sweep runs (the next deadline is often milliseconds away under load) is never
+        skipped as an instance of a job still running.
+        """
+        self._wakeup_at = None
+        self._woken.set()
 
     async def sweep(self) -> int:
         """Handle everything due now, then plan the wake-up for what is due next."""
@@ -135,7 +154,7 @@ class DeadlineScheduler:
             return
         self._wakeup_at = moment
         self._scheduler.add_job(
-            self.sweep,
+            self._wake,
             "date",
             run_date=moment,
             id=WAKEUP_JOB,
