@@ -92,10 +92,14 @@ class Sizes:
     grace: float = 15.0
     """How long after the last deadline the run waits for stragglers."""
     samples: int = 50
+    backlog: int = 20_000
+    """Requests all due at the same moment, for the sweep rate."""
 
 
 FULL = Sizes()
-QUICK = Sizes(count=300, spread=2.0, lead=8.0, grace=5.0, samples=5)
+QUICK = Sizes(count=300, spread=2.0, lead=8.0, grace=5.0, samples=5, backlog=300)
+GOAL_SWEEP_RATE = 5000.0
+BACKLOG_WITHIN = 60.0
 
 
 def measures(_sizes: Sizes) -> list[str]:
@@ -104,6 +108,7 @@ def measures(_sizes: Sizes) -> list[str]:
         "lateness, seen by a waiting agent",
         "memory per pending request",
         "start to ready",
+        "sweep rate, a backlog due at once",
     ]
 
 
@@ -325,6 +330,7 @@ async def run(sizes: Sizes, workdir: Path) -> list[Row]:
         stopping = time.perf_counter()
     stop_seconds = time.perf_counter() - stopping
     outcomes = await read_outcomes(database_url)
+    sweep_rate = await _sweep_rate_row(sizes, workdir)
     return [
         *_lateness_rows(outcomes, ended, seen, len(picks)),
         _memory_row(idle_rss, loaded_rss, peak_rss, sizes.count),
@@ -336,7 +342,42 @@ async def run(sizes: Sizes, workdir: Path) -> list[Row]:
             f"< {GOAL_READY:.0f} s",
             ready < GOAL_READY,
         ),
+        sweep_rate,
     ]
+
+
+async def _sweep_rate_row(sizes: Sizes, workdir: Path) -> Row:
+    """``sizes.backlog`` requests that all fall due at one moment while signoff runs: the
+    rate at which the sweeper times them out, from that moment to the last decision."""
+    db, config = workdir / "backlog.db", workdir / "backlog.yaml"
+    database_url = f"sqlite:///{db}"
+    port = free_port()
+    write_config(config, db, port)
+    await seed_agent_keys(database_url, AGENTS)  # migrates the new database
+    seeded = await seed_pending(config, sizes.backlog)
+    due = datetime.now(UTC) + timedelta(seconds=sizes.lead)
+    await set_deadlines(database_url, [rid for rid, _agent in seeded], due, 0.0)
+    server = signoff_serve(config, log_path=workdir / "backlog.log", base_url=_url(port))
+    async with running(server):
+        await server.wait_ready()
+        give_up = due + timedelta(seconds=BACKLOG_WITHIN)
+        while datetime.now(UTC) < give_up:
+            if await decided_count(server) >= sizes.backlog:
+                break
+            await asyncio.sleep(0.5)
+    outcomes = await read_outcomes(database_url)
+    decided = [outcomes.decided[rid] for rid in outcomes.deadlines if rid in outcomes.decided]
+    measure = "sweep rate, a backlog due at once"
+    goal = f">= {GOAL_SWEEP_RATE:,.0f}/s"
+    if not decided:
+        return Row(BENCHMARK, measure, "none timed out", goal, False)
+    span = max((max(decided) - due).total_seconds(), 1e-3)
+    rate = len(decided) / span
+    figure = (
+        f"{rate:,.0f} timeouts/s ({len(decided):,} of {sizes.backlog:,} decided "
+        f"{span:.2f} s after they fell due)"
+    )
+    return Row(BENCHMARK, measure, figure, goal, rate >= GOAL_SWEEP_RATE)
 
 
 def _lateness_rows(

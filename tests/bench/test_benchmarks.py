@@ -45,6 +45,7 @@ ROWS = {
         "lateness, seen by a waiting agent",
         "memory per pending request",
         "start to ready",
+        "sweep rate, a backlog due at once",
     ],
     "delivery": [
         "send rate / allowed: Slack",
