@@ -334,19 +334,7 @@ class ApprovalService:
                 ),
             )
         tx.insert_request(decided or request, slot_claimed=slot_claimed)
-        tx.append_audit(
-            AuditKind.CREATED,
-            at=now,
-            actor=request.agent,
-            request_id=request.id,
-            data={
-                "action": request.action,
-                "payload_sha256": request.payload_sha256,
-                "policy": policy.name,
-                "requested_by": request.requested_by,
-                "deadline": request.deadline.isoformat(),
-            },
-        )
+        audit_created(tx, request, now)
         if decided is None:
             self._notify_level(tx, request, 0, now, note=None, rules=rules)
             return request
@@ -829,6 +817,23 @@ class ApprovalService:
                 at=now,
                 payload={"event_id": new_event_id()},
             )
+
+
+def audit_created(tx: WriteTx, request: ApprovalRequest, at: datetime) -> None:
+    """The ``created`` audit entry of a new request (also what seeding tools write)."""
+    tx.append_audit(
+        AuditKind.CREATED,
+        at=at,
+        actor=request.agent,
+        request_id=request.id,
+        data={
+            "action": request.action,
+            "payload_sha256": request.payload_sha256,
+            "policy": request.policy.name,
+            "requested_by": request.requested_by,
+            "deadline": request.deadline.isoformat(),
+        },
+    )
 
 
 def _deciders(request: ApprovalRequest) -> list[str]:

@@ -33,10 +33,10 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import bindparam, select, update
 
-from approvals.audit import AuditKind
 from approvals.canonical import payload_sha256
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, new_request_id
+from approvals.service import audit_created
 from approvals.store import SqlStore, WriteTx
 from approvals.tables import REQUESTS
 from bench.harness import (
@@ -168,19 +168,7 @@ def _seed_batch(requests: list[ApprovalRequest], tx: WriteTx) -> None:
     """Insert requests with their ``created`` audit entries, chained from the stored head."""
     tx.insert_requests(requests)
     for request in requests:
-        tx.append_audit(
-            AuditKind.CREATED,
-            at=request.created_at,
-            actor=request.agent,
-            request_id=request.id,
-            data={
-                "action": request.action,
-                "payload_sha256": request.payload_sha256,
-                "policy": request.policy.name,
-                "requested_by": request.requested_by,
-                "deadline": request.deadline.isoformat(),
-            },
-        )
+        audit_created(tx, request, request.created_at)
 
 
 async def set_deadlines(

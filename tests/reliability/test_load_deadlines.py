@@ -27,7 +27,7 @@ from approvals.directory import Directory, Person
 from approvals.machine import Status
 from approvals.model import ApprovalRequest
 from approvals.policy import Level, Policy, PolicySet, TimeoutOutcome
-from approvals.service import ApprovalService, Rules
+from approvals.service import ApprovalService, Rules, audit_created
 from approvals.store import SqlStore, WriteTx
 from tests.reliability.invariants import check_invariants
 
@@ -115,19 +115,7 @@ async def seed(store: SqlStore, start: datetime) -> list[ApprovalRequest]:
         ) -> None:
             for request in batch:
                 tx.insert_request(request)
-                tx.append_audit(
-                    AuditKind.CREATED,
-                    at=request.created_at,
-                    actor=request.agent,
-                    request_id=request.id,
-                    data={
-                        "action": request.action,
-                        "payload_sha256": request.payload_sha256,
-                        "policy": request.policy.name,
-                        "requested_by": None,
-                        "deadline": request.deadline.isoformat(),
-                    },
-                )
+                audit_created(tx, request, request.created_at)
 
         await store.run(_change)
     return requests
