@@ -13,7 +13,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, Row, Select, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    Executable,
+    Row,
+    Select,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Dialect
 
 from approvals.machine import Status
@@ -37,11 +49,18 @@ from approvals.tables import (
 Query = tuple[Executable, dict[str, Any]]
 """A statement and the values of its bound parameters."""
 
+REQUEST_COLUMNS = [
+    # The policy snapshot comes back as its JSON text: many requests share one snapshot,
+    # and rows.request_from_row parses each text once (see rows.policy_from_snapshot).
+    cast(column, Text).label(column.name) if column.name == "policy_snapshot" else column
+    for column in REQUESTS.c
+]
+
 _PENDING = Status.PENDING.value
 
 _REQUEST_WITH_VOTES = (
     select(
-        REQUESTS,
+        *REQUEST_COLUMNS,
         VOTES.c.id.label("vote_id"),
         VOTES.c.person,
         VOTES.c.verdict,
@@ -100,7 +119,7 @@ def listed_requests(
     before: datetime | None = None,
 ) -> Query:
     """Newest first, optionally for one agent and one status."""
-    query = select(REQUESTS)
+    query = select(*REQUEST_COLUMNS)
     if agent is not None:
         query = query.where(REQUESTS.c.agent == agent)
     if status is not None:
@@ -111,7 +130,7 @@ def listed_requests(
 
 
 _DUE_REQUESTS = (
-    select(REQUESTS)
+    select(*REQUEST_COLUMNS)
     .where(REQUESTS.c.status == _PENDING, REQUESTS.c.next_due_at <= bindparam("now"))
     .order_by(REQUESTS.c.next_due_at, REQUESTS.c.id)
     .limit(bindparam("limit"))

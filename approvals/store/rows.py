@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,7 +120,7 @@ def request_from_row(row: Row[Any], votes: Sequence[CastVote]) -> ApprovalReques
         params=row.params,
         payload_sha256=row.payload_sha256,
         requested_by=row.requested_by,
-        policy=Policy.from_json(row.policy_snapshot),
+        policy=policy_from_snapshot(row.policy_snapshot),
         status=Status(row.status),
         level=row.level,
         created_at=row.created_at,
@@ -131,6 +133,20 @@ def request_from_row(row: Row[Any], votes: Sequence[CastVote]) -> ApprovalReques
         callback_url=row.callback_url,
         version=row.version,
     )
+
+
+def policy_from_snapshot(snapshot: str | dict[str, Any]) -> Policy:
+    """A request's policy from its stored snapshot: JSON text (parsed once per distinct
+    text, since a snapshot is shared by every request made under the same policy) or an
+    already parsed object."""
+    if isinstance(snapshot, str):
+        return _parsed_policy(snapshot)
+    return Policy.from_json(snapshot)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_policy(snapshot: str) -> Policy:
+    return Policy.from_json(json.loads(snapshot))
 
 
 def audit_from_row(row: Row[Any]) -> AuditEntry:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from approvals.audit import AuditKind
+from approvals.model import CreateCommand
 from approvals.store import SqlStore, WriteTx
 from approvals.tables import AGENT_KEYS, AUDIT
 from tests.conftest import ManualClock
@@ -133,3 +134,20 @@ async def test_reads_do_not_wait_for_the_writer(sqlite_store: SqlStore, clock):
         blocker.close()
     assert await asyncio.wait_for(write, 15) == "k1"
     assert (await sqlite_store.query(lambda reads: reads.agent_key("k1"))).agent == "a"
+
+
+async def test_requests_under_one_policy_share_its_parsed_snapshot(service, store: SqlStore):
+    """The policy snapshot is parsed once per distinct text, not once per row read."""
+    first = (await service.create(CreateCommand(agent="a", action="deploy.web", title="1"))).request
+    second = (
+        await service.create(CreateCommand(agent="a", action="deploy.web", title="2"))
+    ).request
+    one, two = await store.query(
+        lambda reads: (reads.get_request(first.id), reads.get_request(second.id))
+    )
+    assert one is not None
+    assert two is not None
+    assert one.policy == first.policy
+    assert one.policy is two.policy
+    listed = await store.query(lambda reads: reads.list_requests(agent="a"))
+    assert {request.policy for request in listed} == {first.policy}
