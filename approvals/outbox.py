@@ -307,33 +307,23 @@ class OutboxDispatcher:
         await self._record_webhook(item, delivered)
 
     async def _record_webhook(self, item: OutboxItem, delivered: WebhookDelivered) -> None:
-        for attempt in range(_RECORD_ATTEMPTS):
+        def record(tx: WriteTx) -> None:
             now = self._clock.now()
+            tx.append_audit(
+                AuditKind.DELIVERED,
+                at=now,
+                actor="webhook",
+                request_id=item.request_id,
+                data={
+                    "destination": item.destination,
+                    "url": delivered.url,
+                    "status_code": delivered.status_code,
+                    "event_id": delivered.event_id,
+                },
+            )
+            tx.finish_outbox(item.id, state=SENT, at=now)
 
-            def record(tx: WriteTx, now: datetime = now) -> None:
-                tx.append_audit(
-                    AuditKind.DELIVERED,
-                    at=now,
-                    actor="webhook",
-                    request_id=item.request_id,
-                    data={
-                        "destination": item.destination,
-                        "url": delivered.url,
-                        "status_code": delivered.status_code,
-                        "event_id": delivered.event_id,
-                    },
-                )
-                tx.finish_outbox(item.id, state=SENT, at=now)
-
-            try:
-                await self._store.run(record)
-            except StoreBusyError:
-                if attempt + 1 == _RECORD_ATTEMPTS:
-                    raise
-                await asyncio.sleep(0.5 * (attempt + 1))
-                continue
-            self._report(item.destination, SENT)
-            return
+        await self._record_sent(item, record)
 
     async def _call_platform(
         self,
@@ -362,24 +352,26 @@ class OutboxDispatcher:
         destination: Destination,
         posted: MessageRef | None,
     ) -> None:
-        """Store the outcome of a delivery that happened. A lost write here would send the
-        card again, so a busy database is waited out (a few tries) rather than given up."""
-        for attempt in range(_RECORD_ATTEMPTS):
+        def record(tx: WriteTx) -> None:
             now = self._clock.now()
+            if posted is not None:
+                tx.set_delivery_ref(item.request_id, item.destination, posted.data, now)
+                tx.append_audit(
+                    AuditKind.DELIVERED,
+                    at=now,
+                    actor=destination.platform,
+                    request_id=item.request_id,
+                    data={"destination": item.destination, "ref": posted.data},
+                )
+            tx.finish_outbox(item.id, state=SENT, at=now)
+            tx.pause_destination(item.destination, now + adapter.min_send_interval)
 
-            def record(tx: WriteTx, now: datetime = now) -> None:
-                if posted is not None:
-                    tx.set_delivery_ref(item.request_id, item.destination, posted.data, now)
-                    tx.append_audit(
-                        AuditKind.DELIVERED,
-                        at=now,
-                        actor=destination.platform,
-                        request_id=item.request_id,
-                        data={"destination": item.destination, "ref": posted.data},
-                    )
-                tx.finish_outbox(item.id, state=SENT, at=now)
-                tx.pause_destination(item.destination, now + adapter.min_send_interval)
+        await self._record_sent(item, record)
 
+    async def _record_sent(self, item: OutboxItem, record: Callable[[WriteTx], None]) -> None:
+        """Store the outcome of a delivery that happened. A lost write here would send it
+        again, so a busy database is waited out (a few tries) rather than given up."""
+        for attempt in range(_RECORD_ATTEMPTS):
             try:
                 await self._store.run(record)
             except StoreBusyError:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import count
 
+from aiohttp import web
+
 from approvals.card import ApprovalCard
 from approvals.directory import Destination
 from approvals.ports import DeliveryError, MessageRef, VoteSink
@@ -61,3 +63,14 @@ class RecordingAdapter:
 
     def kinds(self) -> list[tuple[str, str]]:
         return [(call.kind, call.destination) for call in self.calls]
+
+
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on 127.0.0.1 at a free port; returns the runner (``cleanup()`` it) and
+    the base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"

@@ -106,6 +106,14 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, *, writer: bool) -> N
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _sqlite_engine(url: str, busy_timeout: float, *, writer: bool) -> Engine:
+    """A synchronous SQLite engine for the writer's or the readers' threads. Reader
+    connections are closed by whoever closes the store, not by their thread."""
+    engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": writer})
+    _configure_sqlite(engine, busy_timeout, writer=writer)
+    return engine
+
+
 class _SqliteWriterThread:
     """The SQLite writer's own thread and connection; a batch is one hand-off to it.
 
@@ -114,8 +122,7 @@ class _SqliteWriterThread:
     """
 
     def __init__(self, url: str, busy_timeout: float) -> None:
-        self._engine = create_engine(url, connect_args={"timeout": busy_timeout})
-        _configure_sqlite(self._engine, busy_timeout, writer=True)
+        self._engine = _sqlite_engine(url, busy_timeout, writer=True)
         self._thread: ThreadPoolExecutor | None = None
         self._conn: Connection | None = None
 
@@ -153,10 +160,7 @@ class _SqliteReaderThreads:
     THREADS = 2
 
     def __init__(self, url: str, busy_timeout: float) -> None:
-        self._engine = create_engine(
-            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
-        )
-        _configure_sqlite(self._engine, busy_timeout, writer=False)
+        self._engine = _sqlite_engine(url, busy_timeout, writer=False)
         self._threads: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._connections: list[Connection] = []

@@ -292,7 +292,8 @@ class WriteTx(SyncReads):
         )
 
     def lock_agent(self, agent: str) -> None:
-        """Serialize this agent's creates until commit (PostgreSQL; SQLite has one writer)."""
+        """Serialize work on ``agent`` (or any name) until commit: the flood guard's digest,
+        webhook secrets, the first receipt key (PostgreSQL; SQLite has one writer)."""
         if self.is_postgres:
             self.conn.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:agent))"), {"agent": agent}
@@ -366,42 +367,27 @@ class WriteTx(SyncReads):
         payload: dict[str, Any] | None = None,
     ) -> None:
         """Add an outbox row; it is delivered after every earlier row for the destination."""
-        self.messages_queued += 1
-        self.conn.execute(
-            _INSERT_OUTBOX,
-            {
-                "destination": destination,
-                "kind": kind,
-                "request_id": request_id,
-                "payload": payload or {},
-                "state": "pending",
-                "attempts": 0,
-                "created_at": at,
-                "next_attempt_at": at,
-            },
-        )
+        self.enqueue_many([QueuedMessage(request_id, destination, kind, at, payload or {})])
 
     def enqueue_many(self, rows: Sequence[QueuedMessage]) -> None:
         """Add several outbox rows in one statement, in the order given."""
         if not rows:
             return
         self.messages_queued += len(rows)
-        self.conn.execute(
-            _INSERT_OUTBOX,
-            [
-                {
-                    "destination": row.destination,
-                    "kind": row.kind,
-                    "request_id": row.request_id,
-                    "payload": row.payload,
-                    "state": "pending",
-                    "attempts": 0,
-                    "created_at": row.at,
-                    "next_attempt_at": row.at,
-                }
-                for row in rows
-            ],
-        )
+        values = [
+            {
+                "destination": row.destination,
+                "kind": row.kind,
+                "request_id": row.request_id,
+                "payload": row.payload,
+                "state": "pending",
+                "attempts": 0,
+                "created_at": row.at,
+                "next_attempt_at": row.at,
+            }
+            for row in rows
+        ]
+        self.conn.execute(_INSERT_OUTBOX, values[0] if len(values) == 1 else values)
 
     def add_delivery(self, request_id: str, destination: str, level: int, at: datetime) -> bool:
         """Record that a card goes to ``destination``. False if the request already has one."""

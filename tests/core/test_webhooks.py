@@ -21,7 +21,7 @@ from approvals.outcomes import Created
 from approvals.receipts import ReceiptSigner
 from approvals.tables import OUTBOX
 from approvals.webhooks import WebhookSender, callback_url_problem
-from tests.fakes import RecordingAdapter
+from tests.fakes import RecordingAdapter, serve_on_loopback
 
 
 @dataclass
@@ -50,12 +50,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     hook = Receiver()
     app = web.Application()
     app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    hook.url = f"http://127.0.0.1:{port}/hook"
+    runner, base_url = await serve_on_loopback(app)
+    hook.url = f"{base_url}/hook"
     yield hook
     await runner.cleanup()
 

@@ -36,6 +36,7 @@ from tests.adapters.slack.fake_slack import FakeSlack, Fault
 from tests.adapters.telegram.conftest import GROUP, TelegramHarness
 from tests.adapters.telegram.fake_bot_api import FakeBotApi
 from tests.conftest import make_directory
+from tests.fakes import serve_on_loopback
 from tests.waiting import wait_for
 
 STUCK_CALLBACKS = 60
@@ -102,12 +103,7 @@ async def receivers() -> AsyncIterator[Receivers]:
     app = web.Application()
     app.router.add_post("/stuck/{n}", hooks.stuck)
     app.router.add_post("/ok/{n}", hooks.ok)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    hooks.base_url = f"http://127.0.0.1:{port}"
+    runner, hooks.base_url = await serve_on_loopback(app)
     yield hooks
     hooks.release.set()
     await runner.cleanup()
