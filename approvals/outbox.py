@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,37 @@ delays them by this much at most (another dispatcher takes them over after it)."
 _RECORD_ATTEMPTS = 5
 MIN_IDLE_WAIT = 0.002
 """Seconds: the shortest idle sleep, so a row due "now" cannot make the loop spin."""
+
+
+class SendPace:
+    """When a destination may be sent to next, as close to its limit as is safe.
+
+    A platform counts a message when the message reaches it: somewhere between our call
+    and its answer. Counting the interval from the answer (or from when the result is
+    written) wastes the call's own time on every message; counting it from the call is
+    right while calls take their usual time, but after a call that was slow to arrive the
+    next, faster one would reach the platform too soon. So the interval counts from the
+    call, plus however much longer this call took than the fastest recent call to the same
+    platform: a slow call's message is assumed to have arrived late by that much. Until a
+    platform has answered ``trusted_after`` calls, its fastest call is not known (the first
+    calls pay for new connections), and the interval counts from the answer.
+    """
+
+    def __init__(self, remembered: int = 32, trusted_after: int = 8) -> None:
+        self._recent: dict[str, deque[timedelta]] = {}
+        self._remembered = remembered
+        self._trusted_after = trusted_after
+
+    def next_send_at(
+        self, platform: str, called_at: datetime, answered_at: datetime, interval: timedelta
+    ) -> datetime:
+        took = max(answered_at - called_at, timedelta(0))
+        recent = self._recent.get(platform)
+        if recent is None:
+            recent = self._recent[platform] = deque(maxlen=self._remembered)
+        recent.append(took)
+        fastest = min(recent) if len(recent) >= self._trusted_after else timedelta(0)
+        return called_at + interval + (took - fastest)
 
 
 @dataclass(frozen=True)
@@ -96,6 +128,7 @@ class OutboxDispatcher:
         self._wake = asyncio.Event()
         self._on_result = on_result
         self._webhooks = webhooks
+        self._pace = SendPace()
 
     def _report(self, destination: str, result: str) -> None:
         if self._on_result is not None:
@@ -244,6 +277,9 @@ class OutboxDispatcher:
         if item.kind not in (SEND, EDIT, REMIND, DIGEST):
             await self._dead(item, f"unknown outbox kind {item.kind!r}")
             return
+        # The destination's pace counts from this call (see SendPace): reading the card,
+        # waiting for the answer and recording it overlap the interval, not add to it.
+        called_at = self._clock.now()
         try:
             # Only the platform call is timed: a send that outlives its lease would be sent
             # twice, so give up well before that.
@@ -259,9 +295,12 @@ class OutboxDispatcher:
             log.exception("adapter %s failed on outbox row %s", adapter.platform, item.id)
             await self._failed(item, f"{type(exc).__name__}: {exc}")
             return
+        next_send_at = self._pace.next_send_at(
+            destination.platform, called_at, self._clock.now(), adapter.min_send_interval
+        )
         if posted is not None:
             crash_point(CrashPoint.AFTER_SEND_BEFORE_REF)
-        await self._record_success(item, adapter, destination, posted)
+        await self._record_success(item, destination, posted, next_send_at)
 
     def _card_now(
         self, reads: SyncReads, item: OutboxItem
@@ -348,9 +387,9 @@ class OutboxDispatcher:
     async def _record_success(
         self,
         item: OutboxItem,
-        adapter: Adapter,
         destination: Destination,
         posted: MessageRef | None,
+        next_send_at: datetime,
     ) -> None:
         def record(tx: WriteTx) -> None:
             now = self._clock.now()
@@ -364,7 +403,7 @@ class OutboxDispatcher:
                     data={"destination": item.destination, "ref": posted.data},
                 )
             tx.finish_outbox(item.id, state=SENT, at=now)
-            tx.pause_destination(item.destination, now + adapter.min_send_interval)
+            tx.pause_destination(item.destination, next_send_at)
 
         await self._record_sent(item, record)
 

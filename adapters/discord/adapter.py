@@ -65,8 +65,12 @@ T = TypeVar("T")
 PLATFORM = "discord"
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg"
-DEFAULT_SEND_INTERVAL = timedelta(seconds=1)
-"""Our own least time between two posts to one channel (Discord's buckets come on top)."""
+DEFAULT_SEND_INTERVAL = timedelta(0)
+"""Our own least time between two posts to one channel: none by default. Discord announces
+each channel's bucket in ``X-RateLimit-*`` headers and discord.py waits for the bucket's
+reset before a post that would exceed it, so a burst goes out at the bucket's pace (five
+at once, then the next five after the reset); an even spacing of our own on top would
+only slow it."""
 DEFAULT_RETRY_AFTER = timedelta(seconds=1)
 """The wait after a 429 that came without a usable ``Retry-After``."""
 MAX_RATELIMIT_WAIT = 30.0
@@ -235,7 +239,8 @@ class DiscordAdapter:
 
     Attributes:
         platform: ``discord``.
-        min_send_interval: least time between two posts to one channel (default 1 s).
+        min_send_interval: least time between two posts to one channel (default none:
+            discord.py keeps to the buckets Discord announces).
     """
 
     platform = PLATFORM

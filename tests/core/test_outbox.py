@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from approvals.clock import ManualClock
 from approvals.directory import Destination
 from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
-from approvals.outbox import OutboxDispatcher, RetryPolicy
+from approvals.outbox import OutboxDispatcher, RetryPolicy, SendPace
 from approvals.outcomes import Applied, Created
 from approvals.ports import DeliveryError, MessageRef
 from approvals.service import REMIND, SEND, ApprovalService
@@ -494,6 +494,43 @@ async def test_min_send_interval_paces_sends_per_destination(service, store, clo
         clock.advance(MS)
         assert await dispatcher.drain() == 1
         assert sent_ids(slack) == ids[:sent]
+
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+INTERVAL = timedelta(seconds=1)
+
+
+def _paced(pace: SendPace, called_at: datetime, took_ms: int) -> datetime:
+    answered_at = called_at + timedelta(milliseconds=took_ms)
+    return pace.next_send_at("slack", called_at, answered_at, INTERVAL)
+
+
+def test_send_pace_counts_from_the_answer_until_the_fastest_call_is_known():
+    pace = SendPace(trusted_after=3)
+    # The first calls pay for new connections: their message may have arrived just before
+    # the answer, so the interval counts from the answer.
+    assert _paced(pace, T0, 200) == T0 + timedelta(milliseconds=200) + INTERVAL
+    assert _paced(pace, T0, 20) == T0 + timedelta(milliseconds=20) + INTERVAL
+
+
+def test_send_pace_counts_from_the_call_plus_what_it_took_over_the_fastest():
+    pace = SendPace(trusted_after=3)
+    for took in (200, 20, 5):
+        _paced(pace, T0, took)
+    # A usual call: the interval counts from the call, plus the 0-3 ms over the fastest.
+    assert _paced(pace, T0, 5) == T0 + INTERVAL
+    assert _paced(pace, T0, 8) == T0 + INTERVAL + timedelta(milliseconds=3)
+    # A slow call's message may have arrived late by what it took over the fastest.
+    assert _paced(pace, T0, 405) == T0 + INTERVAL + timedelta(milliseconds=400)
+
+
+def test_send_pace_forgets_old_calls_and_keeps_platforms_apart():
+    pace = SendPace(remembered=2, trusted_after=1)
+    _paced(pace, T0, 1)
+    assert pace.next_send_at("telegram", T0, T0, INTERVAL) == T0 + INTERVAL
+    _paced(pace, T0, 50)
+    # The 1 ms call has left the two remembered: 50 ms is now the fastest.
+    assert _paced(pace, T0, 60) == T0 + INTERVAL + timedelta(milliseconds=10)
 
 
 async def test_drain_terminates_while_a_destination_keeps_failing(service, store, clock):

@@ -171,7 +171,7 @@ async def test_build_discord_adapter_honours_the_urls_and_puts_them_back(
         bot_token=BOT_TOKEN, api_url=fake_discord.api_url, gateway_url=fake_discord.gateway_url
     )
     adapter = build_discord_adapter(settings, service=sqlite_service, public_url=PUBLIC_URL)
-    assert adapter.min_send_interval == timedelta(seconds=1)
+    assert adapter.min_send_interval == timedelta(0)  # discord.py keeps to the buckets
     await adapter.start(sqlite_service)
     try:
         assert fake_discord.api_url == Route.BASE
