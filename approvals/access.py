@@ -23,6 +23,8 @@ KEY_PREFIX = "so"
 LOGIN_LINK_TTL = timedelta(minutes=15)
 SESSION_TTL = timedelta(hours=12)
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker, not a secret
+MAX_CHECKED_KEYS = 10_000
+"""Keys remembered as checked; past this many, the memory starts over (and keys are read)."""
 WEBHOOK_ROTATION_GRACE = timedelta(hours=24)
 """After a rotation, webhooks are signed with both secrets this long, so receivers can switch."""
 
@@ -46,6 +48,14 @@ class AgentKey:
 
 
 @dataclass(frozen=True)
+class KeyHolder:
+    """Whose an API key is: the agent, and the key's id (its public part)."""
+
+    agent: str
+    key_id: str
+
+
+@dataclass(frozen=True)
 class WebSession:
     """A signed-in web inbox user."""
 
@@ -60,6 +70,8 @@ class AccessStore:
     def __init__(self, store: SqlStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        self._checked_keys: dict[str, KeyHolder] = {}
+        """Keys this process has found live, by the SHA-256 of the whole presented key."""
 
     # -- agent API keys ---------------------------------------------------------------------
 
@@ -79,6 +91,11 @@ class AccessStore:
 
     async def agent_for_key(self, key: str) -> str | None:
         """The agent a presented key belongs to, or ``None`` (unknown, malformed, revoked)."""
+        holder = await self.key_holder(key)
+        return None if holder is None else holder.agent
+
+    async def key_holder(self, key: str) -> KeyHolder | None:
+        """Whose a presented key is, read now; ``None`` if unknown, malformed or revoked."""
         prefix, _, rest = key.partition("_")
         key_id, _, secret = rest.partition("_")
         if prefix != KEY_PREFIX or not key_id or not secret or len(key) > 200:
@@ -88,7 +105,26 @@ class AccessStore:
             return None
         if not hmac.compare_digest(row.secret_sha256, sha256_hex(secret)):
             return None
-        return str(row.agent)
+        holder = KeyHolder(str(row.agent), key_id)
+        if len(self._checked_keys) >= MAX_CHECKED_KEYS:
+            self._checked_keys.clear()
+        self._checked_keys[sha256_hex(key)] = holder
+        return holder
+
+    async def key_holder_to_confirm(self, key: str) -> KeyHolder | None:
+        """Whose a presented key is, without a read when this process found the same key
+        live before. Only for a command that confirms the key in its own transaction
+        (``CreateCommand.agent_key_id``): the key may have been revoked since, by another
+        process or the CLI, and then that command refuses (see :meth:`forget_key`)."""
+        known = self._checked_keys.get(sha256_hex(key))
+        if known is not None:
+            return known
+        return await self.key_holder(key)
+
+    def forget_key(self, key_id: str) -> None:
+        """A command found ``key_id`` revoked: read it again next time it is presented."""
+        for digest in [d for d, holder in self._checked_keys.items() if holder.key_id == key_id]:
+            del self._checked_keys[digest]
 
     async def list_agent_keys(self, agent: str | None = None) -> list[AgentKey]:
         query = select(AGENT_KEYS).order_by(AGENT_KEYS.c.agent, AGENT_KEYS.c.created_at)
@@ -105,7 +141,10 @@ class AccessStore:
             .where(AGENT_KEYS.c.agent == agent, AGENT_KEYS.c.revoked_at.is_(None))
             .values(revoked_at=self._clock.now())
         )
-        return await self._store.run(lambda tx: int(tx.conn.execute(revoke).rowcount))
+        revoked = await self._store.run(lambda tx: int(tx.conn.execute(revoke).rowcount))
+        for digest in [d for d, holder in self._checked_keys.items() if holder.agent == agent]:
+            del self._checked_keys[digest]
+        return revoked
 
     # -- webhook secrets --------------------------------------------------------------------
 

@@ -141,6 +141,9 @@ class CreateCommand:
         request_id: a caller-chosen id (tests); a random one otherwise.
         idempotency_key: the agent's ``Idempotency-Key``: a retry with the same key and the
             same command returns the first request instead of making another.
+        agent_key_id: the API key the command came with, if it came with one. The write
+            confirms in its own transaction that the key is still live and the agent's, so
+            a key revoked after it was last checked creates nothing.
     """
 
     agent: str
@@ -154,6 +157,7 @@ class CreateCommand:
     request_id: str | None = None
     idempotency_key: str | None = None
     max_open: int | None = None
+    agent_key_id: str | None = None
 
     def fingerprint(self) -> str:
         """SHA-256 of what the agent asked for: a replayed key must ask for the same."""

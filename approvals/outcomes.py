@@ -26,6 +26,7 @@ class RefusalCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # a reused Idempotency-Key, another body
     TOO_MANY_OPEN = "too_many_open_requests"  # the agent's max_open pending requests reached
     INVALID = "invalid"  # the command itself is malformed
+    KEY_REVOKED = "unauthorized"  # the agent's API key was revoked since it was last checked
 
 
 @dataclass(frozen=True)

@@ -242,10 +242,6 @@ class ApprovalService:
             digest = payload_sha256(command.action, command.params)
         except CanonicalJsonError as exc:
             return NotAllowed(RefusalCode.INVALID, f"params are not plain JSON: {exc}")
-        if command.idempotency_key is not None:
-            replay = await self._replay(command)
-            if replay is not None:
-                return replay
         rules = self._rules
         policy = rules.policies.select(command.action, command.agent, command.params)
         now = self._clock.now()
@@ -283,11 +279,11 @@ class ApprovalService:
                 if replay is not None:
                     return replay
             return NotAllowed(RefusalCode.INVALID, f"a request with id {request.id!r} exists")
-        if isinstance(created, NotAllowed):
+        if isinstance(created, NotAllowed) or created.replayed:
             return created
         crash_point(CrashPoint.AFTER_CREATE_COMMIT)
-        self._announce(created)
-        return Created(created)
+        self._announce(created.request)
+        return created
 
     def _write_new_request(
         self,
@@ -296,9 +292,18 @@ class ApprovalService:
         request: ApprovalRequest,
         rules: Rules,
         now: datetime,
-    ) -> ApprovalRequest | NotAllowed:
+    ) -> Created | NotAllowed:
         """The create command: the request, its audit entry, and its cards or its automatic
-        decision, in the writer's batch."""
+        decision, in the writer's batch. The API key's check and an idempotent replay are
+        read in the same transaction: no read of their own before the write."""
+        if command.agent_key_id is not None and not tx.agent_key_is_live(
+            command.agent_key_id, command.agent
+        ):
+            return NotAllowed(RefusalCode.KEY_REVOKED, "the API key is unknown or revoked")
+        if command.idempotency_key is not None:
+            replay = self._recorded_replay(tx, command)
+            if replay is not None:
+                return replay
         policy = request.policy
         slot_claimed = False
         if command.max_open is not None:
@@ -337,30 +342,28 @@ class ApprovalService:
         audit_created(tx, request, now)
         if decided is None:
             self._notify_level(tx, request, 0, now, note=None, rules=rules)
-            return request
+            return Created(request)
         self._audit_final(tx, decided, now)
-        return decided
+        return Created(decided)
 
     async def _replay(self, command: CreateCommand) -> Created | NotAllowed | None:
-        key = command.idempotency_key
-        assert key is not None
+        return await self._store.query(lambda reads: self._recorded_replay(reads, command))
 
-        def recorded(reads: SyncReads) -> tuple[str, ApprovalRequest | None] | None:
-            found = reads.idempotency_key(command.agent, key)
-            if found is None:
-                return None
-            request_id, fingerprint = found
-            return fingerprint, reads.get_request(request_id)
-
-        found = await self._store.query(recorded)
+    @staticmethod
+    def _recorded_replay(reads: SyncReads, command: CreateCommand) -> Created | NotAllowed | None:
+        """The answer to a create whose ``Idempotency-Key`` is already recorded: the first
+        request, or a conflict if the key came with another body; ``None`` if it is new."""
+        assert command.idempotency_key is not None
+        found = reads.idempotency_key(command.agent, command.idempotency_key)
         if found is None:
             return None
-        fingerprint, request = found
+        request_id, fingerprint = found
         if fingerprint != command.fingerprint():
             return NotAllowed(
                 RefusalCode.IDEMPOTENCY_CONFLICT,
                 "this Idempotency-Key was already used with a different request body",
             )
+        request = reads.get_request(request_id)
         assert request is not None, "an idempotency key always names a stored request"
         return Created(request, replayed=True)
 

@@ -6,13 +6,14 @@ Agents authenticate with a bearer API key (``signoff agents add``). Every error 
 """
 
 import fnmatch
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from approvals.access import AccessStore
+from approvals.access import AccessStore, KeyHolder
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CreateCommand, public_json
 from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, NotFound, RefusalCode
@@ -240,6 +241,25 @@ class AgentApi:
         authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> str:
         """The agent behind the bearer key; 401 without a valid key, 403 if not configured."""
+        holder = await self._admit(request, authorization, self._access.key_holder)
+        return holder.agent
+
+    async def authenticate_to_confirm(
+        self,
+        request: Request,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> KeyHolder:
+        """As :meth:`authenticate`, for a create: a key this process found live before is
+        not read again here, because the create's own transaction confirms it (a revoked
+        key then gets the same 401, and nothing is created)."""
+        return await self._admit(request, authorization, self._access.key_holder_to_confirm)
+
+    async def _admit(
+        self,
+        request: Request,
+        authorization: str | None,
+        holder_of: Callable[[str], Awaitable[KeyHolder | None]],
+    ) -> KeyHolder:
         client = request.client.host if request.client else "unknown"
         wait = self._failures.retry_after(client)
         if wait:
@@ -253,10 +273,11 @@ class AgentApi:
         if scheme.lower() != "bearer" or not key.strip():
             self._failures.failed(client)
             raise ApiError(401, "unauthorized", "send an agent API key: Authorization: Bearer KEY")
-        agent = await self._access.agent_for_key(key.strip())
-        if agent is None:
+        holder = await holder_of(key.strip())
+        if holder is None:
             self._failures.failed(client)
             raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
+        agent = holder.agent
         if agent not in self.settings.agents:
             raise ApiError(
                 403, "agent_not_configured", f"agent {agent!r} is not configured under agents:"
@@ -269,7 +290,7 @@ class AgentApi:
                 f"too many requests; retry in {retry_after} s",
                 headers={"Retry-After": str(retry_after)},
             )
-        return agent
+        return holder
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/v1", tags=["approvals"], responses=ERROR_RESPONSES)
@@ -285,8 +306,9 @@ class AgentApi:
         )
         async def create_approval(
             body: CreateApproval,
+            request: Request,
             response: Response,
-            agent: Annotated[str, agent_dependency],
+            holder: Annotated[KeyHolder, Depends(self.authenticate_to_confirm)],
             idempotency_key: Annotated[
                 str | None,
                 Header(
@@ -298,6 +320,7 @@ class AgentApi:
                 ),
             ] = None,
         ) -> dict[str, Any]:
+            agent = holder.agent
             allowed = self.settings.agents[agent].allow
             if not any(fnmatch.fnmatchcase(body.action, pattern) for pattern in allowed):
                 raise ApiError(
@@ -317,6 +340,7 @@ class AgentApi:
                 idempotency_key=idempotency_key,
                 callback_url=body.callback_url,
                 max_open=self.settings.agents[agent].max_open,
+                agent_key_id=holder.key_id,
             )
             if self._creates_in_flight >= MAX_CREATES_IN_FLIGHT:
                 self._limiter.refund(agent)
@@ -338,6 +362,10 @@ class AgentApi:
                 return public_json(outcome.request)
             if outcome.code is RefusalCode.IDEMPOTENCY_CONFLICT:
                 raise ApiError(409, outcome.code.value, outcome.message)
+            if outcome.code is RefusalCode.KEY_REVOKED:
+                self._access.forget_key(holder.key_id)
+                self._failures.failed(request.client.host if request.client else "unknown")
+                raise ApiError(401, "unauthorized", outcome.message)
             if outcome.code is RefusalCode.TOO_MANY_OPEN:
                 raise ApiError(
                     429, outcome.code.value, outcome.message, headers={"Retry-After": "30"}

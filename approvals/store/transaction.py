@@ -299,6 +299,11 @@ class WriteTx(SyncReads):
                 text("SELECT pg_advisory_xact_lock(hashtext(:agent))"), {"agent": agent}
             )
 
+    def agent_key_is_live(self, key_id: str, agent: str) -> bool:
+        """Whether the API key ``key_id`` exists, is not revoked, and is ``agent``'s."""
+        row = self.agent_key(key_id)
+        return row is not None and row.revoked_at is None and row.agent == agent
+
     def claim_idempotency_key(
         self, agent: str, key: str, fingerprint: str, request_id: str, at: datetime
     ) -> None:

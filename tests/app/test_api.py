@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from approvals.access import AccessStore
+from approvals.clock import SystemClock
 from approvals.model import Verdict, VoteCommand
 from bot.limits import RateLimit
 from tests.app.conftest import start_harness
@@ -51,6 +53,21 @@ async def test_missing_or_bad_key_is_401(api):
 async def test_revoked_key_is_401(api):
     await api.runtime.access.revoke_agent_keys("deploy-bot")
     assert_error(await api.create(), 401, "unauthorized")
+
+
+async def test_a_key_revoked_elsewhere_after_it_was_used_creates_nothing(api):
+    """The create path does not read a key it found live before: its own transaction
+    confirms it. A revocation by another process (the CLI) must still stop the next create."""
+    assert (await api.create()).status_code == 201
+    elsewhere = AccessStore(api.runtime.store, SystemClock())  # as `signoff agents revoke`
+    assert await elsewhere.revoke_agent_keys("deploy-bot") == 1
+    assert_error(await api.create(title="after the revocation"), 401, "unauthorized")
+    assert_error(await api.create(title="and again"), 401, "unauthorized")
+    listed = await api.runtime.store.query(lambda reads: reads.list_requests(agent="deploy-bot"))
+    assert [request.title for request in listed] == ["Deploy web"]
+    body = {"action": "deploy.web", "title": "Deploy web"}
+    other = await api.client.post("/v1/approvals", json=body, headers=api.auth(api.other_key))
+    assert other.status_code == 201, other.text  # another agent's key is untouched
 
 
 async def test_key_of_an_agent_missing_from_config_is_403(api):
