@@ -106,9 +106,17 @@ class ServedSignoff:
             timeout=30,
         )
 
-    def requests_titled(self, title: str) -> list[dict[str, Any]]:
+    def requests_titled(self, title: str, within: float = 20.0) -> list[dict[str, Any]]:
+        """The agent's requests with this title. These looks use the agent's key, so they
+        share its rate limit with the client under test: a 429 is waited out as its
+        Retry-After says, as any polite client does."""
+        deadline = time.monotonic() + within
         with self.api() as api:
-            answer = api.get("/v1/approvals", params={"limit": 500})
+            while True:
+                answer = api.get("/v1/approvals", params={"limit": 500})
+                if answer.status_code != 429 or time.monotonic() > deadline:
+                    break
+                time.sleep(float(answer.headers.get("Retry-After", "1")))
         assert answer.status_code == 200, answer.text
         return [item for item in answer.json()["approvals"] if item["title"] == title]
 
