@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from approvals import flood
 from approvals.audit import AuditKind
 from approvals.card import ApprovalCard, build_card, build_digest_card
+from approvals.clicks import RecentCards
 from approvals.clock import Clock
 from approvals.crashpoints import CrashPoint, crash_point
 from approvals.directory import Destination
@@ -117,6 +118,7 @@ class OutboxDispatcher:
         rng: random.Random | None = None,
         on_result: Callable[[str, str], None] | None = None,
         webhooks: WebhookSender | None = None,
+        recent_cards: RecentCards | None = None,
     ) -> None:
         self._store = store
         self._adapters = dict(adapters)
@@ -129,6 +131,7 @@ class OutboxDispatcher:
         self._on_result = on_result
         self._webhooks = webhooks
         self._pace = SendPace()
+        self._recent_cards = recent_cards
 
     def _report(self, destination: str, result: str) -> None:
         if self._on_result is not None:
@@ -299,6 +302,9 @@ class OutboxDispatcher:
             destination.platform, called_at, self._clock.now(), adapter.min_send_interval
         )
         if posted is not None:
+            if self._recent_cards is not None:
+                # A click on the new card may come before its reference is written.
+                self._recent_cards.remember(posted.platform, posted.data, item.request_id)
             crash_point(CrashPoint.AFTER_SEND_BEFORE_REF)
         await self._record_success(item, destination, posted, next_send_at)
 

@@ -19,6 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from approvals import flood
 from approvals.audit import AuditKind
 from approvals.canonical import CanonicalJsonError, payload_sha256
+from approvals.clicks import (
+    MALFORMED_CLICK,
+    WRONG_MESSAGE,
+    Click,
+    ClickOutcome,
+    ClickRefused,
+    ReasonPrompt,
+    RecentCards,
+    is_card_of,
+)
 from approvals.clock import Clock, ElapsedClock
 from approvals.clocksteps import ClockStepWatch, follow_step
 from approvals.crashpoints import CrashPoint, crash_point
@@ -161,6 +171,9 @@ class ApprovalService:
         self._store = store
         self._rules = rules
         self._clock = clock
+        self.recent_cards = RecentCards()
+        """Cards just posted by this process, before their references are stored; the
+        outbox tells it (see :class:`approvals.clicks.RecentCards`)."""
         self._listeners: list[ChangeListener] = []
         self._clock_steps = ClockStepWatch(clock) if isinstance(clock, ElapsedClock) else None
         self._following_step = asyncio.Lock()
@@ -375,14 +388,25 @@ class ApprovalService:
             return await self._vote_with_retries(command)
 
     async def _vote_with_retries(self, command: VoteCommand) -> Outcome:
+        outcome = await self._decide_with_retries(
+            command.request_id, partial(self._vote_once, command=command)
+        )
+        assert not isinstance(outcome, ClickRefused)
+        return outcome
+
+    async def _decide_with_retries(
+        self,
+        request_id: str | None,
+        decide: Callable[..., ClickOutcome],
+    ) -> ClickOutcome:
+        """Run a deciding command (``decide(tx, rules=..., caught_up=...)``) in the writer,
+        again on fresh state while the request keeps changing under it; then announce."""
         for _attempt in range(_MAX_ATTEMPTS):
             await self.follow_clock_steps()
             caught_up: list[ApprovalRequest] = []
             rules = self._rules
             try:
-                outcome = await self._store.run(
-                    partial(self._vote_once, command=command, rules=rules, caught_up=caught_up)
-                )
+                outcome = await self._store.run(partial(decide, rules=rules, caught_up=caught_up))
             except (ConcurrentUpdateError, IntegrityError):
                 continue  # someone changed the request under us; judge again on fresh state
             if isinstance(outcome, Applied) and outcome.request.status.is_final:
@@ -392,7 +416,94 @@ class ApprovalService:
             if isinstance(outcome, Applied):
                 self._announce(outcome.request)
             return outcome
-        raise ConcurrentUpdateError(f"request {command.request_id} kept changing; vote not counted")
+        raise ConcurrentUpdateError(f"request {request_id} kept changing; vote not counted")
+
+    # -- clicks -----------------------------------------------------------------------------
+
+    async def handle_click(self, click: Click) -> ClickOutcome:
+        """Decide a click on a card, in one write: refuse and audit a click from outside
+        signoff's installation, a button that is not signoff's, or a message that is not
+        the card posted for that request on that platform; otherwise count it as the vote
+        it is (see :meth:`vote`)."""
+        with about_request(click.request_id):
+            return await self._decide_with_retries(
+                click.request_id, partial(self._click_once, click=click)
+            )
+
+    def _click_once(
+        self, tx: WriteTx, click: Click, rules: Rules, caught_up: list[ApprovalRequest]
+    ) -> ClickOutcome:
+        refused = self._refuse_click(tx, click)
+        if refused is not None:
+            return refused
+        assert click.request_id is not None
+        reason = click.reason.strip() if click.reason and click.reason.strip() else None
+        command = VoteCommand(
+            click.request_id, click.platform, click.identity, click.verdict, reason
+        )
+        return self._vote_once(tx, command, rules, caught_up)
+
+    def _refuse_click(self, tx: WriteTx, click: Click) -> ClickRefused | None:
+        """The refusal of a click that cannot become a vote (audited here), or ``None``."""
+        if click.foreign is not None:
+            code, detail, why = click.foreign.code, click.foreign.detail, click.foreign.why
+        elif click.request_id is None:
+            code, why = MALFORMED_CLICK, "this button was not made by signoff"
+            detail = f"button reference {str(click.raw_reference)[:100]!r} is not signoff's"
+        elif not (
+            self.recent_cards.is_card_of(click)
+            or is_card_of(click, tx.deliveries(click.request_id))
+        ):
+            code, why = (
+                WRONG_MESSAGE,
+                "this message is not the card signoff posted for that request",
+            )
+            detail = (
+                f"click on message {dict(click.message or {})}, not a card posted for the request"
+            )
+        else:
+            return None
+        tx.append_audit(
+            AuditKind.REFUSED,
+            at=self._clock.now(),
+            actor=click.actor,
+            request_id=click.request_id,
+            data={"code": code, "detail": detail[:500]},
+        )
+        return ClickRefused(code, why)
+
+    async def reason_prompt(self, click: Click) -> ReasonPrompt | ClickOutcome:
+        """The first click of a deny with a reason: the form to show, or the refusal the
+        form's submission would meet (audited now, so nobody types a reason only to be
+        refused). Counts nothing."""
+        with about_request(click.request_id):
+            return await self._store.run(
+                partial(self._reason_prompt_once, click=click, rules=self._rules)
+            )
+
+    def _reason_prompt_once(
+        self, tx: WriteTx, click: Click, rules: Rules
+    ) -> ReasonPrompt | ClickOutcome:
+        refused = self._refuse_click(tx, click)
+        if refused is not None:
+            return refused
+        assert click.request_id is not None
+        request = tx.get_request(click.request_id)
+        if request is None:
+            return NotFound(click.request_id)
+        probe = VoteCommand(request.id, click.platform, click.identity, Verdict.DENY, "-")
+        judged = judge_vote(request, probe, rules)
+        if not isinstance(judged, str):
+            code = judged.code.value if isinstance(judged, NotAllowed) else "already_decided"
+            tx.append_audit(
+                AuditKind.REFUSED,
+                at=self._clock.now(),
+                actor=click.actor,
+                request_id=request.id,
+                data={"code": code, "detail": "deny refused before the reason modal"},
+            )
+            return judged
+        return ReasonPrompt(request.id, request.title, request.policy.require_reason)
 
     def _catch_up(self, tx: WriteTx, request: ApprovalRequest, now: datetime) -> ApprovalRequest:
         """Apply a timeout or escalation that is due but not yet swept.

@@ -125,6 +125,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         lease=options.effective_outbox_lease(),
         on_result=metrics.on_delivery,
         webhooks=WebhookSender(access, receipts, options.clock),
+        recent_cards=service.recent_cards,
     )
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)
     notifications, singleton_locks = build_cross_process_parts(
