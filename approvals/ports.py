@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from approvals.card import ApprovalCard
+from approvals.clicks import Click, ClickOutcome, ReasonPrompt
 from approvals.directory import Destination
 from approvals.model import VoteCommand
 from approvals.outcomes import Outcome
@@ -86,9 +87,15 @@ def parse_retry_after(raw: object, *, default: timedelta) -> timedelta:
 
 
 class VoteSink(Protocol):
-    """Where adapters send the votes they receive (the approval service)."""
+    """Where adapters send the clicks they receive (the approval service)."""
 
     async def vote(self, command: VoteCommand) -> Outcome: ...
+
+    async def handle_click(self, click: Click) -> ClickOutcome:
+        """Decide a click on a card (see ``approvals.clicks``)."""
+
+    async def reason_prompt(self, click: Click) -> ReasonPrompt | ClickOutcome:
+        """The first click of a deny with a reason: the form to show, or the refusal."""
 
 
 @runtime_checkable

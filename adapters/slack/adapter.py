@@ -47,18 +47,18 @@ from adapters.slack.blocks import (
     render_notice,
 )
 from adapters.slack.references import decode_value, encode_value
-from approvals.card import ApprovalCard, outcome_notice
+from approvals.card import ApprovalCard
+from approvals.clicks import Click as CoreClick
+from approvals.clicks import ClickOutcome, Foreign, ReasonPrompt, click_notice
 from approvals.directory import Destination, DestinationKind
-from approvals.model import Verdict, VoteCommand
-from approvals.outcomes import NotAllowed, Outcome
+from approvals.model import Verdict
 from approvals.ports import (
     DeliveryError,
     MessageRef,
-    RecentCards,
     VoteSink,
     parse_retry_after,
 )
-from approvals.service import ApprovalService, judge_vote
+from approvals.service import ApprovalService
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,8 @@ PERMANENT_ERRORS = frozenset(
 
 GENERIC_FAILURE = "Something went wrong and your click was not counted. Please try again."
 
-# Codes of clicks refused before they could become votes (written to the audit log).
 FOREIGN_TEAM = "foreign_team"
-MALFORMED = "malformed_click"
-WRONG_MESSAGE = "wrong_message"
+"""Audit code of a click from a workspace other than the one signoff is installed in."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +216,6 @@ class SlackAdapter:
         self.min_send_interval = min_send_interval
         self._service = service
         self._public_url = public_url
-        self._recent_cards = RecentCards()
         self._mode = mode
         self._api_url = api_url
         self._app_token = app_token
@@ -363,9 +360,9 @@ class SlackAdapter:
                 unfurl_media=False,
             )
         )
-        where = (str(response["channel"]), str(response["ts"]))
-        self._recent_cards.remember(where, card.request_id)
-        return MessageRef(PLATFORM, {"channel": where[0], "ts": where[1]})
+        return MessageRef(
+            PLATFORM, {"channel": str(response["channel"]), "ts": str(response["ts"])}
+        )
 
     async def edit(self, ref: MessageRef, card: ApprovalCard) -> None:
         channel, ts = _where(ref)
@@ -463,115 +460,81 @@ class SlackAdapter:
             await self._take_admitted_vote(click, verdict, None)
 
     async def _take_admitted_vote(self, click: Click, verdict: Verdict, reason: str | None) -> None:
-        if not await self._admit(click):
+        """Hand the click to the core, which checks, judges, counts or refuses, and audits."""
+        core_click = await self._core_click(click, verdict, reason)
+        if core_click is None:
             return
-        assert click.request_id is not None
         sink = self._sink
         if sink is None:
             await self._tell(click, "signoff is starting or stopping; please try again.")
             return
-        outcome = await sink.vote(
-            VoteCommand(
-                request_id=click.request_id,
-                platform=PLATFORM,
-                identity=click.user_id,
-                verdict=verdict,
-                reason=reason.strip() if reason and reason.strip() else None,
-            )
-        )
-        notice = outcome_notice(outcome)
-        if notice is not None:
-            await self._tell(click, notice)
+        await self._tell_outcome(click, await sink.handle_click(core_click))
 
     async def _take_deny_click(self, body: dict[str, Any], *, ask_reason: bool) -> None:
         click = parse_click(body)
-        if click is None or not await self._admit(click):
+        if click is None:
             return
-        assert click.request_id is not None
-        request = await self._service.get(click.request_id)
-        if request is None:
-            await self._tell(click, "This request no longer exists.")
+        if not ask_reason:
+            request = await self._service.get(click.request_id) if click.request_id else None
+            if request is None or not request.policy.require_reason:
+                # The core refuses what must be refused (a missing request included).
+                await self._take_admitted_vote(click, Verdict.DENY, None)
+                return
+        core_click = await self._core_click(click, Verdict.DENY, None)
+        sink = self._sink
+        if core_click is None or sink is None:
+            if sink is None:
+                await self._tell(click, "signoff is starting or stopping; please try again.")
             return
-        if not (ask_reason or request.policy.require_reason):
-            await self._take_admitted_vote(click, Verdict.DENY, None)
-            return
-        # Judge before asking for a reason, so nobody types one only to be refused.
-        command = VoteCommand(click.request_id, PLATFORM, click.user_id, Verdict.DENY, "-")
-        judged = judge_vote(request, command, self._service.rules)
-        if not isinstance(judged, str):
-            code = judged.code.value if isinstance(judged, NotAllowed) else "already_decided"
-            await self._refuse(click, code, "deny refused before the reason modal", judged)
+        # Judged before the form opens, so nobody types a reason only to be refused.
+        prompt = await sink.reason_prompt(core_click)
+        if not isinstance(prompt, ReasonPrompt):
+            await self._tell_outcome(click, prompt)
             return
         if click.trigger_id is None or click.channel is None or click.ts is None:
             await self._tell(click, GENERIC_FAILURE)
             return
         view = reason_modal(
-            request.title,
-            private_metadata=metadata(encode_value(request.id), click.channel, click.ts),
-            require_reason=request.policy.require_reason,
+            prompt.title,
+            private_metadata=metadata(encode_value(prompt.request_id), click.channel, click.ts),
+            require_reason=prompt.require_reason,
         )
         await self._client.views_open(trigger_id=click.trigger_id, view=view)
 
-    async def _admit(self, click: Click) -> bool:
-        """Whether a click may become a vote; refuses, audits and answers it otherwise."""
+    async def _core_click(
+        self, click: Click, verdict: Verdict, reason: str | None
+    ) -> CoreClick | None:
+        """The click as the core takes it; ``None`` (the person told) while our own
+        workspace is unknown because Slack cannot be reached."""
         team = await self._our_team()
         if team is None:
             await self._tell(click, "signoff cannot reach Slack right now; please try again.")
-            return False
+            return None
+        foreign = None
         if click.team_id != team:
-            await self._refuse(
-                click,
+            foreign = Foreign(
                 FOREIGN_TEAM,
-                f"click from workspace {click.team_id!r}, not {team!r}",
+                f"team {click.team_id}: click from workspace {click.team_id!r}, not {team!r}",
                 "only members of the workspace signoff is installed in can decide",
             )
-            return False
-        if click.request_id is None:
-            await self._refuse(
-                click,
-                MALFORMED,
-                f"button value {str(click.raw_value)[:100]!r} is not a signoff reference",
-                "this button was not made by signoff",
-            )
-            return False
-        if not await self._posted_here(click):
-            await self._refuse(
-                click,
-                WRONG_MESSAGE,
-                f"click on message {click.channel}/{click.ts}, not a card posted for the request",
-                "this message is not the card signoff posted for that request",
-            )
-            return False
-        return True
-
-    async def _posted_here(self, click: Click) -> bool:
-        assert click.request_id is not None
-        if self._recent_cards.is_card_for((str(click.channel), str(click.ts)), click.request_id):
-            return True
-        async with self._service.store.read() as reader:
-            deliveries = await reader.deliveries(click.request_id)
-        return any(
-            Destination.from_key(d.destination).platform == PLATFORM
-            and d.ref is not None
-            and d.ref.get("channel") == click.channel
-            and d.ref.get("ts") == click.ts
-            for d in deliveries
-        )
-
-    async def _refuse(self, click: Click, code: str, detail: str, why: str | Outcome) -> None:
-        await self._service.record_refused_click(
+        message = None
+        if click.channel is not None and click.ts is not None:
+            message = {"channel": click.channel, "ts": click.ts}
+        return CoreClick(
             platform=PLATFORM,
             identity=click.user_id,
             request_id=click.request_id,
-            code=code,
-            detail=f"team {click.team_id}: {detail}",
+            raw_reference=click.raw_value,
+            message=message,
+            verdict=verdict,
+            reason=reason,
+            foreign=foreign,
         )
-        if isinstance(why, str):
-            await self._tell(click, f"Your click was not counted: {why}.")
-        else:
-            notice = outcome_notice(why)
-            if notice is not None:
-                await self._tell(click, notice)
+
+    async def _tell_outcome(self, click: Click, outcome: ClickOutcome) -> None:
+        notice = click_notice(outcome)
+        if notice is not None:
+            await self._tell(click, notice)
 
     async def _tell(self, click: Click, text: str) -> None:
         """An ephemeral message to the person who clicked; failures are only logged."""
