@@ -45,18 +45,18 @@ from adapters.discord.rendering import (
     render_card,
     render_notice,
 )
-from approvals.card import ApprovalCard, outcome_notice
+from approvals.card import ApprovalCard
+from approvals.clicks import Click as CoreClick
+from approvals.clicks import ClickOutcome, Foreign, ReasonPrompt, click_notice
 from approvals.directory import Destination, DestinationKind
-from approvals.model import Verdict, VoteCommand
-from approvals.outcomes import NotAllowed
+from approvals.model import Verdict
 from approvals.ports import (
     DeliveryError,
     MessageRef,
-    RecentCards,
     VoteSink,
     parse_retry_after,
 )
-from approvals.service import ApprovalService, judge_vote
+from approvals.service import ApprovalService
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ GENERIC_FAILURE = "Something went wrong and your click was not counted. Please t
 
 # Codes of clicks refused before they could become votes (written to the audit log).
 FOREIGN_APPLICATION = "foreign_application"
-MALFORMED = "malformed_click"
-WRONG_MESSAGE = "wrong_message"
+"""Audit code of an interaction meant for another Discord application."""
 
 _TRANSIENT = (aiohttp.ClientError, OSError, TimeoutError)
 
@@ -136,15 +135,6 @@ class Click:
     def request_id(self) -> str | None:
         reference = self.reference
         return reference.request_id if reference else None
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a click cannot become a vote: an audit code and detail, and what the user is told."""
-
-    code: str
-    detail: str
-    why: str
 
 
 def parse_click(interaction: discord.Interaction[Any]) -> Click:
@@ -278,7 +268,6 @@ class DiscordAdapter:
         self._sink: VoteSink | None = None
         self._dm_channels: dict[str, str] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._recent_cards = RecentCards()
         self._previous_endpoints: tuple[str, yarl.URL] | None = None
         self._seen: OrderedDict[int, None] = OrderedDict()
 
@@ -504,9 +493,9 @@ class DiscordAdapter:
                 **extra,
             )
         )
-        where = (str(message.channel.id), str(message.id))
-        self._recent_cards.remember(where, card.request_id)
-        return MessageRef(PLATFORM, {"channel_id": where[0], "message_id": where[1]})
+        return MessageRef(
+            PLATFORM, {"channel_id": str(message.channel.id), "message_id": str(message.id)}
+        )
 
     async def edit(self, ref: MessageRef, card: ApprovalCard) -> None:
         client = self._rest()
@@ -616,41 +605,36 @@ class DiscordAdapter:
             # interaction failed and may click again): either way, do not count it.
             log.warning("could not acknowledge Discord interaction %s: %s", interaction.id, exc)
             return
-        refusal = await self._refusal(click)
-        if refusal is not None:
-            await self._refuse(interaction, click, refusal)
-            return
-        assert reference is not None
-        if reference.verb is Verb.APPROVE:
-            await self._vote(interaction, click, Verdict.APPROVE, None)
+        if reference is None or reference.verb is Verb.APPROVE:
+            verdict, reason = Verdict.APPROVE, None  # a malformed reference is refused anyway
         elif reference.verb is Verb.DENY:
-            await self._vote(interaction, click, Verdict.DENY, None)
+            verdict, reason = Verdict.DENY, None
         else:
-            reason = submitted_reason(interaction.data)
-            await self._vote(interaction, click, Verdict.DENY, reason)
+            verdict, reason = Verdict.DENY, submitted_reason(interaction.data)
+        sink = self._sink
+        if sink is None:
+            await self._tell(interaction, "signoff is starting or stopping; please try again.")
+            return
+        outcome = await sink.handle_click(self._core_click(click, verdict, reason))
+        await self._tell_outcome(interaction, outcome)
 
     async def _take_reason_click(self, interaction: discord.Interaction[Any], click: Click) -> None:
         """Deny with a reason: open the modal, unless the click would be refused anyway."""
         assert click.request_id is not None
-        try:
-            async with asyncio.timeout(MODAL_DECISION_BUDGET):
-                refusal = await self._refusal(click)
-                request = await self._service.get(click.request_id)
-        except TimeoutError:
-            refusal, request = None, None
-        if refusal is not None:
-            await self._refuse(interaction, click, refusal)
+        sink = self._sink
+        prompt: ReasonPrompt | ClickOutcome | None = None
+        if sink is not None:
+            try:
+                # The modal must open within Discord's 3 s; if the core is slower, open
+                # it anyway: the submission is judged like any click.
+                async with asyncio.timeout(MODAL_DECISION_BUDGET):
+                    prompt = await sink.reason_prompt(self._core_click(click, Verdict.DENY, None))
+            except TimeoutError:
+                prompt = None
+        if prompt is not None and not isinstance(prompt, ReasonPrompt):
+            await self._tell_outcome(interaction, prompt)
             return
-        if request is not None:
-            command = VoteCommand(click.request_id, PLATFORM, click.user_id, Verdict.DENY, "-")
-            judged = judge_vote(request, command, self._service.rules)
-            if not isinstance(judged, str):
-                # Judge before asking for a reason, so nobody types one only to be refused.
-                await self._tell(interaction, outcome_notice(judged) or GENERIC_FAILURE)
-                code = judged.code.value if isinstance(judged, NotAllowed) else "already_decided"
-                await self._audit(click, code, "deny refused before the reason modal")
-                return
-        require_reason = request.policy.require_reason if request is not None else True
+        require_reason = prompt.require_reason if prompt is not None else True
         spec = reason_modal(click.request_id, require_reason=require_reason)
         modal = discord.ui.Modal(title=spec.title, custom_id=spec.custom_id, timeout=None)
         modal.add_item(
@@ -669,88 +653,37 @@ class DiscordAdapter:
         modal.stop()  # its submission comes to _on_interaction like any click
         await interaction.response.send_modal(modal)
 
-    async def _vote(
-        self,
-        interaction: discord.Interaction[Any],
-        click: Click,
-        verdict: Verdict,
-        reason: str | None,
-    ) -> None:
-        assert click.request_id is not None
-        sink = self._sink
-        if sink is None:
-            await self._tell(interaction, "signoff is starting or stopping; please try again.")
-            return
-        outcome = await sink.vote(
-            VoteCommand(
-                request_id=click.request_id,
-                platform=PLATFORM,
-                identity=click.user_id,
-                verdict=verdict,
-                reason=reason.strip() if reason and reason.strip() else None,
-            )
-        )
-        notice = outcome_notice(outcome)
-        if notice is not None:
-            await self._tell(interaction, notice)
-
-    async def _refusal(self, click: Click) -> Refusal | None:
-        """Why a click may not become a vote, or ``None`` when it may."""
+    def _core_click(self, click: Click, verdict: Verdict, reason: str | None) -> CoreClick:
+        """The click as the core takes it: the application check is Discord's own."""
         client = self._client
         ours = str(client.application_id) if client and client.application_id else None
+        foreign = None
         if ours is not None and click.application_id != ours:
-            return Refusal(
+            foreign = Foreign(
                 FOREIGN_APPLICATION,
                 f"interaction for application {click.application_id!r}, not {ours!r}",
                 "this button does not belong to signoff",
             )
-        if click.reference is None:
-            return Refusal(
-                MALFORMED,
-                f"custom_id {str(click.raw_custom_id)[:100]!r} is not a signoff reference",
-                "this button was not made by signoff",
-            )
-        if not await self._posted_here(click):
-            return Refusal(
-                WRONG_MESSAGE,
-                f"click on message {click.channel_id}/{click.message_id}, "
-                "not a card posted for the request",
-                "this message is not the card signoff posted for that request",
-            )
-        return None
-
-    async def _posted_here(self, click: Click) -> bool:
-        assert click.request_id is not None
-        if click.channel_id is None or click.message_id is None:
-            return False
-        where = (str(click.channel_id), str(click.message_id))
-        if self._recent_cards.is_card_for(where, click.request_id):
-            return True
-        async with self._service.store.read() as reader:
-            deliveries = await reader.deliveries(click.request_id)
-        return any(
-            Destination.from_key(d.destination).platform == PLATFORM
-            and d.ref is not None
-            and d.ref.get("channel_id") == click.channel_id
-            and d.ref.get("message_id") == click.message_id
-            for d in deliveries
-        )
-
-    async def _refuse(
-        self, interaction: discord.Interaction[Any], click: Click, refusal: Refusal
-    ) -> None:
-        """Tell the person first (the answer is due), then write the audit entry."""
-        await self._tell(interaction, f"Your click was not counted: {refusal.why}.")
-        await self._audit(click, refusal.code, refusal.detail)
-
-    async def _audit(self, click: Click, code: str, detail: str) -> None:
-        await self._service.record_refused_click(
+        message = None
+        if click.channel_id is not None and click.message_id is not None:
+            message = {"channel_id": click.channel_id, "message_id": click.message_id}
+        return CoreClick(
             platform=PLATFORM,
             identity=click.user_id,
             request_id=click.request_id,
-            code=code,
-            detail=detail,
+            raw_reference=click.raw_custom_id,
+            message=message,
+            verdict=verdict,
+            reason=reason,
+            foreign=foreign,
         )
+
+    async def _tell_outcome(
+        self, interaction: discord.Interaction[Any], outcome: ClickOutcome
+    ) -> None:
+        notice = click_notice(outcome)
+        if notice is not None:
+            await self._tell(interaction, notice)
 
     async def _tell(self, interaction: discord.Interaction[Any], text: str) -> None:
         """An ephemeral message to the person who clicked; failures are only logged."""
