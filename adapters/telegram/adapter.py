@@ -60,7 +60,6 @@ from adapters.telegram.pacing import (
 from adapters.telegram.rendering import (
     ASK_REASON,
     FAILED,
-    REFUSED_BUTTON,
     WORKING,
     late_answer,
     outcome_text,
@@ -69,11 +68,12 @@ from adapters.telegram.rendering import (
     render_notice,
 )
 from approvals.card import ApprovalCard
+from approvals.clicks import Click, ClickOutcome, ReasonPrompt
 from approvals.directory import Destination
-from approvals.model import Verdict, VoteCommand
-from approvals.outcomes import Applied, NotAllowed, NotFound, Outcome
-from approvals.ports import DeliveryError, MessageRef, RecentCards, VoteSink
-from approvals.service import ApprovalService, judge_vote
+from approvals.model import Verdict
+from approvals.outcomes import Applied
+from approvals.ports import DeliveryError, MessageRef, VoteSink
+from approvals.service import ApprovalService
 
 STOP_GRACE_SECONDS = 5.0
 """How long stop() lets acknowledged votes finish before cancelling them."""
@@ -96,7 +96,6 @@ POLL_TIMEOUT = timedelta(seconds=10)
 CONCURRENT_UPDATES = 32
 SEEN_UPDATES = 10_000
 """How many recent update ids are remembered to drop replays."""
-RECENT_CARDS = 1_000
 """Cards sent by this process, accepted before the outbox has stored their reference."""
 RECONNECT_DELAY = timedelta(seconds=1)
 MAX_RECONNECT_DELAY = timedelta(minutes=1)
@@ -113,11 +112,12 @@ class TelegramConfigError(ValueError):
 
 @dataclass(frozen=True)
 class _Prompt:
-    """A "why deny?" question waiting for one person's reply."""
+    """A "why deny?" question waiting for one person's reply, and the card it is about."""
 
     request_id: str
     user_id: int
     expires: float
+    card: dict[str, int]
 
 
 class _RecentIds:
@@ -200,7 +200,6 @@ class TelegramAdapter:
         self._application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._sink: VoteSink = service
         self._seen = _RecentIds(SEEN_UPDATES)
-        self._recent_cards = RecentCards(RECENT_CARDS)
         self._prompts: OrderedDict[tuple[int, int], _Prompt] = OrderedDict()
         self._background: set[asyncio.Future[Any]] = set()
         self._connecting: asyncio.Task[None] | None = None
@@ -395,9 +394,6 @@ class TelegramAdapter:
             return DeliveryError(f"Telegram refused: {exc.message}", permanent=True)
         return DeliveryError(f"Telegram unreachable: {exc.message}")
 
-    def _remember_card(self, chat_id: int, message_id: int, request_id: str) -> None:
-        self._recent_cards.remember((str(chat_id), str(message_id)), request_id)
-
     async def send(self, card: ApprovalCard, destination: Destination) -> MessageRef:
         """Post a card to a chat or group, or privately to a person (their user id)."""
         try:
@@ -415,7 +411,6 @@ class TelegramAdapter:
                 reply_markup=rendered.keyboard,
                 link_preview_options=NO_PREVIEW,
             )
-        self._remember_card(chat_id, message.message_id, card.request_id)
         return MessageRef(PLATFORM, {"chat_id": chat_id, "message_id": message.message_id})
 
     @staticmethod
@@ -522,73 +517,37 @@ class TelegramAdapter:
         except TelegramError as exc:
             log.warning("answering Telegram callback %s failed: %s", query.id, exc)
 
-    async def _refuse(
-        self, query: TelegramCallbackQuery, request_id: str | None, code: str, detail: str
-    ) -> None:
-        await self._answer(query, REFUSED_BUTTON)
-        try:
-            await self._service.record_refused_click(
-                platform=PLATFORM,
-                identity=str(query.from_user.id),
-                request_id=request_id,
-                code=code,
-                detail=detail,
-            )
-        except Exception:
-            log.exception("auditing a refused Telegram click failed")
-
-    async def _is_card_for(self, request_id: str, chat_id: int, message_id: int) -> bool:
-        """Whether (chat, message) is the card posted for ``request_id``."""
-        if self._recent_cards.is_card_for((str(chat_id), str(message_id)), request_id):
-            return True
-        async with self._service.store.read() as reader:
-            deliveries = await reader.deliveries(request_id)
-        for delivery in deliveries:
-            if not delivery.destination.startswith(f"{PLATFORM}:") or not delivery.ref:
-                continue
-            try:
-                where = int(delivery.ref["chat_id"]), int(delivery.ref["message_id"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if where == (chat_id, message_id):
-                return True
-        return False
-
     async def _on_click(self, query: TelegramCallbackQuery) -> None:
         ref = decode_button(query.data)
-        if ref is None:
-            await self._refuse(query, None, "malformed", f"callback data {query.data!r}")
-            return
         message = query.message
-        if message is None or not await self._is_card_for(
-            ref.request_id, message.chat.id, message.message_id
-        ):
-            where = (
-                "an inline message"
-                if message is None
-                else f"chat {message.chat.id} message {message.message_id}"
-            )
-            await self._refuse(
-                query, ref.request_id, "foreign_message", f"button for this request from {where}"
-            )
+        card = None
+        if message is not None:
+            card = {"chat_id": message.chat.id, "message_id": message.message_id}
+        if ref is not None and ref.action is ButtonAction.DENY_WITH_REASON:
+            await self._ask_reason(query, ref, card)
             return
-        identity = str(query.from_user.id)
-        if ref.action is ButtonAction.DENY_WITH_REASON:
-            await self._ask_reason(query, ref, message.chat.id, message.message_id)
-            return
-        verdict = Verdict.APPROVE if ref.action is ButtonAction.APPROVE else Verdict.DENY
-        command = VoteCommand(ref.request_id, PLATFORM, identity, verdict)
-        vote = asyncio.ensure_future(self._sink.vote(command))
+        verdict = (
+            Verdict.DENY if ref is not None and ref.action is ButtonAction.DENY else Verdict.APPROVE
+        )
+        click = Click(
+            platform=PLATFORM,
+            identity=str(query.from_user.id),
+            request_id=ref.request_id if ref is not None else None,
+            raw_reference=query.data,
+            message=card,
+            verdict=verdict,
+        )
+        vote = asyncio.ensure_future(self._sink.handle_click(click))
         # Waited for off the update handler: a slow vote must not hold one of the few
         # updates handled at once while other people's clicks wait for their answer.
-        self._keep(asyncio.ensure_future(self._answer_vote(query, vote, message, ref.request_id)))
+        self._keep(asyncio.ensure_future(self._answer_vote(query, vote, message, click.request_id)))
 
     async def _answer_vote(
         self,
         query: TelegramCallbackQuery,
-        vote: asyncio.Future[Outcome],
-        message: MaybeInaccessibleMessage,
-        request_id: str,
+        vote: asyncio.Future[ClickOutcome],
+        message: MaybeInaccessibleMessage | None,
+        request_id: str | None,
     ) -> None:
         """Answer a click with its vote's outcome, or with "received" once the budget is
         spent (the outcome then follows, see :meth:`_answer_late`)."""
@@ -598,7 +557,8 @@ class TelegramAdapter:
             # Stop the spinner now; the outcome follows once the vote is through.
             await self._answer(query, WORKING)
             self._keep(vote)
-            self._keep(asyncio.ensure_future(self._answer_late(vote, query.from_user, message)))
+            if message is not None:
+                self._keep(asyncio.ensure_future(self._answer_late(vote, query.from_user, message)))
             return
         except Exception:
             log.exception(
@@ -609,7 +569,7 @@ class TelegramAdapter:
         await self._answer(query, outcome_text(outcome))
 
     async def _answer_late(
-        self, vote: asyncio.Future[Outcome], user: TelegramUser, card: MaybeInaccessibleMessage
+        self, vote: asyncio.Future[ClickOutcome], user: TelegramUser, card: MaybeInaccessibleMessage
     ) -> None:
         """Tell the outcome of a vote whose spinner was stopped before it was through.
 
@@ -617,7 +577,7 @@ class TelegramAdapter:
         else (a refusal, already decided, a failure) is a reply to the card.
         """
         try:
-            outcome: Outcome | None = await vote
+            outcome: ClickOutcome | None = await vote
         except Exception:
             outcome = None  # logged where the vote is kept
         if isinstance(outcome, Applied):
@@ -647,32 +607,24 @@ class TelegramAdapter:
         task.add_done_callback(done)
 
     async def _ask_reason(
-        self, query: TelegramCallbackQuery, ref: ButtonRef, chat_id: int, card_message_id: int
+        self, query: TelegramCallbackQuery, ref: ButtonRef, card: dict[str, int] | None
     ) -> None:
         """Check the person may deny, then ask for the reason with a ForceReply message."""
         user = query.from_user
-        request = await self._service.get(ref.request_id)
-        refusal: Outcome | None
-        if request is None:
-            refusal = NotFound(ref.request_id)
-        else:
-            probe = VoteCommand(ref.request_id, PLATFORM, str(user.id), Verdict.DENY, reason="-")
-            judged = judge_vote(request, probe, self._service.rules)
-            refusal = None if isinstance(judged, str) else judged
-        if refusal is not None:
-            await self._answer(query, outcome_text(refusal))
-            code = refusal.code.value if isinstance(refusal, NotAllowed) else "already_decided"
-            try:
-                await self._service.record_refused_click(
-                    platform=PLATFORM,
-                    identity=str(user.id),
-                    request_id=ref.request_id,
-                    code=code,
-                    detail="deny with reason",
-                )
-            except Exception:
-                log.exception("auditing a refused Telegram click failed")
+        click = Click(
+            platform=PLATFORM,
+            identity=str(user.id),
+            request_id=ref.request_id,
+            raw_reference=query.data,
+            message=card,
+            verdict=Verdict.DENY,
+        )
+        prompt_or_refusal = await self._sink.reason_prompt(click)
+        if not isinstance(prompt_or_refusal, ReasonPrompt):
+            await self._answer(query, outcome_text(prompt_or_refusal))
             return
+        assert card is not None, "the core offers the form only for a click on the card"
+        chat_id, card_message_id = card["chat_id"], card["message_id"]
         await self._answer(query, ASK_REASON)
         try:
             async with self._sending(chat_id) as bot:
@@ -691,7 +643,7 @@ class TelegramAdapter:
             return
         loop = asyncio.get_running_loop()
         self._prompts[(chat_id, prompt.message_id)] = _Prompt(
-            ref.request_id, user.id, loop.time() + PROMPT_LIFETIME.total_seconds()
+            ref.request_id, user.id, loop.time() + PROMPT_LIFETIME.total_seconds(), card
         )
         while len(self._prompts) > MAX_PROMPTS:
             self._prompts.popitem(last=False)
@@ -714,10 +666,17 @@ class TelegramAdapter:
         if not reason:
             return
         del self._prompts[key]
-        command = VoteCommand(prompt.request_id, PLATFORM, str(user.id), Verdict.DENY, reason)
+        click = Click(
+            platform=PLATFORM,
+            identity=str(user.id),
+            request_id=prompt.request_id,
+            raw_reference=None,
+            message=prompt.card,
+            verdict=Verdict.DENY,
+            reason=reason,
+        )
         try:
-            outcome: Outcome = await self._sink.vote(command)
-            text = outcome_text(outcome)
+            text = outcome_text(await self._sink.handle_click(click))
         except Exception:
             log.exception(
                 "Telegram vote on request %s failed",

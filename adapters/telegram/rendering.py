@@ -15,8 +15,9 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
 from approvals.card import ApprovalCard
+from approvals.clicks import ClickOutcome, ClickRefused
 from approvals.machine import Status
-from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome, RefusalCode
+from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, RefusalCode
 from approvals.text import reveal_invisible
 
 MAX_MESSAGE_LENGTH = 4096
@@ -246,9 +247,11 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def outcome_text(outcome: Outcome) -> str:
+def outcome_text(outcome: ClickOutcome) -> str:
     """The short answer to a click: "Approved", "Not an approver for this request"..."""
-    if isinstance(outcome, Applied):
+    if isinstance(outcome, ClickRefused):
+        text = REFUSED_BUTTON
+    elif isinstance(outcome, Applied):
         request = outcome.request
         if request.status is Status.APPROVED:
             text = "Approved"
