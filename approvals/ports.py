@@ -87,9 +87,13 @@ def parse_retry_after(raw: object, *, default: timedelta) -> timedelta:
 
 
 class VoteSink(Protocol):
-    """Where adapters send the clicks they receive (the approval service)."""
+    """What an adapter is given (the approval service, seen narrowly): where its clicks go,
+    and a read-only look at a request's card. Never the service's rules or its store."""
 
     async def vote(self, command: VoteCommand) -> Outcome: ...
+
+    async def card(self, request_id: str) -> ApprovalCard | None:
+        """The request's card as it stands now, or ``None`` if there is no such request."""
 
     async def handle_click(self, click: Click) -> ClickOutcome:
         """Decide a click on a card (see ``approvals.clicks``)."""

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from approvals import flood
 from approvals.audit import AuditKind
 from approvals.canonical import CanonicalJsonError, payload_sha256
+from approvals.card import ApprovalCard, build_card
 from approvals.clicks import (
     MALFORMED_CLICK,
     WRONG_MESSAGE,
@@ -216,6 +217,11 @@ class ApprovalService:
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         return await self._store.get_request(request_id)
+
+    async def card(self, request_id: str) -> ApprovalCard | None:
+        """The request's card as it stands now (what adapters may read), or ``None``."""
+        request = await self._store.get_request(request_id)
+        return None if request is None else build_card(request)
 
     async def follow_clock_steps(self) -> None:
         """If the wall clock was stepped since the last look, move the stored times with it

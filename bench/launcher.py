@@ -19,7 +19,7 @@ import asyncio
 import logging
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict
@@ -29,7 +29,6 @@ from adapters.slack import build_slack_adapter
 from adapters.telegram import TelegramAdapter
 from adapters.telegram.pacing import SendLimit
 from approvals.ports import Adapter
-from approvals.service import ApprovalService
 from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
 from bot.limits import RateLimit
@@ -78,40 +77,18 @@ class LaunchOptions(BaseModel):
     discord: ChannelPacing | None = None
 
 
-class RuntimeService:
-    """Stands in for the runtime's service, which exists only once ``build_runtime`` ran.
-
-    The adapters take the service in their constructors, and the runtime is built with the
-    adapters; this handle is given to the adapters first and pointed at the real service
-    right after, before anything is started.
-    """
-
-    def __init__(self) -> None:
-        self.target: ApprovalService | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self.target is None:
-            raise RuntimeError("the runtime's service is not built yet")
-        return getattr(self.target, name)
-
-
-def chat_adapters(
-    config: LoadedConfig, options: LaunchOptions, service: RuntimeService
-) -> dict[str, Adapter]:
+def chat_adapters(config: LoadedConfig, options: LaunchOptions) -> dict[str, Adapter]:
     """The configured chat adapters, with the send limits of ``options``."""
     platforms = config.settings.platforms
     public_url = str(config.settings.server.public_url)
-    as_service = cast(ApprovalService, service)
     adapters: dict[str, Adapter] = {}
     if platforms.slack is not None:
-        slack = build_slack_adapter(platforms.slack, service=as_service, public_url=public_url)
+        slack = build_slack_adapter(platforms.slack, public_url=public_url)
         if options.slack is not None:
             slack.min_send_interval = timedelta(seconds=options.slack.send_interval_seconds)
         adapters["slack"] = slack
     if platforms.discord is not None:
-        discord = build_discord_adapter(
-            platforms.discord, service=as_service, public_url=public_url
-        )
+        discord = build_discord_adapter(platforms.discord, public_url=public_url)
         if options.discord is not None:
             discord.min_send_interval = timedelta(seconds=options.discord.send_interval_seconds)
         adapters["discord"] = discord
@@ -126,7 +103,6 @@ def chat_adapters(
             }
         adapters["telegram"] = TelegramAdapter(
             token=settings.bot_token.get_secret_value(),
-            service=as_service,
             public_url=public_url,
             mode=settings.mode,
             webhook_secret=(
@@ -140,12 +116,10 @@ def chat_adapters(
 
 async def serve(config: LoadedConfig, options: LaunchOptions) -> None:
     """``bot.server.serve`` with the adapters and API limits of ``options``."""
-    service = RuntimeService()
-    app_options = AppOptions(adapters=chat_adapters(config, options, service))
+    app_options = AppOptions(adapters=chat_adapters(config, options))
     if options.lift_api_limits:
         app_options = replace(app_options, per_agent_limit=UNLIMITED, overall_limit=UNLIMITED)
     runtime = build_runtime(config, app_options)
-    service.target = runtime.service
     server_settings = config.settings.server
     uvicorn_config = uvicorn.Config(
         build_http_app(runtime),

@@ -80,21 +80,15 @@ def build_chat_adapters(
     if platforms.slack is not None:
         from adapters.slack import build_slack_adapter
 
-        adapters["slack"] = build_slack_adapter(
-            platforms.slack, service=service, public_url=public_url
-        )
+        adapters["slack"] = build_slack_adapter(platforms.slack, public_url=public_url)
     if platforms.discord is not None:
         from adapters.discord import build_discord_adapter
 
-        adapters["discord"] = build_discord_adapter(
-            platforms.discord, service=service, public_url=public_url
-        )
+        adapters["discord"] = build_discord_adapter(platforms.discord, public_url=public_url)
     if platforms.telegram is not None:
         from adapters.telegram import build_telegram_adapter
 
-        adapters["telegram"] = build_telegram_adapter(
-            platforms.telegram, service=service, public_url=public_url
-        )
+        adapters["telegram"] = build_telegram_adapter(platforms.telegram, public_url=public_url)
     return adapters
 
 

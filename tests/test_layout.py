@@ -70,6 +70,25 @@ def test_adapters_do_not_import_each_other():
     assert broken == []
 
 
+NARROW_PORT_ADAPTERS = ("slack", "telegram", "discord")
+"""Adapters that see the core only through ``approvals.ports.VoteSink`` (the web inbox is
+moving there)."""
+BEHIND_THE_PORT = ("approvals.service", "approvals.store")
+
+
+@pytest.mark.parametrize("adapter", NARROW_PORT_ADAPTERS)
+def test_chat_adapters_reach_the_core_only_through_the_port(adapter):
+    """An adapter hands clicks to the sink it is given and reads cards through it: it never
+    imports the service (its rules, its judging) or the store."""
+    broken = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sources(f"adapters/{adapter}")
+        for name in imported_modules(path)
+        if any(name == hidden or name.startswith(hidden + ".") for hidden in BEHIND_THE_PORT)
+    ]
+    assert broken == []
+
+
 def test_the_walker_sees_imports(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import slack_bolt.app\nfrom bot.cli import run\nfrom . import sibling\n")

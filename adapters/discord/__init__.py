@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from adapters.discord.adapter import DiscordAdapter
-from approvals.service import ApprovalService
 from config.schema import DiscordSettings
 
 __all__ = ["DiscordAdapter", "build_discord_adapter"]
 
 
-def build_discord_adapter(
-    settings: DiscordSettings, *, service: ApprovalService, public_url: str
-) -> DiscordAdapter:
+def build_discord_adapter(settings: DiscordSettings, *, public_url: str) -> DiscordAdapter:
     """The Discord adapter for ``settings``; the runtime starts and stops it."""
     return DiscordAdapter(
         bot_token=settings.bot_token.get_secret_value(),
         api_url=str(settings.api_url),
         gateway_url=str(settings.gateway_url),
-        service=service,
         public_url=public_url,
     )

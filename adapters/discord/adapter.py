@@ -56,7 +56,6 @@ from approvals.ports import (
     VoteSink,
     parse_retry_after,
 )
-from approvals.service import ApprovalService
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +238,6 @@ class DiscordAdapter:
         self,
         *,
         bot_token: str,
-        service: ApprovalService,
         public_url: str,
         api_url: str = DEFAULT_API_URL,
         gateway_url: str = DEFAULT_GATEWAY_URL,
@@ -251,7 +249,6 @@ class DiscordAdapter:
             raise ValueError("Discord needs the bot token")
         self.min_send_interval = min_send_interval
         self._token = bot_token
-        self._service = service
         self._public_url = public_url
         self._api_url = api_url.rstrip("/")
         gateway = yarl.URL(gateway_url)

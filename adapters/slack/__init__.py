@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from adapters.slack.adapter import SlackAdapter
-from approvals.service import ApprovalService
 from config.schema import SlackSettings
 
 __all__ = ["SlackAdapter", "build_slack_adapter"]
 
 
-def build_slack_adapter(
-    settings: SlackSettings, *, service: ApprovalService, public_url: str
-) -> SlackAdapter:
+def build_slack_adapter(settings: SlackSettings, *, public_url: str) -> SlackAdapter:
     """The Slack adapter for ``settings``; mount its ``router()`` on the application."""
     return SlackAdapter(
         bot_token=settings.bot_token.get_secret_value(),
@@ -21,6 +18,5 @@ def build_slack_adapter(
         app_token=settings.app_token.get_secret_value() if settings.app_token else None,
         mode=settings.mode,
         api_url=str(settings.api_url),
-        service=service,
         public_url=public_url,
     )

@@ -58,7 +58,6 @@ from approvals.ports import (
     VoteSink,
     parse_retry_after,
 )
-from approvals.service import ApprovalService
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +198,6 @@ class SlackAdapter:
         self,
         *,
         bot_token: str,
-        service: ApprovalService,
         public_url: str,
         mode: Literal["http", "socket"] = "http",
         signing_secret: str | None = None,
@@ -214,7 +212,6 @@ class SlackAdapter:
         if mode == "socket" and not app_token:
             raise ValueError("Slack Socket Mode needs the app token (xapp-...)")
         self.min_send_interval = min_send_interval
-        self._service = service
         self._public_url = public_url
         self._mode = mode
         self._api_url = api_url
@@ -417,8 +414,9 @@ class SlackAdapter:
         where = parse_metadata(view.get("private_metadata"))
         if not (reason and reason.strip()) and where is not None:
             request_id = decode_value(where[0])
-            request = await self._service.get(request_id) if request_id else None
-            if request is not None and request.policy.require_reason:
+            sink = self._sink
+            card = await sink.card(request_id) if request_id and sink else None
+            if card is not None and card.require_reason:
                 await ack(
                     response_action="errors",
                     errors={REASON_BLOCK: "This request's policy needs a reason to deny."},
@@ -475,8 +473,9 @@ class SlackAdapter:
         if click is None:
             return
         if not ask_reason:
-            request = await self._service.get(click.request_id) if click.request_id else None
-            if request is None or not request.policy.require_reason:
+            sink = self._sink
+            card = await sink.card(click.request_id) if click.request_id and sink else None
+            if card is None or not card.require_reason:
                 # The core refuses what must be refused (a missing request included).
                 await self._take_admitted_vote(click, Verdict.DENY, None)
                 return

@@ -73,7 +73,6 @@ from approvals.directory import Destination
 from approvals.model import Verdict
 from approvals.outcomes import Applied
 from approvals.ports import DeliveryError, MessageRef, VoteSink
-from approvals.service import ApprovalService
 
 STOP_GRACE_SECONDS = 5.0
 """How long stop() lets acknowledged votes finish before cancelling them."""
@@ -163,7 +162,6 @@ class TelegramAdapter:
         self,
         *,
         token: str,
-        service: ApprovalService,
         public_url: str,
         mode: Mode = "polling",
         webhook_secret: str | None = None,
@@ -183,7 +181,6 @@ class TelegramAdapter:
                 f"{WEBHOOK_PATH} could post fake clicks"
             )
         self._token = token
-        self._service = service
         self._public_url = public_url.rstrip("/")
         self.mode: Mode = mode
         self._webhook_secret = webhook_secret
@@ -198,7 +195,7 @@ class TelegramAdapter:
         self._poll_timeout = poll_timeout
         self._ack_budget = ack_budget.total_seconds()
         self._application: Application[Any, Any, Any, Any, Any, Any] | None = None
-        self._sink: VoteSink = service
+        self._sink: VoteSink | None = None
         self._seen = _RecentIds(SEEN_UPDATES)
         self._prompts: OrderedDict[tuple[int, int], _Prompt] = OrderedDict()
         self._background: set[asyncio.Future[Any]] = set()
@@ -486,6 +483,13 @@ class TelegramAdapter:
 
     # -- inbound ----------------------------------------------------------------------------
 
+    @property
+    def _clicks(self) -> VoteSink:
+        """Where clicks go: the sink given to :meth:`start` (updates come only after it)."""
+        if self._sink is None:
+            raise RuntimeError("the Telegram adapter took a click before it was started")
+        return self._sink
+
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         if not self._seen.add(update.update_id):
             log.info("Telegram update %s seen before; ignored", update.update_id)
@@ -537,7 +541,7 @@ class TelegramAdapter:
             message=card,
             verdict=verdict,
         )
-        vote = asyncio.ensure_future(self._sink.handle_click(click))
+        vote = asyncio.ensure_future(self._clicks.handle_click(click))
         # Waited for off the update handler: a slow vote must not hold one of the few
         # updates handled at once while other people's clicks wait for their answer.
         self._keep(asyncio.ensure_future(self._answer_vote(query, vote, message, click.request_id)))
@@ -619,7 +623,7 @@ class TelegramAdapter:
             message=card,
             verdict=Verdict.DENY,
         )
-        prompt_or_refusal = await self._sink.reason_prompt(click)
+        prompt_or_refusal = await self._clicks.reason_prompt(click)
         if not isinstance(prompt_or_refusal, ReasonPrompt):
             await self._answer(query, outcome_text(prompt_or_refusal))
             return
@@ -676,7 +680,7 @@ class TelegramAdapter:
             reason=reason,
         )
         try:
-            text = outcome_text(await self._sink.handle_click(click))
+            text = outcome_text(await self._clicks.handle_click(click))
         except Exception:
             log.exception(
                 "Telegram vote on request %s failed",

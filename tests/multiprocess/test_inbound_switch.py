@@ -116,7 +116,6 @@ async def test_slack_socket_mode_switches_on_and_off_while_cards_go_out(
     service = sqlite_service
     adapter = SlackAdapter(
         bot_token="xoxb-test",
-        service=service,
         public_url="http://127.0.0.1:8080",
         mode="socket",
         app_token="xapp-test",
@@ -181,7 +180,6 @@ async def test_telegram_polling_switches_on_and_off_and_keeps_what_came_meanwhil
     service = ApprovalService(sqlite_store, telegram_rules, clock)
     adapter = TelegramAdapter(
         token=TELEGRAM_TOKEN,
-        service=service,
         public_url="http://127.0.0.1:9",
         api_url=fake_telegram.base_url,
         poll_timeout=timedelta(seconds=2),

@@ -116,7 +116,6 @@ def new_adapter(
 ) -> DiscordAdapter:
     return DiscordAdapter(
         bot_token=BOT_TOKEN,
-        service=service,
         public_url=PUBLIC_URL,
         api_url=fake.api_url if api_url is None else api_url,
         gateway_url=fake.gateway_url,

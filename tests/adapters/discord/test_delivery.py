@@ -130,7 +130,7 @@ async def test_network_errors_are_transient_and_health_says_so(discord_world):
 
 
 async def test_send_before_start_is_transient(sqlite_service):
-    adapter = DiscordAdapter(bot_token=BOT_TOKEN, service=sqlite_service, public_url=PUBLIC_URL)
+    adapter = DiscordAdapter(bot_token=BOT_TOKEN, public_url=PUBLIC_URL)
     card = build_card(
         (await sqlite_service.create(CreateCommand("bot", "deploy.web", "t"))).request
     )
@@ -170,7 +170,7 @@ async def test_build_discord_adapter_honours_the_urls_and_puts_them_back(
     settings = DiscordSettings(
         bot_token=BOT_TOKEN, api_url=fake_discord.api_url, gateway_url=fake_discord.gateway_url
     )
-    adapter = build_discord_adapter(settings, service=sqlite_service, public_url=PUBLIC_URL)
+    adapter = build_discord_adapter(settings, public_url=PUBLIC_URL)
     assert adapter.min_send_interval == timedelta(0)  # discord.py keeps to the buckets
     await adapter.start(sqlite_service)
     try:
@@ -188,7 +188,6 @@ async def test_build_discord_adapter_honours_the_urls_and_puts_them_back(
 async def test_a_wrong_token_fails_the_start_and_never_connects(fake_discord, sqlite_service):
     adapter = DiscordAdapter(
         bot_token="not-the-token",
-        service=sqlite_service,
         public_url=PUBLIC_URL,
         api_url=fake_discord.api_url,
         gateway_url=fake_discord.gateway_url,
@@ -205,7 +204,6 @@ async def test_login_is_retried_when_discord_is_down_at_start(fake_discord, sqli
     fake_discord.fail_next("me", Fault(503))
     adapter = DiscordAdapter(
         bot_token=BOT_TOKEN,
-        service=sqlite_service,
         public_url=PUBLIC_URL,
         api_url=fake_discord.api_url,
         gateway_url=fake_discord.gateway_url,
@@ -223,7 +221,6 @@ async def test_login_is_retried_when_discord_is_down_at_start(fake_discord, sqli
 async def test_stop_does_not_wait_out_the_login_backoff(sqlite_service):
     adapter = DiscordAdapter(
         bot_token=BOT_TOKEN,
-        service=sqlite_service,
         public_url=PUBLIC_URL,
         api_url="http://127.0.0.1:9/api/v10",  # discard port: nothing listens
         gateway_url="ws://127.0.0.1:9/gateway",

@@ -107,7 +107,6 @@ async def start_adapter(
     """A started adapter wired like the application wires it, clicks routed from ``fake``."""
     adapter = SlackAdapter(
         bot_token=BOT_TOKEN,
-        service=service,
         public_url=PUBLIC_URL,
         mode="socket" if mode == "socket" else "http",
         signing_secret=SIGNING_SECRET if mode == "http" else None,

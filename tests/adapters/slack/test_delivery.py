@@ -75,7 +75,6 @@ async def test_network_errors_are_transient_and_health_says_so(sqlite_service):
     service = sqlite_service
     adapter = SlackAdapter(
         bot_token=BOT_TOKEN,
-        service=service,
         public_url=PUBLIC_URL,
         signing_secret=SIGNING_SECRET,
         api_url="http://127.0.0.1:9/api/",  # discard port: nothing listens
@@ -112,14 +111,13 @@ async def test_archived_channel_is_dead_lettered_not_retried(http_slack):
     assert "delivery_failed" in kinds
 
 
-def test_build_slack_adapter_from_settings(sqlite_service):
-    service = sqlite_service
+def test_build_slack_adapter_from_settings():
     settings = SlackSettings(
         bot_token="xoxb-1", signing_secret="s3cret", api_url="http://127.0.0.1:1/api"
     )
-    adapter = build_slack_adapter(settings, service=service, public_url=PUBLIC_URL)
+    adapter = build_slack_adapter(settings, public_url=PUBLIC_URL)
     assert adapter.min_send_interval == timedelta(seconds=1)
     paths = [route.path for route in adapter.router().routes]  # type: ignore[attr-defined]
     assert paths == ["/slack/events"]
     socket = SlackSettings(bot_token="xoxb-1", mode="socket", app_token="xapp-1")
-    assert build_slack_adapter(socket, service=service, public_url=PUBLIC_URL).router().routes == []
+    assert build_slack_adapter(socket, public_url=PUBLIC_URL).router().routes == []

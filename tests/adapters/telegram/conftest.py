@@ -199,7 +199,6 @@ class TelegramHarness:
     def build_adapter(self) -> TelegramAdapter:
         return TelegramAdapter(
             token=TOKEN,
-            service=self.service,
             public_url=self.public_url,
             mode="webhook" if self.mode == "webhook" else "polling",
             webhook_secret=WEBHOOK_SECRET if self.mode == "webhook" else None,

@@ -325,9 +325,7 @@ async def test_health_reflects_the_bot_api(telegram: TelegramHarness):
 
 def test_webhook_mode_refuses_to_start_without_a_secret(service):
     with pytest.raises(TelegramConfigError, match="webhook_secret"):
-        TelegramAdapter(
-            token=TOKEN, service=service, public_url="http://127.0.0.1:1", mode="webhook"
-        )
+        TelegramAdapter(token=TOKEN, public_url="http://127.0.0.1:1", mode="webhook")
 
 
 @pytest.mark.parametrize("mode", ["polling"])
@@ -360,7 +358,7 @@ def test_the_adapter_is_built_from_settings(service):
         webhook_secret="a-secret",
         api_url="http://127.0.0.1:1/bot",
     )
-    adapter = build_telegram_adapter(settings, service=service, public_url="https://so.example/")
+    adapter = build_telegram_adapter(settings, public_url="https://so.example/")
     assert adapter.mode == "webhook"
     assert adapter.webhook_url == "https://so.example/telegram/webhook"
     assert [route.path for route in adapter.router().routes] == ["/telegram/webhook"]
