@@ -13,11 +13,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
-
 from approvals.clock import Clock
-from approvals.store import SqlStore, WriteTx
-from approvals.tables import AGENT_KEYS, LOGIN_TOKENS, WEB_SESSIONS, WEBHOOK_SECRETS
+from approvals.store import SqlStore, WriteTx, credentials
 
 KEY_PREFIX = "so"
 LOGIN_LINK_TTL = timedelta(minutes=15)
@@ -79,14 +76,13 @@ class AccessStore:
         """Make a key for ``agent``; the returned text is shown once and never stored."""
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        row = {
-            "key_id": key_id,
-            "agent": agent,
-            "secret_sha256": sha256_hex(secret),
-            "created_at": self._clock.now(),
-            "revoked_at": None,
-        }
-        await self._store.run(lambda tx: tx.conn.execute(insert(AGENT_KEYS).values(**row)))
+        secret_sha256 = sha256_hex(secret)
+        now = self._clock.now()
+        await self._store.run(
+            lambda tx: credentials.add_agent_key(
+                tx, key_id=key_id, agent=agent, secret_sha256=secret_sha256, created_at=now
+            )
+        )
         return f"{KEY_PREFIX}_{key_id}_{secret}"
 
     async def agent_for_key(self, key: str) -> str | None:
@@ -127,21 +123,13 @@ class AccessStore:
             del self._checked_keys[digest]
 
     async def list_agent_keys(self, agent: str | None = None) -> list[AgentKey]:
-        query = select(AGENT_KEYS).order_by(AGENT_KEYS.c.agent, AGENT_KEYS.c.created_at)
-        if agent is not None:
-            query = query.where(AGENT_KEYS.c.agent == agent)
-        async with self._store.read() as reader:
-            rows = (await reader.conn.execute(query)).all()
+        rows = await self._store.query(lambda reads: credentials.agent_keys(reads, agent))
         return [AgentKey(r.key_id, r.agent, r.created_at, r.revoked_at) for r in rows]
 
     async def revoke_agent_keys(self, agent: str) -> int:
         """Revoke every live key of ``agent``; returns how many."""
-        revoke = (
-            update(AGENT_KEYS)
-            .where(AGENT_KEYS.c.agent == agent, AGENT_KEYS.c.revoked_at.is_(None))
-            .values(revoked_at=self._clock.now())
-        )
-        revoked = await self._store.run(lambda tx: int(tx.conn.execute(revoke).rowcount))
+        now = self._clock.now()
+        revoked = await self._store.run(lambda tx: credentials.revoke_agent_keys(tx, agent, now))
         for digest in [d for d, holder in self._checked_keys.items() if holder.agent == agent]:
             del self._checked_keys[digest]
         return revoked
@@ -150,29 +138,20 @@ class AccessStore:
 
     async def webhook_secret(self, agent: str) -> str:
         """The agent's webhook secret, made on first use."""
-        async with self._store.read() as reader:
-            row = (
-                await reader.conn.execute(
-                    select(WEBHOOK_SECRETS.c.secret).where(WEBHOOK_SECRETS.c.agent == agent)
-                )
-            ).first()
-        if row is not None:
-            return str(row.secret)
+        known = await self._store.query(
+            lambda reads: credentials.current_webhook_secret(reads, agent)
+        )
+        if known is not None:
+            return known
         secret = _new_webhook_secret()
         now = self._clock.now()
 
         def make_secret(tx: WriteTx) -> str:
             tx.lock_agent(agent)
-            found = tx.conn.execute(
-                select(WEBHOOK_SECRETS.c.secret).where(WEBHOOK_SECRETS.c.agent == agent)
-            ).first()
+            found = credentials.current_webhook_secret(tx, agent)
             if found is not None:
-                return str(found.secret)
-            tx.conn.execute(
-                insert(WEBHOOK_SECRETS).values(
-                    agent=agent, secret=secret, previous_secret=None, rotated_at=now
-                )
-            )
+                return found
+            credentials.add_webhook_secret(tx, agent, secret, now)
             return secret
 
         return await self._store.run(make_secret)
@@ -181,12 +160,7 @@ class AccessStore:
         """The secrets to sign the agent's webhooks with: the current one, and the previous one
         for a day after a rotation."""
         current = await self.webhook_secret(agent)
-        async with self._store.read() as reader:
-            row = (
-                await reader.conn.execute(
-                    select(WEBHOOK_SECRETS).where(WEBHOOK_SECRETS.c.agent == agent)
-                )
-            ).first()
+        row = await self._store.query(lambda reads: credentials.webhook_secrets_row(reads, agent))
         secrets_in_use = [current]
         if (
             row is not None
@@ -200,12 +174,12 @@ class AccessStore:
         """A new secret for the agent; the old one still signs for ``WEBHOOK_ROTATION_GRACE``."""
         current = await self.webhook_secret(agent)
         secret = _new_webhook_secret()
-        rotate = (
-            update(WEBHOOK_SECRETS)
-            .where(WEBHOOK_SECRETS.c.agent == agent)
-            .values(secret=secret, previous_secret=current, rotated_at=self._clock.now())
+        now = self._clock.now()
+        await self._store.run(
+            lambda tx: credentials.rotate_webhook_secret(
+                tx, agent, secret=secret, previous=current, at=now
+            )
         )
-        await self._store.run(lambda tx: tx.conn.execute(rotate))
         return secret
 
     # -- web sign-in ------------------------------------------------------------------------
@@ -213,15 +187,13 @@ class AccessStore:
     async def create_login_token(self, person: str, ttl: timedelta = LOGIN_LINK_TTL) -> str:
         """A single-use sign-in token for ``person``, valid for ``ttl``."""
         token = secrets.token_urlsafe(32)
+        token_sha256 = sha256_hex(token)
         now = self._clock.now()
-        row = insert(LOGIN_TOKENS).values(
-            token_sha256=sha256_hex(token),
-            person=person,
-            created_at=now,
-            expires_at=now + ttl,
-            used_at=None,
+        await self._store.run(
+            lambda tx: credentials.add_login_token(
+                tx, token_sha256=token_sha256, person=person, created_at=now, expires_at=now + ttl
+            )
         )
-        await self._store.run(lambda tx: tx.conn.execute(row))
         return token
 
     async def redeem_login_token(self, token: str) -> str | None:
@@ -230,38 +202,24 @@ class AccessStore:
             return None
         now = self._clock.now()
         digest = sha256_hex(token)
-
-        def redeem(tx: WriteTx) -> str | None:
-            result = tx.conn.execute(
-                update(LOGIN_TOKENS)
-                .where(
-                    LOGIN_TOKENS.c.token_sha256 == digest,
-                    LOGIN_TOKENS.c.used_at.is_(None),
-                    LOGIN_TOKENS.c.expires_at > now,
-                )
-                .values(used_at=now)
-            )
-            if result.rowcount != 1:
-                return None
-            person = tx.conn.execute(
-                select(LOGIN_TOKENS.c.person).where(LOGIN_TOKENS.c.token_sha256 == digest)
-            ).scalar_one()
-            return str(person)
-
-        return await self._store.run(redeem)
+        return await self._store.run(lambda tx: credentials.use_login_token(tx, digest, now))
 
     async def create_session(self, person: str, ttl: timedelta = SESSION_TTL) -> str:
         """Open a web session; returns the cookie value."""
         token = secrets.token_urlsafe(32)
+        session_sha256 = sha256_hex(token)
+        csrf_token = secrets.token_urlsafe(24)
         now = self._clock.now()
-        row = insert(WEB_SESSIONS).values(
-            session_sha256=sha256_hex(token),
-            person=person,
-            csrf_token=secrets.token_urlsafe(24),
-            created_at=now,
-            expires_at=now + ttl,
+        await self._store.run(
+            lambda tx: credentials.add_web_session(
+                tx,
+                session_sha256=session_sha256,
+                person=person,
+                csrf_token=csrf_token,
+                created_at=now,
+                expires_at=now + ttl,
+            )
         )
-        await self._store.run(lambda tx: tx.conn.execute(row))
         return token
 
     async def session(self, token: str) -> WebSession | None:
@@ -275,5 +233,5 @@ class AccessStore:
         return WebSession(person=row.person, csrf_token=row.csrf_token, expires_at=row.expires_at)
 
     async def end_session(self, token: str) -> None:
-        end = delete(WEB_SESSIONS).where(WEB_SESSIONS.c.session_sha256 == sha256_hex(token))
-        await self._store.run(lambda tx: tx.conn.execute(end))
+        digest = sha256_hex(token)
+        await self._store.run(lambda tx: credentials.end_web_session(tx, digest))

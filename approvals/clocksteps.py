@@ -31,13 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
-
 from approvals.audit import AuditKind
 from approvals.clock import ElapsedClock
-from approvals.machine import Status
-from approvals.store import WriteTx
-from approvals.tables import AUDIT, DESTINATIONS, OUTBOX, REQUESTS
+from approvals.store import WriteTx, housekeeping
 
 STEP_THRESHOLD = timedelta(seconds=2)
 """A smaller difference between wall and elapsed time is clock drift, not a step."""
@@ -93,14 +89,7 @@ def follow_step(tx: WriteTx, step: ClockStep) -> int | None:
     # The audit head's row lock orders this against every other process's appends, so two
     # processes cannot both miss each other's entry.
     tx.lock_audit_chain()
-    last = (
-        tx.conn.execute(
-            select(AUDIT.c.data)
-            .where(AUDIT.c.kind == AuditKind.CLOCK_STEPPED.value)
-            .order_by(AUDIT.c.seq.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    last = housekeeping.latest_audit_data(tx, AuditKind.CLOCK_STEPPED.value)
     if last is not None and _same_step(json.loads(last), step):
         return None
     moved = _move_pending_requests(tx, step) if step.size > timedelta(0) else 0
@@ -143,81 +132,10 @@ def _move_pending_requests(tx: WriteTx, step: ClockStep) -> int:
     # step carries an earlier one. (A request made before an earlier backward step may carry
     # a later time and stay unmoved: that backward step already made it late by more.)
     made_before = step.before + step.size
-    rows = (
-        tx.conn.execute(
-            select(
-                REQUESTS.c.id,
-                REQUESTS.c.created_at,
-                REQUESTS.c.deadline,
-                REQUESTS.c.next_due_at,
-                REQUESTS.c.next_remind_at,
-                REQUESTS.c.version,
-            ).where(REQUESTS.c.status == Status.PENDING.value, REQUESTS.c.created_at < made_before)
-        )
-    ).all()
-    if not rows:
-        return 0
-    size = step.size
-    tx.conn.execute(
-        update(REQUESTS)
-        .where(REQUESTS.c.id == bindparam("request_id"))
-        .values(
-            created_at=bindparam("moved_created_at"),
-            deadline=bindparam("moved_deadline"),
-            next_due_at=bindparam("moved_next_due_at"),
-            next_remind_at=bindparam("moved_next_remind_at"),
-            version=bindparam("new_version"),
-        ),
-        [
-            {
-                "request_id": row.id,
-                "moved_created_at": row.created_at + size,
-                "moved_deadline": row.deadline + size,
-                "moved_next_due_at": _later(row.next_due_at, size),
-                "moved_next_remind_at": _later(row.next_remind_at, size),
-                "new_version": row.version + 1,
-            }
-            for row in rows
-        ],
-    )
-    return len(rows)
+    return housekeeping.move_pending_requests(tx, created_before=made_before, by=step.size)
 
 
 def _move_queued_messages(tx: WriteTx, size: timedelta) -> None:
     """Keep retry delays, leases and "not before" pauses as long in real time as planned."""
-    queued = (
-        tx.conn.execute(
-            select(OUTBOX.c.id, OUTBOX.c.next_attempt_at, OUTBOX.c.lease_until).where(
-                OUTBOX.c.state == "pending"
-            )
-        )
-    ).all()
-    if queued:
-        tx.conn.execute(
-            update(OUTBOX)
-            .where(OUTBOX.c.id == bindparam("row_id"))
-            .values(
-                next_attempt_at=bindparam("moved_attempt_at"),
-                lease_until=bindparam("moved_lease_until"),
-            ),
-            [
-                {
-                    "row_id": row.id,
-                    "moved_attempt_at": row.next_attempt_at + size,
-                    "moved_lease_until": _later(row.lease_until, size),
-                }
-                for row in queued
-            ],
-        )
-    paused = (tx.conn.execute(select(DESTINATIONS.c.key, DESTINATIONS.c.not_before))).all()
-    if paused:
-        tx.conn.execute(
-            update(DESTINATIONS)
-            .where(DESTINATIONS.c.key == bindparam("destination"))
-            .values(not_before=bindparam("moved_not_before")),
-            [{"destination": row.key, "moved_not_before": row.not_before + size} for row in paused],
-        )
-
-
-def _later(moment: datetime | None, size: timedelta) -> datetime | None:
-    return None if moment is None else moment + size
+    housekeeping.move_pending_messages(tx, size)
+    housekeeping.move_destination_pauses(tx, size)

@@ -28,13 +28,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
-
 from approvals.card import Digest
-from approvals.machine import Status
 from approvals.model import ApprovalRequest
-from approvals.store import SyncReads, WriteTx
-from approvals.tables import DELIVERIES, OUTBOX, REQUESTS
+from approvals.store import SyncReads, WriteTx, flood_queries
 
 CARDS_PER_MINUTE = 20
 """Cards one agent may have posted to one destination in any minute before a digest."""
@@ -65,40 +61,10 @@ def digest_of(ref: Mapping[str, Any] | None) -> str | None:
 def over_limit(tx: WriteTx, agent: str, destination: str, now: datetime) -> bool:
     """Whether ``agent`` already had :data:`CARDS_PER_MINUTE` cards queued for
     ``destination`` in the minute up to ``now``."""
-    query = (
-        select(func.count())
-        .select_from(OUTBOX.join(REQUESTS, REQUESTS.c.id == OUTBOX.c.request_id))
-        .where(
-            OUTBOX.c.destination == destination,
-            OUTBOX.c.created_at > now - WINDOW,
-            OUTBOX.c.kind == _SEND,
-            REQUESTS.c.agent == agent,
-        )
+    queued = flood_queries.messages_queued_since(
+        tx, agent=agent, destination=destination, kind=_SEND, since=now - WINDOW
     )
-    return int(tx.conn.execute(query).scalar_one()) >= CARDS_PER_MINUTE
-
-
-def _pending_at(agent: str, destination: str) -> Select[Any]:
-    """(id, deadline, ref) of the agent's pending requests that have a delivery row at
-    ``destination``, oldest first.
-
-    Bounded by the agent's pending requests (its ``max_open``), found by the
-    (agent, status) index.
-    """
-    return (
-        select(REQUESTS.c.id, REQUESTS.c.deadline, DELIVERIES.c.ref)
-        .select_from(
-            REQUESTS.join(
-                DELIVERIES,
-                and_(
-                    DELIVERIES.c.request_id == REQUESTS.c.id,
-                    DELIVERIES.c.destination == destination,
-                ),
-            )
-        )
-        .where(REQUESTS.c.agent == agent, REQUESTS.c.status == Status.PENDING.value)
-        .order_by(REQUESTS.c.created_at, REQUESTS.c.id)
-    )
+    return queued >= CARDS_PER_MINUTE
 
 
 def gather(tx: WriteTx, request: ApprovalRequest, destination: str, now: datetime) -> str:
@@ -107,7 +73,7 @@ def gather(tx: WriteTx, request: ApprovalRequest, destination: str, now: datetim
     refresh. Returns the digest id."""
     # Two processes gathering for the same agent must agree on one open digest.
     tx.lock_agent(request.agent)
-    pending = tx.conn.execute(_pending_at(request.agent, destination))
+    pending = flood_queries.pending_deliveries_at(tx, request.agent, destination)
     open_digests = {digest for digest in (digest_of(row.ref) for row in pending) if digest}
     digest = min(open_digests) if open_digests else None
     if digest is None:
@@ -121,14 +87,7 @@ def gather(tx: WriteTx, request: ApprovalRequest, destination: str, now: datetim
 def refresh(tx: WriteTx, digest: str, destination: str, agent: str, now: datetime) -> None:
     """Queue a re-render of a digest card, unless one is queued and not yet picked up
     (that one will count at delivery time, so it will show this change too)."""
-    queued = tx.conn.execute(
-        select(OUTBOX.c.id).where(
-            OUTBOX.c.request_id == digest,
-            OUTBOX.c.state == "pending",
-            OUTBOX.c.lease_until.is_(None),
-        )
-    ).first()
-    if queued is None:
+    if not flood_queries.unclaimed_message_queued(tx, digest):
         tx.enqueue(
             request_id=digest,
             destination=destination,
@@ -140,12 +99,12 @@ def refresh(tx: WriteTx, digest: str, destination: str, agent: str, now: datetim
 
 def digest_state(reads: SyncReads, digest: str, destination: str, agent: str) -> Digest:
     """How the digest stands now (read when its card is rendered)."""
-    pending = reads.conn.execute(_pending_at(agent, destination))
+    pending = flood_queries.pending_deliveries_at(reads, agent, destination)
     rows = [row for row in pending if digest_of(row.ref) == digest]
     return Digest(
         digest_id=digest,
         agent=agent,
-        waiting=tuple(row.id for row in rows),
+        waiting=tuple(row.request_id for row in rows),
         first_deadline=min((row.deadline for row in rows), default=None),
         cards_per_minute=CARDS_PER_MINUTE,
     )

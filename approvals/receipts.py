@@ -21,14 +21,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import delete, insert, select
 
 from approvals.canonical import canonical_json
 from approvals.clock import Clock
 from approvals.machine import Status
 from approvals.model import SYSTEM_PLATFORM, ApprovalRequest
-from approvals.store import SqlStore, WriteTx
-from approvals.tables import RECEIPT_KEYS
+from approvals.store import SqlStore, WriteTx, credentials
 
 RECEIPT_TTL = timedelta(hours=1)
 """How long after the decision a receipt authorizes anything: run promptly, or ask again."""
@@ -138,41 +136,27 @@ class ReceiptSigner:
 
     async def remove(self, key_id: str) -> bool:
         """Stop publishing a key: receipts it signed no longer verify. True if it existed."""
-        removal = delete(RECEIPT_KEYS).where(RECEIPT_KEYS.c.key_id == key_id)
-        removed = await self._store.run(lambda tx: int(tx.conn.execute(removal).rowcount))
+        removed = await self._store.run(lambda tx: credentials.remove_receipt_key(tx, key_id))
         self._private.pop(key_id, None)
         return bool(removed)
 
     async def _list(self) -> list[ReceiptKey]:
-        async with self._store.read() as reader:
-            rows = (
-                await reader.conn.execute(
-                    select(RECEIPT_KEYS).order_by(
-                        RECEIPT_KEYS.c.created_at.desc(), RECEIPT_KEYS.c.key_id
-                    )
-                )
-            ).all()
+        rows = await self._store.query(credentials.receipt_keys)
         return [
             ReceiptKey(row.key_id, b64url_decode(row.public_key), row.created_at, index == 0)
             for index, row in enumerate(rows)
         ]
 
     async def _signing_key(self) -> tuple[str, Ed25519PrivateKey]:
-        newest = (
-            select(RECEIPT_KEYS.c.key_id, RECEIPT_KEYS.c.private_key)
-            .order_by(RECEIPT_KEYS.c.created_at.desc(), RECEIPT_KEYS.c.key_id)
-            .limit(1)
-        )
-        async with self._store.read() as reader:
-            row = (await reader.conn.execute(newest)).first()
+        row = await self._store.query(credentials.newest_receipt_key)
         if row is None:
 
             def first_key(tx: WriteTx) -> Any:
                 # Processes starting together must not each make a "first" key.
                 tx.lock_agent(_KEY_CREATION_LOCK)
-                if tx.conn.execute(newest).first() is None:
+                if credentials.newest_receipt_key(tx) is None:
                     self._insert_key(tx)
-                return tx.conn.execute(newest).first()
+                return credentials.newest_receipt_key(tx)
 
             row = await self._store.run(first_key)
         assert row is not None
@@ -188,12 +172,11 @@ class ReceiptSigner:
         public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         private = private_key.private_bytes_raw()
         key_id = key_id_for(public)
-        tx.conn.execute(
-            insert(RECEIPT_KEYS).values(
-                key_id=key_id,
-                private_key=b64url(private),
-                public_key=b64url(public),
-                created_at=self._clock.now(),
-            )
+        credentials.add_receipt_key(
+            tx,
+            key_id=key_id,
+            private_key=b64url(private),
+            public_key=b64url(public),
+            created_at=self._clock.now(),
         )
         return key_id

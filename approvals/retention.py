@@ -17,10 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
-
-from approvals.store import SqlStore, WriteTx
-from approvals.tables import IDEMPOTENCY, LOGIN_TOKENS, OUTBOX, WEB_SESSIONS
+from approvals.store import SqlStore, WriteTx, housekeeping
 
 LOGIN_TOKEN_RETENTION = timedelta(days=1)
 FINISHED_OUTBOX_RETENTION = timedelta(days=7)
@@ -46,25 +43,17 @@ async def purge_expired(store: SqlStore, now: datetime) -> Purged:
     """Delete what has outlived its use as of ``now``, in one short transaction."""
 
     def purge(tx: WriteTx) -> Purged:
-        tokens = tx.conn.execute(
-            delete(LOGIN_TOKENS).where(LOGIN_TOKENS.c.expires_at < now - LOGIN_TOKEN_RETENTION)
-        )
-        sessions = tx.conn.execute(delete(WEB_SESSIONS).where(WEB_SESSIONS.c.expires_at <= now))
-        outbox = tx.conn.execute(
-            delete(OUTBOX).where(
-                OUTBOX.c.state != "pending",
-                OUTBOX.c.finished_at.is_not(None),
-                OUTBOX.c.finished_at < now - FINISHED_OUTBOX_RETENTION,
-            )
-        )
-        idempotency = tx.conn.execute(
-            delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - IDEMPOTENCY_RETENTION)
-        )
         return Purged(
-            login_tokens=int(tokens.rowcount),
-            web_sessions=int(sessions.rowcount),
-            outbox_rows=int(outbox.rowcount),
-            idempotency_keys=int(idempotency.rowcount),
+            login_tokens=housekeeping.delete_login_tokens_expired_before(
+                tx, now - LOGIN_TOKEN_RETENTION
+            ),
+            web_sessions=housekeeping.delete_web_sessions_expired_by(tx, now),
+            outbox_rows=housekeeping.delete_outbox_rows_finished_before(
+                tx, now - FINISHED_OUTBOX_RETENTION
+            ),
+            idempotency_keys=housekeeping.delete_idempotency_keys_created_before(
+                tx, now - IDEMPOTENCY_RETENTION
+            ),
         )
 
     return await store.run(purge)

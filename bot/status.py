@@ -23,13 +23,10 @@ import httpx
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
 
 from approvals.audit import AuditKind
 from approvals.clock import Clock
-from approvals.machine import Status
-from approvals.store import SqlStore
-from approvals.tables import AUDIT, OUTBOX, REQUESTS, UTCDateTime
+from approvals.store import SqlStore, SyncReads, status_queries
 from config import ConfigError, LoadedConfig, format_duration
 from config.loader import MAX_CONFIG_BYTES
 from config.schema import SECRETS_FROM_ENVIRONMENT, DatabaseSettings, ServerSettings
@@ -262,12 +259,8 @@ async def collect_status(
     """
     if isinstance(target, LoadedConfig):
         target = StatusTarget.of(target)
-    async with store.read() as reader:
-        conn = reader.conn
-        pending = await _pending_groups(conn)
-        outbox = await _outbox_by_platform(conn)
-        loaded = await _last_audit(conn, AuditKind.CONFIG_LOADED.value)
-        rejected = await _last_audit(conn, AuditKind.CONFIG_REJECTED.value)
+    figures = await store.query(_read_figures)
+    loaded, rejected = figures.last_config_load, figures.last_config_rejection
     if rejected is not None and loaded is not None and rejected.seq < loaded.seq:
         rejected = None  # a later load superseded it
     server = await probe_server(target.server, http=http)
@@ -276,64 +269,58 @@ async def collect_status(
         config_source=target.source,
         config_problems=target.config_problems,
         database=safe_url(target.database_url),
-        pending=pending,
-        outbox=outbox,
+        pending=figures.pending,
+        outbox=figures.outbox,
         server=server,
         last_config_load=loaded,
         last_config_rejection=rejected,
     )
 
 
-def _as_utc(value: Any, conn: Any) -> datetime | None:
-    """An aggregate's time as aware UTC (aggregates bypass the column type on SQLite)."""
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return UTCDateTime().process_result_value(moment, conn.dialect)
+@dataclass(frozen=True)
+class _DatabaseFigures:
+    """What status reads from the database, all in one snapshot."""
+
+    pending: tuple[PendingGroup, ...]
+    outbox: tuple[PlatformOutbox, ...]
+    last_config_load: ConfigEvent | None
+    last_config_rejection: ConfigEvent | None
 
 
-async def _pending_groups(conn: Any) -> tuple[PendingGroup, ...]:
-    query = (
-        select(
-            REQUESTS.c.policy_name,
-            REQUESTS.c.level,
-            func.count(),
-            func.min(REQUESTS.c.next_due_at),
-            func.min(REQUESTS.c.deadline),
-        )
-        .where(REQUESTS.c.status == Status.PENDING.value)
-        .group_by(REQUESTS.c.policy_name, REQUESTS.c.level)
-        .order_by(REQUESTS.c.policy_name, REQUESTS.c.level)
+def _read_figures(reads: SyncReads) -> _DatabaseFigures:
+    return _DatabaseFigures(
+        pending=_pending_groups(reads),
+        outbox=_outbox_by_platform(reads),
+        last_config_load=_last_config_event(reads, AuditKind.CONFIG_LOADED.value),
+        last_config_rejection=_last_config_event(reads, AuditKind.CONFIG_REJECTED.value),
     )
+
+
+def _pending_groups(reads: SyncReads) -> tuple[PendingGroup, ...]:
     groups = []
-    for policy, level, count, next_due, deadline in await conn.execute(query):
-        earliest = _as_utc(deadline, conn)
+    for counted in status_queries.pending_counts(reads):
+        earliest = counted.earliest_deadline
         assert earliest is not None, "a pending request always has a deadline"
         groups.append(
             PendingGroup(
-                policy=str(policy),
-                level=int(level),
-                count=int(count),
-                next_due_at=_as_utc(next_due, conn),
+                policy=counted.policy,
+                level=counted.level,
+                count=counted.count,
+                next_due_at=counted.next_due_at,
                 earliest_deadline=earliest,
             )
         )
     return tuple(groups)
 
 
-async def _outbox_by_platform(conn: Any) -> tuple[PlatformOutbox, ...]:
-    query = (
-        select(OUTBOX.c.destination, OUTBOX.c.state, func.count(), func.min(OUTBOX.c.created_at))
-        .where(OUTBOX.c.state.in_(("pending", "dead")))
-        .group_by(OUTBOX.c.destination, OUTBOX.c.state)
-    )
+def _outbox_by_platform(reads: SyncReads) -> tuple[PlatformOutbox, ...]:
     figures: dict[str, dict[str, Any]] = {}
-    for destination, state, count, oldest in await conn.execute(query):
-        platform = str(destination).split(":", 1)[0]
+    for backlog in status_queries.outbox_backlog(reads):
+        platform = backlog.destination.split(":", 1)[0]
         entry = figures.setdefault(platform, {"pending": 0, "dead": 0, "oldest": None})
-        entry[state] += int(count)
-        if state == "pending":
-            moment = _as_utc(oldest, conn)
+        entry[backlog.state] += backlog.count
+        if backlog.state == "pending":
+            moment = backlog.oldest_created_at
             if moment is not None and (entry["oldest"] is None or moment < entry["oldest"]):
                 entry["oldest"] = moment
     return tuple(
@@ -347,19 +334,16 @@ async def _outbox_by_platform(conn: Any) -> tuple[PlatformOutbox, ...]:
     )
 
 
-async def _last_audit(conn: Any, kind: str) -> ConfigEvent | None:
-    query = select(AUDIT).where(AUDIT.c.kind == kind).order_by(AUDIT.c.seq.desc()).limit(1)
-    row = (await conn.execute(query)).first()
-    if row is None:
+def _last_config_event(reads: SyncReads, kind: str) -> ConfigEvent | None:
+    entry = status_queries.last_audit_entry(reads, kind)
+    if entry is None:
         return None
-    at = _as_utc(row.at, conn)
-    assert at is not None
     try:
-        data = json.loads(row.data)
+        data = json.loads(entry.data)
     except ValueError:
         data = {}
     return ConfigEvent(
-        kind=kind, at=at, seq=int(row.seq), data=data if isinstance(data, dict) else {}
+        kind=kind, at=entry.at, seq=int(entry.seq), data=data if isinstance(data, dict) else {}
     )
 
 

@@ -1,8 +1,13 @@
-"""The dependency rule, checked by walking every import in the source tree.
+"""The dependency rule and the store rule, checked by walking the source tree's syntax.
 
 bot -> adapters -> approvals, bot -> config -> approvals, adapters -> config. The core
 imports no chat SDK, no web framework, and nothing from bot/, adapters/ or config/; an
 adapter never imports another adapter.
+
+``approvals/store/`` is the only code that speaks SQL: everything else reads and writes
+through its functions, builds no statement and touches no connection (the schema,
+``approvals/tables.py``, and its migrations excepted; catching sqlalchemy's exceptions is
+fine).
 """
 
 from __future__ import annotations
@@ -93,3 +98,78 @@ def test_the_walker_sees_imports(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import slack_bolt.app\nfrom bot.cli import run\nfrom . import sibling\n")
     assert imported_modules(sample) == ["slack_bolt.app", "bot.cli"]
+
+
+# --- SQL lives in the store ------------------------------------------------------------------
+
+SQL_FREE_PACKAGES = ("approvals", "bot", "adapters", "config")
+SQL_HOMES = ("approvals/store/", "approvals/migrations/", "approvals/tables.py")
+"""The store speaks SQL; the schema and its migrations describe it."""
+
+
+def sql_uses(path: Path) -> list[str]:
+    """What in ``path`` speaks SQL or holds a connection, in line order: a sqlalchemy import
+    other than its exception classes (``from sqlalchemy.exc import ...``), a ``.conn`` or a
+    ``.begin_nested``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, int, str]] = []
+    for node in ast.walk(tree):
+        use = None
+        if isinstance(node, ast.Import):
+            modules = [
+                alias.name for alias in node.names if alias.name.split(".")[0] == "sqlalchemy"
+            ]
+            if modules:
+                use = f"import {', '.join(modules)}"
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [alias.name for alias in node.names]
+            exceptions_only = node.module == "sqlalchemy.exc" or (
+                node.module == "sqlalchemy" and set(names) == {"exc"}
+            )
+            if node.module.split(".")[0] == "sqlalchemy" and not exceptions_only:
+                use = f"from {node.module} import {', '.join(names)}"
+        elif isinstance(node, ast.Attribute) and node.attr in ("conn", "begin_nested"):
+            use = f".{node.attr}"
+        if use is not None:
+            found.append((node.lineno, node.col_offset, use))
+    return [f"line {line}: {use}" for line, _, use in sorted(found)]
+
+
+def outside_the_store(path: Path) -> bool:
+    relative = path.relative_to(ROOT).as_posix()
+    return not any(relative == home or relative.startswith(home) for home in SQL_HOMES)
+
+
+def test_only_the_store_speaks_sql():
+    files = [
+        path
+        for package in SQL_FREE_PACKAGES
+        for path in sources(package)
+        if outside_the_store(path)
+    ]
+    assert any(path.name == "service.py" for path in files)
+    broken = [f"{path.relative_to(ROOT)} {use}" for path in files for use in sql_uses(path)]
+    assert broken == []
+
+
+def test_the_sql_walker_sees_statements_and_connections(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import sqlalchemy\n"
+        "from sqlalchemy import select, exc\n"
+        "from sqlalchemy.exc import IntegrityError\n"
+        "from sqlalchemy import exc\n"
+        "def write(tx):\n"
+        "    tx.conn.execute(select(1))\n"
+        "    tx.conn.begin_nested()\n"
+    )
+    assert sql_uses(sample) == [
+        "line 1: import sqlalchemy",
+        "line 2: from sqlalchemy import select, exc",
+        "line 6: .conn",
+        "line 7: .begin_nested",
+        "line 7: .conn",
+    ]
+    assert not outside_the_store(ROOT / "approvals" / "store" / "database.py")
+    assert not outside_the_store(ROOT / "approvals" / "tables.py")
+    assert outside_the_store(ROOT / "approvals" / "service.py")

@@ -8,7 +8,14 @@
   through, with the audit chain's head held for the batch;
 - :mod:`~approvals.store.reads`: the read-only queries;
 - :mod:`~approvals.store.queries` and :mod:`~approvals.store.rows`: the statements and row
-  mapping both sides share.
+  mapping both sides share;
+- :mod:`~approvals.store.credentials`, :mod:`~approvals.store.housekeeping`,
+  :mod:`~approvals.store.flood_queries` and :mod:`~approvals.store.status_queries`: the
+  statements of credentials and receipt keys, of retention and clock steps, of the flood
+  guard and of ``signoff status``, as functions of a ``WriteTx`` or ``SyncReads``.
+
+Nothing outside this package builds a statement or touches a connection
+(``tests/test_layout.py`` checks).
 """
 
 from approvals.store.database import (
