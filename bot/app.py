@@ -13,12 +13,12 @@ from datetime import timedelta
 
 from approvals.access import AccessStore
 from approvals.clock import Clock, SystemClock
-from approvals.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
 from approvals.outbox import DEFAULT_LEASE, OutboxDispatcher
 from approvals.ports import Adapter, SingletonInbound
 from approvals.receipts import ReceiptSigner
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
+from approvals.store.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
 from approvals.webhooks import WebhookSender
 from bot.api import AgentApi
 from bot.leadership import SingletonLocks

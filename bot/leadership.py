@@ -23,16 +23,18 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from approvals.notify import (
+from approvals.ports import SingletonInbound
+from approvals.store.notify import (
     CONNECT_TIMEOUT,
     CONNECTION_ERRORS,
-    LIVENESS_TIMEOUT,
     MAX_BACKOFF,
     MIN_BACKOFF,
     close_quietly,
     open_dedicated_connection,
+    probe,
+    release_session_lock,
+    try_session_lock,
 )
-from approvals.ports import SingletonInbound
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class SingletonLocks:
     """Takes, holds and gives up the platform locks, starting and stopping inbound connections.
 
     Args:
-        dsn: the PostgreSQL database (see :func:`approvals.notify.postgres_dsn`).
+        dsn: the PostgreSQL database (see :func:`approvals.store.notify.postgres_dsn`).
         adapters: the adapters whose inbound connection is a singleton, by platform.
         retry_interval: seconds between rounds of asking for the locks not held.
     """
@@ -142,7 +144,7 @@ class SingletonLocks:
                     # Holding everything: probe the connection instead. A session the server
                     # dropped without our hearing of it (a silent network) must not leave
                     # this process polling while another one takes the lock.
-                    await connection.execute("SELECT 1", timeout=LIVENESS_TIMEOUT)
+                    await probe(connection)
             self._first_round.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), self._retry_interval)
@@ -150,10 +152,7 @@ class SingletonLocks:
 
     async def _try_lock(self, connection: Any, platform: str) -> None:
         key = lock_key(platform)
-        acquired = await connection.fetchval(
-            "SELECT pg_try_advisory_lock($1)", key, timeout=LIVENESS_TIMEOUT
-        )
-        if not acquired:
+        if not await try_session_lock(connection, key):
             return
         self._held.add(platform)
         log.info("this process now holds the %s connection", platform)
@@ -162,9 +161,7 @@ class SingletonLocks:
         except Exception:
             log.exception("starting the %s connection failed; another process may try", platform)
             await self._give_up(platform)
-            await connection.fetchval(
-                "SELECT pg_advisory_unlock($1)", key, timeout=LIVENESS_TIMEOUT
-            )
+            await release_session_lock(connection, key)
 
     async def _give_up_all(self) -> None:
         for platform in sorted(self._held):

@@ -6,7 +6,7 @@ way round: stop taking work, let in-flight transactions finish, close adapters a
 database.
 
 On PostgreSQL several processes may share the database. Then this process also listens for
-the others' changes (:class:`~approvals.notify.NotificationListener`) and competes for the
+the others' changes (:class:`~approvals.store.notify.NotificationListener`) and competes for the
 singleton connections (:class:`~bot.leadership.SingletonLocks`): adapters whose inbound
 connection is one-per-token start with it closed, and only the lock holder opens it.
 """
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 from approvals.access import AccessStore
 from approvals.audit import AuditKind
 from approvals.canonical import canonical_json
-from approvals.notify import NotificationListener
 from approvals.outbox import OutboxDispatcher
 from approvals.ports import Adapter, SingletonInbound
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
+from approvals.store.notify import NotificationListener
 from bot.api import AgentApi
 from bot.leadership import HELD, SingletonLocks
 from bot.metrics import Metrics

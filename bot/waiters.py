@@ -2,7 +2,7 @@
 
 Changes committed by this process wake waiters at once (the service's change listener). A
 change committed by another process sharing the PostgreSQL database arrives as a
-notification (:mod:`approvals.notify`) and wakes them just as fast. Whatever wakes a waiter,
+notification (:mod:`approvals.store.notify`) and wakes them just as fast. Whatever wakes a waiter,
 it reads the request from the store before answering. A periodic re-check covers what a
 notification cannot: every 5 s while notifications are being received or when there is no
 other process to hear from (SQLite serves one process, whose every change wakes waiters

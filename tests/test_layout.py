@@ -107,17 +107,20 @@ SQL_HOMES = ("approvals/store/", "approvals/migrations/", "approvals/tables.py")
 """The store speaks SQL; the schema and its migrations describe it."""
 
 
+DATABASE_LIBRARIES = {"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3"}
+
+
 def sql_uses(path: Path) -> list[str]:
-    """What in ``path`` speaks SQL or holds a connection, in line order: a sqlalchemy import
-    other than its exception classes (``from sqlalchemy.exc import ...``), a ``.conn`` or a
-    ``.begin_nested``."""
+    """What in ``path`` speaks SQL or holds a connection, in line order: an import of a
+    database library (sqlalchemy, a driver) other than sqlalchemy's exception classes
+    (``from sqlalchemy.exc import ...``), a ``.conn`` or a ``.begin_nested``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[tuple[int, int, str]] = []
     for node in ast.walk(tree):
         use = None
         if isinstance(node, ast.Import):
             modules = [
-                alias.name for alias in node.names if alias.name.split(".")[0] == "sqlalchemy"
+                alias.name for alias in node.names if alias.name.split(".")[0] in DATABASE_LIBRARIES
             ]
             if modules:
                 use = f"import {', '.join(modules)}"
@@ -126,7 +129,7 @@ def sql_uses(path: Path) -> list[str]:
             exceptions_only = node.module == "sqlalchemy.exc" or (
                 node.module == "sqlalchemy" and set(names) == {"exc"}
             )
-            if node.module.split(".")[0] == "sqlalchemy" and not exceptions_only:
+            if node.module.split(".")[0] in DATABASE_LIBRARIES and not exceptions_only:
                 use = f"from {node.module} import {', '.join(names)}"
         elif isinstance(node, ast.Attribute) and node.attr in ("conn", "begin_nested"):
             use = f".{node.attr}"
@@ -157,6 +160,7 @@ def test_the_sql_walker_sees_statements_and_connections(tmp_path):
     sample.write_text(
         "import sqlalchemy\n"
         "from sqlalchemy import select, exc\n"
+        "import asyncpg\n"
         "from sqlalchemy.exc import IntegrityError\n"
         "from sqlalchemy import exc\n"
         "def write(tx):\n"
@@ -166,9 +170,10 @@ def test_the_sql_walker_sees_statements_and_connections(tmp_path):
     assert sql_uses(sample) == [
         "line 1: import sqlalchemy",
         "line 2: from sqlalchemy import select, exc",
-        "line 6: .conn",
-        "line 7: .begin_nested",
+        "line 3: import asyncpg",
         "line 7: .conn",
+        "line 8: .begin_nested",
+        "line 8: .conn",
     ]
     assert not outside_the_store(ROOT / "approvals" / "store" / "database.py")
     assert not outside_the_store(ROOT / "approvals" / "tables.py")

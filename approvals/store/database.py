@@ -9,7 +9,7 @@ own: a whole batch runs there in one hand-off, starts with ``BEGIN IMMEDIATE`` a
 with ``synchronous=FULL``, so a commit is on disk before any caller hears of it. On
 PostgreSQL a batch is one transaction on one pooled connection; rows are locked with
 ``FOR UPDATE`` (``SKIP LOCKED`` for the sweeper and the outbox), and a batch that makes a
-request final notifies the other processes on commit (:mod:`approvals.notify`).
+request final notifies the other processes on commit (:mod:`approvals.store.notify`).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from approvals.audit import AuditEntry, entry_hash
 from approvals.canonical import canonical_json
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CastVote
-from approvals.notify import REQUEST_FINAL_CHANNEL
 from approvals.store import queries
+from approvals.store.notify import REQUEST_FINAL_CHANNEL
 from approvals.store.reads import SyncReads
 from approvals.store.rows import (
     OutboxItem,

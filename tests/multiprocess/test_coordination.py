@@ -16,10 +16,10 @@ import pytest
 from approvals.clock import SystemClock
 from approvals.machine import Status
 from approvals.model import CreateCommand
-from approvals.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
 from approvals.outcomes import Created
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore, WriteTx
+from approvals.store.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
 from bot.leadership import SingletonLocks, lock_key
 from bot.waiters import DATABASE_POLL_SECONDS, NOTIFIED_RECHECK_SECONDS, RequestWaiters
 from tests.conftest import make_directory, make_policies

@@ -181,7 +181,7 @@ class NotificationListener:
                 await asyncio.wait_for(lost.wait(), self._liveness_interval)
             if not lost.is_set():
                 # A silent network can leave a dead connection looking alive: ask it.
-                await connection.execute("SELECT 1", timeout=LIVENESS_TIMEOUT)
+                await probe(connection)
         log.warning("LISTEN connection closed by the server; reconnecting")
 
     def _dispatch(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
@@ -192,3 +192,21 @@ class NotificationListener:
             handler(payload)
         except Exception:
             log.exception("handling a notification on %s failed", channel)
+
+
+async def probe(connection: Any) -> None:
+    """Ask a dedicated connection something trivial: a session the server dropped without
+    our hearing of it fails here instead of looking idle."""
+    await connection.execute("SELECT 1", timeout=LIVENESS_TIMEOUT)
+
+
+async def try_session_lock(connection: Any, key: int) -> bool:
+    """Take the session-level advisory lock ``key`` if nobody holds it; never waits."""
+    return bool(
+        await connection.fetchval("SELECT pg_try_advisory_lock($1)", key, timeout=LIVENESS_TIMEOUT)
+    )
+
+
+async def release_session_lock(connection: Any, key: int) -> None:
+    """Give back the session-level advisory lock ``key``."""
+    await connection.fetchval("SELECT pg_advisory_unlock($1)", key, timeout=LIVENESS_TIMEOUT)
