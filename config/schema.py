@@ -804,7 +804,12 @@ class SignoffSettings(_Section):
         )
     )
     log: Annotated[LogSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=LogSettings, description="What signoff logs, and how each line looks."
+        default_factory=LogSettings,
+        description=(
+            "What signoff logs, and how each line looks. At every level, every configured "
+            "token, signing secret, webhook secret and password, and every agent API key "
+            "the API has accepted, is written as `[redacted]`, in lines from any library too."
+        ),
     )
 
     def expand_approvers(self, names: Iterable[str]) -> tuple[str, ...]:
