@@ -11,7 +11,7 @@ import fnmatch
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -53,18 +53,72 @@ class _Undecidable(Exception):
     """The predicate cannot be evaluated on this value (missing, or a type that cannot compare)."""
 
 
-def _as_number(value: Any) -> Decimal:
-    if isinstance(value, bool) or value is None:
-        raise _Undecidable
-    if isinstance(value, int | float | str):
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise _Undecidable from None
-        if not number.is_finite():
-            raise _Undecidable
-        return number
+class _Kind(StrEnum):
+    """The JSON type of a value; predicates compare values of one kind only."""
+
+    NULL = "null"
+    BOOL = "true/false"
+    NUMBER = "a number"
+    TEXT = "text"
+    LIST = "a list"
+    OBJECT = "an object"
+
+
+def _kind(value: Any) -> _Kind:
+    # bool before int: in Python True is an int, in JSON it is not a number.
+    if value is None:
+        return _Kind.NULL
+    if isinstance(value, bool):
+        return _Kind.BOOL
+    if isinstance(value, int | float):
+        return _Kind.NUMBER
+    if isinstance(value, str):
+        return _Kind.TEXT
+    if isinstance(value, list | tuple):
+        return _Kind.LIST
+    if isinstance(value, dict):
+        return _Kind.OBJECT
     raise _Undecidable
+
+
+def _as_number(value: Any) -> Decimal:
+    """A JSON number as an exact decimal; anything else (text such as ``"10"``, a bool) is
+    undecidable, never parsed: text that looks like a number is not one."""
+    if _kind(value) is not _Kind.NUMBER:
+        raise _Undecidable
+    number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+    if not number.is_finite():
+        raise _Undecidable
+    return number
+
+
+def _same(left: Any, right: Any) -> bool:
+    """JSON equality: equal kinds and equal values, all the way down.
+
+    Python's ``==`` says ``True == 1`` and ``[True] == [1]``; here a bool never equals a
+    number, nor text a number, at any depth. ``1 == 1.0`` stays true: both are numbers.
+    """
+    kind = _kind(left)
+    if kind is not _kind(right):
+        return False
+    if kind is _Kind.NUMBER:
+        return _as_number(left) == _as_number(right)
+    if kind is _Kind.LIST:
+        return len(left) == len(right) and all(
+            _same(a, b) for a, b in zip(left, right, strict=True)
+        )
+    if kind is _Kind.OBJECT:
+        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+    return bool(left == right)
+
+
+def _comparable_kinds(operand: Any) -> frozenset[_Kind]:
+    """The kinds of value an ``eq``/``ne``/``in``/``not_in`` operand can judge."""
+    return (
+        frozenset(_kind(item) for item in operand)
+        if isinstance(operand, list)
+        else frozenset({_kind(operand)})
+    )
 
 
 @dataclass(frozen=True)
@@ -92,28 +146,30 @@ class ParamPredicate:
         if value is _MISSING:
             # Doubt: the policy that would auto-approve must not match, a stricter one does.
             raise _Undecidable
-        if isinstance(value, dict | list) and not isinstance(self.operand, dict | list):
-            raise _Undecidable  # a structure where a plain value was expected
-        if self.op is PredicateOp.EQ:
-            return bool(value == self.operand)
-        if self.op is PredicateOp.NE:
-            return bool(value != self.operand)
-        if self.op is PredicateOp.IN:
-            return value in self.operand
-        if self.op is PredicateOp.NOT_IN:
-            return value not in self.operand
         if self.op is PredicateOp.GLOB:
-            if not isinstance(value, str):
+            if _kind(value) is not _Kind.TEXT:
                 raise _Undecidable
             return fnmatch.fnmatchcase(value, str(self.operand))
-        left, right = _as_number(value), _as_number(self.operand)
-        if self.op is PredicateOp.GT:
-            return left > right
-        if self.op is PredicateOp.GTE:
-            return left >= right
-        if self.op is PredicateOp.LT:
-            return left < right
-        return left <= right
+        if self.op in _NUMERIC_OPS:
+            left, right = _as_number(value), _as_number(self.operand)
+            if self.op is PredicateOp.GT:
+                return left > right
+            if self.op is PredicateOp.GTE:
+                return left >= right
+            if self.op is PredicateOp.LT:
+                return left < right
+            return left <= right
+        if self.op in (PredicateOp.IN, PredicateOp.NOT_IN):
+            # A value of a kind no item has cannot be judged: "10" is neither in nor out
+            # of [10, 20], it is the wrong type.
+            if _kind(value) not in _comparable_kinds(self.operand):
+                raise _Undecidable
+            found = any(_same(value, item) for item in self.operand)
+            return found if self.op is PredicateOp.IN else not found
+        if _kind(value) is not _kind(self.operand):
+            raise _Undecidable  # "10" is neither equal nor unequal to 10
+        equal = _same(value, self.operand)
+        return equal if self.op is PredicateOp.EQ else not equal
 
     def judge(self, params: dict[str, Any]) -> bool | None:
         """Like :meth:`evaluate`, but ``None`` when the value cannot be judged."""
@@ -136,15 +192,19 @@ class ParamPredicate:
         if value is _MISSING:
             return f"{subject} is missing"
         shown = f"{subject} is {_show(value)}"
-        if isinstance(value, dict | list) and not isinstance(self.operand, dict | list):
-            return f"{shown}, a structure where a plain value was expected"
-        if self.op is PredicateOp.GLOB and not isinstance(value, str):
-            return f"{shown}, not text"
-        if self.op in _NUMERIC_OPS:
-            try:
-                _as_number(value)
-            except _Undecidable:
-                return f"{shown}, not a number"
+        try:
+            kind = _kind(value)
+        except _Undecidable:
+            return f"{shown}, not a JSON value"
+        if self.op is PredicateOp.GLOB and kind is not _Kind.TEXT:
+            return f"{shown}, {kind.value}, not text"
+        if self.op in _NUMERIC_OPS and kind is not _Kind.NUMBER:
+            return f"{shown}, {kind.value}, not a number"
+        if self.op in (PredicateOp.IN, PredicateOp.NOT_IN):
+            if kind not in _comparable_kinds(self.operand):
+                return f"{shown}, {kind.value}, a type none of the listed values has"
+        elif self.op in (PredicateOp.EQ, PredicateOp.NE) and kind is not _kind(self.operand):
+            return f"{shown}, {kind.value}, where {_kind(self.operand).value} was expected"
         return shown
 
     def to_json(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from approvals.service import ApprovalService
 from approvals.webhooks import MAX_CALLBACK_URL_CHARS, callback_url_problem
 from bot.errors import ApiError
 from bot.limits import FailureGuard, RateLimit, RateLimiter
+from bot.logging_setup import remember_secret
 from bot.waiters import RequestWaiters
 from config import SignoffSettings
 
@@ -277,6 +278,9 @@ class AgentApi:
         if holder is None:
             self._failures.failed(client)
             raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
+        # A key that works is a secret worth keeping out of logs; unknown keys are not kept,
+        # so a flood of made-up keys cannot grow the set.
+        remember_secret(key.strip())
         agent = holder.agent
         if agent not in self.settings.agents:
             raise ApiError(

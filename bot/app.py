@@ -23,6 +23,7 @@ from approvals.webhooks import WebhookSender
 from bot.api import AgentApi
 from bot.leadership import SingletonLocks
 from bot.limits import RateLimit, RateLimiter
+from bot.logging_setup import remember_config_secrets
 from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.scheduler import DeadlineScheduler
@@ -96,6 +97,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
     """Everything signoff runs, wired together from ``config``."""
     options = options or AppOptions()
     settings = config.settings
+    remember_config_secrets(settings)
     store = SqlStore(settings.database.url)
     service = ApprovalService(store, rules_from(config), options.clock)
     access = AccessStore(store, options.clock)

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from approvals.ports import Adapter
 from bot.errors import error_json, install_error_handlers
+from bot.json_body import DuplicateKeyMiddleware
 from bot.runtime import Runtime
 
 HEALTH_CHECK_SECONDS = 5
@@ -111,6 +112,8 @@ def build_http_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # The last added runs first: the body limit bounds what the duplicate check reads.
+    app.add_middleware(DuplicateKeyMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     app.include_router(runtime.agent_api.router())
     # Adapters with inbound HTTP (Slack events, the Telegram webhook, the web inbox) bring

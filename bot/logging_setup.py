@@ -6,6 +6,12 @@ with ``time``, ``level``, ``logger``, ``message`` and, on every line about a req
 :data:`approvals.log_context.current_request_id`, which the core sets while it works on a
 request). Calling :func:`configure_logging` again (on a config reload) replaces signoff's
 handler instead of adding a second one.
+
+No secret reaches a log line: the handler's :class:`SecretRedactingFilter` replaces every
+known secret with ``[redacted]`` in each record from any logger (signoff's own and every
+library's: httpx logs the Telegram token inside each Bot API URL). The secrets are the
+config's tokens, signing secrets, webhook secrets and passwords (:func:`remember_config_secrets`)
+and the agent API keys the API has accepted (:func:`remember_secret`).
 """
 
 from __future__ import annotations
@@ -13,8 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, SecretStr
 
 from approvals.log_context import current_request_id
 from config.schema import LogSettings
@@ -31,6 +42,99 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+REDACTED = "[redacted]"
+
+
+class SecretSet:
+    """The secrets no log line may show; it only grows (an old token may still be in flight
+    after a reload), and is read on every record, so the sorted list is kept ready."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()
+
+    def add(self, secret: str) -> None:
+        # The percent-encoded spelling too: a token may sit in a URL.
+        spellings = {secret, quote(secret, safe="")} - {""}
+        if spellings <= self._secrets:
+            return
+        with self._lock:
+            self._secrets = self._secrets | spellings  # replaced, never changed in place
+            # Longest first, so a secret containing another is replaced whole.
+            self._longest_first = tuple(sorted(self._secrets, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        for secret in self._longest_first:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def __bool__(self) -> bool:
+        return bool(self._longest_first)
+
+
+SECRETS = SecretSet()
+"""The process's secrets, redacted by every handler :func:`build_handler` makes."""
+
+
+def remember_secret(secret: str) -> None:
+    """Keep ``secret`` (such as an agent API key just accepted) out of every log line."""
+    SECRETS.add(secret)
+
+
+def _secret_values(value: object) -> Iterator[str]:
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secret_values(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_values(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _secret_values(item)
+
+
+def remember_config_secrets(settings: BaseModel) -> None:
+    """Keep every ``SecretStr`` of a loaded config (platform tokens, signing and webhook
+    secrets, passwords) out of every log line."""
+    for secret in _secret_values(settings):
+        SECRETS.add(secret)
+
+
+class SecretRedactingFilter(logging.Filter):
+    """Replaces every known secret with ``[redacted]`` in a record's message (its arguments
+    already merged in and dropped), traceback and stack, from whichever logger it comes."""
+
+    def __init__(self, secrets: SecretSet | None = None) -> None:
+        super().__init__()
+        self._own_secrets = secrets
+
+    @property
+    def _secrets(self) -> SecretSet:
+        # Looked up on each record when none was given, so the process's set is the one
+        # in force even if it is replaced (tests start each run with an empty one).
+        return self._own_secrets if self._own_secrets is not None else SECRETS
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's bad format string: show the parts, redacted
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg, record.args = self._secrets.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._secrets.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._secrets.redact(record.stack_info)
+        return True
 
 
 class RequestIdFilter(logging.Filter):
@@ -56,7 +160,9 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id is not None:
             entry["request_id"] = request_id
-        if record.exc_info:
+        if record.exc_text:  # the traceback the redacting filter has already cleaned
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
@@ -80,6 +186,7 @@ def build_handler(settings: LogSettings, stream: IO[str] | None = None) -> loggi
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.set_name(HANDLER_NAME)
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(SecretRedactingFilter())
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
     return handler
 

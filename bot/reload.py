@@ -31,7 +31,7 @@ from approvals.audit import AuditKind
 from approvals.ports import Adapter
 from approvals.service import ApprovalService
 from bot.app import build_chat_adapters, rules_from
-from bot.logging_setup import configure_logging
+from bot.logging_setup import configure_logging, remember_config_secrets
 from bot.runtime import Runtime
 from config import ConfigError, LoadedConfig, load_config
 from config.loader import MAX_CONFIG_BYTES
@@ -282,6 +282,8 @@ class ConfigReloader:
     async def _apply(self, reason: str, new: LoadedConfig) -> ReloadResult:
         runtime = self._runtime
         old = runtime.config
+        # Before anything is built with them: a new token must never reach a log line.
+        remember_config_secrets(new.settings)
         changed = _changed_platforms(old.settings, new.settings)
         public_url = str(new.settings.server.public_url)
         # Build first: a config whose adapters cannot even be made is refused whole.

@@ -607,8 +607,11 @@ class MatchSettings(_Section):
         description=(
             "`{dotted.path: value}` for equality, or `{dotted.path: {op: operand}}` with op "
             "one of " + ", ".join(f"`{op.value}`" for op in PredicateOp) + "; all must hold. "
-            "A predicate that cannot be judged (a missing value compared with `gt`) never "
-            "lets an auto-approving policy match, and does let a stricter one match."
+            'Values are compared by JSON type: text is never a number (`"10"` is not `10`), '
+            "a number is never text, true/false is never a number. A predicate that cannot be "
+            "judged (a missing value, a value of another type than the operand, such as text "
+            "compared with `lte`) never lets an auto-approving policy match, and does let a "
+            "stricter one match."
         ),
         json_schema_extra={REFERENCE_AS_ONE_VALUE: True},
     )
@@ -801,7 +804,12 @@ class SignoffSettings(_Section):
         )
     )
     log: Annotated[LogSettings, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=LogSettings, description="What signoff logs, and how each line looks."
+        default_factory=LogSettings,
+        description=(
+            "What signoff logs, and how each line looks. At every level, every configured "
+            "token, signing secret, webhook secret and password, and every agent API key "
+            "the API has accepted, is written as `[redacted]`, in lines from any library too."
+        ),
     )
 
     def expand_approvers(self, names: Iterable[str]) -> tuple[str, ...]:

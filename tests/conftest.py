@@ -30,6 +30,7 @@ from approvals.policy import (
 )
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
+from bot import logging_setup
 
 # python-telegram-bot's retry_after in seconds is deprecated; ask for the timedelta form,
 # as `signoff` itself does.
@@ -53,6 +54,13 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         "all_proxy",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The secrets kept out of logs are process-wide; each test knows only its own, so a
+    # placeholder secret such as "x" in one test cannot blank letters in another's log.
+    monkeypatch.setattr(logging_setup, "SECRETS", logging_setup.SecretSet())
 
 
 def missing_prerequisite(reason: str) -> None:

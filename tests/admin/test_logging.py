@@ -17,7 +17,16 @@ from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.ports import DeliveryError
 from approvals.store import SqlStore
-from bot.logging_setup import HANDLER_NAME, build_handler, configure_logging
+from bot import logging_setup
+from bot.logging_setup import (
+    HANDLER_NAME,
+    SecretRedactingFilter,
+    SecretSet,
+    build_handler,
+    configure_logging,
+    remember_config_secrets,
+    remember_secret,
+)
 from config.schema import LogSettings
 from tests.admin.serving import free_port, start_serve
 from tests.config.helpers import MINIMAL, load, problems
@@ -193,3 +202,49 @@ async def test_serve_with_json_logs_writes_one_object_per_line(tmp_path: Path):
         f"request {request_id} cancelled by deploy-bot (policy default)",
     ]
     assert all(r["request_id"] == request_id for r in about)
+
+
+def _redacting_logger(secret: str, fmt: str) -> tuple[logging.Logger, io.StringIO]:
+    secrets = SecretSet()
+    secrets.add(secret)
+    stream = io.StringIO()
+    handler = build_handler(LogSettings(level="debug", format=fmt), stream)
+    handler.filters = [
+        SecretRedactingFilter(secrets) if isinstance(f, SecretRedactingFilter) else f
+        for f in handler.filters
+    ]
+    logger = logging.getLogger(f"tests.redaction.{fmt}")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger, stream
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_B17_secrets_are_redacted_in_messages_args_and_tracebacks(fmt):
+    secret = "123456:AAE-secret/token"
+    logger, stream = _redacting_logger(secret, fmt)
+    logger.info("HTTP Request: POST %s", f"http://127.0.0.1/bot{secret}/getMe")
+    logger.debug("as a dict %(url)s", {"url": secret})
+    logger.warning("percent-encoded: /%s/", "123456%3AAAE-secret%2Ftoken")
+    logger.error(f"in the message itself {secret}")
+    try:
+        raise RuntimeError(f"failed with {secret}")
+    except RuntimeError:
+        logger.exception("boom")
+    out = stream.getvalue()
+    assert secret not in out
+    assert "123456%3AAAE-secret%2Ftoken" not in out
+    assert out.count("[redacted]") == 5
+    assert "RuntimeError" in out
+
+
+def test_B17_the_config_secrets_and_accepted_keys_are_remembered(monkeypatch):
+    secrets = SecretSet()
+    monkeypatch.setattr(logging_setup, "SECRETS", secrets)
+    text = MINIMAL + 'platforms: {telegram: {bot_token: "${TELEGRAM_BOT_TOKEN}"}}\n'
+    config = load(text, {"TELEGRAM_BOT_TOKEN": "123456:config-token"})
+    remember_config_secrets(config.settings)
+    remember_secret("sk-agent-key-example")
+    assert secrets.redact("GET /bot123456:config-token/getMe") == "GET /bot[redacted]/getMe"
+    assert secrets.redact("Bearer sk-agent-key-example") == "Bearer [redacted]"

@@ -53,7 +53,12 @@ def test_action_glob_is_case_sensitive():
         (PredicateOp.NOT_IN, ["a", "b"], {"env": "c"}, True),
         (PredicateOp.GLOB, "prod-*", {"env": "prod-eu"}, True),
         (PredicateOp.GT, 1000, {"env": 1500}, True),
-        (PredicateOp.GT, 1000, {"env": "1500"}, True),
+        (PredicateOp.GT, 1000, {"env": 1500.5}, True),
+        (PredicateOp.EQ, 10, {"env": 10.0}, True),
+        (PredicateOp.IN, [1, "a"], {"env": "a"}, True),
+        (PredicateOp.NOT_IN, [1, "a"], {"env": 2}, True),
+        (PredicateOp.EQ, [1, "a"], {"env": [1, "a"]}, True),
+        (PredicateOp.EQ, [1], {"env": [True]}, False),
         (PredicateOp.GT, 1000, {"env": 999.99}, False),
         (PredicateOp.LTE, 10, {"env": 10}, True),
         (PredicateOp.EXISTS, True, {"env": None}, True),
@@ -77,6 +82,68 @@ def test_predicates(op, operand, params, expected):
 def test_missing_or_mismatched_values_cannot_be_judged(op, operand, params):
     with pytest.raises(_Undecidable):
         ParamPredicate("env", op, operand).evaluate(params)
+
+
+B11_WRONG_TYPES = [
+    # text that looks like a number is text
+    (PredicateOp.LTE, 50, "10"),
+    (PredicateOp.LTE, 50, "1e1"),
+    (PredicateOp.LTE, 50, " 10 "),
+    (PredicateOp.LTE, 50, "\uff15\uff10"),  # fullwidth 50
+    (PredicateOp.LTE, 50, "\u0665\u0660"),  # Arabic-Indic 50
+    (PredicateOp.GT, 0, "NaN"),
+    # a bool is not a number, though Python's bool is an int
+    (PredicateOp.LTE, 50, True),
+    (PredicateOp.GTE, 0, False),
+    (PredicateOp.EQ, 1, True),
+    (PredicateOp.NE, 0, True),
+    (PredicateOp.IN, [0, 1], True),
+    (PredicateOp.NOT_IN, [5], False),
+    # a number is not text, and text is not a number
+    (PredicateOp.EQ, "10", 10),
+    (PredicateOp.NE, "prod", 10),
+    (PredicateOp.IN, ["10", "20"], 10),
+    (PredicateOp.NOT_IN, ["prod"], 10),
+    (PredicateOp.EQ, 10, "10"),
+    (PredicateOp.NE, 5, "10"),
+    (PredicateOp.IN, [10, 20], "10"),
+    (PredicateOp.NOT_IN, [10, 20], "30"),
+    (PredicateOp.GLOB, "1*", 10),
+    (PredicateOp.EQ, True, "true"),
+    (PredicateOp.EQ, None, "null"),
+    (PredicateOp.NE, None, 0),
+]
+
+
+@pytest.mark.parametrize(("op", "operand", "value"), B11_WRONG_TYPES)
+def test_b11_a_value_of_the_wrong_json_type_cannot_be_judged(op, operand, value):
+    predicate = ParamPredicate("refund.amount", op, operand)
+    params = {"refund": {"amount": value}}
+    with pytest.raises(_Undecidable):
+        predicate.evaluate(params)
+    assert "params.refund.amount is" in predicate.describe_value(params)
+
+
+@pytest.mark.parametrize(("op", "operand", "value"), B11_WRONG_TYPES)
+def test_b11_a_value_of_the_wrong_json_type_never_auto_approves(op, operand, value):
+    predicate = ParamPredicate("refund.amount", op, operand)
+    policies = PolicySet(
+        (
+            policy("auto-small", Match(params=(predicate,)), AutoDecision.APPROVE),
+            policy("default"),
+        )
+    )
+    selection = policies.explain("refund", "a", {"refund": {"amount": value}})
+    assert selection.policy.name == "default"
+    assert selection.skipped[0].mismatch.undecidable
+
+
+def test_b11_values_of_the_right_type_still_match():
+    small = Match(params=(ParamPredicate("refund.amount", PredicateOp.LTE, 50),))
+    policies = PolicySet((policy("auto-small", small, AutoDecision.APPROVE), policy("default")))
+    for amount in (10, 10.0, 50, -1, 0.5):
+        assert policies.select("refund", "a", {"refund": {"amount": amount}}).name == "auto-small"
+    assert policies.select("refund", "a", {"refund": {"amount": 51}}).name == "default"
 
 
 def test_negative_predicate_never_auto_approves_a_request_that_omits_the_value():

@@ -105,6 +105,7 @@ def _config_text(
     discord: FakeDiscord | None,
     max_open: int,
     slack_mode: str = "http",
+    first_policies: tuple[str, ...] = (),
 ) -> str:
     lines = ["version: 1", f'database: {{url: "sqlite:///{db}"}}', "people:"]
     for person in (*APPROVERS, OUTSIDER):
@@ -167,6 +168,7 @@ def _config_text(
         f'  {AGENT}: {{allow: ["*"], max_open: {max_open}}}',
         f'  {OTHER_AGENT}: {{allow: ["*"]}}',
         "policies:",
+        *(f"  {line}" for line in first_policies),
         "  - name: quorum",
         '    match: {action: "db.*"}',
         "    quorum: 3",
@@ -342,6 +344,7 @@ async def app_world(
     sweep_interval: float = 60.0,
     paced: bool = False,
     telegram_ack_budget: timedelta | None = PATIENT_TELEGRAM_ACK,
+    first_policies: tuple[str, ...] = (),
 ) -> AsyncIterator[AppWorld]:
     """The started application (see the module docstring); stopped on exit.
 
@@ -350,6 +353,7 @@ async def app_world(
     Telegram clicks wait for their vote before answering "Received" (the outcome then
     follows as a reply): scenarios that read the toast wait long enough for the outcome to be
     in it even on a busy machine; ``None`` keeps the product's own quick budget (L6).
+    ``first_policies`` are YAML lines of policies placed before the standard two.
     """
     text = _config_text(
         tmp_path / "signoff.db",
@@ -359,6 +363,7 @@ async def app_world(
         discord=discord,
         max_open=max_open,
         slack_mode=slack_mode,
+        first_policies=first_policies,
     )
     environ = {
         "SLACK_BOT_TOKEN": SLACK_TOKEN,
