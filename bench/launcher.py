@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -32,6 +31,7 @@ from approvals.ports import Adapter
 from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
 from bot.limits import RateLimit
+from bot.logging_setup import configure_logging
 from bot.server import GRACEFUL_STOP_SECONDS, SignoffServer
 from config import LoadedConfig, load_config
 
@@ -139,12 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--options", default="{}", help="LaunchOptions as JSON")
     args = parser.parse_args(argv)
     options = LaunchOptions.model_validate_json(args.options)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for chatty in ("alembic", "apscheduler"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    asyncio.run(serve(load_config(args.config), options))
+    config = load_config(args.config)
+    configure_logging(config.settings.log)  # as `signoff serve` logs
+    asyncio.run(serve(config, options))
 
 
 if __name__ == "__main__":
