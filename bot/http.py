@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,17 +15,13 @@ from starlette.routing import BaseRoute
 
 from approvals.ports import Adapter
 from bot.errors import error_json, install_error_handlers
-from bot.json_body import DuplicateKeyMiddleware
+from bot.json_body import DuplicateKeyMiddleware, Receive, Scope, Send, replaying
 from bot.runtime import Runtime
 
 HEALTH_CHECK_SECONDS = 5
 MAX_BODY_BYTES = 256 * 1024
 """The largest request body accepted (the agent API's params included); larger is 413."""
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -66,16 +62,7 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_json(
