@@ -91,8 +91,10 @@ class FailureGuard:
     """Counts failed authentications per client address; too many, and the address is told to
     wait before its next attempt is even looked up.
 
-    Successful calls cost nothing here, so agents behind one proxy address are unaffected as
-    long as their keys are good.
+    While an address waits, every request from it is refused, one with a good key too:
+    answering good keys would let guessing go on, each answer telling a hit from a miss.
+    Successful calls cost nothing here, so agents behind one proxy address are affected
+    only while one of them keeps sending bad keys, and only until the address's wait ends.
     """
 
     def __init__(
