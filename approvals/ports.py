@@ -7,7 +7,6 @@ An adapter translates: it renders cards for its platform and turns clicks into
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -45,27 +44,6 @@ class DeliveryError(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
-
-
-class RecentCards:
-    """Where this process just posted which request's card, newest kept, size bounded.
-
-    A card's message reference reaches the store only after the platform answered the
-    send; a click in that moment must still be recognised as a click on our card.
-    """
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._capacity = capacity
-        self._cards: OrderedDict[tuple[str, str], str] = OrderedDict()
-
-    def remember(self, where: tuple[str, str], request_id: str) -> None:
-        self._cards[where] = request_id
-        self._cards.move_to_end(where)
-        while len(self._cards) > self._capacity:
-            self._cards.popitem(last=False)
-
-    def is_card_for(self, where: tuple[str, str], request_id: str) -> bool:
-        return self._cards.get(where) == request_id
 
 
 MAX_RETRY_AFTER = timedelta(hours=24)

@@ -605,31 +605,6 @@ class ApprovalService:
             data={"code": code, "verdict": command.verdict.value, "status": request.status.value},
         )
 
-    async def record_refused_click(
-        self,
-        *,
-        platform: str,
-        identity: str,
-        request_id: str | None,
-        code: str,
-        detail: str,
-    ) -> None:
-        """Audit a click an adapter refused before it could become a vote.
-
-        For example a button reference that is malformed, names another request, or comes
-        from a message that was not the card posted for that request.
-        """
-        now = self._clock.now()
-        await self._store.run(
-            lambda tx: tx.append_audit(
-                AuditKind.REFUSED,
-                at=now,
-                actor=f"{platform}:{identity}",
-                request_id=request_id,
-                data={"code": code, "detail": detail[:500]},
-            )
-        )
-
     # -- cancel -----------------------------------------------------------------------------
 
     async def cancel(self, request_id: str, agent: str, reason: str | None = None) -> Outcome:

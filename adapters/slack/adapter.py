@@ -460,13 +460,9 @@ class SlackAdapter:
     async def _take_admitted_vote(self, click: Click, verdict: Verdict, reason: str | None) -> None:
         """Hand the click to the core, which checks, judges, counts or refuses, and audits."""
         core_click = await self._core_click(click, verdict, reason)
-        if core_click is None:
-            return
-        sink = self._sink
-        if sink is None:
-            await self._tell(click, "signoff is starting or stopping; please try again.")
-            return
-        await self._tell_outcome(click, await sink.handle_click(core_click))
+        sink = await self._running_sink(click) if core_click is not None else None
+        if core_click is not None and sink is not None:
+            await self._tell_outcome(click, await sink.handle_click(core_click))
 
     async def _take_deny_click(self, body: dict[str, Any], *, ask_reason: bool) -> None:
         click = parse_click(body)
@@ -480,10 +476,8 @@ class SlackAdapter:
                 await self._take_admitted_vote(click, Verdict.DENY, None)
                 return
         core_click = await self._core_click(click, Verdict.DENY, None)
-        sink = self._sink
+        sink = await self._running_sink(click) if core_click is not None else None
         if core_click is None or sink is None:
-            if sink is None:
-                await self._tell(click, "signoff is starting or stopping; please try again.")
             return
         # Judged before the form opens, so nobody types a reason only to be refused.
         prompt = await sink.reason_prompt(core_click)
@@ -529,6 +523,12 @@ class SlackAdapter:
             reason=reason,
             foreign=foreign,
         )
+
+    async def _running_sink(self, click: Click) -> VoteSink | None:
+        """Where clicks go; ``None`` (the person told) while signoff starts or stops."""
+        if self._sink is None:
+            await self._tell(click, "signoff is starting or stopping; please try again.")
+        return self._sink
 
     async def _tell_outcome(self, click: Click, outcome: ClickOutcome) -> None:
         notice = click_notice(outcome)

@@ -16,6 +16,7 @@ from approvals.clicks import (
     ClickRefused,
     Foreign,
     ReasonPrompt,
+    RecentCards,
     click_notice,
 )
 from approvals.clock import ManualClock
@@ -183,6 +184,15 @@ async def test_the_outbox_tells_the_service_about_a_card_as_soon_as_it_is_sent(
     remembered = click(created.request.id, delivery.ref)
     assert service.recent_cards.is_card_of(remembered)
     assert not service.recent_cards.is_card_of(click("another", delivery.ref))
+
+
+def test_recent_cards_remember_the_newest_within_capacity():
+    cards = RecentCards(capacity=2)
+    for message, request_id in (("1", "a"), ("2", "b"), ("3", "c")):
+        cards.remember("slack", {"channel": "C1", "ts": message}, request_id)
+    assert not cards.is_card_of(click("a", {"channel": "C1", "ts": "1"}))  # the oldest fell out
+    assert cards.is_card_of(click("c", {"channel": "C1", "ts": "3"}))
+    assert not cards.is_card_of(click("b", {"channel": "C1", "ts": "3"}))  # another request's card
 
 
 async def test_who_may_decide_is_judged_as_for_any_vote(service, store, clock):

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from approvals.ports import MAX_RETRY_AFTER, RecentCards, parse_retry_after
+from approvals.ports import MAX_RETRY_AFTER, parse_retry_after
 
 DEFAULT = timedelta(seconds=7)
 
@@ -24,13 +24,3 @@ DEFAULT = timedelta(seconds=7)
 )
 def test_retry_after_values(raw, expected):
     assert parse_retry_after(raw, default=DEFAULT) == expected
-
-
-def test_recent_cards_remember_the_newest_within_capacity():
-    cards = RecentCards(capacity=2)
-    cards.remember(("C1", "1"), "a")
-    cards.remember(("C1", "2"), "b")
-    cards.remember(("C1", "3"), "c")
-    assert not cards.is_card_for(("C1", "1"), "a")  # the oldest fell out
-    assert cards.is_card_for(("C1", "3"), "c")
-    assert not cards.is_card_for(("C1", "3"), "b")  # another request's card

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from approvals.clicks import Click
 from approvals.directory import Directory
 from approvals.machine import Event, Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
@@ -206,18 +207,13 @@ async def test_listeners_hear_every_committed_change(service):
 
 
 async def test_adapter_refusals_are_audited(service, store):
-    await service.record_refused_click(
-        platform="telegram",
-        identity="100001",
-        request_id=None,
-        code="malformed_reference",
-        detail="callback data 'x' is not a signoff button",
-    )
+    malformed = Click("telegram", "100001", None, "x", None, Verdict.APPROVE)
+    await service.handle_click(malformed)
     async with store.read() as reader:
         [entry] = await reader.audit_entries()
     assert entry.kind == "refused"
     assert entry.actor == "telegram:100001"
-    assert '"code":"malformed_reference"' in entry.data
+    assert '"code":"malformed_click"' in entry.data
     assert (await store.verify_audit()).ok
 
 
