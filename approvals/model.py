@@ -15,6 +15,8 @@ from approvals.policy import Policy
 
 SYSTEM_PLATFORM = "system"
 """Platform name recorded for decisions nobody clicked: policy auto-decisions and timeouts."""
+MAX_REASON_LENGTH = 2000
+"""The longest reason a person may give with a vote, in characters."""
 
 
 def new_request_id() -> str:

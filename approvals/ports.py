@@ -136,3 +136,15 @@ class SingletonInbound(Protocol):
 
     async def stop_inbound(self) -> None:
         """Close the inbound connection at once (idempotent); sending keeps working."""
+
+
+@runtime_checkable
+class HttpInbound(Protocol):
+    """Optional for adapters: clicks (or pages) arrive as HTTP requests to signoff itself
+    (Slack's events URL, the Telegram webhook, the web inbox). The application mounts the
+    routes at its root, in every process, and swaps them when a reload replaces the adapter.
+    """
+
+    def router(self) -> Any:
+        """The routes to mount, a FastAPI ``APIRouter`` (the core names no web framework)."""
+

@@ -46,6 +46,7 @@ from approvals.directory import Directory
 from approvals.log_context import about_request
 from approvals.machine import Event, Status, next_status
 from approvals.model import (
+    MAX_REASON_LENGTH,
     SYSTEM_PLATFORM,
     ApprovalRequest,
     CastVote,
@@ -81,7 +82,6 @@ the final state to the agent's callback URL, and post or re-render a digest card
 
 TIMEOUT_ACTOR = "timeout"
 SWEEP_RETRY_DELAY = timedelta(minutes=1)
-MAX_REASON_LENGTH = 2000
 _MAX_ATTEMPTS = 5
 
 _TIMEOUT_EVENTS = {

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from approvals.access import AccessStore
 from approvals.clock import Clock, SystemClock
+from approvals.inbox import InboxQueries
 from approvals.outbox import DEFAULT_LEASE, OutboxDispatcher
 from approvals.ports import Adapter, SingletonInbound
 from approvals.receipts import ReceiptSigner
@@ -111,7 +112,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
     if options.web_inbox and settings.platforms.web.enabled:
         from adapters.web import WebInbox
 
-        web_inbox = WebInbox(service, access, public_url=public_url)
+        web_inbox = WebInbox(InboxQueries(service), access, public_url=public_url)
         adapters.setdefault("web", web_inbox)
     receipts = ReceiptSigner(store, options.clock)
     dispatcher = OutboxDispatcher(

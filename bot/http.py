@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from approvals.ports import Adapter
+from approvals.ports import Adapter, HttpInbound
 from bot.errors import error_json, install_error_handlers
 from bot.json_body import DuplicateKeyMiddleware, Receive, Scope, Send, replaying
 from bot.runtime import Runtime
@@ -110,10 +110,9 @@ def build_http_app(runtime: Runtime) -> FastAPI:
     def mount(platform: str, adapter: Adapter | None) -> None:
         for route in adapter_routes.pop(platform, []):
             app.router.routes.remove(route)
-        routes = getattr(adapter, "router", None)
-        if callable(routes):
+        if isinstance(adapter, HttpInbound):
             before = len(app.router.routes)
-            app.include_router(routes())
+            app.include_router(adapter.router())
             adapter_routes[platform] = app.router.routes[before:]
         app.openapi_schema = None  # /openapi.json is rebuilt with the routes there are now
 

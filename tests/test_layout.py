@@ -75,21 +75,42 @@ def test_adapters_do_not_import_each_other():
     assert broken == []
 
 
-NARROW_PORT_ADAPTERS = ("slack", "telegram", "discord")
-"""Adapters that see the core only through ``approvals.ports.VoteSink`` (the web inbox is
-moving there)."""
+ADAPTERS = sorted(path.parent.name for path in (ROOT / "adapters").glob("*/__init__.py"))
 BEHIND_THE_PORT = ("approvals.service", "approvals.store")
+"""The core's insides: its rules and judging, and its database."""
+STORE_CLASSES = {"ApprovalService", "SqlStore", "AccessStore"}
 
 
-@pytest.mark.parametrize("adapter", NARROW_PORT_ADAPTERS)
-def test_chat_adapters_reach_the_core_only_through_the_port(adapter):
-    """An adapter hands clicks to the sink it is given and reads cards through it: it never
-    imports the service (its rules, its judging) or the store."""
+def imported_names(path: Path) -> list[str]:
+    """Every name imported with ``from module import name``, as ``module.name``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    ]
+
+
+def test_every_adapter_is_checked():
+    assert {"slack", "telegram", "discord", "web"} <= set(ADAPTERS)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_adapters_reach_the_core_only_through_the_port(adapter):
+    """An adapter hands clicks to the sink it is given and reads through the read-only
+    queries it is given: it never imports the service (its rules, its judging), the store,
+    or the store of sign-ins."""
     broken = [
         f"{path.relative_to(ROOT)} imports {name}"
         for path in sources(f"adapters/{adapter}")
         for name in imported_modules(path)
         if any(name == hidden or name.startswith(hidden + ".") for hidden in BEHIND_THE_PORT)
+    ] + [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sources(f"adapters/{adapter}")
+        for name in imported_names(path)
+        if name.rsplit(".", 1)[1] in STORE_CLASSES
     ]
     assert broken == []
 
@@ -98,6 +119,7 @@ def test_the_walker_sees_imports(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import slack_bolt.app\nfrom bot.cli import run\nfrom . import sibling\n")
     assert imported_modules(sample) == ["slack_bolt.app", "bot.cli"]
+    assert imported_names(sample) == ["bot.cli.run"]
 
 
 # --- SQL lives in the store ------------------------------------------------------------------

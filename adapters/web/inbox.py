@@ -1,8 +1,9 @@
 """The web inbox: server-rendered pages where approvers sign in, review requests and decide.
 
-The inbox is the built-in default channel. It reads pending requests straight from the store,
-so sending a card to it is a no-op; a click on Approve or Deny becomes one
-:class:`~approvals.model.VoteCommand` for the core, which alone decides whether it counts.
+The inbox is the built-in default channel. Its pages show what the core's inbox queries
+(:class:`~approvals.inbox.InboxReads`) return, so sending a card to it is a no-op; a click on
+Approve or Deny becomes one :class:`~approvals.model.VoteCommand` for the sink the inbox was
+started with, and the core alone decides whether it counts.
 
 Security: sign-in links are single-use and redeemed only by a POST (link unfurlers issue
 GETs); the session cookie is HttpOnly and SameSite=Lax; every form that changes something
@@ -28,16 +29,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from adapters.web.forms import FormError, read_form
 from adapters.web.text import pretty_json, relative, utc, visible
-from approvals.access import SESSION_TTL, AccessStore, WebSession
-from approvals.card import ApprovalCard, build_card
+from approvals.access import SESSION_TTL, WebSession
+from approvals.card import ApprovalCard
 from approvals.directory import WEB_PLATFORM, Destination
+from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.flood import is_digest_id
-from approvals.machine import Event, Status
-from approvals.model import ApprovalRequest, Verdict, VoteCommand
-from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, RefusalCode
+from approvals.inbox import InboxReads, WebSessions
+from approvals.machine import Event
+from approvals.model import MAX_REASON_LENGTH, Verdict, VoteCommand
+from approvals.outcomes import AlreadyDecided, Applied, NotFound, Outcome, RefusalCode
 from approvals.ports import MessageRef, VoteSink
-from approvals.service import MAX_REASON_LENGTH, ApprovalService, judge_vote
-from approvals.store import ConcurrentUpdateError, StoreBusyError
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,6 @@ SESSION_COOKIE = "signoff_session"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STYLESHEET = Path(__file__).parent / "static" / "inbox.css"
 
-PENDING_SCAN_LIMIT = 500
-"""How many of the newest pending requests the inbox looks through."""
-HISTORY_SCAN_LIMIT = 200
-"""How many of the newest requests of each final status the history looks through."""
-HISTORY_PAGE_SIZE = 100
-AUDIT_PAGE_SIZE = 50
 _LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}")
 """Sign-in tokens are URL-safe random text; anything else is not worth a database lookup."""
 
@@ -72,17 +67,10 @@ _DONE_MESSAGES = {
 """Confirmation after a vote, chosen by a fixed key so no text is reflected from the URL."""
 
 _DONE_KEYS = {Event.APPROVE: "approved", Event.DENY: "denied", Event.VOTE: "voted"}
-_FINAL_STATUSES = (Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.CANCELLED)
 _SIGN_IN_HINT = "Ask an admin to run this command with your name, then open the link it prints:"
 SIGN_IN_COMMAND = "signoff login-link NAME"
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
-
-
-def visible_to(request: ApprovalRequest, person: str) -> bool:
-    """Whether ``person`` approves at any level of the request's policy snapshot."""
-    levels = request.policy.levels
-    return bool(levels) and person in request.policy.approvers_through(len(levels) - 1)
 
 
 class WebInbox:
@@ -91,8 +79,8 @@ class WebInbox:
     platform = WEB_PLATFORM
     min_send_interval = timedelta(0)
 
-    def __init__(self, service: ApprovalService, access: AccessStore, *, public_url: str) -> None:
-        self._service = service
+    def __init__(self, reads: InboxReads, access: WebSessions, *, public_url: str) -> None:
+        self._reads = reads
         self._access = access
         self._secure_cookie = public_url.lower().startswith("https://")
         self._sink: VoteSink | None = None
@@ -109,7 +97,7 @@ class WebInbox:
     # -- the adapter contract ---------------------------------------------------------------
 
     async def start(self, sink: VoteSink) -> None:
-        # Votes go straight to the service the inbox was built with; nothing to connect.
+        # Nothing to connect: votes arrive as form posts on the inbox's own routes.
         self._sink = sink
 
     async def stop(self) -> None:
@@ -212,7 +200,7 @@ class WebInbox:
         session: WebSession | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        now = self._service.clock.now()
+        now = self._reads.now()
         html = self._templates.get_template(template).render(
             root=http.scope.get("root_path", ""),
             session=session,
@@ -371,37 +359,18 @@ class WebInbox:
 
     # -- pages ------------------------------------------------------------------------------
 
-    def _voting_hint(self, request: ApprovalRequest, person: str) -> tuple[bool, str | None]:
-        """Whether ``person`` can vote now, and if not, the core's reason (a preview only)."""
-        if request.status.is_final:
-            return False, None
-        preview = VoteCommand(request.id, WEB_PLATFORM, person, Verdict.APPROVE)
-        judged = judge_vote(request, preview, self._service.rules)
-        if isinstance(judged, str):
-            return True, None
-        return False, judged.message if isinstance(judged, NotAllowed) else None
-
     async def inbox_page(self, request: Request) -> Response:
         """Pending requests the person approves at some level, newest first."""
         session = await self._session(request)
         if session is None:
             return self._sign_in_needed(request)
-        async with self._service.store.read() as reader:
-            pending = await reader.list_requests(status=Status.PENDING, limit=PENDING_SCAN_LIMIT)
-        rows = []
-        for item in pending:
-            if not visible_to(item, session.person):
-                continue
-            can_vote, hint = self._voting_hint(item, session.person)
-            rows.append(
-                {"request": item, "card": build_card(item), "can_vote": can_vote, "hint": hint}
-            )
+        pending = await self._reads.pending_for(session.person)
         return self._render(
             request,
             "inbox.html",
             session=session,
-            rows=rows,
-            scanned_all=len(pending) < PENDING_SCAN_LIMIT,
+            rows=pending.items,
+            scanned_all=pending.complete,
         )
 
     async def history_page(self, request: Request) -> Response:
@@ -409,18 +378,8 @@ class WebInbox:
         session = await self._session(request)
         if session is None:
             return self._sign_in_needed(request)
-        decided: list[ApprovalRequest] = []
-        async with self._service.store.read() as reader:
-            for status in _FINAL_STATUSES:
-                decided.extend(await reader.list_requests(status=status, limit=HISTORY_SCAN_LIMIT))
-        mine = [item for item in decided if visible_to(item, session.person)]
-        mine.sort(key=lambda item: item.decided_at or item.created_at, reverse=True)
-        return self._render(
-            request,
-            "history.html",
-            session=session,
-            rows=[{"request": item, "card": build_card(item)} for item in mine[:HISTORY_PAGE_SIZE]],
-        )
+        rows = await self._reads.history_for(session.person)
+        return self._render(request, "history.html", session=session, rows=rows)
 
     async def audit_page(self, request: Request) -> Response:
         """The audit log, newest first, a page at a time, under the chain's verification."""
@@ -439,24 +398,15 @@ class WebInbox:
                     session=session,
                 )
             before = int(before_text)
-        verification = await self._service.store.verify_audit()
-        async with self._service.store.read() as reader:
-            head_seq, _head_hash = await reader.audit_head()
-            upper = head_seq if before is None else min(before - 1, head_seq)
-            lower = max(0, upper - AUDIT_PAGE_SIZE)
-            entries = []
-            if upper > lower:
-                found = await reader.audit_entries(after_seq=lower, limit=upper - lower)
-                entries = [entry for entry in found if entry.seq <= upper]
-        entries.sort(key=lambda entry: entry.seq, reverse=True)
+        page = await self._reads.audit_page(before)
         return self._render(
             request,
             "audit.html",
             session=session,
-            verification=verification,
-            entries=entries,
-            older=lower + 1 if lower > 0 else None,
-            newer=upper < head_seq,
+            verification=page.verification,
+            entries=page.entries,
+            older=page.older,
+            newer=page.has_newer,
         )
 
     async def request_page(self, request: Request, request_id: str) -> Response:
@@ -485,22 +435,19 @@ class WebInbox:
     ) -> Response:
         if not _REQUEST_ID.fullmatch(request_id):
             return self._not_found(request, session)
-        async with self._service.store.read() as reader:
-            item = await reader.get_request(request_id)
-            audit = [] if item is None else await reader.audit_entries(request_id=request_id)
-        if item is None or not visible_to(item, session.person):
+        view = await self._reads.request_for(session.person, request_id)
+        if view is None:
             return self._not_found(request, session)
-        can_vote, hint = self._voting_hint(item, session.person)
         return self._render(
             request,
             "request.html",
             status=status,
             session=session,
-            request=item,
-            card=build_card(item),
-            audit=audit,
-            can_vote=can_vote,
-            hint=hint,
+            request=view.item.request,
+            card=view.item.card,
+            audit=view.audit,
+            can_vote=view.item.can_vote,
+            hint=view.item.hint,
             notice=notice,
             error=error,
             reason=reason,
@@ -533,7 +480,15 @@ class WebInbox:
             verdict=verdict,
             reason=typed_reason if typed_reason.strip() else None,
         )
-        outcome = await self._service.vote(command)
+        if self._sink is None:
+            return self._message(
+                request,
+                "Not ready",
+                "signoff is starting or stopping; nothing was recorded. Try again in a moment.",
+                status=503,
+                session=session,
+            )
+        outcome: Outcome = await self._sink.vote(command)
         if isinstance(outcome, Applied):
             return self._redirect(
                 request, f"/requests/{request_id}?done={_DONE_KEYS[outcome.event]}"

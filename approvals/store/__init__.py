@@ -18,15 +18,11 @@ Nothing outside this package builds a statement or touches a connection
 (``tests/test_layout.py`` checks).
 """
 
-from approvals.store.database import (
-    MIGRATIONS_DIR,
-    SqlStore,
-    StoreBusyError,
-    async_database_url,
-)
+from approvals.errors import ConcurrentUpdateError, StoreBusyError
+from approvals.store.database import MIGRATIONS_DIR, SqlStore, async_database_url
 from approvals.store.reads import Reads, SyncReads
 from approvals.store.rows import AuditVerification, DeliveryRecord, OutboxItem
-from approvals.store.transaction import ConcurrentUpdateError, QueuedMessage, WriteTx
+from approvals.store.transaction import QueuedMessage, WriteTx
 from approvals.store.writer import Command
 
 __all__ = [

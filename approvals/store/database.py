@@ -32,10 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from approvals.audit import GENESIS_HASH, ChainBreak, verify_chain
+from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.model import ApprovalRequest
 from approvals.store.reads import Reads, SyncReads
 from approvals.store.rows import AuditVerification
-from approvals.store.transaction import ConcurrentUpdateError, WriteTx
+from approvals.store.transaction import WriteTx
 from approvals.store.writer import BatchResult, Command, Writer, run_batch
 from approvals.tables import (
     AGENT_KEYS,
@@ -61,10 +62,6 @@ MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x5160FF  # PostgreSQL advisory lock id held while migrating
 _IMMEDIATE = "signoff_immediate"
 _PG_RETRYABLE = ("40001", "40P01")  # serialization failure, deadlock detected
-
-
-class StoreBusyError(Exception):
-    """The database stayed locked past the busy timeout; the caller should ask to retry."""
 
 
 def async_database_url(url: str) -> str:

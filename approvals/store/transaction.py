@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from approvals.audit import AuditEntry, entry_hash
 from approvals.canonical import canonical_json
+from approvals.errors import ConcurrentUpdateError
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CastVote
 from approvals.store import queries
@@ -46,11 +47,6 @@ from approvals.tables import (
     REQUESTS,
     VOTES,
 )
-
-
-class ConcurrentUpdateError(Exception):
-    """A conditional write found the row changed by someone else; retry the command."""
-
 
 # The statements built once (see approvals.store.queries for why).
 _INSERT_AUDIT = insert(AUDIT)

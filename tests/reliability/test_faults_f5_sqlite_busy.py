@@ -87,7 +87,7 @@ async def busy_inbox(tmp_path: Path, rules, clock) -> AsyncIterator[tuple[InboxH
     await store.migrate()
     service = ApprovalService(store, rules, clock)
     access = AccessStore(store, clock)
-    inbox = InboxHarness(build_inbox_app(service, access), service, access, store, clock)
+    inbox = InboxHarness(await build_inbox_app(service, access), service, access, store, clock)
     try:
         yield inbox, path
     finally:

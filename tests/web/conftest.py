@@ -20,6 +20,7 @@ from adapters.web import WebInbox
 from adapters.web.inbox import SESSION_COOKIE
 from approvals.access import AccessStore
 from approvals.clock import ManualClock
+from approvals.inbox import InboxQueries
 from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outcomes import Created
 from approvals.service import ApprovalService, Rules
@@ -51,11 +52,14 @@ def csrf_token_in(html: str) -> str:
     return found.group(1)
 
 
-def build_inbox_app(
+async def build_inbox_app(
     service: ApprovalService, access: AccessStore, *, public_url: str = TEST_BASE_URL
 ) -> FastAPI:
+    """The inbox's pages on an app, the inbox started with ``service`` as its sink."""
+    web = WebInbox(InboxQueries(service), access, public_url=public_url)
+    await web.start(service)
     app = FastAPI()
-    app.include_router(WebInbox(service, access, public_url=public_url).router())
+    app.include_router(web.router())
     return app
 
 
@@ -126,7 +130,7 @@ async def inbox(store: SqlStore, rules: Rules, clock: ManualClock) -> AsyncItera
     """The inbox on SQLite and on PostgreSQL."""
     service = ApprovalService(store, rules, clock)
     access = AccessStore(store, clock)
-    harness = InboxHarness(build_inbox_app(service, access), service, access, store, clock)
+    harness = InboxHarness(await build_inbox_app(service, access), service, access, store, clock)
     yield harness
     await harness.close()
 
@@ -164,7 +168,7 @@ async def live_inbox(
     """The inbox app served by uvicorn on a free port, for the browser."""
     service = ApprovalService(sqlite_store, rules, clock)
     access = AccessStore(sqlite_store, clock)
-    app = build_inbox_app(service, access, public_url="http://127.0.0.1")
+    app = await build_inbox_app(service, access, public_url="http://127.0.0.1")
     harness = InboxHarness(app, service, access, sqlite_store, clock)
     server = _TestServer(
         uvicorn.Config(

@@ -17,7 +17,7 @@ async def test_vote_while_the_database_is_locked_asks_to_retry(tmp_path, rules, 
     await store.migrate()
     service = ApprovalService(store, rules, clock)
     access = AccessStore(store, clock)
-    inbox = InboxHarness(build_inbox_app(service, access), service, access, store, clock)
+    inbox = InboxHarness(await build_inbox_app(service, access), service, access, store, clock)
     other_process = sqlite3.connect(path, isolation_level=None)
     try:
         request = await inbox.create()

@@ -13,6 +13,7 @@ from adapters.web import WebInbox
 from adapters.web.inbox import SESSION_COOKIE
 from approvals.card import build_card
 from approvals.directory import Destination, DestinationKind
+from approvals.inbox import InboxQueries
 from approvals.machine import Status
 from approvals.ports import Adapter, MessageRef
 from approvals.store import WriteTx
@@ -65,7 +66,7 @@ async def test_signing_in_sets_a_protected_cookie_and_opens_the_inbox(inbox):
 
 
 async def test_cookie_is_secure_when_the_inbox_is_served_over_https(inbox):
-    app = build_inbox_app(inbox.service, inbox.access, public_url="https://signoff.example")
+    app = await build_inbox_app(inbox.service, inbox.access, public_url="https://signoff.example")
     inbox.app = app
     token = await inbox.access.create_login_token("alice")
     response = await inbox.client().post("/login", data={"token": token})
@@ -584,7 +585,7 @@ async def test_audit_page_shows_the_chain_verification_and_pages_back(inbox):
 
 
 async def test_inbox_is_an_adapter_whose_cards_live_in_the_store(inbox):
-    web = WebInbox(inbox.service, inbox.access, public_url="http://127.0.0.1:8080")
+    web = WebInbox(InboxQueries(inbox.service), inbox.access, public_url="http://127.0.0.1:8080")
     assert isinstance(web, Adapter)
     assert web.platform == "web"
     request = await inbox.create()

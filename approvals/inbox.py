@@ -1,0 +1,204 @@
+"""What the web inbox shows, read by the core: the port the inbox adapter is given.
+
+The web inbox is a channel like the chat platforms, except that it shows pages instead of
+posting cards. Which requests a person may see, whether they may vote on one now (and if
+not, why), and which page of the audit log to show are decisions, so they are made here;
+the inbox adapter only renders what these queries return and hands votes to its sink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from approvals.access import WebSession
+from approvals.audit import AuditEntry
+from approvals.card import ApprovalCard, build_card
+from approvals.directory import WEB_PLATFORM
+from approvals.machine import Status
+from approvals.model import ApprovalRequest, Verdict, VoteCommand
+from approvals.outcomes import NotAllowed
+from approvals.service import ApprovalService, judge_vote
+from approvals.store import AuditVerification, SyncReads
+
+PENDING_SCAN_LIMIT = 500
+"""How many of the newest pending requests the inbox looks through."""
+HISTORY_SCAN_LIMIT = 200
+"""How many of the newest requests of each final status the history looks through."""
+HISTORY_PAGE_SIZE = 100
+AUDIT_PAGE_SIZE = 50
+FINAL_STATUSES = (Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.CANCELLED)
+
+
+def visible_to(request: ApprovalRequest, person: str) -> bool:
+    """Whether ``person`` approves at any level of the request's policy snapshot."""
+    levels = request.policy.levels
+    return bool(levels) and person in request.policy.approvers_through(len(levels) - 1)
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One request as a person sees it in the inbox.
+
+    Attributes:
+        request: the request.
+        card: its card (title, fields, what was decided), as every channel shows it.
+        can_vote: whether the person's vote would count now (a preview; the vote itself is
+            judged again when it arrives).
+        hint: why not, when the person may not vote on a pending request.
+    """
+
+    request: ApprovalRequest
+    card: ApprovalCard
+    can_vote: bool
+    hint: str | None
+
+
+@dataclass(frozen=True)
+class PendingList:
+    """The pending requests a person approves, newest first.
+
+    ``complete`` is false when there were more pending requests than the inbox looks
+    through (:data:`PENDING_SCAN_LIMIT`), so some may be missing from ``items``.
+    """
+
+    items: list[InboxItem]
+    complete: bool
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """One request in full, for its own page: the inbox item and its audit trail."""
+
+    item: InboxItem
+    audit: list[AuditEntry]
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """A page of the audit log, newest first, under the whole chain's verification.
+
+    Attributes:
+        verification: the result of checking the whole chain.
+        entries: the page's entries, newest first.
+        older: the ``before`` value of the next older page, or ``None`` at the start.
+        has_newer: whether newer entries exist than this page shows.
+    """
+
+    verification: AuditVerification
+    entries: list[AuditEntry]
+    older: int | None
+    has_newer: bool
+
+
+class InboxReads(Protocol):
+    """What the web inbox adapter may read: the port it is given instead of the store."""
+
+    def now(self) -> datetime:
+        """The service clock's time, for "5 minutes ago"."""
+
+    async def pending_for(self, person: str) -> PendingList:
+        """Pending requests ``person`` approves at some level, newest first."""
+
+    async def history_for(self, person: str) -> list[InboxItem]:
+        """Decided requests ``person`` approves at some level, most recently decided first."""
+
+    async def request_for(self, person: str, request_id: str) -> RequestView | None:
+        """One request with its audit trail; ``None`` when there is no such request or
+        ``person`` may not see it (the two are not told apart)."""
+
+    async def audit_page(self, before: int | None) -> AuditPage:
+        """The audit entries before entry number ``before`` (the newest when ``None``)."""
+
+
+class InboxQueries:
+    """The core's answers to :class:`InboxReads`, read from the service's store."""
+
+    def __init__(self, service: ApprovalService) -> None:
+        self._service = service
+
+    def now(self) -> datetime:
+        return self._service.clock.now()
+
+    def _item(self, request: ApprovalRequest, person: str) -> InboxItem:
+        can_vote, hint = self._voting_hint(request, person)
+        return InboxItem(request, build_card(request), can_vote, hint)
+
+    def _voting_hint(self, request: ApprovalRequest, person: str) -> tuple[bool, str | None]:
+        if request.status.is_final:
+            return False, None
+        preview = VoteCommand(request.id, WEB_PLATFORM, person, Verdict.APPROVE)
+        judged = judge_vote(request, preview, self._service.rules)
+        if isinstance(judged, str):
+            return True, None
+        return False, judged.message if isinstance(judged, NotAllowed) else None
+
+    async def pending_for(self, person: str) -> PendingList:
+        pending = await self._service.store.query(
+            lambda reads: reads.list_requests(status=Status.PENDING, limit=PENDING_SCAN_LIMIT)
+        )
+        items = [self._item(each, person) for each in pending if visible_to(each, person)]
+        return PendingList(items, complete=len(pending) < PENDING_SCAN_LIMIT)
+
+    async def history_for(self, person: str) -> list[InboxItem]:
+        def decided(reads: SyncReads) -> list[ApprovalRequest]:
+            found: list[ApprovalRequest] = []
+            for status in FINAL_STATUSES:
+                found.extend(reads.list_requests(status=status, limit=HISTORY_SCAN_LIMIT))
+            return found
+
+        found = await self._service.store.query(decided)
+        mine = [each for each in found if visible_to(each, person)]
+        mine.sort(key=lambda each: each.decided_at or each.created_at, reverse=True)
+        return [self._item(each, person) for each in mine[:HISTORY_PAGE_SIZE]]
+
+    async def request_for(self, person: str, request_id: str) -> RequestView | None:
+        def read(reads: SyncReads) -> tuple[ApprovalRequest | None, list[AuditEntry]]:
+            request = reads.get_request(request_id)
+            if request is None or not visible_to(request, person):
+                return None, []
+            return request, reads.audit_entries(request_id=request_id)
+
+        request, audit = await self._service.store.query(read)
+        if request is None:
+            return None
+        return RequestView(self._item(request, person), audit)
+
+    async def audit_page(self, before: int | None) -> AuditPage:
+        verification = await self._service.store.verify_audit()
+
+        def read(reads: SyncReads) -> tuple[list[AuditEntry], int, int, int]:
+            head_seq, _head_hash = reads.audit_head()
+            upper = head_seq if before is None else min(before - 1, head_seq)
+            lower = max(0, upper - AUDIT_PAGE_SIZE)
+            entries: list[AuditEntry] = []
+            if upper > lower:
+                found = reads.audit_entries(after_seq=lower, limit=upper - lower)
+                entries = [entry for entry in found if entry.seq <= upper]
+            return entries, head_seq, upper, lower
+
+        entries, head_seq, upper, lower = await self._service.store.query(read)
+        entries.sort(key=lambda entry: entry.seq, reverse=True)
+        return AuditPage(
+            verification,
+            entries,
+            older=lower + 1 if lower > 0 else None,
+            has_newer=upper < head_seq,
+        )
+
+
+class WebSessions(Protocol):
+    """The sign-ins and sessions the web inbox may use (``approvals.access.AccessStore``)."""
+
+    async def redeem_login_token(self, token: str) -> str | None:
+        """Use a sign-in token once: the person it was made for, or ``None``."""
+
+    async def create_session(self, person: str) -> str:
+        """Open a session for ``person``; returns the cookie value."""
+
+    async def session(self, token: str) -> WebSession | None:
+        """The live session behind a cookie value, or ``None``."""
+
+    async def end_session(self, token: str) -> None:
+        """End the session behind a cookie value (nothing if there is none)."""
