@@ -377,8 +377,8 @@ class TelegramAdapter:
 
     def _delivery_error(self, exc: TelegramError, chat_id: int) -> DeliveryError:
         if isinstance(exc, RetryAfter):
+            # The outbox holds the chat until then, in every process.
             wait = _retry_after(exc)
-            self._pacer.hold(chat_id, wait)
             return DeliveryError(f"Telegram flood control for chat {chat_id}", retry_after=wait)
         if isinstance(exc, ChatMigrated):
             return DeliveryError(

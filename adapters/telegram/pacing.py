@@ -2,8 +2,9 @@
 
 Telegram allows about 1 message a second in one chat, 20 a minute in one group and 30 a
 second for the whole bot, and answers 429 with ``retry_after`` beyond that. The outbox
-already paces each destination; this pacer also holds the group and overall windows across
-destinations, and after a 429 keeps the chat quiet until ``retry_after`` has passed.
+already paces each destination, and after a 429 holds it (in the database, for every
+process) until ``retry_after`` has passed; this pacer also holds the group and overall
+windows across destinations.
 """
 
 from __future__ import annotations
@@ -84,8 +85,7 @@ class SendPacer:
 
     Use :meth:`slot` around each request. A send counts from the moment it is let through;
     it leaves a window ``period`` after Telegram answered. Waits up to ``max_wait``; a
-    longer wait raises :class:`PacingDelay`, and so does any send to a chat that Telegram
-    told to wait (never sent early).
+    longer wait raises :class:`PacingDelay`.
     """
 
     def __init__(
@@ -103,15 +103,9 @@ class SendPacer:
         self._groups: dict[int, _Window] = {}
         self._last: dict[int, float] = {}
         self._busy: set[int] = set()
-        self._held: dict[int, float] = {}
         self._max_wait = max_wait.total_seconds()
         self._monotonic = monotonic
         self._finished = asyncio.Event()
-
-    def hold(self, chat_id: int, wait: timedelta) -> None:
-        """Send nothing to ``chat_id`` for ``wait`` (Telegram answered 429)."""
-        until = self._monotonic() + wait.total_seconds()
-        self._held[chat_id] = max(self._held.get(chat_id, 0.0), until)
 
     def _group(self, chat_id: int) -> _Window | None:
         if not is_group(chat_id):
@@ -147,9 +141,6 @@ class SendPacer:
         started = self._monotonic()
         while True:
             now = self._monotonic()
-            held = self._held.get(chat_id, 0.0) - now
-            if held > 0:
-                raise PacingDelay(timedelta(seconds=held), f"Telegram asked chat {chat_id} to wait")
             wait, why = self._wait(chat_id, now)
             if wait is not None and wait <= 0:
                 for window in self._windows(chat_id):

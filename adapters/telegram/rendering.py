@@ -15,9 +15,9 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
 from approvals.card import ApprovalCard
-from approvals.clicks import ClickOutcome, ClickRefused
+from approvals.clicks import ClickOutcome, click_notice
 from approvals.machine import Status
-from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, RefusalCode
+from approvals.outcomes import Applied
 from approvals.text import reveal_invisible
 
 MAX_MESSAGE_LENGTH = 4096
@@ -228,44 +228,16 @@ def late_answer(user_id: int, name: str, text: str) -> str:
     return f'<a href="tg://user?id={user_id}">{who}</a>: {render_notice(text)}'
 
 
-_REFUSALS = {
-    RefusalCode.NOT_AN_APPROVER: "Not an approver for this request",
-    RefusalCode.REQUESTER: "This request was made for you: someone else must decide it",
-    RefusalCode.UNKNOWN_IDENTITY: "Your Telegram account is not linked to anyone signoff knows",
-    RefusalCode.ALREADY_VOTED: "You have already voted on this request",
-    RefusalCode.REASON_REQUIRED: "This policy needs a reason: use Deny with reason",
-}
-
-REFUSED_BUTTON = "This button is not valid here"
-"""The toast for a forged, malformed or misplaced button."""
 ASK_REASON = "Reply to my message with your reason"
 WORKING = "Received: counting your vote…"
 FAILED = "Something went wrong; please try again"
 
 
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def outcome_text(outcome: ClickOutcome) -> str:
-    """The short answer to a click: "Approved", "Not an approver for this request"..."""
-    if isinstance(outcome, ClickRefused):
-        text = REFUSED_BUTTON
-    elif isinstance(outcome, Applied):
-        request = outcome.request
-        if request.status is Status.APPROVED:
-            text = "Approved"
-        elif request.status is Status.DENIED:
-            text = "Denied"
-        else:
-            have, need = len(request.approvals()), request.policy.quorum
-            text = f"Your approval counts: {have} of {need}"
-    elif isinstance(outcome, AlreadyDecided):
-        text = _sentence(outcome.message)
-    elif isinstance(outcome, NotAllowed):
-        text = _REFUSALS.get(outcome.code) or _sentence(outcome.message)
-    elif isinstance(outcome, NotFound):
-        text = "This request no longer exists"
-    else:  # pragma: no cover - Outcome is a closed union
-        text = FAILED
-    return truncate(text, MAX_TOAST_LENGTH)
+    """The toast answering a click: the core's notice (why a click was not counted, how
+    far a quorum is), or, when the click decided the request, what it decided."""
+    notice = click_notice(outcome)
+    if notice is None:
+        decided = outcome.request.status if isinstance(outcome, Applied) else None
+        notice = "Approved" if decided is Status.APPROVED else "Denied"
+    return truncate(notice, MAX_TOAST_LENGTH)
