@@ -147,4 +147,3 @@ class HttpInbound(Protocol):
 
     def router(self) -> Any:
         """The routes to mount, a FastAPI ``APIRouter`` (the core names no web framework)."""
-
