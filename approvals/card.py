@@ -1,13 +1,18 @@
 """The approval card: what every platform shows for a request, before platform rendering.
 
 Adapters render an :class:`ApprovalCard` with pure functions and their own limits; the
-core decides what the card says, so every platform tells the same story.
+core decides what the card says, so every platform tells the same story. The rendering
+decisions every platform shares live here too: where a card links (:func:`inbox_url`),
+what the link says when the card could not show everything (:func:`inbox_link_text`), and
+keeping track of what was cut (:class:`Cuts`). An adapter only spells them in its format,
+with its own escaping and limits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,6 +63,39 @@ class ApprovalCard:
     @property
     def short_hash(self) -> str:
         return self.payload_sha256[:SHORT_HASH_LENGTH]
+
+
+def inbox_url(public_url: str, request_id: str) -> str:
+    """The web inbox page of a request: where every card links for the whole request."""
+    return f"{public_url.rstrip('/')}/requests/{request_id}"
+
+
+def inbox_link_text(*, hidden_params: int = 0, cut: bool = False) -> str:
+    """What a card's link to the inbox says: what the card left out, when it left
+    anything out (parameters it had no room for, values it had to cut)."""
+    if hidden_params > 0:
+        return f"{hidden_params} more parameters and the full values in the signoff inbox"
+    if cut:
+        return "Full values in the signoff inbox"
+    return "Open in the signoff inbox"
+
+
+class Cuts:
+    """Fits untrusted texts into a platform's limits and remembers whether any had to be cut.
+
+    ``fit`` is the platform's own: it makes a text safe for the platform's format and cuts
+    it to a limit, returning the result and whether it cut.
+    """
+
+    def __init__(self, fit: Callable[[str, int], tuple[str, bool]]) -> None:
+        self._fit = fit
+        self.any = False
+        """Whether any text fitted so far was cut."""
+
+    def __call__(self, text: str, limit: int) -> str:
+        shown, was_cut = self._fit(text, limit)
+        self.any = self.any or was_cut
+        return shown
 
 
 def _status_line(request: ApprovalRequest) -> str:

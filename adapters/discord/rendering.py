@@ -18,7 +18,7 @@ import discord
 from discord.utils import escape_mentions
 
 from adapters.discord.references import Verb, encode
-from approvals.card import ApprovalCard
+from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
 from approvals.machine import Status
 from approvals.text import reveal_invisible
 
@@ -106,11 +106,6 @@ def fit(text: str, limit: int) -> str:
     return fit_and_tell(text, limit)[0]
 
 
-def request_url(public_url: str, request_id: str) -> str:
-    """The web inbox page of a request."""
-    return f"{public_url.rstrip('/')}/requests/{request_id}"
-
-
 @dataclass(frozen=True)
 class Button:
     """One button: what it says, how it looks, and the reference it carries."""
@@ -151,15 +146,8 @@ def embed_length(embed: discord.Embed) -> int:
 
 def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
     """The Discord message for ``card``: buttons only while the request is pending."""
-    url = request_url(public_url, card.request_id)
-    shortened = False
-
-    def cut(text: str, limit: int) -> str:
-        nonlocal shortened
-        shown, was_cut = fit_and_tell(text, limit)
-        shortened = shortened or was_cut
-        return shown
-
+    url = inbox_url(public_url, card.request_id)
+    cut = Cuts(fit_and_tell)
     title = cut(card.title, TITLE_LIMIT)
     details = cut(card.details, DETAILS_LIMIT) if card.details.strip() else ""
     embed = discord.Embed(
@@ -199,13 +187,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
         embed.add_field(name=name, value=value, inline=len(value) <= 40)
         shown_params += 1
     hidden = len(card.fields) - shown_params
-    if hidden > 0:
-        shortened = True
-    if shortened:
-        more = f"{hidden} more parameters and the full values" if hidden > 0 else "Full values"
-        link = f"[{more} in the signoff inbox]({url})"
-    else:
-        link = f"[Open in the signoff inbox]({url})"
+    link = f"[{inbox_link_text(hidden_params=hidden, cut=cut.any)}]({url})"
     embed.description = f"{details}\n\n{link}" if details else link
     if note:
         embed.add_field(name="Note", value=note, inline=False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.slack.references import encode_value
-from approvals.card import ApprovalCard
+from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
 from approvals.text import reveal_invisible
 
 # Slack's limits (https://docs.slack.dev/reference/block-kit).
@@ -125,11 +125,6 @@ def _literal(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text, "emoji": False}
 
 
-def request_url(public_url: str, request_id: str) -> str:
-    """The web inbox page of a request."""
-    return f"{public_url.rstrip('/')}/requests/{request_id}"
-
-
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
@@ -157,15 +152,8 @@ def action_buttons(card: ApprovalCard) -> dict[str, Any]:
 
 def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
     """The Slack message for ``card``: buttons only while the request is pending."""
-    url = request_url(public_url, card.request_id)
-    shortened = False
-
-    def cut(text: str, limit: int) -> str:
-        nonlocal shortened
-        shown, was_cut = fit_and_tell(text, limit)
-        shortened = shortened or was_cut
-        return shown
-
+    url = inbox_url(public_url, card.request_id)
+    cut = Cuts(fit_and_tell)
     title = cut(card.title, TITLE_LIMIT)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": _literal(f"Approval request: {title}")},
@@ -190,13 +178,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
     for start in range(0, len(fields), MAX_FIELDS_PER_SECTION):
         blocks.append({"type": "section", "fields": fields[start : start + MAX_FIELDS_PER_SECTION]})
     hidden = len(card.fields) - MAX_PARAM_FIELDS
-    if hidden > 0:
-        shortened = True
-    if shortened:
-        more = f"{hidden} more parameters and the full values" if hidden > 0 else "Full values"
-        link = f"<{url}|{more} in the signoff inbox>"
-    else:
-        link = f"<{url}|Open in the signoff inbox>"
+    link = f"<{url}|{inbox_link_text(hidden_params=hidden, cut=cut.any)}>"
     blocks.append({"type": "context", "elements": [_mrkdwn(link)]})
     if card.note:
         blocks.append({"type": "context", "elements": [_literal(fit(card.note, NOTE_LIMIT))]})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
-from approvals.card import ApprovalCard
+from approvals.card import ApprovalCard, inbox_link_text, inbox_url
 from approvals.clicks import ClickOutcome, click_notice
 from approvals.machine import Status
 from approvals.outcomes import Applied
@@ -100,11 +100,6 @@ class _Message:
         return "".join(self._html)
 
 
-def request_url(public_url: str, request_id: str) -> str:
-    """The web inbox page for a request."""
-    return f"{public_url.rstrip('/')}/requests/{request_id}"
-
-
 def _untrusted(text: str, limit: int) -> str:
     return truncate(visible(text), limit)
 
@@ -146,7 +141,7 @@ def _compose(card: ApprovalCard, public_url: str, params: str, params_cut: bool)
     message.text("Status: ", "b")
     message.text(_untrusted(card.status_line, STATUS_LIMIT), "code")
     message.text("\n")
-    message.link("Open in the web inbox", request_url(public_url, card.request_id))
+    message.link(inbox_link_text(cut=params_cut), inbox_url(public_url, card.request_id))
     return message
 
 
@@ -199,8 +194,10 @@ def render_card(card: ApprovalCard, public_url: str) -> RenderedCard:
     message = _compose(card, public_url, params, params_cut=False)
     if message.length > MAX_MESSAGE_LENGTH:
         without = _compose(card, public_url, "", params_cut=False).length
-        # Room for the params block: its heading, newlines and the "truncated" line.
-        overhead = utf16_length("Params\n\n" + PARAMS_TRUNCATED + "\n")
+        # Room for the params block: its heading, newlines and the "truncated" line, and
+        # for the longer link text of a card that was cut.
+        longer_link = utf16_length(inbox_link_text(cut=True)) - utf16_length(inbox_link_text())
+        overhead = utf16_length("Params\n\n" + PARAMS_TRUNCATED + "\n") + max(longer_link, 0)
         budget = max(MAX_MESSAGE_LENGTH - without - overhead, 1)
         message = _compose(card, public_url, truncate(params, budget), params_cut=True)
     assert message.length <= MAX_MESSAGE_LENGTH, "a card must fit in one Telegram message"
