@@ -319,6 +319,10 @@ class AdapterContract:
         await world.driver.click(request_id, ALICE, Verdict.APPROVE)
         await wait_for(world.told(ALICE, "Your approval was counted"))
         assert (await world.request(request_id)).status is Status.PENDING
+        await world.deliver()
+        shown = await world.driver.shown(request_id)
+        assert "1 of 2 approvals" in shown.text
+        assert shown.buttons  # still open for the second person
         await world.driver.click(request_id, BOB, Verdict.APPROVE)
         await wait_for(world.status_is(request_id, Status.APPROVED))
         request = await world.request(request_id)

@@ -240,22 +240,6 @@ async def test_timeout_edits_the_card_and_late_clicks_are_told(telegram: Telegra
     assert toast.startswith("Nothing changed: this request is already denied by timeout")
 
 
-async def test_reminders_are_replies_to_the_card(telegram: TelegramHarness):
-    request = await telegram.create()
-    card = await telegram.posted_card(request)
-
-    telegram.clock.advance(10 * MIN)
-    assert await telegram.service.process_due() == 1
-    await telegram.deliver()
-
-    replies = [
-        m
-        for m in telegram.fake.bot_messages(GROUP)
-        if m.reply_to is not None and m.reply_to.message_id == card.message_id
-    ]
-    assert [m.text for m in replies] == ["Reminder: this request is still waiting for a decision."]
-
-
 async def test_restart_with_a_pending_request_and_a_click_on_the_old_card_works(
     telegram: TelegramHarness,
 ):
