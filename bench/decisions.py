@@ -50,9 +50,7 @@ from bench.harness import (
     standard_arguments,
     until,
 )
-from tests.adapters.discord.fake_discord import FakeDiscord
-from tests.adapters.slack.fake_slack import FakeSlack
-from tests.adapters.telegram.fake_bot_api import FakeBotApi
+from tests.fakes import FakeBotApi, FakeDiscord, FakeSlack
 
 BENCHMARK = "2 Decision latency"
 GOAL_P99 = 0.050

@@ -16,11 +16,13 @@ import time
 from aiohttp import web
 
 from bench.ratelimits import SendLimits
-from tests.adapters.discord.fake_discord import FakeDiscord
-from tests.adapters.discord.fake_discord import _json as discord_json
-from tests.adapters.slack.fake_slack import FakeSlack
-from tests.adapters.telegram.fake_bot_api import FakeBotApi
-from tests.adapters.telegram.fake_bot_api import _error as telegram_error
+from tests.fakes import (
+    FakeBotApi,
+    FakeDiscord,
+    FakeSlack,
+    discord_json_response,
+    telegram_error_response,
+)
 
 
 def _whole_seconds(wait: float) -> int:
@@ -71,7 +73,7 @@ class LimitedBotApi(FakeBotApi):
         if wait > 0:
             self.refusals += 1
             seconds = _whole_seconds(wait)
-            return telegram_error(
+            return telegram_error_response(
                 429,
                 f"Too Many Requests: retry after {seconds}",
                 parameters={"retry_after": seconds},
@@ -106,7 +108,7 @@ class LimitedDiscord(FakeDiscord):
             call.status = 429
             body = {"message": "You are being rate limited.", "retry_after": wait, "global": True}
             headers = {"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}
-            return discord_json(body, 429, {**headers, "Via": "1.1 google"})
+            return discord_json_response(body, 429, {**headers, "Via": "1.1 google"})
         self.book.record("global", now)
         response = await super()._create_message(request)
         if response.status == 429:

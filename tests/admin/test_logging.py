@@ -30,7 +30,7 @@ from bot.logging_setup import (
 from config.schema import LogSettings
 from tests.admin.serving import free_port, start_serve
 from tests.config.helpers import MINIMAL, load, problems
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from bot.http import build_http_app
 from bot.reload import SIGHUP_REASON, ConfigReloader
 from bot.runtime import Runtime
 from config import load_config
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 from tests.waiting import wait_for
 
 BASE = """\

@@ -25,7 +25,7 @@ from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
 from bot.status import collect_status, render
 from config import load_config_text
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 SIGNOFF = Path(sys.executable).with_name("signoff")
 T0_PLUS_16M = timedelta(minutes=16)

@@ -15,7 +15,7 @@ from approvals.machine import Status
 from approvals.model import CreateCommand
 from bot.app import AppOptions, build_runtime
 from config import load_config_text
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 from tests.waiting import wait_for
 
 SIGNOFF = Path(sys.executable).with_name("signoff")

@@ -19,7 +19,7 @@ from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, Ref
 from approvals.service import ApprovalService
 from approvals.store import Reads, SqlStore, WriteTx
 from approvals.tables import AUDIT
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 PROD = {"env": "prod"}
 

@@ -26,7 +26,7 @@ from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, RefusalCode
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 SLACK_OPS = "slack:channel:C0OPS"
 ALICE, BOB, DAVE = "U0ALICE", "U0BOB", "U0DAVE"

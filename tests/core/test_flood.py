@@ -13,7 +13,7 @@ from approvals.outcomes import Applied, Created
 from approvals.service import REMIND, ApprovalService
 from approvals.store import SqlStore
 from approvals.tables import OUTBOX
-from tests.fakes import RecordedCall, RecordingAdapter
+from tests.fakes.recording import RecordedCall, RecordingAdapter
 
 SLACK_OPS = "slack:channel:C0OPS"
 TELEGRAM_OPS = "telegram:channel:-1001234"

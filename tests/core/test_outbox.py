@@ -24,7 +24,7 @@ from approvals.ports import DeliveryError, MessageRef
 from approvals.service import REMIND, SEND, ApprovalService
 from approvals.store import SqlStore, WriteTx
 from approvals.tables import DESTINATIONS, OUTBOX
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 SLACK_OPS = "slack:channel:C0OPS"
 TELEGRAM_OPS = "telegram:channel:-1001234"

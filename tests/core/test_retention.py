@@ -12,7 +12,7 @@ from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
 from approvals.retention import purge_expired
 from approvals.tables import IDEMPOTENCY, LOGIN_TOKENS, OUTBOX, REQUESTS, WEB_SESSIONS
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 
 async def count(store, table, *where) -> int:

@@ -5,7 +5,7 @@ from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import AlreadyDecided, Applied, Created
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 
 async def test_default_policy_request_is_approved_and_cards_edited(service, store, clock):

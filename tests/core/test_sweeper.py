@@ -8,7 +8,7 @@ from approvals.outbox import OutboxDispatcher
 from approvals.policy import Level, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 
 MIN = timedelta(minutes=1)
 

@@ -21,7 +21,7 @@ from approvals.outcomes import Created
 from approvals.receipts import ReceiptSigner
 from approvals.tables import OUTBOX
 from approvals.webhooks import WebhookSender, callback_url_problem
-from tests.fakes import RecordingAdapter, serve_on_loopback
+from tests.fakes.recording import RecordingAdapter, serve_on_loopback
 
 
 @dataclass

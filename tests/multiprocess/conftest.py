@@ -31,9 +31,9 @@ from sqlalchemy.engine import make_url
 from approvals.access import AccessStore
 from approvals.clock import SystemClock
 from approvals.store import SqlStore
-from tests.adapters.slack.fake_slack import FakeSlack
-from tests.adapters.telegram.fake_bot_api import FakeBotApi
 from tests.conftest import POSTGRES_URL, missing_prerequisite
+from tests.fakes.slack import FakeSlack
+from tests.fakes.telegram import FakeBotApi
 from tests.waiting import wait_for
 
 SIGNOFF = Path(sys.executable).with_name("signoff")

@@ -24,8 +24,8 @@ from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet
 from approvals.service import ApprovalService, Rules
 from tests.adapters.discord.conftest import new_adapter as new_discord_adapter
-from tests.adapters.discord.fake_discord import FakeDiscord
-from tests.adapters.slack.fake_slack import FakeSlack
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.slack import FakeSlack
 from tests.multiprocess.conftest import TELEGRAM_TOKEN, PollWatchingBotApi
 from tests.waiting import wait_for
 

@@ -37,12 +37,12 @@ from bot.http import build_http_app
 from bot.limits import RateLimit
 from bot.runtime import Runtime
 from config import load_config_text
-from tests.adapters.discord.fake_discord import FakeDiscord
-from tests.adapters.discord.fake_discord import Message as DiscordMessage
-from tests.adapters.slack.fake_slack import FakeSlack
-from tests.adapters.slack.fake_slack import Message as SlackMessage
-from tests.adapters.telegram.fake_bot_api import TOKEN as TELEGRAM_TOKEN
-from tests.adapters.telegram.fake_bot_api import FakeBotApi, FakeMessage
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import Message as DiscordMessage
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import Message as SlackMessage
+from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
+from tests.fakes.telegram import FakeBotApi, FakeMessage
 from tests.reliability.invariants import InvariantReport, check_invariants, rendered_cards
 from tests.waiting import wait_for
 

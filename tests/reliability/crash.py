@@ -39,7 +39,7 @@ from approvals.crashpoints import CRASH_AT_ENV
 from approvals.machine import Status
 from approvals.model import ApprovalRequest
 from approvals.store import DeliveryRecord, SqlStore
-from tests.adapters.slack.fake_slack import FakeSlack, Message
+from tests.fakes.slack import FakeSlack, Message
 from tests.reliability.invariants import (
     InvariantReport,
     check_invariants,

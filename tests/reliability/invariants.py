@@ -343,7 +343,7 @@ CardReader = Callable[[str, dict[str, Any]], str | None]
 
 
 def slack_reader(fake: Any) -> CardReader:
-    """Read cards back from the fake Slack (``tests/adapters/slack/fake_slack.py``)."""
+    """Read cards back from the fake Slack (``tests/fakes/slack.py``)."""
 
     def read(_destination: str, ref: dict[str, Any]) -> str | None:
         message = fake.messages.get((str(ref.get("channel")), str(ref.get("ts"))))
@@ -353,7 +353,7 @@ def slack_reader(fake: Any) -> CardReader:
 
 
 def telegram_reader(fake: Any) -> CardReader:
-    """Read cards back from the fake Bot API (``tests/adapters/telegram/fake_bot_api.py``)."""
+    """Read cards back from the fake Bot API (``tests/fakes/telegram.py``)."""
 
     def read(_destination: str, ref: dict[str, Any]) -> str | None:
         key = (int(ref.get("chat_id", 0)), int(ref.get("message_id", 0)))
@@ -364,7 +364,7 @@ def telegram_reader(fake: Any) -> CardReader:
 
 
 def discord_reader(fake: Any) -> CardReader:
-    """Read cards back from the fake Discord (``tests/adapters/discord/fake_discord.py``)."""
+    """Read cards back from the fake Discord (``tests/fakes/discord.py``)."""
 
     def read(_destination: str, ref: dict[str, Any]) -> str | None:
         message = fake.messages.get((str(ref.get("channel_id")), str(ref.get("message_id"))))

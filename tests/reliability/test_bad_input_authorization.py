@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from approvals.machine import Status
-from tests.adapters.discord.fake_discord import BOT_USER_ID as DISCORD_BOT
-from tests.adapters.slack.fake_slack import BOT_USER_ID as SLACK_BOT
-from tests.adapters.telegram.fake_bot_api import BOT_USER as TELEGRAM_BOT
+from tests.fakes.discord import BOT_USER_ID as DISCORD_BOT
+from tests.fakes.slack import BOT_USER_ID as SLACK_BOT
+from tests.fakes.telegram import BOT_USER as TELEGRAM_BOT
 from tests.reliability.app_world import (
     APPROVERS,
     OUTSIDER,

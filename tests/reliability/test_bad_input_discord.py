@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from approvals.machine import Status
-from tests.adapters.discord.fake_discord import Interaction
+from tests.fakes.discord import Interaction
 from tests.reliability.app_world import APPROVERS, AppWorld, app_world, fake_platforms
 from tests.reliability.corpus import cases
 from tests.waiting import wait_for

@@ -18,7 +18,7 @@ from approvals.clock import ManualClock
 from approvals.flood import CARDS_PER_MINUTE, WINDOW, digest_of
 from approvals.machine import Status
 from bot.app import PER_AGENT_LIMIT
-from tests.adapters.slack.fake_slack import Message
+from tests.fakes.slack import Message
 from tests.reliability.app_world import SLACK_CHANNEL, AppWorld, app_world, fake_platforms
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for

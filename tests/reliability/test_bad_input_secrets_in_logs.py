@@ -21,7 +21,7 @@ from adapters.telegram.adapter import SECRET_HEADER, WEBHOOK_PATH
 from approvals.machine import Status
 from bot.logging_setup import HANDLER_NAME, QUIET_LOGGERS, REDACTED, configure_logging
 from config.schema import LogSettings
-from tests.adapters.telegram.fake_bot_api import TOKEN as TELEGRAM_TOKEN
+from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
 from tests.reliability.app_world import (
     APPROVERS,
     DISCORD_TOKEN,

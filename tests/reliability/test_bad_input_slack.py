@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 
 from approvals.machine import Status
-from tests.adapters.slack.fake_slack import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.reliability.app_world import APPROVERS, AppWorld, app_world, fake_platforms
 from tests.reliability.corpus import cases
 from tests.waiting import wait_for

@@ -19,7 +19,7 @@ from adapters.telegram.adapter import SECRET_HEADER, WEBHOOK_PATH
 from approvals.machine import Status
 from bot.app import build_runtime
 from config import ConfigError, load_config_text
-from tests.adapters.telegram.fake_bot_api import TOKEN, FakeMessage
+from tests.fakes.telegram import TOKEN, FakeMessage
 from tests.reliability.app_world import (
     APPROVERS,
     TELEGRAM_GROUP,

@@ -26,10 +26,10 @@ from approvals.policy import Level, Match, Policy, PolicySet
 from approvals.service import ApprovalService, Rules
 from approvals.tables import OUTBOX
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, start_adapter
-from tests.adapters.slack.fake_slack import FakeSlack, Fault
 from tests.adapters.telegram.conftest import GROUP, TelegramHarness
-from tests.adapters.telegram.fake_bot_api import FakeBotApi
 from tests.conftest import make_directory
+from tests.fakes.slack import FakeSlack, Fault
+from tests.fakes.telegram import FakeBotApi
 from tests.reliability.invariants import (
     by_platform,
     check_invariants,

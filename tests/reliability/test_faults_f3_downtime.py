@@ -22,7 +22,7 @@ from bot.http import build_http_app
 from bot.runtime import Runtime
 from config import load_config_text
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
-from tests.adapters.slack.fake_slack import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.reliability.invariants import check_invariants, rendered_cards, slack_reader
 from tests.waiting import wait_for
 

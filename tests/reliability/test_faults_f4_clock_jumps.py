@@ -32,7 +32,7 @@ from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from bot.app import AppOptions, build_runtime
 from config import load_config_text
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
 

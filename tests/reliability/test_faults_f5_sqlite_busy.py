@@ -24,7 +24,7 @@ from approvals.outbox import OutboxDispatcher
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, start_adapter
-from tests.adapters.slack.fake_slack import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
 from tests.web.conftest import InboxHarness, build_inbox_app

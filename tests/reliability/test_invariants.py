@@ -18,7 +18,7 @@ from approvals.outbox import OutboxDispatcher
 from approvals.service import SEND
 from approvals.store import WriteTx
 from approvals.tables import AUDIT, OUTBOX
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
 from tests.reliability.invariants import check_invariants, rendered_cards, shown_status
 
 SWEEP = timedelta(seconds=1)

@@ -32,11 +32,11 @@ from approvals.service import ApprovalService, Rules
 from approvals.tables import OUTBOX
 from approvals.webhooks import WebhookSender
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, start_adapter
-from tests.adapters.slack.fake_slack import FakeSlack, Fault
 from tests.adapters.telegram.conftest import GROUP, TelegramHarness
-from tests.adapters.telegram.fake_bot_api import FakeBotApi
 from tests.conftest import make_directory
-from tests.fakes import serve_on_loopback
+from tests.fakes.recording import serve_on_loopback
+from tests.fakes.slack import FakeSlack, Fault
+from tests.fakes.telegram import FakeBotApi
 from tests.waiting import wait_for
 
 STUCK_CALLBACKS = 60

@@ -33,8 +33,8 @@ from tests.adapters.slack.conftest import (
     slack_policies,
     start_adapter,
 )
-from tests.adapters.slack.fake_slack import FakeSlack, Fault
 from tests.conftest import make_directory
+from tests.fakes.slack import FakeSlack, Fault
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
 

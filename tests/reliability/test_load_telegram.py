@@ -24,8 +24,8 @@ from approvals.policy import Level, Policy, PolicySet
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
 from tests.adapters.telegram.conftest import GROUP, TelegramHarness, telegram_policies
-from tests.adapters.telegram.fake_bot_api import FakeBotApi
 from tests.conftest import make_directory
+from tests.fakes.telegram import FakeBotApi
 from tests.reliability.invariants import check_invariants
 
 CARDS = 100

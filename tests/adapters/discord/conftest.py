@@ -26,8 +26,8 @@ from approvals.outbox import OutboxDispatcher
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.adapters.discord.fake_discord import FakeDiscord, Interaction, Message
 from tests.conftest import make_directory
+from tests.fakes.discord import FakeDiscord, Interaction, Message
 
 BOT_TOKEN = "discord-bot-token-for-tests"
 PUBLIC_URL = "http://127.0.0.1:8080"

@@ -13,7 +13,7 @@ from approvals.store import SqlStore
 from tests.adapters.contract import STRANGER, AdapterContract, Shown
 from tests.adapters.discord.conftest import ALICE, CAROL, CHANNEL, answered, start_adapter
 from tests.adapters.discord.conftest import STRANGER as STRANGER_ID
-from tests.adapters.discord.fake_discord import FakeDiscord, Fault, Interaction, Message
+from tests.fakes.discord import FakeDiscord, Fault, Interaction, Message
 from tests.waiting import wait_for
 
 BOB = "200002"

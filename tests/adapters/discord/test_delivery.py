@@ -16,7 +16,7 @@ from approvals.model import CreateCommand
 from approvals.ports import Adapter, DeliveryError, MessageRef
 from config.schema import DiscordSettings
 from tests.adapters.discord.conftest import BOT_TOKEN, CHANNEL, PUBLIC_URL
-from tests.adapters.discord.fake_discord import Fault
+from tests.fakes.discord import Fault
 
 CHANNEL_DEST = Destination("discord", DestinationKind.CHANNEL, CHANNEL)
 

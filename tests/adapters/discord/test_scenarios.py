@@ -7,7 +7,7 @@ import asyncio
 from approvals.machine import Status
 from approvals.model import Verdict, VoteCommand
 from tests.adapters.discord.conftest import ALICE, CAROL, CHANNEL, MIN, STRANGER, answered
-from tests.adapters.discord.fake_discord import EPHEMERAL
+from tests.fakes.discord import EPHEMERAL
 from tests.waiting import wait_for
 
 

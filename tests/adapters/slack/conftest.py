@@ -25,8 +25,8 @@ from approvals.outbox import OutboxDispatcher
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.adapters.slack.fake_slack import FakeSlack, Message
 from tests.conftest import make_directory
+from tests.fakes.slack import FakeSlack, Message
 from tests.waiting import wait_for
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

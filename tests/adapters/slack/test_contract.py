@@ -16,7 +16,7 @@ from approvals.service import ApprovalService
 from approvals.store import SqlStore
 from tests.adapters.contract import STRANGER, AdapterContract, Shown
 from tests.adapters.slack.conftest import CHANNEL, start_adapter
-from tests.adapters.slack.fake_slack import FakeSlack, Fault, Message
+from tests.fakes.slack import FakeSlack, Fault, Message
 from tests.waiting import wait_for
 
 IDENTITIES = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL", STRANGER: "U0STRANGER"}

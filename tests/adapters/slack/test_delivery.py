@@ -18,7 +18,7 @@ from tests.adapters.slack.conftest import (
     PUBLIC_URL,
     SIGNING_SECRET,
 )
-from tests.adapters.slack.fake_slack import Fault
+from tests.fakes.slack import Fault
 
 CHANNEL_DEST = Destination("slack", DestinationKind.CHANNEL, CHANNEL)
 

@@ -23,9 +23,9 @@ from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.adapters.telegram.fake_bot_api import TOKEN, FakeBotApi, FakeMessage
 from tests.conftest import make_directory
-from tests.fakes import RecordingAdapter
+from tests.fakes.recording import RecordingAdapter
+from tests.fakes.telegram import TOKEN, FakeBotApi, FakeMessage
 from tests.waiting import wait_for
 
 GROUP = -1001234

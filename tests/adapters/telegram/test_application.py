@@ -15,7 +15,7 @@ from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
 from config import load_config_text
 from tests.adapters.telegram.conftest import ALICE, GROUP
-from tests.adapters.telegram.fake_bot_api import TOKEN
+from tests.fakes.telegram import TOKEN
 
 CONFIG = """\
 version: 1

@@ -14,7 +14,7 @@ from approvals.store import SqlStore
 from tests.adapters.contract import STRANGER, AdapterContract, Shown
 from tests.adapters.telegram.conftest import ALICE, BOB, GROUP, TelegramHarness
 from tests.adapters.telegram.conftest import STRANGER as STRANGER_ID
-from tests.adapters.telegram.fake_bot_api import FakeBotApi, FakeMessage
+from tests.fakes.telegram import FakeBotApi, FakeMessage
 
 CAROL = 100003
 IDENTITIES = {"alice": ALICE, "bob": BOB, "carol": CAROL, STRANGER: STRANGER_ID}

@@ -29,7 +29,7 @@ from approvals.card import ApprovalCard, CardField
 from approvals.machine import Status
 from approvals.model import new_request_id
 from approvals.outcomes import NotAllowed, NotFound, RefusalCode
-from tests.adapters.telegram.fake_bot_api import HtmlError, parse_html
+from tests.fakes.telegram import HtmlError, parse_html
 
 PUBLIC_URL = "https://signoff.example.org"
 

@@ -26,7 +26,7 @@ from tests.adapters.telegram.conftest import (
     STRANGER,
     TelegramHarness,
 )
-from tests.adapters.telegram.fake_bot_api import TOKEN
+from tests.fakes.telegram import TOKEN
 from tests.waiting import wait_for
 
 

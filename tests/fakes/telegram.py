@@ -483,7 +483,7 @@ class FakeBotApi:
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
-            return _error(401, "Unauthorized")
+            return error_response(401, "Unauthorized")
         method = request.match_info["method"]
         params: dict[str, Any] = {}
         if request.can_read_body:
@@ -496,24 +496,26 @@ class FakeBotApi:
         if fault is not None:
             self.calls.append(ApiCall(method, params, time.monotonic(), fault.status))
             extra = {"retry_after": fault.retry_after} if fault.retry_after is not None else None
-            return _error(fault.status, fault.description, parameters=extra)
+            return error_response(fault.status, fault.description, parameters=extra)
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
-            return _error(404, "Not Found")
+            return error_response(404, "Not Found")
         at = time.monotonic()
         response: web.Response = await handler(params)
         self.calls.append(ApiCall(method, params, at, response.status))
         return response
 
     async def _api_getMe(self, _params: dict[str, Any]) -> web.Response:
-        return _ok({**BOT_USER, "can_join_groups": True, "can_read_all_group_messages": False})
+        return ok_response(
+            {**BOT_USER, "can_join_groups": True, "can_read_all_group_messages": False}
+        )
 
     async def _api_deleteWebhook(self, params: dict[str, Any]) -> web.Response:
         self.webhook_url = None
         self.webhook_secret = None
         if params.get("drop_pending_updates"):
             self._updates.clear()
-        return _ok(True)
+        return ok_response(True)
 
     async def _api_setWebhook(self, params: dict[str, Any]) -> web.Response:
         url = params.get("url", "")
@@ -522,14 +524,18 @@ class FakeBotApi:
         pending, self._updates = self._updates, []
         for update in pending:
             await self.deliver(update)
-        return _ok(True)
+        return ok_response(True)
 
     async def _api_getWebhookInfo(self, _params: dict[str, Any]) -> web.Response:
-        return _ok({"url": self.webhook_url or "", "pending_update_count": len(self._updates)})
+        return ok_response(
+            {"url": self.webhook_url or "", "pending_update_count": len(self._updates)}
+        )
 
     async def _api_getUpdates(self, params: dict[str, Any]) -> web.Response:
         if self.webhook_url is not None:
-            return _error(409, "Conflict: can't use getUpdates method while webhook is active")
+            return error_response(
+                409, "Conflict: can't use getUpdates method while webhook is active"
+            )
         offset = params.get("offset")
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= int(offset)]
@@ -544,7 +550,7 @@ class FakeBotApi:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 break
-        return _ok(self._updates[:limit])
+        return ok_response(self._updates[:limit])
 
     def _new_message_id(self, chat_id: int) -> int:
         counter = self._next_message.setdefault(chat_id, itertools.count(1))
@@ -554,12 +560,12 @@ class FakeBotApi:
         try:
             chat_id = int(chat_id)
         except (TypeError, ValueError):
-            return _error(400, "Bad Request: chat not found")
+            return error_response(400, "Bad Request: chat not found")
         chat = self.chats.get(chat_id)
         if chat is None:
-            return _error(400, "Bad Request: chat not found")
+            return error_response(400, "Bad Request: chat not found")
         if chat["type"] == "private" and chat_id not in self.started_bot:
-            return _error(403, "Forbidden: bot can't initiate conversation with a user")
+            return error_response(403, "Forbidden: bot can't initiate conversation with a user")
         return None
 
     def _parse_text(self, params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -593,11 +599,11 @@ class FakeBotApi:
         try:
             text, entities = self._parse_text(params)
         except HtmlError as exc:
-            return _error(400, f"Bad Request: can't parse entities: {exc}")
+            return error_response(400, f"Bad Request: can't parse entities: {exc}")
         markup = params.get("reply_markup")
         markup_problem = self._markup_problem(markup)
         if markup_problem:
-            return _error(400, markup_problem)
+            return error_response(400, markup_problem)
         reply_to = None
         reply_parameters = params.get("reply_parameters")
         if reply_parameters:
@@ -613,26 +619,26 @@ class FakeBotApi:
             reply_to=reply_to,
         )
         self.messages[(chat_id, message.message_id)] = message
-        return _ok(message.to_json())
+        return ok_response(message.to_json())
 
     async def _api_editMessageText(self, params: dict[str, Any]) -> web.Response:
         try:
             key = (int(params["chat_id"]), int(params["message_id"]))
         except (KeyError, TypeError, ValueError):
-            return _error(400, "Bad Request: message identifier is not specified")
+            return error_response(400, "Bad Request: message identifier is not specified")
         message = self.messages.get(key)
         if message is None:
-            return _error(400, "Bad Request: message to edit not found")
+            return error_response(400, "Bad Request: message to edit not found")
         try:
             text, entities = self._parse_text(params)
         except HtmlError as exc:
-            return _error(400, f"Bad Request: can't parse entities: {exc}")
+            return error_response(400, f"Bad Request: can't parse entities: {exc}")
         markup = params.get("reply_markup")
         markup_problem = self._markup_problem(markup)
         if markup_problem:
-            return _error(400, markup_problem)
+            return error_response(400, markup_problem)
         if text == message.text and entities == message.entities and markup == message.reply_markup:
-            return _error(
+            return error_response(
                 400,
                 "Bad Request: message is not modified: specified new message content and reply "
                 "markup are exactly the same as a current content and reply markup of the message",
@@ -642,24 +648,24 @@ class FakeBotApi:
         message.html = str(params.get("text"))
         message.reply_markup = markup
         message.edits += 1
-        return _ok(message.to_json())
+        return ok_response(message.to_json())
 
     async def _api_answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
         query_id = str(params.get("callback_query_id"))
         if query_id in self.answers:
-            return _error(
+            return error_response(
                 400,
                 "Bad Request: query is too old and response timeout expired or query ID is invalid",
             )
         self.answers[query_id] = str(params.get("text", ""))
-        return _ok(True)
+        return ok_response(True)
 
 
-def _ok(result: Any) -> web.Response:
+def ok_response(result: Any) -> web.Response:
     return web.json_response({"ok": True, "result": result})
 
 
-def _error(
+def error_response(
     status: int, description: str, *, parameters: dict[str, Any] | None = None
 ) -> web.Response:
     body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}

@@ -34,7 +34,9 @@ EPHEMERAL = 64
 HEARTBEAT_INTERVAL_MS = 41250
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         body=json.dumps(data).encode(),
         status=status,
@@ -337,15 +339,15 @@ class FakeDiscord:
                 "global": fault.is_global,
                 "code": 0,
             }
-            return _json(body, 429, headers)
+            return json_response(body, 429, headers)
         if fault.status >= 500:
-            return _json({"message": "upstream trouble", "code": 0}, fault.status)
-        return _json({"message": "refused", "code": 50001}, fault.status)
+            return json_response({"message": "upstream trouble", "code": 0}, fault.status)
+        return json_response({"message": "refused", "code": 50001}, fault.status)
 
     def _unauthorized(self, call: ApiCall) -> web.Response | None:
         if call.token != self.bot_token:
             call.status = 401
-            return _json({"message": "401: Unauthorized", "code": 0}, 401)
+            return json_response({"message": "401: Unauthorized", "code": 0}, 401)
         return None
 
     async def _me(self, request: web.Request) -> web.Response:
@@ -353,7 +355,7 @@ class FakeDiscord:
         refused = self._unauthorized(call) or self._fault(call)
         if refused is not None:
             return refused
-        return _json(
+        return json_response(
             {**_user_json(BOT_USER_ID, "signoff", bot=True), "flags": 0, "mfa_enabled": False}
         )
 
@@ -362,7 +364,7 @@ class FakeDiscord:
         refused = self._unauthorized(call) or self._fault(call)
         if refused is not None:
             return refused
-        return _json(
+        return json_response(
             {
                 "id": APPLICATION_ID,
                 "name": "signoff",
@@ -383,7 +385,7 @@ class FakeDiscord:
             return refused
         recipient = str((call.body or {}).get("recipient_id", ""))
         channel = self.dm_channels.setdefault(recipient, str(500000000000000000 + int(recipient)))
-        return _json(
+        return json_response(
             {
                 "id": channel,
                 "type": 1,
@@ -409,7 +411,7 @@ class FakeDiscord:
                 "retry_after": retry_after,
                 "global": False,
             }
-            return _json(body, 429, {"Via": "1.1 google", "X-RateLimit-Scope": "user"}), {}
+            return json_response(body, 429, {"Via": "1.1 google", "X-RateLimit-Scope": "user"}), {}
         bucket.remaining -= 1
         reset_after = max(bucket.reset_at - now, 0.0)
         headers = {
@@ -424,10 +426,10 @@ class FakeDiscord:
     def _channel_trouble(self, call: ApiCall, channel: str) -> web.Response | None:
         if channel in self.missing_channels:
             call.status = 404
-            return _json({"message": "Unknown Channel", "code": 10003}, 404)
+            return json_response({"message": "Unknown Channel", "code": 10003}, 404)
         if channel in self.forbidden_channels:
             call.status = 403
-            return _json({"message": "Missing Access", "code": 50001}, 403)
+            return json_response({"message": "Missing Access", "code": 50001}, 403)
         return None
 
     async def _create_message(self, request: web.Request) -> web.Response:
@@ -453,7 +455,7 @@ class FakeDiscord:
         )
         message.history.append(self._rendering(body))
         self.messages[(channel, message.id)] = message
-        return _json(message.to_json(), headers=headers)
+        return json_response(message.to_json(), headers=headers)
 
     @staticmethod
     def _rendering(body: dict[str, Any]) -> dict[str, Any]:
@@ -474,9 +476,9 @@ class FakeDiscord:
         message = self.messages.get((channel, message_id))
         if message is None:
             call.status = 404
-            return _json({"message": "Unknown Message", "code": 10008}, 404)
+            return json_response({"message": "Unknown Message", "code": 10008}, 404)
         self._apply_edit(message, call.body or {})
-        return _json(message.to_json())
+        return json_response(message.to_json())
 
     def _apply_edit(self, message: Message, body: dict[str, Any]) -> None:
         if "content" in body:
@@ -496,10 +498,10 @@ class FakeDiscord:
         interaction = self.interactions.get(request.match_info["interaction_id"])
         if interaction is None or interaction.token != request.match_info["token"]:
             call.status = 404
-            return _json({"message": "Unknown interaction", "code": 10062}, 404)
+            return json_response({"message": "Unknown interaction", "code": 10062}, 404)
         if interaction.responses:
             call.status = 400
-            return _json(
+            return json_response(
                 {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
             )
         body = call.body or {}
@@ -526,7 +528,7 @@ class FakeDiscord:
             )
             result["interaction"]["response_message_id"] = message.id
             result["resource"] = {"type": 4, "message": message.to_json()}
-        return _json(result)
+        return json_response(result)
 
     def _interaction_by_token(self, token: str) -> Interaction | None:
         return next((i for i in self.interactions.values() if i.token == token), None)
@@ -539,7 +541,7 @@ class FakeDiscord:
         interaction = self._interaction_by_token(request.match_info["token"])
         if interaction is None or not interaction.responses:
             call.status = 404
-            return _json({"message": "Unknown Webhook", "code": 10015}, 404)
+            return json_response({"message": "Unknown Webhook", "code": 10015}, 404)
         body = call.body or {}
         message = Message(
             id=str(next(self._ids) + 700000000000000000),
@@ -553,7 +555,7 @@ class FakeDiscord:
         interaction.followups.append(message)
         data = message.to_json()
         data["webhook_id"] = APPLICATION_ID
-        return _json(data)
+        return json_response(data)
 
     async def _edit_original(self, request: web.Request) -> web.Response:
         call = await self._record("edit_original", request)
@@ -563,16 +565,16 @@ class FakeDiscord:
         interaction = self._interaction_by_token(request.match_info["token"])
         if interaction is None:
             call.status = 404
-            return _json({"message": "Unknown Webhook", "code": 10015}, 404)
+            return json_response({"message": "Unknown Webhook", "code": 10015}, 404)
         body = call.body or {}
         interaction.original_edits.append(body)
         raw = interaction.payload.get("message") or {}
         message = self.messages.get((str(raw.get("channel_id")), str(raw.get("id"))))
         if message is None:
             call.status = 404
-            return _json({"message": "Unknown Message", "code": 10008}, 404)
+            return json_response({"message": "Unknown Message", "code": 10008}, 404)
         self._apply_edit(message, body)
-        return _json(message.to_json())
+        return json_response(message.to_json())
 
     # -- queries ------------------------------------------------------------------------
 
