@@ -52,6 +52,9 @@ class AppOptions:
         web_inbox: serve the web inbox (when the config enables it).
         outbox_lease: how long a claimed outbox row stays this process's alone; ``None``
             means the outbox's default, or the test-only :data:`TEST_OUTBOX_LEASE_ENV`.
+        store: an open store to use instead of opening the config's database (the
+            runtime closes it when it stops).
+        rules: policies and directory to use instead of the config's.
     """
 
     sweep_interval: float = 1.0
@@ -61,6 +64,8 @@ class AppOptions:
     overall_limit: RateLimit = OVERALL_LIMIT
     web_inbox: bool = True
     outbox_lease: timedelta | None = None
+    store: SqlStore | None = None
+    rules: Rules | None = None
 
     def effective_outbox_lease(self) -> timedelta:
         if self.outbox_lease is not None:
@@ -73,9 +78,7 @@ def rules_from(config: LoadedConfig) -> Rules:
     return Rules(policies=config.policy_set(), directory=config.directory())
 
 
-def build_chat_adapters(
-    config: LoadedConfig, service: ApprovalService, public_url: str
-) -> dict[str, Adapter]:
+def build_chat_adapters(config: LoadedConfig, public_url: str) -> dict[str, Adapter]:
     """An adapter for each chat platform configured under ``platforms``."""
     platforms = config.settings.platforms
     adapters: dict[str, Adapter] = {}
@@ -99,14 +102,14 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
     options = options or AppOptions()
     settings = config.settings
     remember_config_secrets(settings)
-    store = SqlStore(settings.database.url)
-    service = ApprovalService(store, rules_from(config), options.clock)
+    store = options.store or SqlStore(settings.database.url)
+    service = ApprovalService(store, options.rules or rules_from(config), options.clock)
     access = AccessStore(store, options.clock)
     metrics = Metrics()
     waiters = RequestWaiters(service)
     adapters: dict[str, Adapter] = dict(options.adapters or {})
     public_url = str(settings.server.public_url)
-    for platform, adapter in build_chat_adapters(config, service, public_url).items():
+    for platform, adapter in build_chat_adapters(config, public_url).items():
         adapters.setdefault(platform, adapter)
     web_inbox = None
     if options.web_inbox and settings.platforms.web.enabled:
@@ -125,9 +128,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         recent_cards=service.recent_cards,
     )
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)
-    notifications, singleton_locks = build_cross_process_parts(
-        store, settings.database.url, waiters, adapters
-    )
+    notifications, singleton_locks = build_cross_process_parts(store, store.url, waiters, adapters)
     agent_api = AgentApi(
         service=service,
         access=access,

@@ -29,7 +29,6 @@ from pathlib import Path
 
 from approvals.audit import AuditKind
 from approvals.ports import Adapter
-from approvals.service import ApprovalService
 from bot.app import build_chat_adapters, rules_from
 from bot.logging_setup import configure_logging, remember_config_secrets
 from bot.runtime import Runtime
@@ -47,7 +46,7 @@ SIGHUP_REASON = "SIGHUP"
 FILE_CHANGED_REASON = "file changed"
 MAX_PROBLEMS_RECORDED = 50
 
-AdapterFactory = Callable[[LoadedConfig, ApprovalService, str], Mapping[str, Adapter]]
+AdapterFactory = Callable[[LoadedConfig, str], Mapping[str, Adapter]]
 """Builds the chat adapters a config asks for (``bot.app.build_chat_adapters``)."""
 
 
@@ -288,7 +287,7 @@ class ConfigReloader:
         public_url = str(new.settings.server.public_url)
         # Build first: a config whose adapters cannot even be made is refused whole.
         try:
-            built = dict(self._build_adapters(new, runtime.service, public_url)) if changed else {}
+            built = dict(self._build_adapters(new, public_url)) if changed else {}
         except Exception as exc:
             log.exception("config reload refused: building the changed adapters failed")
             problem = f"{self._path}: platforms: cannot build the adapters: {exc}"

@@ -33,7 +33,9 @@ from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.ports import Adapter
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
+from bot.runtime import Runtime
 from tests.waiting import wait_for
+from tests.world import build_test_runtime
 
 ALICE, BOB, CAROL = "alice", "bob", "carol"
 """The approvers of every contract policy. Carol is also the requester in the four-eyes case."""
@@ -79,8 +81,8 @@ class PlatformDriver(Protocol):
 
     def identity(self, person: str) -> str: ...
 
-    async def start(self, service: ApprovalService, store: SqlStore) -> Adapter:
-        """Start the real adapter with ``service`` as its sink; return it."""
+    async def start(self, runtime: Runtime) -> Adapter:
+        """Start the real adapter with the runtime's service as its sink; return it."""
 
     async def stop(self) -> None: ...
 
@@ -250,13 +252,16 @@ class AdapterContract:
     async def world(
         self, driver: PlatformDriver, store: SqlStore, clock: ManualClock
     ) -> AsyncIterator[ContractWorld]:
-        service = ApprovalService(store, contract_rules(driver), clock)
-        adapter = await driver.start(service, store)
-        dispatcher = OutboxDispatcher(
-            store, {driver.platform: adapter}, clock, recent_cards=service.recent_cards
+        runtime = build_test_runtime(
+            store,
+            clock,
+            contract_rules(driver),
+            web_inbox=driver.platform == WEB_PLATFORM,
         )
+        adapter = await driver.start(runtime)
+        runtime.dispatcher.use_adapter(driver.platform, adapter)
         try:
-            yield ContractWorld(driver, service, store, clock, dispatcher)
+            yield ContractWorld(driver, runtime.service, store, clock, runtime.dispatcher)
         finally:
             await driver.stop()
 

@@ -295,7 +295,7 @@ class TrackedAdapter(RecordingAdapter):
         return router
 
 
-def tracked_adapters(config, _service, _public_url):
+def tracked_adapters(config, _public_url):
     platforms = config.settings.platforms
     made = {}
     for name in ("slack", "telegram"):

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import missing_prerequisite
+from tests.world import missing_prerequisite
 
 SIGNOFF = Path(sys.executable).with_name("signoff")
 DEFAULT_BASE = "http://127.0.0.1:8080"  # the built-in default's address

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.ratelimits import SendLimits, Window, least_makespan
-from tests.conftest import missing_prerequisite
+from tests.world import missing_prerequisite
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = {

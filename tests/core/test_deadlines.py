@@ -8,7 +8,7 @@ from approvals.deadlines import Escalate, Remind, TimeOut, next_due, plan_step, 
 from approvals.machine import Status
 from approvals.model import ApprovalRequest
 from approvals.policy import TimeoutOutcome
-from tests.conftest import make_policies
+from tests.world import make_policies
 
 PROD = make_policies().policies[2]  # 15 min level (remind 5 min), then 1 h level
 T0 = ManualClock().now()

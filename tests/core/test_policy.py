@@ -15,7 +15,7 @@ from approvals.policy import (
     TimeoutOutcome,
     _Undecidable,
 )
-from tests.conftest import make_policies
+from tests.world import make_policies
 
 LEVEL = Level(approvers=("alice",), notify=("web",), timeout=timedelta(minutes=5))
 

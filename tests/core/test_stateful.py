@@ -31,7 +31,7 @@ from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outcomes import Applied, Created
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.conftest import _postgres_store, make_directory, make_policies, postgres_url
+from tests.world import _postgres_store, make_directory, make_policies, postgres_url
 
 FINAL_KINDS = {AuditKind.DECIDED, AuditKind.EXPIRED, AuditKind.CANCELLED}
 

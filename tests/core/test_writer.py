@@ -14,7 +14,7 @@ from approvals.audit import AuditKind
 from approvals.model import CreateCommand
 from approvals.store import SqlStore, WriteTx
 from approvals.tables import AGENT_KEYS, AUDIT
-from tests.conftest import ManualClock
+from tests.world import ManualClock
 
 
 def add_key(key_id: str, clock: ManualClock):

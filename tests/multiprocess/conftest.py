@@ -31,10 +31,10 @@ from sqlalchemy.engine import make_url
 from approvals.access import AccessStore
 from approvals.clock import SystemClock
 from approvals.store import SqlStore
-from tests.conftest import POSTGRES_URL, missing_prerequisite
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeBotApi
 from tests.waiting import wait_for
+from tests.world import POSTGRES_URL, missing_prerequisite
 
 SIGNOFF = Path(sys.executable).with_name("signoff")
 START_WITHIN = 60.0

@@ -22,9 +22,9 @@ from approvals.store import SqlStore, WriteTx
 from approvals.store.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
 from bot.leadership import SingletonLocks, lock_key
 from bot.waiters import DATABASE_POLL_SECONDS, NOTIFIED_RECHECK_SECONDS, RequestWaiters
-from tests.conftest import make_directory, make_policies
 from tests.multiprocess.conftest import _admin
 from tests.waiting import wait_for
+from tests.world import make_directory, make_policies
 
 pytestmark = pytest.mark.postgres
 

@@ -25,9 +25,9 @@ from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet
 from approvals.service import ApprovalService, Rules
 from approvals.tables import OUTBOX
+from bot.runtime import Runtime
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, start_adapter
 from tests.adapters.telegram.conftest import GROUP, TelegramHarness
-from tests.conftest import make_directory
 from tests.fakes.slack import FakeSlack, Fault
 from tests.fakes.telegram import FakeBotApi
 from tests.reliability.invariants import (
@@ -37,6 +37,7 @@ from tests.reliability.invariants import (
     slack_reader,
     telegram_reader,
 )
+from tests.world import make_directory
 
 OUTAGE = timedelta(minutes=10)
 """How long Slack stays down, on the manual clock."""
@@ -78,7 +79,7 @@ def rules() -> Rules:
 
 
 async def test_F2_slack_down_for_minutes_backs_off_telegram_flows_and_slack_drains_in_order(
-    store, service: ApprovalService, clock
+    store, runtime: Runtime, service: ApprovalService, clock
 ):
     """F2: 503s then connection resets from Slack for 10 minutes; Telegram unaffected."""
     slack_fake = FailingSlack(
@@ -89,9 +90,7 @@ async def test_F2_slack_down_for_minutes_backs_off_telegram_flows_and_slack_drai
     telegram_fake.add_group(GROUP, "ops")
     await telegram_fake.start()
     slack = await start_adapter(slack_fake, service, "http")
-    telegram = TelegramHarness(
-        mode="polling", fake=telegram_fake, store=store, service=service, clock=clock
-    )
+    telegram = TelegramHarness(mode="polling", fake=telegram_fake, runtime=runtime)
     try:
         async with telegram:
             assert telegram.adapter is not None

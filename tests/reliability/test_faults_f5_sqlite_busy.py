@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from approvals.access import AccessStore
 from approvals.machine import Status
 from approvals.model import CreateCommand
 from approvals.outbox import OutboxDispatcher
@@ -27,7 +26,8 @@ from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, 
 from tests.fakes.slack import FakeSlack
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
-from tests.web.conftest import InboxHarness, build_inbox_app
+from tests.web.conftest import InboxHarness, inbox_harness
+from tests.world import build_test_runtime
 
 SWEEP = timedelta(seconds=1)
 BUSY_TIMEOUT = 3.0
@@ -85,9 +85,7 @@ async def busy_inbox(tmp_path: Path, rules, clock) -> AsyncIterator[tuple[InboxH
     path = tmp_path / "busy.db"
     store = SqlStore(f"sqlite:///{path}", busy_timeout=BUSY_TIMEOUT)
     await store.migrate()
-    service = ApprovalService(store, rules, clock)
-    access = AccessStore(store, clock)
-    inbox = InboxHarness(await build_inbox_app(service, access), service, access, store, clock)
+    inbox = await inbox_harness(build_test_runtime(store, clock, rules))
     try:
         yield inbox, path
     finally:

@@ -25,10 +25,10 @@ from approvals.model import CreateCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.service import ApprovalService, Rules
 from tests.adapters.discord.conftest import BOT_TOKEN, CHANNEL, discord_policies, start_adapter
-from tests.conftest import make_directory
 from tests.fakes.discord import FakeDiscord, Fault
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
+from tests.world import make_directory
 
 SWEEP = timedelta(seconds=1)
 

@@ -31,13 +31,14 @@ from approvals.receipts import ReceiptSigner
 from approvals.service import ApprovalService, Rules
 from approvals.tables import OUTBOX
 from approvals.webhooks import WebhookSender
+from bot.runtime import Runtime
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, start_adapter
 from tests.adapters.telegram.conftest import GROUP, TelegramHarness
-from tests.conftest import make_directory
 from tests.fakes.recording import serve_on_loopback
 from tests.fakes.slack import FakeSlack, Fault
 from tests.fakes.telegram import FakeBotApi
 from tests.waiting import wait_for
+from tests.world import make_directory
 
 STUCK_CALLBACKS = 60
 HOLD_SECONDS = 10.0
@@ -194,7 +195,7 @@ async def _all_sent(store) -> bool:
 
 
 async def test_L9_a_slack_channel_paused_by_a_429_delays_no_telegram_card(
-    store, service: ApprovalService, clock
+    store, runtime: Runtime, service: ApprovalService, clock
 ):
     slack_fake = FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN, signing_secret=SIGNING_SECRET)
     await slack_fake.start()
@@ -202,9 +203,7 @@ async def test_L9_a_slack_channel_paused_by_a_429_delays_no_telegram_card(
     telegram_fake.add_group(GROUP, "ops")
     await telegram_fake.start()
     slack = await start_adapter(slack_fake, service, "http")
-    telegram = TelegramHarness(
-        mode="polling", fake=telegram_fake, store=store, service=service, clock=clock
-    )
+    telegram = TelegramHarness(mode="polling", fake=telegram_fake, runtime=runtime)
     try:
         async with telegram:
             assert telegram.adapter is not None

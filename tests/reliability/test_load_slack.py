@@ -33,10 +33,10 @@ from tests.adapters.slack.conftest import (
     slack_policies,
     start_adapter,
 )
-from tests.conftest import make_directory
 from tests.fakes.slack import FakeSlack, Fault
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
+from tests.world import make_directory
 
 CARDS = 500
 """Cards to the one channel (RELIABILITY.md: 1,000; halved for a 2-core machine)."""

@@ -21,12 +21,12 @@ from approvals.clock import SystemClock
 from approvals.directory import Destination, DestinationKind, Directory, Person
 from approvals.flood import CARDS_PER_MINUTE
 from approvals.policy import Level, Policy, PolicySet
-from approvals.service import ApprovalService, Rules
+from approvals.service import Rules
 from approvals.store import SqlStore
 from tests.adapters.telegram.conftest import GROUP, TelegramHarness, telegram_policies
-from tests.conftest import make_directory
 from tests.fakes.telegram import FakeBotApi
 from tests.reliability.invariants import check_invariants
+from tests.world import build_test_runtime, make_directory
 
 CARDS = 100
 GROUP_LIMIT = SendLimit(40, timedelta(seconds=1))
@@ -48,7 +48,7 @@ async def test_L4_100_cards_to_one_group_keep_the_limit_wait_out_a_429_and_arriv
     fake: FakeBotApi, store: SqlStore
 ):
     clock = SystemClock()  # the outbox must really wait out retry_after
-    service = ApprovalService(store, Rules(telegram_policies(), make_directory()), clock)
+    runtime = build_test_runtime(store, clock, Rules(telegram_policies(), make_directory()))
     options = {
         # No per-chat pause: the outbox alone would then send ~130 a second, so the group
         # limit is what holds the pace.
@@ -60,9 +60,7 @@ async def test_L4_100_cards_to_one_group_keep_the_limit_wait_out_a_429_and_arriv
     async with TelegramHarness(
         mode="polling",
         fake=fake,
-        store=store,
-        service=service,
-        clock=clock,
+        runtime=runtime,
         adapter_options=options,
     ) as telegram:
         # From several agents: one agent's 21st card in a minute would join a digest (B8).
@@ -71,7 +69,7 @@ async def test_L4_100_cards_to_one_group_keep_the_limit_wait_out_a_429_and_arriv
             for n in range(CARDS)
         ]
         stop = asyncio.Event()
-        dispatcher = telegram.dispatcher(clock=clock)
+        dispatcher = telegram.dispatcher
         running = asyncio.create_task(dispatcher.run_forever(stop, idle=0.02))
         try:
             await fake.until(lambda: len(fake.sent("sendMessage")) == CARDS, within=60)
@@ -131,7 +129,7 @@ async def test_L4_fan_out_to_many_chats_holds_the_overall_per_chat_and_group_lim
     for chat in GROUPS:
         fake.add_group(chat, f"group {chat}")
     clock = SystemClock()
-    service = ApprovalService(store, fan_out_rules(), clock)
+    runtime = build_test_runtime(store, clock, fan_out_rules())
     options = {
         "min_send_interval": PER_CHAT,
         "group_limit": SendLimit(2, timedelta(seconds=1)),
@@ -141,14 +139,12 @@ async def test_L4_fan_out_to_many_chats_holds_the_overall_per_chat_and_group_lim
     async with TelegramHarness(
         mode="polling",
         fake=fake,
-        store=store,
-        service=service,
-        clock=clock,
+        runtime=runtime,
         adapter_options=options,
     ) as telegram:
         requests = [await telegram.create(title=f"Deploy {n}") for n in range(3)]
         stop = asyncio.Event()
-        dispatcher = telegram.dispatcher(clock=clock)
+        dispatcher = telegram.dispatcher
         running = asyncio.create_task(dispatcher.run_forever(stop, idle=0.02))
         total = 3 * (len(PRIVATE_CHATS) + len(GROUPS))
         try:

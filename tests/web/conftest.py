@@ -25,8 +25,9 @@ from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outcomes import Created
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.conftest import missing_prerequisite
+from bot.runtime import Runtime
 from tests.waiting import wait_for
+from tests.world import build_test_runtime, missing_prerequisite
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,15 +53,22 @@ def csrf_token_in(html: str) -> str:
     return found.group(1)
 
 
-async def build_inbox_app(
-    service: ApprovalService, access: AccessStore, *, public_url: str = TEST_BASE_URL
-) -> FastAPI:
-    """The inbox's pages on an app, the inbox started with ``service`` as its sink."""
-    web = WebInbox(InboxQueries(service), access, public_url=public_url)
-    await web.start(service)
+async def build_inbox_app(runtime: Runtime, *, public_url: str = TEST_BASE_URL) -> FastAPI:
+    """The inbox's pages on an app, built from the runtime's parts as ``build_runtime``
+    builds it (at ``public_url``), started with the runtime's service as its sink."""
+    web = WebInbox(InboxQueries(runtime.service), runtime.access, public_url=public_url)
+    await web.start(runtime.service)
     app = FastAPI()
     app.include_router(web.router())
     return app
+
+
+async def inbox_harness(runtime: Runtime, *, public_url: str = TEST_BASE_URL) -> InboxHarness:
+    """The inbox app on ``runtime`` (whose clock is a manual one), and its helpers."""
+    clock = runtime.service.clock
+    assert isinstance(clock, ManualClock)
+    app = await build_inbox_app(runtime, public_url=public_url)
+    return InboxHarness(app, runtime.service, runtime.access, runtime.store, clock)
 
 
 @dataclass
@@ -128,9 +136,7 @@ class InboxHarness:
 @pytest.fixture
 async def inbox(store: SqlStore, rules: Rules, clock: ManualClock) -> AsyncIterator[InboxHarness]:
     """The inbox on SQLite and on PostgreSQL."""
-    service = ApprovalService(store, rules, clock)
-    access = AccessStore(store, clock)
-    harness = InboxHarness(await build_inbox_app(service, access), service, access, store, clock)
+    harness = await inbox_harness(build_test_runtime(store, clock, rules))
     yield harness
     await harness.close()
 
@@ -166,10 +172,10 @@ async def live_inbox(
     sqlite_store: SqlStore, rules: Rules, clock: ManualClock
 ) -> AsyncIterator[LiveInbox]:
     """The inbox app served by uvicorn on a free port, for the browser."""
-    service = ApprovalService(sqlite_store, rules, clock)
-    access = AccessStore(sqlite_store, clock)
-    app = await build_inbox_app(service, access, public_url="http://127.0.0.1")
-    harness = InboxHarness(app, service, access, sqlite_store, clock)
+    harness = await inbox_harness(
+        build_test_runtime(sqlite_store, clock, rules), public_url="http://127.0.0.1"
+    )
+    app = harness.app
     server = _TestServer(
         uvicorn.Config(
             app,

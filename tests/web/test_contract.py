@@ -13,17 +13,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from adapters.web import WebInbox
-from approvals.access import AccessStore
 from approvals.clock import ManualClock
 from approvals.directory import WEB, WEB_PLATFORM, Destination
-from approvals.inbox import InboxQueries
 from approvals.model import Verdict
 from approvals.ports import Adapter
-from approvals.service import ApprovalService
-from approvals.store import SqlStore
+from bot.runtime import Runtime
 from tests.adapters.contract import AdapterContract, Shown
-from tests.web.conftest import TEST_BASE_URL, InboxHarness, csrf_token_in
+from tests.web.conftest import InboxHarness, csrf_token_in
 
 VOTE_BUTTON = re.compile(r'<button type="submit" class="(?:approve|deny)">([^<]+)</button>')
 TAGS = re.compile(r"<[^>]+>")
@@ -46,14 +42,15 @@ class WebDriver:
     def identity(self, person: str) -> str:
         return person
 
-    async def start(self, service: ApprovalService, store: SqlStore) -> Adapter:
-        access = AccessStore(store, service.clock)
-        inbox = WebInbox(InboxQueries(service), access, public_url=TEST_BASE_URL)
-        await inbox.start(service)
+    async def start(self, runtime: Runtime) -> Adapter:
+        inbox = runtime.web_inbox
+        assert inbox is not None
+        await inbox.start(runtime.service)
         app = FastAPI()
         app.include_router(inbox.router())
-        assert isinstance(service.clock, ManualClock)
-        self.harness = InboxHarness(app, service, access, store, service.clock)
+        clock = runtime.service.clock
+        assert isinstance(clock, ManualClock)
+        self.harness = InboxHarness(app, runtime.service, runtime.access, runtime.store, clock)
         return inbox
 
     async def stop(self) -> None:

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 
-from approvals.access import AccessStore
 from approvals.machine import Status
-from approvals.service import ApprovalService
 from approvals.store import SqlStore
-from tests.web.conftest import InboxHarness, build_inbox_app
+from tests.web.conftest import inbox_harness
+from tests.world import build_test_runtime
 
 
 async def test_vote_while_the_database_is_locked_asks_to_retry(tmp_path, rules, clock):
     path = tmp_path / "busy.db"
     store = SqlStore(f"sqlite:///{path}", busy_timeout=0.2)
     await store.migrate()
-    service = ApprovalService(store, rules, clock)
-    access = AccessStore(store, clock)
-    inbox = InboxHarness(await build_inbox_app(service, access), service, access, store, clock)
+    inbox = await inbox_harness(build_test_runtime(store, clock, rules))
     other_process = sqlite3.connect(path, isolation_level=None)
     try:
         request = await inbox.create()
@@ -32,11 +29,11 @@ async def test_vote_while_the_database_is_locked_asks_to_retry(tmp_path, rules, 
         assert "try again" in busy.text
         assert "Traceback" not in busy.text
         other_process.execute("ROLLBACK")
-        assert (await service.get(request.id)).votes == ()
+        assert (await inbox.service.get(request.id)).votes == ()
 
         retried = await alice.post(f"/requests/{request.id}/approve", data={"csrf_token": csrf})
         assert retried.status_code == 303
-        assert (await service.get(request.id)).status is Status.APPROVED
+        assert (await inbox.service.get(request.id)).status is Status.APPROVED
     finally:
         other_process.close()
         await inbox.close()

@@ -19,6 +19,7 @@ from approvals.ports import Adapter, MessageRef
 from approvals.store import WriteTx
 from approvals.tables import AUDIT
 from tests.web.conftest import PROD, build_inbox_app, csrf_token_in
+from tests.world import build_test_runtime
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -66,7 +67,10 @@ async def test_signing_in_sets_a_protected_cookie_and_opens_the_inbox(inbox):
 
 
 async def test_cookie_is_secure_when_the_inbox_is_served_over_https(inbox):
-    app = await build_inbox_app(inbox.service, inbox.access, public_url="https://signoff.example")
+    app = await build_inbox_app(
+        build_test_runtime(inbox.store, inbox.clock, inbox.service.rules),
+        public_url="https://signoff.example",
+    )
     inbox.app = app
     token = await inbox.access.create_login_token("alice")
     response = await inbox.client().post("/login", data={"token": token})

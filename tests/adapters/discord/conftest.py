@@ -26,8 +26,9 @@ from approvals.outbox import OutboxDispatcher
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.conftest import make_directory
+from bot.runtime import Runtime
 from tests.fakes.discord import FakeDiscord, Interaction, Message
+from tests.world import make_directory
 
 BOT_TOKEN = "discord-bot-token-for-tests"
 PUBLIC_URL = "http://127.0.0.1:8080"
@@ -217,7 +218,7 @@ class DiscordWorld:
         await self.adapter.stop()
         self.adapter = await start_adapter(self.fake, self.service)
         self._adapters.append(self.adapter)
-        self.dispatcher = OutboxDispatcher(self.store, {"discord": self.adapter}, self.clock)
+        self.dispatcher.use_adapter("discord", self.adapter)
         return self.adapter
 
     async def close(self) -> None:
@@ -227,16 +228,17 @@ class DiscordWorld:
 
 @pytest.fixture
 async def discord_world(
-    fake_discord: FakeDiscord, service: ApprovalService, store: SqlStore, clock: ManualClock
+    fake_discord: FakeDiscord, runtime: Runtime, clock: ManualClock
 ) -> AsyncIterator[DiscordWorld]:
-    adapter = await start_adapter(fake_discord, service)
+    adapter = await start_adapter(fake_discord, runtime.service)
+    runtime.dispatcher.use_adapter("discord", adapter)
     world = DiscordWorld(
         fake=fake_discord,
-        service=service,
-        store=store,
+        service=runtime.service,
+        store=runtime.store,
         clock=clock,
         adapter=adapter,
-        dispatcher=OutboxDispatcher(store, {"discord": adapter}, clock),
+        dispatcher=runtime.dispatcher,
         _adapters=[adapter],
     )
     yield world

@@ -8,8 +8,8 @@ from adapters.discord import DiscordAdapter
 from approvals.directory import Destination, DestinationKind
 from approvals.model import Verdict
 from approvals.ports import Adapter
-from approvals.service import ApprovalService
 from approvals.store import SqlStore
+from bot.runtime import Runtime
 from tests.adapters.contract import STRANGER, AdapterContract, Shown
 from tests.adapters.discord.conftest import ALICE, CAROL, CHANNEL, answered, start_adapter
 from tests.adapters.discord.conftest import STRANGER as STRANGER_ID
@@ -38,9 +38,9 @@ class DiscordDriver:
     def identity(self, person: str) -> str:
         return IDENTITIES[person]
 
-    async def start(self, service: ApprovalService, store: SqlStore) -> Adapter:
-        self.store = store
-        self.adapter = await start_adapter(self.fake, service)
+    async def start(self, runtime: Runtime) -> Adapter:
+        self.store = runtime.store
+        self.adapter = await start_adapter(self.fake, runtime.service)
         return self.adapter
 
     async def stop(self) -> None:

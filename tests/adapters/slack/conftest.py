@@ -25,9 +25,10 @@ from approvals.outbox import OutboxDispatcher
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
-from tests.conftest import make_directory
+from bot.runtime import Runtime
 from tests.fakes.slack import FakeSlack, Message
 from tests.waiting import wait_for
+from tests.world import make_directory
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-signoff-test"
@@ -200,7 +201,7 @@ class SlackWorld:
         await self.adapter.stop()
         self.adapter = await start_adapter(self.fake, self.service, self.mode)
         self._adapters.append(self.adapter)
-        self.dispatcher = OutboxDispatcher(self.store, {"slack": self.adapter}, self.clock)
+        self.dispatcher.use_adapter("slack", self.adapter)
         return self.adapter
 
     async def close(self) -> None:
@@ -211,17 +212,16 @@ class SlackWorld:
             self.fake.events = None
 
 
-async def _world(
-    mode: str, fake: FakeSlack, service: ApprovalService, store: SqlStore, clock: Clock
-) -> SlackWorld:
-    adapter = await start_adapter(fake, service, mode)
+async def _world(mode: str, fake: FakeSlack, runtime: Runtime, clock: Clock) -> SlackWorld:
+    adapter = await start_adapter(fake, runtime.service, mode)
+    runtime.dispatcher.use_adapter("slack", adapter)
     return SlackWorld(
         fake=fake,
-        service=service,
-        store=store,
+        service=runtime.service,
+        store=runtime.store,
         clock=clock,
         adapter=adapter,
-        dispatcher=OutboxDispatcher(store, {"slack": adapter}, clock),
+        dispatcher=runtime.dispatcher,
         mode=mode,
         _adapters=[adapter],
     )
@@ -231,31 +231,30 @@ async def _world(
 async def slack(
     request: pytest.FixtureRequest,
     fake_slack: FakeSlack,
-    service: ApprovalService,
-    store: SqlStore,
+    runtime: Runtime,
     clock: ManualClock,
 ) -> AsyncIterator[SlackWorld]:
     """The Slack world in HTTP mode and in Socket Mode."""
-    world = await _world(request.param, fake_slack, service, store, clock)
+    world = await _world(request.param, fake_slack, runtime, clock)
     yield world
     await world.close()
 
 
 @pytest.fixture
 async def http_slack(
-    fake_slack: FakeSlack, service: ApprovalService, store: SqlStore, clock: ManualClock
+    fake_slack: FakeSlack, runtime: Runtime, clock: ManualClock
 ) -> AsyncIterator[SlackWorld]:
     """The Slack world in HTTP mode only (signature checks)."""
-    world = await _world("http", fake_slack, service, store, clock)
+    world = await _world("http", fake_slack, runtime, clock)
     yield world
     await world.close()
 
 
 @pytest.fixture
 async def socket_slack(
-    fake_slack: FakeSlack, service: ApprovalService, store: SqlStore, clock: ManualClock
+    fake_slack: FakeSlack, runtime: Runtime, clock: ManualClock
 ) -> AsyncIterator[SlackWorld]:
     """The Slack world in Socket Mode only (connection handling)."""
-    world = await _world("socket", fake_slack, service, store, clock)
+    world = await _world("socket", fake_slack, runtime, clock)
     yield world
     await world.close()

@@ -12,8 +12,8 @@ from adapters.slack import SlackAdapter
 from approvals.directory import Destination, DestinationKind
 from approvals.model import Verdict
 from approvals.ports import Adapter
-from approvals.service import ApprovalService
 from approvals.store import SqlStore
+from bot.runtime import Runtime
 from tests.adapters.contract import STRANGER, AdapterContract, Shown
 from tests.adapters.slack.conftest import CHANNEL, start_adapter
 from tests.fakes.slack import FakeSlack, Fault, Message
@@ -40,9 +40,9 @@ class SlackDriver:
     def identity(self, person: str) -> str:
         return IDENTITIES[person]
 
-    async def start(self, service: ApprovalService, store: SqlStore) -> Adapter:
-        self.store = store
-        self.adapter = await start_adapter(self.fake, service, self.mode)
+    async def start(self, runtime: Runtime) -> Adapter:
+        self.store = runtime.store
+        self.adapter = await start_adapter(self.fake, runtime.service, self.mode)
         return self.adapter
 
     async def stop(self) -> None:

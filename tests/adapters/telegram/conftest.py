@@ -16,17 +16,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from adapters.telegram import TelegramAdapter
-from approvals.clock import ManualClock
 from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
-from approvals.service import ApprovalService, Rules
-from approvals.store import SqlStore
-from tests.conftest import make_directory
+from approvals.service import Rules
+from bot.runtime import Runtime
 from tests.fakes.recording import RecordingAdapter
 from tests.fakes.telegram import TOKEN, FakeBotApi, FakeMessage
 from tests.waiting import wait_for
+from tests.world import make_directory
 
 GROUP = -1001234
 """The ops-telegram channel of the test directory."""
@@ -115,7 +114,8 @@ class _TestServer(uvicorn.Server):
 
 
 class TelegramHarness:
-    """The service, the outbox and the Telegram adapter, against the fake Bot API.
+    """The runtime's service and outbox with the Telegram adapter, against the fake Bot API
+    (cards to Slack and Discord go to recording adapters).
 
     In webhook mode a uvicorn server on 127.0.0.1 serves the adapter's router; the fake
     posts updates to it.
@@ -126,16 +126,15 @@ class TelegramHarness:
         *,
         mode: str,
         fake: FakeBotApi,
-        store: SqlStore,
-        service: ApprovalService,
-        clock: Any,
+        runtime: Runtime,
         adapter_options: dict[str, Any] | None = None,
     ) -> None:
         self.mode = mode
         self.fake = fake
-        self.store = store
-        self.service = service
-        self.clock = clock
+        self.runtime = runtime
+        self.store = runtime.store
+        self.service = runtime.service
+        self.clock = runtime.service.clock
         self.slack = RecordingAdapter("slack")
         self.discord = RecordingAdapter("discord")
         self.adapter_options = {
@@ -226,14 +225,19 @@ class TelegramHarness:
         await self.stop_adapter()
         return await self.start_adapter()
 
-    def dispatcher(self, **options: Any) -> OutboxDispatcher:
+    @property
+    def dispatcher(self) -> OutboxDispatcher:
+        """The runtime's outbox dispatcher, delivering through this harness's adapters."""
         assert self.adapter is not None
+        dispatcher = self.runtime.dispatcher
         adapters = {"telegram": self.adapter, "slack": self.slack, "discord": self.discord}
-        return OutboxDispatcher(self.store, adapters, options.pop("clock", self.clock), **options)
+        for platform, adapter in adapters.items():
+            dispatcher.use_adapter(platform, adapter)
+        return dispatcher
 
     async def deliver(self) -> int:
         """Send everything the outbox holds now."""
-        return await self.dispatcher().drain()
+        return await self.dispatcher.drain()
 
     async def create(self, action: str = "deploy.web", **fields: Any) -> ApprovalRequest:
         command = CreateCommand(
@@ -278,18 +282,10 @@ def adapter_options() -> dict[str, Any]:
 async def telegram(
     mode: str,
     fake: FakeBotApi,
-    store: SqlStore,
-    rules: Rules,
-    clock: ManualClock,
+    runtime: Runtime,
     adapter_options: dict[str, Any],
 ) -> AsyncIterator[TelegramHarness]:
-    service = ApprovalService(store, rules, clock)
     async with TelegramHarness(
-        mode=mode,
-        fake=fake,
-        store=store,
-        service=service,
-        clock=clock,
-        adapter_options=adapter_options,
+        mode=mode, fake=fake, runtime=runtime, adapter_options=adapter_options
     ) as harness:
         yield harness

@@ -9,8 +9,7 @@ import pytest
 from approvals.directory import Destination, DestinationKind
 from approvals.model import Verdict
 from approvals.ports import Adapter
-from approvals.service import ApprovalService
-from approvals.store import SqlStore
+from bot.runtime import Runtime
 from tests.adapters.contract import STRANGER, AdapterContract, Shown
 from tests.adapters.telegram.conftest import ALICE, BOB, GROUP, TelegramHarness
 from tests.adapters.telegram.conftest import STRANGER as STRANGER_ID
@@ -37,10 +36,8 @@ class TelegramDriver:
     def identity(self, person: str) -> str:
         return str(IDENTITIES[person])
 
-    async def start(self, service: ApprovalService, store: SqlStore) -> Adapter:
-        self.harness = TelegramHarness(
-            mode=self.mode, fake=self.fake, store=store, service=service, clock=service.clock
-        )
+    async def start(self, runtime: Runtime) -> Adapter:
+        self.harness = TelegramHarness(mode=self.mode, fake=self.fake, runtime=runtime)
         await self.harness.__aenter__()
         assert self.harness.adapter is not None
         return self.harness.adapter
