@@ -19,8 +19,9 @@ from approvals.clock import ManualClock
 from approvals.directory import Directory, Person
 from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.policy import Level, Policy, PolicySet
-from approvals.service import ApprovalService, Rules
+from approvals.service import Rules
 from approvals.store import SqlStore
+from tests.world import build_test_runtime
 
 REQUESTS = 2000
 CONCURRENCY = 20
@@ -66,7 +67,7 @@ def report(label: str, count: int, elapsed: float, latencies: list[float]) -> No
 async def run(store: SqlStore, name: str) -> None:
     await store.migrate()
     clock = ManualClock()
-    service = ApprovalService(store, rules(), clock)
+    service = build_test_runtime(store, clock, rules()).service
     ids: list[str] = []
 
     def create_call(index: int):

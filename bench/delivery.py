@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 from approvals.clock import SystemClock
 from approvals.model import CreateCommand
-from approvals.service import ApprovalService
 from approvals.store import SqlStore
 from bench.harness import (
     HOST,
@@ -42,6 +41,7 @@ from bench.limited_fakes import LimitedBotApi, LimitedDiscord, LimitedSlack
 from bench.ratelimits import SendLimits, Window, least_makespan
 from bot.app import rules_from
 from config import load_config
+from tests.world import build_test_runtime
 
 BENCHMARK = "4 Delivery efficiency"
 GOAL_EFFICIENCY = 0.9
@@ -205,7 +205,7 @@ async def seed_backlog(config_path: Path, cards_per_chat: int) -> None:
     store = SqlStore(config.settings.database.url)
     try:
         await store.migrate()
-        service = ApprovalService(store, rules_from(config), SystemClock())
+        service = build_test_runtime(store, SystemClock(), rules_from(config)).service
         for index in range(cards_per_chat):
             agent = AGENTS[index % len(AGENTS)]
             await service.create(

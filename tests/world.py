@@ -10,7 +10,10 @@ A pytest plugin (``-p tests.world`` in pyproject.toml), so every test has these 
 - ``runtime``: the runtime :func:`bot.app.build_runtime` makes from those, not started:
   its service, outbox dispatcher, access store and adapters are the application's own
   wiring. ``service`` is its service. :func:`build_test_runtime` builds one with adapters (the
-  real adapters against the fake platforms of :mod:`tests.fakes`).
+  real adapters against the fake platforms of :mod:`tests.fakes`), and
+  :func:`deliver_through` points its outbox at adapters a test started itself.
+
+The core's own unit tests (``tests/core``) build the core objects they test directly.
 
 Under ``CI=true`` a missing prerequisite (the PostgreSQL server) fails the test instead of
 skipping it.
@@ -31,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from approvals.clock import Clock, ManualClock
 from approvals.directory import Destination, DestinationKind, Directory, Person
+from approvals.outbox import OutboxDispatcher
 from approvals.policy import (
     AutoDecision,
     Level,
@@ -279,6 +283,13 @@ def build_test_runtime(
     )
 
 
+def deliver_through(runtime: Runtime, adapters: Mapping[str, Adapter]) -> OutboxDispatcher:
+    """The runtime's outbox dispatcher, delivering to each platform through ``adapters``."""
+    for platform, adapter in adapters.items():
+        runtime.dispatcher.use_adapter(platform, adapter)
+    return runtime.dispatcher
+
+
 @pytest.fixture
 def runtime(store: SqlStore, rules: Rules, clock: ManualClock) -> Runtime:
     return build_test_runtime(store, clock, rules)
@@ -290,5 +301,10 @@ def service(runtime: Runtime) -> ApprovalService:
 
 
 @pytest.fixture
-def sqlite_service(sqlite_store: SqlStore, rules: Rules, clock: ManualClock) -> ApprovalService:
-    return build_test_runtime(sqlite_store, clock, rules).service
+def sqlite_runtime(sqlite_store: SqlStore, rules: Rules, clock: ManualClock) -> Runtime:
+    return build_test_runtime(sqlite_store, clock, rules)
+
+
+@pytest.fixture
+def sqlite_service(sqlite_runtime: Runtime) -> ApprovalService:
+    return sqlite_runtime.service

@@ -138,6 +138,7 @@ async def test_service_and_outbox_lines_about_a_request_carry_its_id(
         sqlite_service.store,
         {"slack": ChattyAdapter("slack"), "telegram": ChattyAdapter("telegram")},
         clock,
+        recent_cards=sqlite_service.recent_cards,
     )
     await dispatcher.run_once()
     await sqlite_service.vote(VoteCommand(request_id, "slack", "U0BOB", Verdict.APPROVE))

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from approvals.audit import AuditKind
 from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
-from approvals.outbox import OutboxDispatcher
 from approvals.store import WriteTx
 from approvals.tables import OUTBOX
 from bot.app import AppOptions, build_runtime
@@ -26,6 +25,7 @@ from bot.http import build_http_app
 from bot.status import collect_status, render
 from config import load_config_text
 from tests.fakes.recording import RecordingAdapter
+from tests.world import deliver_through
 
 SIGNOFF = Path(sys.executable).with_name("signoff")
 T0_PLUS_16M = timedelta(minutes=16)
@@ -49,9 +49,10 @@ policies:
 """
 
 
-async def seed(service, clock, store):
+async def seed(runtime, clock):
     """A database with requests in every state, escalations, and outbox rows both waiting
-    and dead. Uses the rules of tests/conftest.py."""
+    and dead. Uses the standard rules of tests/world.py."""
+    service = runtime.service
     t0 = clock.now()
 
     async def create(action, **extra):
@@ -66,7 +67,7 @@ async def seed(service, clock, store):
     await create("cache.flush")  # expiring: times out after 10 minutes
     await service.vote(VoteCommand(prod[2].id, "slack", "U0ALICE", Verdict.DENY, reason="not now"))
     # Slack delivers; Telegram and Discord have no adapter, so their cards are dead letters.
-    dispatcher = OutboxDispatcher(store, {"slack": RecordingAdapter("slack")}, clock)
+    dispatcher = deliver_through(runtime, {"slack": RecordingAdapter("slack")})
     await dispatcher.drain()
 
     clock.advance(T0_PLUS_16M)
@@ -83,7 +84,7 @@ async def seed(service, clock, store):
             data={"source": "seeded.yaml", "sha256": "ab" * 32},
         )
 
-    await store.run(_change)
+    await runtime.store.run(_change)
     return t0
 
 
@@ -113,8 +114,8 @@ async def counted_directly(store):
     return groups, outbox
 
 
-async def test_status_counts_match_the_seeded_database(store, service, clock):
-    t0 = await seed(service, clock, store)
+async def test_status_counts_match_the_seeded_database(store, runtime, clock):
+    t0 = await seed(runtime, clock)
 
     report = await collect_status(
         load_config_text(config_text(store.url, free_port()), "status.yaml"), store, clock
@@ -152,8 +153,8 @@ async def test_status_counts_match_the_seeded_database(store, service, clock):
     assert "last config load: seeded.yaml" in text
 
 
-async def test_status_json_command_reports_the_seeded_counts(store, service, clock, tmp_path):
-    t0 = await seed(service, clock, store)
+async def test_status_json_command_reports_the_seeded_counts(store, runtime, clock, tmp_path):
+    t0 = await seed(runtime, clock)
     config_file = tmp_path / "status.yaml"
     config_file.write_text(config_text(store.url, free_port()), encoding="utf-8")
     await store.close()  # the command is the only client now

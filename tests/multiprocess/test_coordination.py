@@ -24,7 +24,7 @@ from bot.leadership import SingletonLocks, lock_key
 from bot.waiters import DATABASE_POLL_SECONDS, NOTIFIED_RECHECK_SECONDS, RequestWaiters
 from tests.multiprocess.conftest import _admin
 from tests.waiting import wait_for
-from tests.world import make_directory, make_policies
+from tests.world import build_test_runtime, make_directory, make_policies
 
 pytestmark = pytest.mark.postgres
 
@@ -61,9 +61,9 @@ async def terminate_backends(database_url: str, application_name: str) -> int:
 
 @pytest.fixture
 def service(store: SqlStore) -> ApprovalService:
-    return ApprovalService(
-        store, Rules(policies=make_policies(), directory=make_directory()), SystemClock()
-    )
+    """The service of a runtime on the real clock (processes coordinate in real time)."""
+    rules = Rules(policies=make_policies(), directory=make_directory())
+    return build_test_runtime(store, SystemClock(), rules).service
 
 
 async def create(service: ApprovalService) -> str:
@@ -228,7 +228,7 @@ async def test_each_platform_has_its_own_stable_lock():
 async def test_a_waiter_on_another_process_is_woken_by_the_notification(service, database_url):
     # Two services on one database stand for two processes: the waiter's own service
     # never sees the change, only the notification does.
-    other = ApprovalService(SqlStore(database_url), service.rules, SystemClock())
+    other = build_test_runtime(SqlStore(database_url), SystemClock(), service.rules).service
     waiters = RequestWaiters(service, notifications_live=lambda: True)
     listener = NotificationListener(
         postgres_dsn(database_url), {REQUEST_FINAL_CHANNEL: waiters.wake}

@@ -19,7 +19,6 @@ from adapters.slack import SlackAdapter
 from adapters.telegram import TelegramAdapter
 from approvals.machine import Status
 from approvals.model import CreateCommand
-from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet
 from approvals.service import ApprovalService, Rules
@@ -28,6 +27,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
 from tests.multiprocess.conftest import TELEGRAM_TOKEN, PollWatchingBotApi
 from tests.waiting import wait_for
+from tests.world import build_test_runtime, deliver_through
 
 DISCORD_TOKEN = "discord-bot-token-for-tests"
 
@@ -67,9 +67,9 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
 
 
 async def test_discord_gateway_switches_on_and_off_while_cards_go_out(
-    fake_discord, sqlite_service, sqlite_store, clock
+    fake_discord, sqlite_runtime, sqlite_service, clock
 ):
-    service = sqlite_service
+    runtime, service = sqlite_runtime, sqlite_service
     adapter = new_discord_adapter(fake_discord, service)
     await adapter.start(service, inbound=False)
     try:
@@ -77,7 +77,7 @@ async def test_discord_gateway_switches_on_and_off_while_cards_go_out(
         assert fake_discord.connected == 0
         assert await adapter.check_health()
         request_id = await create(service, "cache.flush")  # policy "expiring": ops-discord
-        await OutboxDispatcher(sqlite_store, {"discord": adapter}, clock).drain()
+        await deliver_through(runtime, {"discord": adapter}).drain()
         [card] = fake_discord.cards_in("300001")
         assert fake_discord.connected == 0
 
@@ -90,7 +90,7 @@ async def test_discord_gateway_switches_on_and_off_while_cards_go_out(
         await adapter.stop_inbound()
         await wait_for(lambda: _true(fake_discord.connected == 0), within=5)
         assert await adapter.check_health()  # the login, and so sending, stays
-        await OutboxDispatcher(sqlite_store, {"discord": adapter}, clock).drain()
+        await deliver_through(runtime, {"discord": adapter}).drain()
         assert not fake_discord.cards_in("300001")[0].buttons  # edited after the vote
 
         await adapter.start_inbound()
@@ -111,9 +111,9 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 
 
 async def test_slack_socket_mode_switches_on_and_off_while_cards_go_out(
-    fake_slack, sqlite_service, sqlite_store, clock
+    fake_slack, sqlite_runtime, sqlite_service, clock
 ):
-    service = sqlite_service
+    runtime, service = sqlite_runtime, sqlite_service
     adapter = SlackAdapter(
         bot_token="xoxb-test",
         public_url="http://127.0.0.1:8080",
@@ -127,7 +127,7 @@ async def test_slack_socket_mode_switches_on_and_off_while_cards_go_out(
         assert fake_slack.connected == 0
         assert await adapter.check_health()
         request_id = await create(service, "deploy.web")  # policy "default": ops-slack
-        await OutboxDispatcher(sqlite_store, {"slack": adapter}, clock).drain()
+        await deliver_through(runtime, {"slack": adapter}).drain()
         [card] = fake_slack.posts_in("C0OPS")
 
         await adapter.start_inbound()
@@ -177,7 +177,8 @@ async def test_telegram_polling_switches_on_and_off_and_keeps_what_came_meanwhil
         ),
         directory=rules.directory,
     )
-    service = ApprovalService(sqlite_store, telegram_rules, clock)
+    runtime = build_test_runtime(sqlite_store, clock, telegram_rules)
+    service = runtime.service
     adapter = TelegramAdapter(
         token=TELEGRAM_TOKEN,
         public_url="http://127.0.0.1:9",
@@ -191,7 +192,7 @@ async def test_telegram_polling_switches_on_and_off_and_keeps_what_came_meanwhil
         assert await adapter.check_health()
         first = await create(service, "deploy.web")
         second = await create(service, "deploy.api")
-        await OutboxDispatcher(sqlite_store, {"telegram": adapter}, clock).drain()
+        await deliver_through(runtime, {"telegram": adapter}).drain()
         first_card = fake_telegram.card_for(first, -1001234)
         second_card = fake_telegram.card_for(second, -1001234)
         assert first_card is not None

@@ -26,7 +26,6 @@ from approvals.clock import SteppingClock
 from approvals.directory import Destination, DestinationKind, Directory, Person
 from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
-from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Applied
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
@@ -35,6 +34,7 @@ from config import load_config_text
 from tests.fakes.recording import RecordingAdapter
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
+from tests.world import build_test_runtime, deliver_through
 
 MINUTE = timedelta(minutes=1)
 SECOND = timedelta(seconds=1)
@@ -154,12 +154,12 @@ async def test_F4_a_one_hour_jump_forward_expires_nothing_early(service, store, 
 
 
 async def test_F4_ten_minutes_back_is_never_early_and_does_not_freeze_deliveries(
-    service, store, clock
+    runtime, service, store, clock
 ):
     """F4 -10 min: a request falls due late by at most the step, never early; the card
     channel paused by pacing just before the step is not frozen for ten minutes."""
     slack = RecordingAdapter("slack", min_send_interval=SECOND)
-    dispatcher = OutboxDispatcher(store, {"slack": slack}, clock)
+    dispatcher = deliver_through(runtime, {"slack": slack})
     waiting = await _create(service, "deploy.web")
     clicked = await _create(service, "deploy.api")
     assert await dispatcher.drain() == 1  # the second card waits for the channel's pacing
@@ -187,7 +187,7 @@ async def test_F4_two_processes_that_see_the_same_jump_move_deadlines_once(
     service, store, rules, clock
 ):
     """F4: each process notices the step; the second finds it followed and moves nothing."""
-    other_process = ApprovalService(store, rules, clock)
+    other_process = build_test_runtime(store, clock, rules).service
     request_id = await _create(service, "docs.publish")
     before = await service.get(request_id)
     clock.advance(MINUTE)

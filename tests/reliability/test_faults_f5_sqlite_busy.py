@@ -19,15 +19,13 @@ from pathlib import Path
 
 from approvals.machine import Status
 from approvals.model import CreateCommand
-from approvals.outbox import OutboxDispatcher
-from approvals.service import ApprovalService
 from approvals.store import SqlStore
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, start_adapter
 from tests.fakes.slack import FakeSlack
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
 from tests.web.conftest import InboxHarness, inbox_harness
-from tests.world import build_test_runtime
+from tests.world import build_test_runtime, deliver_through
 
 SWEEP = timedelta(seconds=1)
 BUSY_TIMEOUT = 3.0
@@ -149,7 +147,8 @@ async def test_F5_a_slack_click_during_a_long_lock_is_acked_then_told_to_retry(
     path = tmp_path / "busy.db"
     store = SqlStore(f"sqlite:///{path}", busy_timeout=BUSY_TIMEOUT)
     await store.migrate()
-    service = ApprovalService(store, rules, clock)
+    runtime = build_test_runtime(store, clock, rules)
+    service = runtime.service
     fake = FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN, signing_secret=SIGNING_SECRET)
     await fake.start()
     adapter = await start_adapter(fake, service, "http")
@@ -157,7 +156,7 @@ async def test_F5_a_slack_click_during_a_long_lock_is_acked_then_told_to_retry(
         request = (
             await service.create(CreateCommand(agent="a", action="deploy.web", title="Deploy"))
         ).request
-        await OutboxDispatcher(store, {"slack": adapter}, clock).drain()
+        await deliver_through(runtime, {"slack": adapter}).drain()
         [card] = fake.posts_in("C0OPS")
         async with write_lock_held(path, LONG_HOLD):
             clicked = time.monotonic()

@@ -46,6 +46,7 @@ from tests.multiprocess.conftest import (  # noqa: F401 - fixtures used by name
 )
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
+from tests.world import build_test_runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -136,7 +137,7 @@ async def test_F7_two_processes_one_killed_mid_batch_time_out_each_request_once(
         await asyncio.gather(killed.until_ready(), survivor.until_ready())
 
         loaded = load_config_text(config(killed.port), "f7.yaml")
-        service = ApprovalService(store, rules_from(loaded), SystemClock())
+        service = build_test_runtime(store, SystemClock(), rules_from(loaded)).service
         creating = time.monotonic()
         ids = await _create_falling_due_together(service, receiver)
         print(f"F7: created {REQUESTS} requests in {time.monotonic() - creating:.1f} s")

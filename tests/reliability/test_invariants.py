@@ -14,12 +14,12 @@ from sqlalchemy import select, text, update
 
 from approvals.audit import AuditKind
 from approvals.model import CastVote, CreateCommand, Verdict, VoteCommand
-from approvals.outbox import OutboxDispatcher
 from approvals.service import SEND
 from approvals.store import WriteTx
 from approvals.tables import AUDIT, OUTBOX
 from tests.fakes.recording import RecordingAdapter
 from tests.reliability.invariants import check_invariants, rendered_cards, shown_status
+from tests.world import deliver_through
 
 SWEEP = timedelta(seconds=1)
 
@@ -29,8 +29,9 @@ def adapters():
     return {name: RecordingAdapter(name) for name in ("slack", "telegram", "discord")}
 
 
-async def _decided_and_delivered(service, store, clock, adapters):
+async def _decided_and_delivered(runtime, adapters):
     """One approved request (cards posted and edited) and one pending one."""
+    service = runtime.service
     approved = (
         await service.create(CreateCommand(agent="a", action="deploy.web", title="Deploy"))
     ).request
@@ -38,7 +39,7 @@ async def _decided_and_delivered(service, store, clock, adapters):
         await service.create(CreateCommand(agent="a", action="deploy.api", title="Deploy api"))
     ).request
     await service.vote(VoteCommand(approved.id, "slack", "U0ALICE", Verdict.APPROVE))
-    await OutboxDispatcher(store, adapters, clock).drain()
+    await deliver_through(runtime, adapters).drain()
     return approved, pending
 
 
@@ -62,9 +63,11 @@ async def _cards(store, adapters):
     return await rendered_cards(store, read)
 
 
-async def test_a_clean_run_passes_and_reports_what_it_checked(service, store, clock, adapters):
+async def test_a_clean_run_passes_and_reports_what_it_checked(
+    runtime, service, store, clock, adapters
+):
     """Invariants 1-6 hold after a request is approved and its cards are edited."""
-    approved, pending = await _decided_and_delivered(service, store, clock, adapters)
+    approved, pending = await _decided_and_delivered(runtime, adapters)
     cards = await _cards(store, adapters)
     assert cards[approved.id] == {"slack:channel:C0OPS": "approved"}
     assert cards[pending.id] == {"slack:channel:C0OPS": "pending"}
@@ -114,9 +117,9 @@ async def test_2_a_missed_escalation_is_caught(service, store, clock):
         await check_invariants(store, now=second_level_starts + 3 * SWEEP, sweep_interval=SWEEP)
 
 
-async def test_3_a_second_final_entry_is_caught(service, store, clock, adapters):
+async def test_3_a_second_final_entry_is_caught(runtime, service, store, clock, adapters):
     """Invariant 3: two final audit entries for one decision (the chain itself is intact)."""
-    approved, _ = await _decided_and_delivered(service, store, clock, adapters)
+    approved, _ = await _decided_and_delivered(runtime, adapters)
 
     def _change(tx: WriteTx) -> None:
         tx.append_audit(
@@ -187,9 +190,11 @@ async def test_3_an_escalation_entry_out_of_order_is_caught(service, store, cloc
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
 
-async def test_3_one_flipped_byte_in_the_audit_log_is_caught(service, store, clock, adapters):
+async def test_3_one_flipped_byte_in_the_audit_log_is_caught(
+    runtime, service, store, clock, adapters
+):
     """Invariant 3: the hash chain, with a byte of one entry's data changed."""
-    await _decided_and_delivered(service, store, clock, adapters)
+    await _decided_and_delivered(runtime, adapters)
 
     def _change(tx: WriteTx) -> Any:
         first = tx.conn.execute(select(AUDIT).order_by(AUDIT.c.seq).limit(1)).one()
@@ -233,9 +238,11 @@ async def test_4_a_dead_row_without_an_error_is_caught(service, store, clock):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
 
-async def test_5_a_decision_the_agent_never_heard_of_is_caught(service, store, clock, adapters):
+async def test_5_a_decision_the_agent_never_heard_of_is_caught(
+    runtime, service, store, clock, adapters
+):
     """Invariant 5: a final request missing from what reached the agent."""
-    approved, _ = await _decided_and_delivered(service, store, clock, adapters)
+    approved, _ = await _decided_and_delivered(runtime, adapters)
     with pytest.raises(AssertionError, match=rf"\[5\] request {approved.id} is approved"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP, delivered_to_agent=[])
 
@@ -260,9 +267,9 @@ async def test_5_a_decision_without_its_webhook_row_is_caught(service, store, cl
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP)
 
 
-async def test_6_a_card_still_showing_pending_is_caught(service, store, clock, adapters):
+async def test_6_a_card_still_showing_pending_is_caught(runtime, service, store, clock, adapters):
     """Invariant 6: the platform's card of an approved request was never edited."""
-    approved, _ = await _decided_and_delivered(service, store, clock, adapters)
+    approved, _ = await _decided_and_delivered(runtime, adapters)
     stale = {approved.id: {"slack:channel:C0OPS": "pending"}}
     with pytest.raises(AssertionError, match="shows 'pending', but the request is approved"):
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP, cards=stale)

@@ -27,9 +27,10 @@ from approvals.directory import Directory, Person
 from approvals.machine import Status
 from approvals.model import ApprovalRequest
 from approvals.policy import Level, Policy, PolicySet, TimeoutOutcome
-from approvals.service import ApprovalService, Rules, audit_created
+from approvals.service import Rules, audit_created
 from approvals.store import SqlStore, WriteTx
 from tests.reliability.invariants import check_invariants
+from tests.world import build_test_runtime
 
 REQUESTS = 3_000
 ESCALATING_EVERY = 4
@@ -130,7 +131,7 @@ async def test_L7_deadlines_spread_over_an_hour_are_each_met_once_and_never_earl
     began = time.monotonic()
     requests = await seed(sqlite_store, start)
     seeded_in = time.monotonic() - began
-    service = ApprovalService(sqlite_store, rules(), clock)
+    service = build_test_runtime(sqlite_store, clock, rules()).service
 
     sweeps: list[float] = []
     handled = 0

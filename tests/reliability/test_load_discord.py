@@ -22,13 +22,12 @@ from approvals.card import build_card
 from approvals.clock import SystemClock
 from approvals.directory import Destination, DestinationKind
 from approvals.model import CreateCommand
-from approvals.outbox import OutboxDispatcher
-from approvals.service import ApprovalService, Rules
+from approvals.service import Rules
 from tests.adapters.discord.conftest import BOT_TOKEN, CHANNEL, discord_policies, start_adapter
 from tests.fakes.discord import FakeDiscord, Fault
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
-from tests.world import make_directory
+from tests.world import build_test_runtime, deliver_through, make_directory
 
 SWEEP = timedelta(seconds=1)
 
@@ -64,7 +63,7 @@ async def test_L5_cards_across_channels_never_hit_an_exhausted_bucket(
     fake_discord.bucket_limit = 1
     fake_discord.bucket_reset_after = reset_after
     clock = SystemClock()
-    service = ApprovalService(sqlite_store, rules, clock)
+    service = build_test_runtime(sqlite_store, clock, rules).service
     adapter = await start_adapter(fake_discord, service)
     cards = [
         build_card((await service.create(CreateCommand("bot", "deploy.web", f"card {n}"))).request)
@@ -111,9 +110,10 @@ async def test_L5_outbox_delivers_many_cards_in_order_with_a_429_in_between(
 ):
     """L5: all cards delivered, in order, through the outbox, with discord.py waiting out a 429."""
     clock = SystemClock()
-    service = ApprovalService(sqlite_store, rules, clock)
+    runtime = build_test_runtime(sqlite_store, clock, rules)
+    service = runtime.service
     adapter = await start_adapter(fake_discord, service, min_send_interval=timedelta(0))
-    dispatcher = OutboxDispatcher(sqlite_store, {"discord": adapter}, clock)
+    dispatcher = deliver_through(runtime, {"discord": adapter})
     ids = []
     for n in range(30):
         # Two agents: one agent's 21st card in a minute would join a digest (B8).

@@ -23,7 +23,7 @@ from approvals.flood import CARDS_PER_MINUTE
 from approvals.model import CreateCommand
 from approvals.outbox import OutboxDispatcher, RetryPolicy
 from approvals.outcomes import Created
-from approvals.service import ApprovalService, Rules
+from approvals.service import Rules
 from approvals.store import SqlStore
 from tests.adapters.slack.conftest import (
     APP_TOKEN,
@@ -36,7 +36,7 @@ from tests.adapters.slack.conftest import (
 from tests.fakes.slack import FakeSlack, Fault
 from tests.reliability.invariants import check_invariants
 from tests.waiting import wait_for
-from tests.world import make_directory
+from tests.world import build_test_runtime, make_directory
 
 CARDS = 500
 """Cards to the one channel (RELIABILITY.md: 1,000; halved for a 2-core machine)."""
@@ -62,7 +62,8 @@ async def test_L3_slack_429_retry_after_pauses_the_channel(
     fake_slack: FakeSlack, sqlite_store: SqlStore
 ):
     clock = SystemClock()
-    service = ApprovalService(sqlite_store, Rules(slack_policies(), make_directory()), clock)
+    rules = Rules(slack_policies(), make_directory())
+    service = build_test_runtime(sqlite_store, clock, rules).service
     adapter = await start_adapter(fake_slack, service, "http", min_send_interval=INTERVAL)
     dispatcher = OutboxDispatcher(
         sqlite_store,
