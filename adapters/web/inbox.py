@@ -7,8 +7,10 @@ started with, and the core alone decides whether it counts.
 
 Security: sign-in links are single-use and redeemed only by a POST (link unfurlers issue
 GETs); the session cookie is HttpOnly and SameSite=Lax; every form that changes something
-carries the session's CSRF token; agent text is autoescaped and its invisible characters
-are shown; every page is sent with a strict Content-Security-Policy.
+carries the session's CSRF token, and every POST from another site is refused before it
+is read (``Sec-Fetch-Site``, else ``Origin`` against ``public_url``); agent text is
+autoescaped and its invisible characters are shown; every page is sent with a strict
+Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException
 from fastapi.routing import APIRoute
@@ -73,6 +76,16 @@ SIGN_IN_COMMAND = "signoff login-link NAME"
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
+def origin_of(url: str) -> str:
+    """The origin (scheme, host and port, lower-case, default port left out) of ``url``."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    port = "" if parts.port in (None, default) else f":{parts.port}"
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown_host}{port}"
+
+
 class WebInbox:
     """The web inbox adapter: FastAPI routes for the pages, and the adapter contract."""
 
@@ -83,6 +96,7 @@ class WebInbox:
         self._reads = reads
         self._access = access
         self._secure_cookie = public_url.lower().startswith("https://")
+        self._origin = origin_of(public_url)
         self._sink: VoteSink | None = None
         self._templates = Environment(
             loader=FileSystemLoader(TEMPLATES_DIR),
@@ -157,8 +171,18 @@ class WebInbox:
                 handler = super().get_route_handler()
 
                 async def guarded(request: Request) -> Response:
+                    response: Response
                     try:
-                        response = await handler(request)
+                        if request.method == "POST" and inbox._from_another_site(request):
+                            response = inbox._message(
+                                request,
+                                "Form refused",
+                                "This form was sent from another site, so nothing was "
+                                "recorded. Use the signoff inbox itself.",
+                                status=403,
+                            )
+                        else:
+                            response = await handler(request)
                     except HTTPException:
                         raise
                     except FormError as exc:
@@ -256,6 +280,21 @@ class WebInbox:
 
     # -- sessions ---------------------------------------------------------------------------
 
+    def _from_another_site(self, request: Request) -> bool:
+        """Whether a browser says this request comes from a page of another site.
+
+        ``Sec-Fetch-Site`` (sent by current browsers, and not settable by a page) decides
+        when present: only ``same-origin`` and ``none`` (typed or bookmarked) pass. Without
+        it, an ``Origin`` header must be ``public_url``'s origin. A request with neither is
+        not from a browser page, so it cannot carry a visitor's cookie for a cross-site
+        forgery; it still needs the session's CSRF token.
+        """
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None:
+            return fetch_site.lower() not in ("same-origin", "none")
+        origin = request.headers.get("origin")
+        return origin is not None and origin.lower() != self._origin
+
     async def _session(self, request: Request) -> WebSession | None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
@@ -307,14 +346,6 @@ class WebInbox:
 
     async def login(self, request: Request) -> Response:
         """Redeem a sign-in token (once) and open a session."""
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            # Another site posting someone's token would sign the visitor in as that someone.
-            return self._message(
-                request,
-                "Sign-in refused",
-                "Sign in from the page your sign-in link opens, not from another site.",
-                status=403,
-            )
         form = await read_form(request)
         token = form.get("token", "")
         person = (
