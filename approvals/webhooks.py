@@ -9,7 +9,9 @@ with HMAC-SHA256 over ``"{timestamp}." + body`` with the agent's webhook secret:
     Signoff-Timestamp: 1764194400
     Signoff-Signature: v1=<hex>[,v1=<hex of the previous secret, for a day after rotation>]
 
-``approvals.client.verify_webhook`` checks all of it on the receiving side.
+``approvals.client.verify_webhook`` checks all of it on the receiving side. Where a webhook
+may go at all is :mod:`approvals.egress`'s decision: public addresses, and what
+``webhooks.allow`` lists.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import httpx
 from approvals.access import AccessStore
 from approvals.clock import Clock
 from approvals.directory import Destination, DestinationKind
+from approvals.egress import EgressPolicy, EgressRefused, GuardedTransport
 from approvals.model import ApprovalRequest, public_json
 from approvals.ports import DeliveryError, parse_retry_after
 from approvals.receipts import ReceiptSigner
@@ -96,19 +99,25 @@ class WebhookSender:
         clock: Clock,
         *,
         http: httpx.AsyncClient | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._access = access
         self._signer = signer
         self._clock = clock
         self._http = http
+        self.egress = egress or EgressPolicy()
+        """Where webhooks may go (a config reload replaces it)."""
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         if self._http is not None:
             return await self._http.post(url, content=body, headers=headers)
         # A client per event: webhooks are one per request, and nothing outlives the call.
-        # Redirects are not followed: the event goes where the agent said, or nowhere.
+        # Redirects are not followed: the event goes where the agent said, or nowhere. The
+        # transport connects only to addresses the egress policy allows.
         async with httpx.AsyncClient(
-            timeout=REQUEST_TIMEOUT_SECONDS, follow_redirects=False
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            follow_redirects=False,
+            transport=GuardedTransport(self.egress),
         ) as http:
             return await http.post(url, content=body, headers=headers)
 
@@ -126,7 +135,7 @@ class WebhookSender:
         url = request.callback_url
         if not url:
             raise DeliveryError("the request has no callback_url", permanent=True)
-        problem = callback_url_problem(url)
+        problem = callback_url_problem(url) or self.egress.url_problem(url)
         if problem:
             raise DeliveryError(problem, permanent=True)
         body = await self.event_body(request, event_id)
@@ -141,6 +150,8 @@ class WebhookSender:
         }
         try:
             response = await self._post(url, body, headers)
+        except EgressRefused as exc:
+            raise DeliveryError(f"POST {url} refused: {exc}", permanent=True) from exc
         except httpx.HTTPError as exc:
             raise DeliveryError(
                 f"POST {url} failed: {type(exc).__name__}: {exc}".rstrip(": ")

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from approvals.access import AccessStore, KeyHolder
+from approvals.egress import EgressPolicy
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CreateCommand, public_json
 from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, NotFound, RefusalCode
@@ -333,6 +334,10 @@ class AgentApi:
                     f"agent {agent!r} may not request {body.action!r} (allowed: "
                     f"{', '.join(allowed)})",
                 )
+            if body.callback_url is not None and (
+                problem := EgressPolicy(self.settings.webhooks.allow).url_problem(body.callback_url)
+            ):
+                raise ApiError(422, "invalid_request", problem)
             command = CreateCommand(
                 agent=agent,
                 action=body.action,

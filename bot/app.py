@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from approvals.access import AccessStore
 from approvals.clock import Clock, SystemClock
+from approvals.egress import EgressPolicy
 from approvals.inbox import InboxQueries
 from approvals.outbox import DEFAULT_LEASE, OutboxDispatcher
 from approvals.ports import Adapter, SingletonInbound
@@ -118,13 +119,16 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         web_inbox = WebInbox(InboxQueries(service), access, public_url=public_url)
         adapters.setdefault("web", web_inbox)
     receipts = ReceiptSigner(store, options.clock)
+    webhooks = WebhookSender(
+        access, receipts, options.clock, egress=EgressPolicy(settings.webhooks.allow)
+    )
     dispatcher = OutboxDispatcher(
         store,
         adapters,
         options.clock,
         lease=options.effective_outbox_lease(),
         on_result=metrics.on_delivery,
-        webhooks=WebhookSender(access, receipts, options.clock),
+        webhooks=webhooks,
         recent_cards=service.recent_cards,
     )
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)
@@ -149,6 +153,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         metrics=metrics,
         agent_api=agent_api,
         web_inbox=web_inbox,
+        webhooks=webhooks,
         notifications=notifications,
         singleton_locks=singleton_locks,
     )

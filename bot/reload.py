@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from approvals.audit import AuditKind
+from approvals.egress import EgressPolicy
 from approvals.ports import Adapter
 from bot.app import build_chat_adapters, rules_from
 from bot.logging_setup import configure_logging, remember_config_secrets
@@ -296,6 +297,8 @@ class ConfigReloader:
         # The swap: from here on new requests, votes and deadline steps use the new rules.
         runtime.service.reconfigure(rules_from(new))
         runtime.agent_api.settings = new.settings
+        if runtime.webhooks is not None:
+            runtime.webhooks.egress = EgressPolicy(new.settings.webhooks.allow)
         runtime.config = new
         if new.settings.log != old.settings.log:
             configure_logging(new.settings.log)

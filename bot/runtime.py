@@ -29,6 +29,7 @@ from approvals.ports import Adapter, SingletonInbound
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
 from approvals.store.notify import NotificationListener
+from approvals.webhooks import WebhookSender
 from bot.api import AgentApi
 from bot.leadership import HELD, SingletonLocks
 from bot.metrics import Metrics
@@ -59,6 +60,7 @@ class Runtime:
         metrics: Metrics,
         agent_api: AgentApi,
         web_inbox: WebInbox | None = None,
+        webhooks: WebhookSender | None = None,
         notifications: NotificationListener | None = None,
         singleton_locks: SingletonLocks | None = None,
     ) -> None:
@@ -73,6 +75,7 @@ class Runtime:
         self.metrics = metrics
         self.agent_api = agent_api
         self.web_inbox = web_inbox
+        self.webhooks = webhooks
         self.notifications = notifications
         self.singleton_locks = singleton_locks
         self.metrics.long_polls_waiting.set_function(lambda: float(waiters.waiting))

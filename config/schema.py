@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from approvals.egress import allow_entry_problem
 from approvals.policy import AutoDecision, PredicateOp, TimeoutOutcome
 from approvals.store import async_database_url
 from config.durations import format_duration, parse_duration
@@ -471,6 +472,29 @@ class WebSettings(_Section):
     )
 
 
+class WebhooksSettings(_Section):
+    """The signed webhooks signoff sends to agents' `callback_url`s."""
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Networks (CIDR, e.g. `10.0.0.0/8`, `127.0.0.1/32`) and host names that "
+            "callbacks may reach although they are loopback, private, link-local or "
+            "otherwise not public. By default only public addresses are called; a "
+            "`callback_url` whose host is such an address is refused at create time, and "
+            "every address a name resolves to is checked at send time."
+        ),
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _check_allow(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if problem := allow_entry_problem(entry):
+                raise ValueError(problem)
+        return value
+
+
 class PlatformsSettings(_Section):
     """Which platforms signoff talks to. A chat platform left out is not used."""
 
@@ -802,6 +826,10 @@ class SignoffSettings(_Section):
             "Ordered rules: the first whose `match` fits a request governs it, and the last "
             "must match every request. Each policy's keys are listed below."
         )
+    )
+    webhooks: Annotated[WebhooksSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=WebhooksSettings,
+        description="Where agents' webhooks may be sent.",
     )
     log: Annotated[LogSettings, BeforeValidator(_none_as_empty)] = Field(
         default_factory=LogSettings,

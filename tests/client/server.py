@@ -36,6 +36,7 @@ database: {{url: "sqlite:///{db}"}}
 people: {{alice: {{}}, bob: {{}}}}
 agents:
   {agent}: {{max_open: 1000}}
+webhooks: {{allow: ["127.0.0.1/32"]}}  # the tests' webhook receivers listen on loopback
 policies:
   - name: quick-expiry
     match: {{action: "expire.*"}}

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from approvals.access import AccessStore
 from approvals.audit import AuditKind
+from approvals.egress import EgressPolicy
 from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
@@ -63,7 +64,9 @@ def access(store, clock) -> AccessStore:
 
 @pytest.fixture
 def dispatcher(store, clock, access) -> OutboxDispatcher:
-    sender = WebhookSender(access, ReceiptSigner(store, clock), clock)
+    # The receivers listen on loopback, which webhooks may reach only when allowed.
+    loopback = EgressPolicy(["127.0.0.1/32"])
+    sender = WebhookSender(access, ReceiptSigner(store, clock), clock, egress=loopback)
     adapters = {name: RecordingAdapter(name) for name in ("slack", "telegram", "discord")}
     return OutboxDispatcher(store, adapters, clock, webhooks=sender)
 

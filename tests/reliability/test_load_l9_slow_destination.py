@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from approvals.access import AccessStore
+from approvals.egress import EgressPolicy
 from approvals.model import CreateCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
@@ -141,7 +142,12 @@ def _p99(samples: list[float]) -> float:
 async def test_L9_a_stuck_webhook_receiver_delays_no_other_agents_webhook(
     store, service: ApprovalService, clock, receivers: Receivers
 ):
-    sender = WebhookSender(AccessStore(store, clock), ReceiptSigner(store, clock), clock)
+    sender = WebhookSender(
+        AccessStore(store, clock),
+        ReceiptSigner(store, clock),
+        clock,
+        egress=EgressPolicy(["127.0.0.1/32"]),  # the receivers listen on loopback
+    )
     dispatcher = OutboxDispatcher(store, {}, clock, webhooks=sender)
     stop = await _run(dispatcher, service)
     try:
