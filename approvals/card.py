@@ -124,8 +124,15 @@ def _status_line(request: ApprovalRequest) -> str:
     return line
 
 
-def build_card(request: ApprovalRequest, *, note: str | None = None) -> ApprovalCard:
-    """The card for a request as it stands now."""
+def build_card(
+    request: ApprovalRequest, *, note: str | None = None, warning: str | None = None
+) -> ApprovalCard:
+    """The card for a request as it stands now.
+
+    ``note`` is the moment's extra line (a reminder, an escalation); ``warning`` is what
+    the card must always say, such as who may not decide because the request only looks
+    like it is for them. Both are shown as the card's note, the warning first.
+    """
     fields = tuple(
         CardField(label=str(key), value=json.dumps(value, ensure_ascii=False, sort_keys=True))
         for key, value in request.params.items()
@@ -145,8 +152,13 @@ def build_card(request: ApprovalRequest, *, note: str | None = None) -> Approval
         status_line=_status_line(request),
         buttons=request.status is Status.PENDING,
         require_reason=request.policy.require_reason,
-        note=note,
+        note=" · ".join(line for line in (warning, note) if line) or None,
     )
+
+
+CardBuilder = Callable[[ApprovalRequest, str | None], ApprovalCard]
+"""Builds a request's card with a note: :meth:`ApprovalService.card_for`, which knows the
+configured people, or plain :func:`build_card`."""
 
 
 DIGEST_POLICY = "flood guard"

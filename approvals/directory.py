@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from approvals.requester import RequesterMatch, match_requester
+
 WEB_PLATFORM = "web"
 DM = "dm"
 """Reserved notify target: each approver of the level, directly, on every platform they use."""
@@ -71,6 +73,7 @@ class Directory:
     channels: Mapping[str, tuple[Destination, ...]] = field(default_factory=dict)
     platforms: frozenset[str] = frozenset()
     _by_identity: dict[tuple[str, str], str] = field(init=False, repr=False, compare=False)
+    _requesters: dict[str, RequesterMatch] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index: dict[tuple[str, str], str] = {}
@@ -83,6 +86,19 @@ class Directory:
                         f"{person.name}"
                     )
         object.__setattr__(self, "_by_identity", index)
+        object.__setattr__(self, "_requesters", {})
+
+    def requester_match(self, requested_by: str | None) -> RequesterMatch:
+        """The people a request's ``requested_by`` names or looks like (four-eyes: none of
+        them may decide it). See :mod:`approvals.requester`."""
+        if requested_by is None:
+            return RequesterMatch()
+        found = self._requesters.get(requested_by)
+        if found is None:
+            found = match_requester(requested_by, self.people)
+            if len(self._requesters) < 10_000:  # a cache, bounded against odd inputs
+                self._requesters[requested_by] = found
+        return found
 
     def person_for(self, platform: str, identity: str) -> Person | None:
         """The person behind a platform identity, or ``None`` for a stranger."""

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from approvals.access import WebSession
 from approvals.audit import AuditEntry
-from approvals.card import ApprovalCard, build_card
+from approvals.card import ApprovalCard
 from approvals.directory import WEB_PLATFORM
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, Verdict, VoteCommand
@@ -123,7 +123,7 @@ class InboxQueries:
 
     def _item(self, request: ApprovalRequest, person: str) -> InboxItem:
         can_vote, hint = self._voting_hint(request, person)
-        return InboxItem(request, build_card(request), can_vote, hint)
+        return InboxItem(request, self._service.card_for(request), can_vote, hint)
 
     def _voting_hint(self, request: ApprovalRequest, person: str) -> tuple[bool, str | None]:
         if request.status.is_final:

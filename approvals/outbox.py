@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 
 from approvals import flood
 from approvals.audit import AuditKind
-from approvals.card import ApprovalCard, build_card, build_digest_card
+from approvals.card import ApprovalCard, CardBuilder, build_card, build_digest_card
 from approvals.clicks import RecentCards
 from approvals.clock import Clock
 from approvals.crashpoints import CrashPoint, crash_point
 from approvals.directory import Destination
 from approvals.log_context import about_request
+from approvals.model import ApprovalRequest
 from approvals.ports import Adapter, DeliveryError, MessageRef
 from approvals.service import DIGEST, EDIT, REMIND, SEND, WEBHOOK
 from approvals.store import (
@@ -103,6 +104,10 @@ class RetryPolicy:
         return half + half * rng.random()
 
 
+def _plain_card(request: ApprovalRequest, note: str | None) -> ApprovalCard:
+    return build_card(request, note=note)
+
+
 class OutboxDispatcher:
     """Sends outbox rows through adapters. Several dispatchers may share one database."""
 
@@ -119,6 +124,7 @@ class OutboxDispatcher:
         on_result: Callable[[str, str], None] | None = None,
         webhooks: WebhookSender | None = None,
         recent_cards: RecentCards | None = None,
+        cards: CardBuilder | None = None,
     ) -> None:
         self._store = store
         self._adapters = dict(adapters)
@@ -132,6 +138,7 @@ class OutboxDispatcher:
         self._webhooks = webhooks
         self._pace = SendPace()
         self._recent_cards = recent_cards
+        self._cards: CardBuilder = cards or _plain_card
 
     def _report(self, destination: str, result: str) -> None:
         if self._on_result is not None:
@@ -323,7 +330,7 @@ class OutboxDispatcher:
             request = reads.get_request(item.request_id)
             if request is not None:
                 note = item.payload.get("note")
-                card = build_card(request, note=note if isinstance(note, str) else None)
+                card = self._cards(request, note if isinstance(note, str) else None)
         return card, reads.deliveries(item.request_id)
 
     async def _deliver_webhook(self, item: OutboxItem) -> None:

@@ -133,10 +133,18 @@ def judge_vote(request: ApprovalRequest, command: VoteCommand, rules: Rules) -> 
         )
     if request.status.is_final:
         return AlreadyDecided(request)
-    if request.requested_by is not None and person.name == request.requested_by:
+    requester = rules.directory.requester_match(request.requested_by)
+    if person.name == requester.exact or person.name == request.requested_by:
         return NotAllowed(
             RefusalCode.REQUESTER,
             "this request was made on your behalf, so someone else must decide it",
+        )
+    if person.name in requester.lookalikes:
+        # Fail closed: a name that only looks like this person's may still mean them.
+        return NotAllowed(
+            RefusalCode.REQUESTER,
+            f"this request is for {requester.shown(request.requested_by)}, which looks like "
+            f"{person.name}, so someone else must decide it",
         )
     if person.name not in request.policy.approvers_through(request.level):
         return NotAllowed(
@@ -218,10 +226,16 @@ class ApprovalService:
     async def get(self, request_id: str) -> ApprovalRequest | None:
         return await self._store.get_request(request_id)
 
+    def card_for(self, request: ApprovalRequest, note: str | None = None) -> ApprovalCard:
+        """The request's card as every channel shows it, with what the configured people
+        make it say (a requester who only looks like an approver)."""
+        requester = self._rules.directory.requester_match(request.requested_by)
+        return build_card(request, note=note, warning=requester.note(request.requested_by))
+
     async def card(self, request_id: str) -> ApprovalCard | None:
         """The request's card as it stands now (what adapters may read), or ``None``."""
         request = await self._store.get_request(request_id)
-        return None if request is None else build_card(request)
+        return None if request is None else self.card_for(request)
 
     async def follow_clock_steps(self) -> None:
         """If the wall clock was stepped since the last look, move the stored times with it

@@ -130,6 +130,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         on_result=metrics.on_delivery,
         webhooks=webhooks,
         recent_cards=service.recent_cards,
+        cards=service.card_for,
     )
     scheduler = DeadlineScheduler(service, interval=options.sweep_interval)
     notifications, singleton_locks = build_cross_process_parts(store, store.url, waiters, adapters)
