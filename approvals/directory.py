@@ -67,11 +67,13 @@ class Directory:
         channels: channel name -> destinations (usually one platform each).
         platforms: the chat platforms that are configured (``slack``, ``telegram``, ...);
             ``dm`` only reaches people on these.
+        admins: people who may read every request and the whole audit log in the inbox.
     """
 
     people: Mapping[str, Person] = field(default_factory=dict)
     channels: Mapping[str, tuple[Destination, ...]] = field(default_factory=dict)
     platforms: frozenset[str] = frozenset()
+    admins: frozenset[str] = frozenset()
     _by_identity: dict[tuple[str, str], str] = field(init=False, repr=False, compare=False)
     _requesters: dict[str, RequesterMatch] = field(init=False, repr=False, compare=False)
 

@@ -28,6 +28,8 @@ HISTORY_SCAN_LIMIT = 200
 """How many of the newest requests of each final status the history looks through."""
 HISTORY_PAGE_SIZE = 100
 AUDIT_PAGE_SIZE = 50
+AUDIT_SCAN_LIMIT = 5000
+"""How many audit entries one page view looks through for entries its viewer may see."""
 FINAL_STATUSES = (Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.CANCELLED)
 
 
@@ -108,8 +110,10 @@ class InboxReads(Protocol):
         """One request with its audit trail; ``None`` when there is no such request or
         ``person`` may not see it (the two are not told apart)."""
 
-    async def audit_page(self, before: int | None) -> AuditPage:
-        """The audit entries before entry number ``before`` (the newest when ``None``)."""
+    async def audit_page(self, person: str, before: int | None) -> AuditPage:
+        """The audit entries ``person`` may see before entry number ``before`` (the newest
+        when ``None``): an admin's are all; anyone else's are those of the requests they
+        may see."""
 
 
 class InboxQueries:
@@ -120,6 +124,9 @@ class InboxQueries:
 
     def now(self) -> datetime:
         return self._service.clock.now()
+
+    def _may_see(self, request: ApprovalRequest, person: str) -> bool:
+        return person in self._service.rules.directory.admins or visible_to(request, person)
 
     def _item(self, request: ApprovalRequest, person: str) -> InboxItem:
         can_vote, hint = self._voting_hint(request, person)
@@ -138,7 +145,7 @@ class InboxQueries:
         pending = await self._service.store.query(
             lambda reads: reads.list_requests(status=Status.PENDING, limit=PENDING_SCAN_LIMIT)
         )
-        items = [self._item(each, person) for each in pending if visible_to(each, person)]
+        items = [self._item(each, person) for each in pending if self._may_see(each, person)]
         return PendingList(items, complete=len(pending) < PENDING_SCAN_LIMIT)
 
     async def history_for(self, person: str) -> list[InboxItem]:
@@ -149,14 +156,14 @@ class InboxQueries:
             return found
 
         found = await self._service.store.query(decided)
-        mine = [each for each in found if visible_to(each, person)]
+        mine = [each for each in found if self._may_see(each, person)]
         mine.sort(key=lambda each: each.decided_at or each.created_at, reverse=True)
         return [self._item(each, person) for each in mine[:HISTORY_PAGE_SIZE]]
 
     async def request_for(self, person: str, request_id: str) -> RequestView | None:
         def read(reads: SyncReads) -> tuple[ApprovalRequest | None, list[AuditEntry]]:
             request = reads.get_request(request_id)
-            if request is None or not visible_to(request, person):
+            if request is None or not self._may_see(request, person):
                 return None, []
             return request, reads.audit_entries(request_id=request_id)
 
@@ -165,27 +172,52 @@ class InboxQueries:
             return None
         return RequestView(self._item(request, person), audit)
 
-    async def audit_page(self, before: int | None) -> AuditPage:
+    async def audit_page(self, person: str, before: int | None) -> AuditPage:
         verification = await self._service.store.verify_audit()
+        admin = person in self._service.rules.directory.admins
 
-        def read(reads: SyncReads) -> tuple[list[AuditEntry], int, int, int]:
+        def read(reads: SyncReads) -> AuditPage:
             head_seq, _head_hash = reads.audit_head()
             upper = head_seq if before is None else min(before - 1, head_seq)
-            lower = max(0, upper - AUDIT_PAGE_SIZE)
-            entries: list[AuditEntry] = []
-            if upper > lower:
-                found = reads.audit_entries(after_seq=lower, limit=upper - lower)
-                entries = [entry for entry in found if entry.seq <= upper]
-            return entries, head_seq, upper, lower
+            seen: dict[str, bool] = {}
 
-        entries, head_seq, upper, lower = await self._service.store.query(read)
-        entries.sort(key=lambda entry: entry.seq, reverse=True)
-        return AuditPage(
-            verification,
-            entries,
-            older=lower + 1 if lower > 0 else None,
-            has_newer=upper < head_seq,
-        )
+            def may_see(entry: AuditEntry) -> bool:
+                if admin:
+                    return True
+                if entry.request_id is None:
+                    return False  # the service's own entries: config loads, key changes
+                if entry.request_id not in seen:
+                    request = reads.get_request(entry.request_id)
+                    seen[entry.request_id] = request is not None and self._may_see(request, person)
+                return seen[entry.request_id]
+
+            # Newest first, a chunk at a time, until a page is full, the log's start is
+            # reached, or AUDIT_SCAN_LIMIT entries were looked through.
+            shown: list[AuditEntry] = []
+            cursor = upper  # the newest entry not looked at yet
+            while cursor > 0 and len(shown) < AUDIT_PAGE_SIZE:
+                if upper - cursor >= AUDIT_SCAN_LIMIT:
+                    break
+                lower = max(0, cursor - AUDIT_PAGE_SIZE)
+                found = reads.audit_entries(after_seq=lower, limit=cursor - lower)
+                for entry in sorted(found, key=lambda each: each.seq, reverse=True):
+                    if entry.seq > cursor:
+                        continue
+                    if len(shown) == AUDIT_PAGE_SIZE:
+                        break
+                    cursor = entry.seq - 1
+                    if may_see(entry):
+                        shown.append(entry)
+                else:
+                    cursor = lower
+            return AuditPage(
+                verification,
+                shown,
+                older=cursor + 1 if cursor > 0 else None,
+                has_newer=upper < head_seq,
+            )
+
+        return await self._service.store.query(read)
 
 
 class WebSessions(Protocol):

@@ -43,6 +43,7 @@ def find_problems(settings: SignoffSettings) -> list[Finding]:
     findings: list[Finding] = []
     findings += _check_people(settings)
     findings += _check_groups(settings)
+    findings += _check_admins(settings)
     findings += _check_channels(settings)
     findings += _check_platforms(settings)
     findings += _check_policies(settings)
@@ -92,6 +93,19 @@ def _check_groups(settings: SignoffSettings) -> list[Finding]:
                 message += "; groups list names from people"
             findings.append(Finding(("groups", group, index), message))
     return findings
+
+
+def _check_admins(settings: SignoffSettings) -> list[Finding]:
+    return [
+        Finding(
+            ("admins", index),
+            f"unknown person {name!r}"
+            + _suggestion(name, settings.people)
+            + "; admins lists names from people",
+        )
+        for index, name in enumerate(settings.admins)
+        if name not in settings.people
+    ]
 
 
 def _check_channels(settings: SignoffSettings) -> list[Finding]:

@@ -127,7 +127,12 @@ def build_directory(settings: SignoffSettings) -> Directory:
         for name, channel in settings.channels.items()
     }
     platforms = frozenset(p for p in CHAT_PLATFORMS if p in settings.platforms.chat_platforms)
-    return Directory(people=people, channels=channels, platforms=platforms)
+    return Directory(
+        people=people,
+        channels=channels,
+        platforms=platforms,
+        admins=frozenset(settings.admins),
+    )
 
 
 def load_config(

@@ -806,6 +806,15 @@ class SignoffSettings(_Section):
         default_factory=dict,
         description="A list of person names, usable wherever approvers are listed.",
     )
+    admins: Annotated[list[Name], BeforeValidator(_none_as_empty)] = Field(
+        default_factory=list,
+        description=(
+            "People (names from `people`) who may read everything in the web inbox: every "
+            "request, the whole history and the whole audit log. Everyone else sees only "
+            "the requests they approve at some level, and only those requests' audit "
+            "entries. Being an admin gives no vote."
+        ),
+    )
     channels: Annotated[dict[Name, ChannelSettings], BeforeValidator(_none_as_empty)] = Field(
         default_factory=dict,
         description="A named place to post cards, with an id on one or more platforms.",

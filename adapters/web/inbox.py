@@ -429,7 +429,7 @@ class WebInbox:
                     session=session,
                 )
             before = int(before_text)
-        page = await self._reads.audit_page(before)
+        page = await self._reads.audit_page(session.person, before)
         return self._render(
             request,
             "audit.html",
