@@ -220,6 +220,17 @@ class InboxQueries:
         return await self._service.store.query(read)
 
 
+class FailedSignIns(Protocol):
+    """The limit on failed authentications per client address that the agent API uses too
+    (``bot.limits.FailureGuard``): bad sign-in tokens and unknown session cookies count."""
+
+    def retry_after(self, client: str) -> int:
+        """0 if ``client`` may try now, else whole seconds until it may."""
+
+    def failed(self, client: str) -> None:
+        """Count one failed attempt from ``client``."""
+
+
 class WebSessions(Protocol):
     """The sign-ins and sessions the web inbox may use (``approvals.access.AccessStore``)."""
 

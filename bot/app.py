@@ -22,9 +22,9 @@ from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
 from approvals.store.notify import REQUEST_FINAL_CHANNEL, NotificationListener, postgres_dsn
 from approvals.webhooks import WebhookSender
-from bot.api import AgentApi
+from bot.api import FAILED_AUTH_LIMIT, AgentApi
 from bot.leadership import SingletonLocks
-from bot.limits import RateLimit, RateLimiter
+from bot.limits import FailureGuard, RateLimit, RateLimiter
 from bot.logging_setup import remember_config_secrets
 from bot.metrics import Metrics
 from bot.runtime import Runtime
@@ -107,6 +107,9 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
     service = ApprovalService(store, options.rules or rules_from(config), options.clock)
     access = AccessStore(store, options.clock)
     metrics = Metrics()
+    # One count of failed authentications per address, for API keys, sign-in links and
+    # session cookies alike.
+    failures = FailureGuard(FAILED_AUTH_LIMIT)
     waiters = RequestWaiters(service)
     adapters: dict[str, Adapter] = dict(options.adapters or {})
     public_url = str(settings.server.public_url)
@@ -116,7 +119,9 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
     if options.web_inbox and settings.platforms.web.enabled:
         from adapters.web import WebInbox
 
-        web_inbox = WebInbox(InboxQueries(service), access, public_url=public_url)
+        web_inbox = WebInbox(
+            InboxQueries(service), access, public_url=public_url, failures=failures
+        )
         adapters.setdefault("web", web_inbox)
     receipts = ReceiptSigner(store, options.clock)
     webhooks = WebhookSender(
@@ -141,6 +146,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         receipts=receipts,
         limiter=RateLimiter(options.per_agent_limit, options.overall_limit),
         settings=settings,
+        failures=failures,
     )
     return Runtime(
         config=config,

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -120,9 +121,18 @@ async def serve(
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS,
         lifespan="on",
+        **proxy_options(server_settings.trusted_proxies),
     )
     server = SignoffServer(uvicorn_config, runtime, welcome=builtin_default)
     await server.serve()
+
+
+def proxy_options(trusted_proxies: list[str]) -> dict[str, Any]:
+    """uvicorn's forwarding-header settings: believed only from ``server.trusted_proxies``
+    (uvicorn itself would believe any proxy on 127.0.0.1)."""
+    if not trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
 
 
 async def _print_welcome(runtime: Runtime) -> None:

@@ -16,6 +16,7 @@ have been written as one ``${ENV_VAR}`` reference; models built in code take any
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -221,6 +222,28 @@ class ServerSettings(_Section):
             "the Telegram webhook. A trailing slash is removed."
         ),
     )
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or networks (CIDR) of the reverse proxies in front of signoff whose "
+            "`X-Forwarded-For` and `X-Forwarded-Proto` headers are believed. None by "
+            "default: the client address is the connection's, so a forged header can "
+            "neither dodge the limit on bad keys, sign-in links and sessions nor aim it at "
+            "someone else. Behind a proxy, list it (e.g. `127.0.0.1`), or every client "
+            "shares the proxy's address and its limit."
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @field_validator("listen")
     @classmethod

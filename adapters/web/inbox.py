@@ -37,7 +37,7 @@ from approvals.card import ApprovalCard
 from approvals.directory import WEB_PLATFORM, Destination
 from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.flood import is_digest_id
-from approvals.inbox import InboxReads, WebSessions
+from approvals.inbox import FailedSignIns, InboxReads, WebSessions
 from approvals.machine import Event
 from approvals.model import MAX_REASON_LENGTH, Verdict, VoteCommand
 from approvals.outcomes import AlreadyDecided, Applied, NotFound, Outcome, RefusalCode
@@ -76,6 +76,14 @@ SIGN_IN_COMMAND = "signoff login-link NAME"
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
+class _TooManyFailures(Exception):
+    """The client's address is waiting out too many failed sign-ins or sessions."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(f"retry after {wait} s")
+        self.wait = wait
+
+
 def origin_of(url: str) -> str:
     """The origin (scheme, host and port, lower-case, default port left out) of ``url``."""
     parts = urlsplit(url)
@@ -92,9 +100,17 @@ class WebInbox:
     platform = WEB_PLATFORM
     min_send_interval = timedelta(0)
 
-    def __init__(self, reads: InboxReads, access: WebSessions, *, public_url: str) -> None:
+    def __init__(
+        self,
+        reads: InboxReads,
+        access: WebSessions,
+        *,
+        public_url: str,
+        failures: FailedSignIns | None = None,
+    ) -> None:
         self._reads = reads
         self._access = access
+        self._failures = failures
         self._secure_cookie = public_url.lower().startswith("https://")
         self._origin = origin_of(public_url)
         self._sink: VoteSink | None = None
@@ -185,6 +201,15 @@ class WebInbox:
                             response = await handler(request)
                     except HTTPException:
                         raise
+                    except _TooManyFailures as exc:
+                        response = inbox._message(
+                            request,
+                            "Too many attempts",
+                            "Too many sign-in links or sessions from your address were not "
+                            f"valid. Wait {exc.wait} seconds, then try again.",
+                            status=429,
+                        )
+                        response.headers["Retry-After"] = str(exc.wait)
                     except FormError as exc:
                         response = inbox._message(
                             request, "The form could not be read", exc.message, status=exc.status
@@ -295,11 +320,31 @@ class WebInbox:
         origin = request.headers.get("origin")
         return origin is not None and origin.lower() != self._origin
 
+    def _client(self, request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def _check_attempts(self, request: Request) -> None:
+        """Refuse the request while its address waits out too many failed attempts (a good
+        cookie or link too: answering those would tell a guess that hit from one that
+        missed)."""
+        if self._failures is not None:
+            wait = self._failures.retry_after(self._client(request))
+            if wait:
+                raise _TooManyFailures(wait)
+
+    def _failed_attempt(self, request: Request) -> None:
+        if self._failures is not None:
+            self._failures.failed(self._client(request))
+
     async def _session(self, request: Request) -> WebSession | None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
             return None
-        return await self._access.session(cookie)
+        self._check_attempts(request)
+        session = await self._access.session(cookie)
+        if session is None:
+            self._failed_attempt(request)
+        return session
 
     @staticmethod
     def _csrf_ok(form: dict[str, str], session: WebSession) -> bool:
@@ -346,12 +391,14 @@ class WebInbox:
 
     async def login(self, request: Request) -> Response:
         """Redeem a sign-in token (once) and open a session."""
+        self._check_attempts(request)
         form = await read_form(request)
         token = form.get("token", "")
         person = (
             await self._access.redeem_login_token(token) if _LOGIN_TOKEN.fullmatch(token) else None
         )
         if person is None:
+            self._failed_attempt(request)
             return self._invalid_link(request)
         old_cookie = request.cookies.get(SESSION_COOKIE)
         if old_cookie:
