@@ -18,6 +18,7 @@ from pathlib import Path
 from approvals.clock import ManualClock
 from approvals.directory import Directory, Person
 from approvals.model import CreateCommand, Verdict, VoteCommand
+from approvals.outcomes import Created
 from approvals.policy import Level, Policy, PolicySet
 from approvals.service import Rules
 from approvals.store import SqlStore
@@ -75,6 +76,7 @@ async def run(store: SqlStore, name: str) -> None:
             outcome = await service.create(
                 CreateCommand(agent="bench", action="deploy.x", title=f"r{index}")
             )
+            assert isinstance(outcome, Created), outcome
             ids.append(outcome.request.id)
 
         return call

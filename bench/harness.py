@@ -162,9 +162,9 @@ def child_environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def local_client(**options: object) -> httpx.AsyncClient:
+def local_client(**options: Any) -> httpx.AsyncClient:
     """An HTTP client that ignores proxy settings (benchmarks talk to 127.0.0.1 only)."""
-    return httpx.AsyncClient(trust_env=False, **options)  # type: ignore[arg-type]
+    return httpx.AsyncClient(trust_env=False, **options)
 
 
 class ServerProcess:

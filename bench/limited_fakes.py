@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -66,7 +67,7 @@ class LimitedBotApi(FakeBotApi):
         self.refusals = 0
         self.delivered: list[tuple[float, str]] = []
 
-    async def _api_sendMessage(self, params: dict) -> web.Response:  # type: ignore[type-arg]
+    async def _api_sendMessage(self, params: dict[str, Any]) -> web.Response:
         chat = str(params.get("chat_id"))
         now = time.monotonic()
         wait = self.book.wait(chat, now)

@@ -38,7 +38,7 @@ FORBIDDEN = {
 
 def imported_modules(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    names = []
+    names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)
@@ -156,6 +156,7 @@ def sql_uses(path: Path) -> list[str]:
         elif isinstance(node, ast.Attribute) and node.attr in ("conn", "begin_nested"):
             use = f".{node.attr}"
         if use is not None:
+            assert isinstance(node, ast.stmt | ast.expr)  # imports and attributes have a line
             found.append((node.lineno, node.col_offset, use))
     return [f"line {line}: {use}" for line, _, use in sorted(found)]
 

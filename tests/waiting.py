@@ -11,9 +11,10 @@ T = TypeVar("T")
 
 
 async def wait_for(
-    predicate: Callable[[], Awaitable[T]], *, within: float = 10.0, poll: float = 0.02
+    predicate: Callable[[], Awaitable[T | None]], *, within: float = 10.0, poll: float = 0.02
 ) -> T:
-    """Poll an async predicate until it returns something truthy; fail after ``within`` s."""
+    """Poll an async predicate until it returns something truthy, and return that (so never
+    ``None``); fail after ``within`` s."""
     deadline = time.monotonic() + within
     while True:
         result = await predicate()

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 log = logging.getLogger(__name__)
 

@@ -244,7 +244,7 @@ class AdapterContract:
         super().__init_subclass__(**kwargs)
         for name in dir(AdapterContract):
             case = getattr(AdapterContract, name)
-            missing = getattr(case, "needs", frozenset()) - cls.capabilities
+            missing: frozenset[str] = getattr(case, "needs", frozenset()) - cls.capabilities
             if name.startswith("test_") and missing:
                 setattr(cls, name, None)  # not collected: the channel cannot have this case
 

@@ -44,6 +44,7 @@ VALUES = st.recursive(
 @st.composite
 def predicates(draw: st.DrawFn) -> ParamPredicate:
     op = draw(st.sampled_from(list(PredicateOp)))
+    operand: object
     if op in (PredicateOp.IN, PredicateOp.NOT_IN):
         operand = draw(st.lists(SCALARS, max_size=3))
     elif op in (PredicateOp.GT, PredicateOp.GTE, PredicateOp.LT, PredicateOp.LTE):

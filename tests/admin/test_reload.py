@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from approvals.clock import ManualClock
 from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
-from approvals.outcomes import Applied, NotAllowed, RefusalCode
+from approvals.outcomes import Applied, Created, NotAllowed, RefusalCode
 from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
 from bot.reload import SIGHUP_REASON, ConfigReloader
@@ -62,6 +62,7 @@ class Harness:
         outcome = await self.runtime.service.create(
             CreateCommand(agent="deploy-bot", action=action, title=action, **extra)
         )
+        assert isinstance(outcome, Created), outcome
         return outcome.request
 
     async def audit_kinds(self) -> list[tuple[str, str]]:
@@ -344,9 +345,11 @@ async def test_changed_platform_settings_restart_only_that_adapter(tmp_path):
 
         started.write(PLATFORMS.replace("${SLACK_TOKEN}", "${SLACK_TOKEN_2}"))
         result = await started.reloader.reload(SIGHUP_REASON)
+        assert result is not None
 
         assert result.adapters_restarted == ("slack",)
         slack = started.runtime.adapters["slack"]
+        assert isinstance(slack, TrackedAdapter)
         assert slack is not first_slack
         assert slack.label == "xoxb-second https://slack.com/api/"
         assert first_slack.lifecycle == ["started", "stopped"]
@@ -372,6 +375,7 @@ async def test_changed_platform_settings_restart_only_that_adapter(tmp_path):
             )
         )
         second = await started.reloader.reload(SIGHUP_REASON)
+        assert second is not None
         assert second.adapters_restarted == ("telegram",)
         assert started.runtime.adapters["slack"] is slack
         assert first_telegram.lifecycle == ["started", "stopped"]

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -64,7 +65,7 @@ class Setup:
         self.key = await AccessStore(store, SystemClock()).create_agent_key("deploy-bot")
         await store.close()
 
-    async def create(self, base: str) -> dict:
+    async def create(self, base: str) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=base, trust_env=False) as agent:
             response = await agent.post(
                 "/v1/approvals",
@@ -74,7 +75,7 @@ class Setup:
         assert response.status_code == 201, response.text
         return response.json()
 
-    async def config_entries(self) -> list[dict]:
+    async def config_entries(self) -> list[dict[str, Any]]:
         store = SqlStore(f"sqlite:///{self.db}")
         try:
             async with store.read() as reader:
@@ -88,7 +89,7 @@ class Setup:
         ]
 
 
-async def readiness(base: str) -> dict:
+async def readiness(base: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, trust_env=False) as client:
         return (await client.get("/readyz")).json()
 

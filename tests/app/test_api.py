@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from bot.limits import RateLimit
 from tests.app.conftest import start_harness
 
 
-def assert_error(response, status: int, code: str | None = None) -> dict:
+def assert_error(response, status: int, code: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}

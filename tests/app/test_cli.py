@@ -138,17 +138,19 @@ def _write_audit_entries(db_path: str, count: int) -> None:
     import asyncio
 
     from approvals.clock import ManualClock
-    from approvals.store import SqlStore
+    from approvals.store import SqlStore, WriteTx
 
     async def write():
         store = SqlStore(f"sqlite:///{db_path}")
         try:
             for index in range(count):
-                await store.run(
-                    lambda tx, n=index: tx.append_audit(
+
+                def append(tx: WriteTx, n: int = index) -> None:
+                    tx.append_audit(
                         "config_loaded", at=ManualClock().now(), actor="test", data={"n": n}
                     )
-                )
+
+                await store.run(append)
         finally:
             await store.close()
 

@@ -53,8 +53,10 @@ class ServeProcess:
         threading.Thread(target=self._collect, daemon=True).start()
 
     def _collect(self) -> None:
-        with self.process.stdout:
-            for line in self.process.stdout:
+        stdout = self.process.stdout
+        assert stdout is not None  # stdout=PIPE
+        with stdout:
+            for line in stdout:
                 self._fresh.put(line)
         self._fresh.put(None)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from approvals.machine import Status
 from approvals.model import CreateCommand
+from approvals.outcomes import Created
 from bot.app import AppOptions, build_runtime
 from config import load_config_text
 from tests.fakes.recording import RecordingAdapter
@@ -48,11 +49,13 @@ async def test_exact_wakeup_times_out_a_request_at_its_deadline(tmp_path):
         created = await runtime.service.create(
             CreateCommand(agent="a", action="x", title="t", timeout=timedelta(seconds=1))
         )
+        assert isinstance(created, Created), created
         request = created.request
         assert runtime.scheduler.wakeup_at == request.deadline
 
         async def timed_out():
             current = await runtime.service.get(request.id)
+            assert current is not None
             return current if current.status is Status.DENIED else None
 
         final = await wait_for(timed_out, within=5)
@@ -70,10 +73,12 @@ async def test_lost_wakeup_job_is_covered_by_the_interval_sweep(tmp_path):
         created = await runtime.service.create(
             CreateCommand(agent="a", action="x", title="t", timeout=timedelta(seconds=1))
         )
+        assert isinstance(created, Created), created
         runtime.scheduler.drop_wakeup()
 
         async def timed_out():
             current = await runtime.service.get(created.request.id)
+            assert current is not None
             return current.status is Status.DENIED
 
         await wait_for(timed_out, within=5)
@@ -83,13 +88,13 @@ async def test_lost_wakeup_job_is_covered_by_the_interval_sweep(tmp_path):
 
 async def test_start_records_config_and_stop_closes_adapters(tmp_path):
     config = load_config_text(config_text(tmp_path / "s.db"), "test.yaml")
-    adapter = RecordingAdapter("slack")
     stopped = []
 
-    async def stop():
-        stopped.append(True)
+    class StopRecordingAdapter(RecordingAdapter):
+        async def stop(self) -> None:
+            stopped.append(True)
 
-    adapter.stop = stop
+    adapter = StopRecordingAdapter("slack")
     runtime = build_runtime(config, AppOptions(adapters={"slack": adapter}))
     await runtime.start()
     assert adapter.sink is runtime.service
@@ -111,6 +116,7 @@ def test_serve_stops_gracefully_on_sigterm(tmp_path):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    assert process.stdout is not None  # stdout=PIPE
     try:
         first = process.stdout.readline()
         assert "signoff: config" in first

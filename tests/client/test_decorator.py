@@ -263,11 +263,11 @@ async def test_an_async_function_runs_only_once_approved(signoff_server):
         async def rollback() -> None:
             ran.append("rollback")
 
-        call = asyncio.create_task(rollback())
+        rolling_back = asyncio.create_task(rollback())
         asked = await asyncio.to_thread(signoff_server.pending_titled, denied_title)
         await asyncio.to_thread(signoff_server.deny, asked["id"], "bob")
         with pytest.raises(Denied):
-            await call
+            await rolling_back
     assert ran == ["3.1"]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import httpx
 
@@ -20,7 +21,7 @@ from tests.client.signing import SigningKey
 class TamperingTransport(httpx.HTTPTransport):
     """Forwards to the real server and replaces the answers to chosen paths."""
 
-    def __init__(self, replace: dict[str, dict]) -> None:
+    def __init__(self, replace: dict[str, dict[str, Any]]) -> None:
         super().__init__()
         self.replace = replace
         self.paths: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def key() -> SigningKey:
     return SigningKey()
 
 
-def keys_json(*keys: SigningKey) -> dict:
+def keys_json(*keys: SigningKey) -> dict[str, Any]:
     return {"keys": [k.entry(active=index == 0) for index, k in enumerate(keys)]}
 
 
@@ -272,4 +273,4 @@ def test_retries_stop_after_the_last_delay():
 def test_jitter_only_lengthens_a_delay_a_little():
     policy = RetryPolicy(delays=(2.0,), jitter=0.1)
     delays = {policy.delay_after(NetworkError("x"), 0) for _ in range(50)}
-    assert all(2.0 <= delay <= 2.2 for delay in delays)
+    assert all(delay is not None and 2.0 <= delay <= 2.2 for delay in delays)

@@ -353,7 +353,7 @@ async def test_entries_forged_beyond_the_head_are_reported_at_the_first(service,
     def _change(tx: WriteTx) -> None:
         prev_hash = last.hash
         for seq in (total + 1, total + 2):
-            fields = {
+            fields: dict[str, Any] = {
                 "seq": seq,
                 "at": at,
                 "kind": "decided",
@@ -385,7 +385,7 @@ async def test_concurrent_creates_keep_one_linear_chain(service, store):
     entries = await audit_log(store)
     assert [e.seq for e in entries] == list(range(1, 31))
     assert [e.prev_hash for e in entries] == [GENESIS_HASH] + [e.hash for e in entries[:-1]]
-    assert sorted(e.request_id for e in entries) == sorted(o.request.id for o in outcomes)
+    assert sorted(str(e.request_id) for e in entries) == sorted(o.request.id for o in outcomes)
     async with store.read() as reader:
         assert await reader.audit_head() == (30, entries[-1].hash)
     await assert_chain_ok(store, 30)

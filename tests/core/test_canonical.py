@@ -1,6 +1,7 @@
 """Canonical JSON and the payload hash."""
 
 import hashlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -52,7 +53,7 @@ def test_values_without_a_canonical_form_are_refused(value):
 
 
 def test_deep_nesting_is_refused_not_crashing():
-    value: list = []
+    value: list[Any] = []
     for _ in range(500):
         value = [value]
     with pytest.raises(CanonicalJsonError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -20,12 +21,10 @@ TELEGRAM_OPS = "telegram:channel:-1001234"
 
 
 async def create(
-    service: ApprovalService, n: int, *, agent: str = "deploy-bot", **extra: object
+    service: ApprovalService, n: int, *, agent: str = "deploy-bot", **extra: Any
 ) -> str:
-    fields = {"action": "deploy.web", "params": {}} | extra
-    outcome = await service.create(
-        CreateCommand(agent=agent, title=f"Request {n}", **fields)  # type: ignore[arg-type]
-    )
+    fields: dict[str, Any] = {"action": "deploy.web", "params": {}} | extra
+    outcome = await service.create(CreateCommand(agent=agent, title=f"Request {n}", **fields))
     assert isinstance(outcome, Created), outcome
     return outcome.request.id
 
@@ -85,7 +84,7 @@ async def test_gathered_requests_get_no_reminders_and_their_timeouts_empty_the_d
     outbox = OutboxDispatcher(
         store, {"slack": slack, "telegram": telegram, "discord": discord}, clock
     )
-    prod = {"action": "db.migrate", "params": {"env": "prod"}}
+    prod: dict[str, Any] = {"action": "db.migrate", "params": {"env": "prod"}}
     for n in range(CARDS_PER_MINUTE + 2):
         await create(service, n, **prod)
     await outbox.drain()

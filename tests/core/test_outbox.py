@@ -22,7 +22,7 @@ from approvals.outbox import OutboxDispatcher, RetryPolicy, SendPace
 from approvals.outcomes import Applied, Created
 from approvals.ports import DeliveryError, MessageRef
 from approvals.service import REMIND, SEND, ApprovalService
-from approvals.store import SqlStore, WriteTx
+from approvals.store import OutboxItem, SqlStore, WriteTx
 from approvals.tables import DESTINATIONS, OUTBOX
 from tests.fakes.recording import RecordingAdapter
 
@@ -423,6 +423,7 @@ async def test_send_for_a_card_already_posted_edits_instead_of_posting_twice(ser
     request_id = await create(service, deploy())
     assert await dispatcher.drain() == 1
     ref = await stored_ref(store, request_id, SLACK_OPS)
+    assert ref is not None
 
     # A re-run after a crash: the same send is queued again.
     def _change(tx: WriteTx) -> None:
@@ -449,6 +450,7 @@ async def test_reminder_replies_next_to_each_posted_card(service, store, clock):
         assert [call.kind for call in adapter.calls] == ["send", "reply"]
         assert adapter.calls[-1].text == "Reminder: this request is still waiting for a decision."
         ref = await stored_ref(store, request_id, destination)
+        assert ref is not None
         assert adapter.refs == [MessageRef(adapter.platform, ref)]
 
 
@@ -596,7 +598,7 @@ async def test_run_forever_sends_when_woken_and_stops(service, store, clock, mon
     idle_round = asyncio.Event()
     claim = dispatcher._claim
 
-    async def observed_claim(limit: int) -> list:
+    async def observed_claim(limit: int) -> list[OutboxItem]:
         claimed = await claim(limit)
         if not claimed:
             idle_round.set()  # the loop goes on to wait without yielding first
@@ -622,7 +624,7 @@ async def test_wake_during_an_empty_round_is_not_lost(service, store, clock, mon
     claim = dispatcher._claim
     created: list[str] = []
 
-    async def claim_raced_by_a_create(limit: int) -> list:
+    async def claim_raced_by_a_create(limit: int) -> list[OutboxItem]:
         claimed = await claim(limit)
         if not claimed and not created:
             # A request commits just after this round looked, and wakes the dispatcher.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -27,7 +28,7 @@ async def create(service, command: CreateCommand):
     return outcome.request
 
 
-def verifies(signed: dict, keys: list[ReceiptKey]) -> bool:
+def verifies(signed: dict[str, Any], keys: list[ReceiptKey]) -> bool:
     by_id = {key.key_id: key for key in keys}
     key = by_id.get(signed["key_id"])
     if key is None:

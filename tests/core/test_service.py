@@ -44,6 +44,7 @@ async def test_quorum_counts_distinct_persons_across_platforms(service):
     second = await service.vote(vote(request.id, "telegram", "100002"))
     assert isinstance(second, Applied)
     assert second.request.status is Status.APPROVED
+    assert second.request.decision is not None
     assert second.request.decision.by == "bob"
     assert second.request.approvals() == {"alice", "bob"}
 

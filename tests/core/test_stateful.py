@@ -67,9 +67,10 @@ class ApprovalMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.open_store = open_store
         self.clock = ManualClock()
-        self.rules = Rules(make_policies(), make_directory())
+        # Not `self.rules`: RuleBasedStateMachine keeps its own rules under that name.
+        self.approval_rules = Rules(make_policies(), make_directory())
         self.store: SqlStore = self.run(open_store(True))
-        self.service = ApprovalService(self.store, self.rules, self.clock)
+        self.service = ApprovalService(self.store, self.approval_rules, self.clock)
         self.final_status: dict[str, Status] = {}
 
     def run(self, coroutine):
@@ -115,7 +116,10 @@ class ApprovalMachine(RuleBasedStateMachine):
     )
     def vote(self, request_id, who, verdict, reason):
         before = self.run(self.service.get(request_id))
-        outcome = self.run(self.service.vote(VoteCommand(request_id, *who, verdict, reason)))
+        platform, identity = who
+        outcome = self.run(
+            self.service.vote(VoteCommand(request_id, platform, identity, verdict, reason))
+        )
         if isinstance(outcome, Applied):
             assert before.status is Status.PENDING
 
@@ -127,7 +131,7 @@ class ApprovalMachine(RuleBasedStateMachine):
             return
         request = pending[0]
         request_id = request.id
-        person = self.rules.directory.people[request.votes[0].person]
+        person = self.approval_rules.directory.people[request.votes[0].person]
         identity = person.identity_on(platform)
         if identity is None:
             return
@@ -157,7 +161,7 @@ class ApprovalMachine(RuleBasedStateMachine):
     def restart(self):
         self.run(self.store.close())
         self.store = self.run(self.open_store(False))
-        self.service = ApprovalService(self.store, self.rules, self.clock)
+        self.service = ApprovalService(self.store, self.approval_rules, self.clock)
 
     @invariant()
     def invariants_hold(self):
@@ -170,6 +174,7 @@ class ApprovalMachine(RuleBasedStateMachine):
         finals: dict[str, int] = {}
         for entry in entries:
             if entry.kind in FINAL_KINDS:
+                assert entry.request_id is not None
                 finals[entry.request_id] = finals.get(entry.request_id, 0) + 1
         for request in requests:
             persons = [vote.person for vote in request.votes]
@@ -226,7 +231,8 @@ def test_random_sequences_keep_invariants_on_sqlite(sqlite_template, tmp_path):
 
         return ApprovalMachine(open_store)
 
-    run_state_machine_as_test(factory, settings=SETTINGS)
+    # hypothesis takes any factory (its docstring says so), though it annotates type[...].
+    run_state_machine_as_test(factory, settings=SETTINGS)  # type: ignore[arg-type]
 
 
 @pytest.mark.postgres
@@ -237,4 +243,6 @@ def test_random_sequences_keep_invariants_on_postgres():
 
         return ApprovalMachine(open_store)
 
-    run_state_machine_as_test(factory, settings=settings(SETTINGS, max_examples=10))
+    # hypothesis takes any factory (its docstring says so), though it annotates type[...].
+    few = settings(SETTINGS, max_examples=10)
+    run_state_machine_as_test(factory, settings=few)  # type: ignore[arg-type]

@@ -107,8 +107,12 @@ async def test_restart_keeps_pending_deadlines(store, rules, clock):
         assert await reopened.next_due_at() == request.next_due_at
         clock.advance(30 * MIN)
         assert await second.process_due() == 2
-        assert (await second.get(other.id)).status is Status.DENIED
-        assert (await second.get(request.id)).level == 1
+        denied = await second.get(other.id)
+        assert denied is not None
+        assert denied.status is Status.DENIED
+        escalated = await second.get(request.id)
+        assert escalated is not None
+        assert escalated.level == 1
     finally:
         await reopened.close()
 
@@ -214,7 +218,9 @@ async def test_timeout_approval_names_no_human_deciders(store, rules, clock):
     clock.advance(10 * MIN)
     await service.process_due()
     final = await service.get(request.id)
+    assert final is not None
     assert final.status is Status.APPROVED
+    assert final.decision is not None
     assert final.decision.by == "timeout"
     async with store.read() as reader:
         entries = await reader.audit_entries(request_id=request.id)

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from approvals.audit import AuditKind
+from approvals.clock import ManualClock
 from approvals.model import CreateCommand
 from approvals.store import SqlStore, WriteTx
 from approvals.tables import AGENT_KEYS, AUDIT
-from tests.world import ManualClock
 
 
 def add_key(key_id: str, clock: ManualClock):
@@ -133,7 +133,9 @@ async def test_reads_do_not_wait_for_the_writer(sqlite_store: SqlStore, clock):
         blocker.rollback()
         blocker.close()
     assert await asyncio.wait_for(write, 15) == "k1"
-    assert (await sqlite_store.query(lambda reads: reads.agent_key("k1"))).agent == "a"
+    added = await sqlite_store.query(lambda reads: reads.agent_key("k1"))
+    assert added is not None
+    assert added.agent == "a"
 
 
 async def test_requests_under_one_policy_share_its_parsed_snapshot(service, store: SqlStore):

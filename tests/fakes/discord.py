@@ -269,8 +269,8 @@ class FakeDiscord:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server)
+        self.port = server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         self._shutdown.set()
@@ -394,7 +394,9 @@ class FakeDiscord:
             }
         )
 
-    def _bucket_headers(self, call: ApiCall, channel: str) -> tuple[web.Response | None, dict]:
+    def _bucket_headers(
+        self, call: ApiCall, channel: str
+    ) -> tuple[web.Response | None, dict[str, str]]:
         """Per-channel bucket bookkeeping: headers to send, or a 429 for an exhausted bucket."""
         if self.bucket_limit is None:
             return None, {}

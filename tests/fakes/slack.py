@@ -127,8 +127,8 @@ class FakeSlack:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server)
+        self.port = server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         for socket in list(self._sockets):
@@ -404,7 +404,9 @@ class FakeSlack:
             ],
         }
 
-    async def click(self, message: Message, *, user: str, action_id: str, **forged: Any) -> dict:
+    async def click(
+        self, message: Message, *, user: str, action_id: str, **forged: Any
+    ) -> dict[str, Any]:
         """Click a button on ``message`` as ``user``; returns the acknowledgement."""
         payload = self.click_payload(message, user=user, action_id=action_id, **forged)
         return await self.deliver(payload)

@@ -26,7 +26,12 @@ from aiohttp import web
 from tests.waiting import wait_for
 
 TOKEN = "123456:TEST-token"
-BOT_USER = {"id": 123456, "is_bot": True, "first_name": "signoff", "username": "signoff_bot"}
+BOT_USER: dict[str, Any] = {
+    "id": 123456,
+    "is_bot": True,
+    "first_name": "signoff",
+    "username": "signoff_bot",
+}
 MAX_TEXT = 4096
 MAX_CALLBACK_DATA = 64
 
@@ -491,7 +496,11 @@ class FakeBotApi:
                 params = await request.json()
             else:
                 for key, value in (await request.post()).items():
-                    params[key] = json.loads(value) if key in _JSON_FIELDS else value
+                    if key in _JSON_FIELDS:
+                        assert isinstance(value, str), f"{key} is not JSON text"
+                        params[key] = json.loads(value)
+                    else:
+                        params[key] = value
         fault = self._take_fault(method)
         if fault is not None:
             self.calls.append(ApiCall(method, params, time.monotonic(), fault.status))

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.types import CallToolResult, TextContent
 
 from tests.client.server import ServedSignoff, unique_title
 from tests.web.test_end_to_end import SIGNOFF
@@ -40,11 +41,18 @@ async def mcp_session(served: ServedSignoff, tmp_path, **env: str) -> AsyncItera
             yield session
 
 
+def text_of(result: CallToolResult) -> str:
+    """The text of a tool result's first content block (signoff answers in text)."""
+    content = result.content[0]
+    assert isinstance(content, TextContent), content
+    return content.text
+
+
 async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await session.call_tool(tool, arguments)
     assert not result.is_error, result.content
     # The same result, as structured content and as JSON text for clients without it.
-    assert json.loads(result.content[0].text) == result.structured_content
+    assert json.loads(text_of(result)) == result.structured_content
     return result.structured_content
 
 
@@ -58,9 +66,12 @@ async def test_lists_the_three_tools_with_instructions_to_wait_and_never_proceed
     request = tools["request_approval"]
     assert set(request.input_schema["required"]) == {"action", "title"}
     assert {"details", "params", "timeout_seconds"} <= set(request.input_schema["properties"])
+    assert request.description is not None
     assert "get_approval" in request.description
     assert 'unless the status is "approved"' in request.description
-    assert "pending" in tools["get_approval"].description
+    get_description = tools["get_approval"].description
+    assert get_description is not None
+    assert "pending" in get_description
     assert tools["get_approval"].input_schema["required"] == ["id"]
     assert request.output_schema is not None
     assert "next_step" in request.output_schema["properties"]
@@ -136,9 +147,9 @@ async def test_errors_reach_the_model_as_tool_errors(signoff_server, tmp_path):
             "request_approval", {"action": "not an action", "title": "t"}
         )
     assert missing.is_error
-    assert "not_found" in missing.content[0].text
+    assert "not_found" in text_of(missing)
     assert invalid.is_error
-    assert "HTTP 422" in invalid.content[0].text
+    assert "HTTP 422" in text_of(invalid)
 
 
 def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
@@ -173,10 +184,13 @@ def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
             text=True,
             env=signoff_server.environ(SIGNOFF_API_KEY="so_not_a_key"),
         )
+    stdin, stdout = process.stdin, process.stdout
+    assert stdin is not None
+    assert stdout is not None
     lines: queue.Queue[str | None] = queue.Queue()
 
     def collect() -> None:
-        for line in process.stdout:
+        for line in stdout:
             lines.put(line)
         lines.put(None)
 
@@ -184,8 +198,8 @@ def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
     answers: dict[Any, dict[str, Any]] = {}
     try:
         for message in messages:
-            process.stdin.write(json.dumps(message) + "\n")
-            process.stdin.flush()
+            stdin.write(json.dumps(message) + "\n")
+            stdin.flush()
         deadline = time.monotonic() + 30
         # Stdin stays open until the tool call is answered: closing it ends the session.
         while 3 not in answers:
@@ -194,7 +208,7 @@ def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
             answer = json.loads(line)  # anything but a JSON-RPC message fails here
             assert answer["jsonrpc"] == "2.0"
             answers[answer.get("id")] = answer
-        process.stdin.close()
+        stdin.close()
         assert process.wait(timeout=30) == 0
         rest = []
         while (line := lines.get(timeout=10)) is not None:
@@ -203,7 +217,7 @@ def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
-        for pipe in (process.stdin, process.stdout):
+        for pipe in (stdin, stdout):
             if not pipe.closed:
                 pipe.close()
     assert all(json.loads(line)["jsonrpc"] == "2.0" for line in rest if line.strip())

@@ -211,7 +211,9 @@ async def test_telegram_polling_switches_on_and_off_and_keeps_what_came_meanwhil
         )
         assert fake_telegram.pending_updates == 1
         assert fake_telegram.polls_started == polls  # nobody asks for it
-        assert (await service.get(second)).status is Status.PENDING
+        current = await service.get(second)
+        assert current is not None
+        assert current.status is Status.PENDING
 
         await adapter.start_inbound()
         await wait_for(status_is(service, second, Status.APPROVED), within=10)

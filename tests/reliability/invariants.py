@@ -168,20 +168,20 @@ async def check_invariants(
     cards_checked = 0
     if cards is not None:
         for row in delivery_rows:
-            request = by_id.get(row.request_id)
-            if request is None or not _is_card(row.ref) or not request.status.is_final:
+            carded = by_id.get(row.request_id)
+            if carded is None or not _is_card(row.ref) or not carded.status.is_final:
                 continue
             cards_checked += 1
             shown = cards.get(row.request_id, {}).get(row.destination)
             if shown is None:
                 problems.append(
-                    f"[6] the card of {request.status.value} request {row.request_id} at "
+                    f"[6] the card of {carded.status.value} request {row.request_id} at "
                     f"{row.destination} ({row.ref}) was not found on the platform"
                 )
-            elif shown.lower() != request.status.value:
+            elif shown.lower() != carded.status.value:
                 problems.append(
                     f"[6] the card of request {row.request_id} at {row.destination} shows "
-                    f"{shown!r}, but the request is {request.status.value}"
+                    f"{shown!r}, but the request is {carded.status.value}"
                 )
 
     if problems:

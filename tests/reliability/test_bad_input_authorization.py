@@ -50,18 +50,18 @@ async def click_approve(world: AppWorld, who: Approver, request_id: str, platfor
     """Press Approve as ``who`` on ``platform``; returns once the click was answered."""
     if platform == "slack":
         assert world.slack is not None
-        card = await world.slack_card(request_id)
-        return await world.slack.click(card, user=who.slack, action_id="signoff_approve")
+        slack_card = await world.slack_card(request_id)
+        return await world.slack.click(slack_card, user=who.slack, action_id="signoff_approve")
     if platform == "telegram":
         assert world.telegram is not None
         fake = world.telegram
-        card = await world.telegram_card(request_id)
-        update = await fake.click(who.telegram, card, card.button_data("Approve"))
+        telegram_card = await world.telegram_card(request_id)
+        update = await fake.click(who.telegram, telegram_card, telegram_card.button_data("Approve"))
         return await fake.until(lambda: fake.answer_to(update), within=30)
     if platform == "discord":
         assert world.discord is not None
-        card = await world.discord_card(request_id)
-        click = await world.discord.click(card, user=who.discord, label="Approve")
+        discord_card = await world.discord_card(request_id)
+        click = await world.discord.click(discord_card, user=who.discord, label="Approve")
 
         async def answered() -> bool:
             return click.answered

@@ -24,7 +24,9 @@ ACTION = "db.drop_table"
 PARAMS = {"table": "users", "database": "prod"}
 
 
-async def decided(world: AppWorld, verdict: Verdict, **changes: Any) -> tuple[str, dict, dict]:
+async def decided(
+    world: AppWorld, verdict: Verdict, **changes: Any
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A ``db.*`` request (quorum 3) decided in the app, with its receipt and the keys.
 
     Approvers vote in turn until the request is final (one deny decides)."""
@@ -56,7 +58,8 @@ async def worlds(tmp_path: Path) -> Any:
 async def test_B7_the_verifier_refuses_every_receipt_misuse(worlds, entry):
     world, other = worlds
     request_id, receipt, keys = await decided(world, Verdict.APPROVE)
-    action, params, for_request = ACTION, dict(PARAMS), request_id
+    params: dict[str, Any] = dict(PARAMS)
+    action, for_request = ACTION, request_id
     now = datetime.now(UTC)
     misuse = entry["misuse"]
     if misuse == "params_changed":

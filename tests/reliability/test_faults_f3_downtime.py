@@ -138,10 +138,12 @@ async def test_F3_down_past_every_timeout_each_request_gets_one_action_and_late_
     try:
 
         async def settled() -> bool:
+            statuses = []
             async with runtime.store.read() as reader:
-                statuses = [
-                    (await reader.get_request(ids[action])).status.value for action in EXPECTED
-                ]
+                for action in EXPECTED:
+                    request = await reader.get_request(ids[action])
+                    assert request is not None
+                    statuses.append(request.status.value)
             expected = [status for status, _, _ in EXPECTED.values()]
             return statuses == expected and await _outbox_empty(runtime, clock)
 
@@ -154,6 +156,7 @@ async def test_F3_down_past_every_timeout_each_request_gets_one_action_and_late_
             after = await reader.audit_entries(after_seq=seq_at_shutdown)
         for action, (status, level, kinds) in EXPECTED.items():
             request = await runtime.service.get(ids[action])
+            assert request is not None
             assert (request.status.value, request.level) == (status, level), action
             written = Counter(
                 entry.kind
@@ -176,7 +179,9 @@ async def test_F3_down_past_every_timeout_each_request_gets_one_action_and_late_
         notice = await wait_for(told)
         assert "expired" in notice
         assert "Nothing changed" in notice
-        assert (await runtime.service.get(ids["cache.flush"])).votes == ()
+        current = await runtime.service.get(ids["cache.flush"])
+        assert current is not None
+        assert current.votes == ()
 
         cards = await rendered_cards(runtime.store, slack_reader(fake))
         report = await check_invariants(

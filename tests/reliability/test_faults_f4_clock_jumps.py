@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import apscheduler.schedulers.base
 import pytest
@@ -26,7 +27,7 @@ from approvals.clock import SteppingClock
 from approvals.directory import Destination, DestinationKind, Directory, Person
 from approvals.machine import Status
 from approvals.model import CreateCommand, Verdict, VoteCommand
-from approvals.outcomes import Applied
+from approvals.outcomes import Applied, Created
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from bot.app import AppOptions, build_runtime
@@ -84,7 +85,8 @@ def rules() -> Rules:
 
 async def _create(service: ApprovalService, action: str) -> str:
     outcome = await service.create(CreateCommand(agent="a", action=action, title=action))
-    return outcome.request.id  # type: ignore[union-attr]
+    assert isinstance(outcome, Created), outcome
+    return outcome.request.id
 
 
 async def _status(service: ApprovalService, request_id: str) -> Status:
@@ -93,7 +95,7 @@ async def _status(service: ApprovalService, request_id: str) -> Status:
     return request.status
 
 
-async def _steps(store) -> list[dict]:
+async def _steps(store) -> list[dict[str, Any]]:
     async with store.read() as reader:
         return [
             json.loads(entry.data)
@@ -208,12 +210,11 @@ async def test_F4_the_running_application_keeps_sweeping_after_the_clock_steps_b
     steps back ten minutes; the sweeper keeps its interval, and then a forward hour expires
     nothing early."""
     offset = timedelta(0)
-    real_datetime = datetime
 
-    class SteppedDatetime(real_datetime):
+    class SteppedDatetime(datetime):
         @classmethod
-        def now(cls, tz=None):  # type: ignore[override]
-            return real_datetime.now(tz) + offset
+        def now(cls, tz=None):
+            return datetime.now(tz) + offset
 
     monkeypatch.setattr(approvals.clock, "datetime", SteppedDatetime)
     monkeypatch.setattr(apscheduler.schedulers.base, "datetime", SteppedDatetime)
@@ -229,6 +230,7 @@ async def test_F4_the_running_application_keeps_sweeping_after_the_clock_steps_b
     await runtime.start()
     try:
         created = await runtime.service.create(CreateCommand(agent="a", action="x", title="t"))
+        assert isinstance(created, Created), created
         request_id = created.request.id
         sweeps = runtime.scheduler.sweeps
         offset = -10 * MINUTE
@@ -244,6 +246,7 @@ async def test_F4_the_running_application_keeps_sweeping_after_the_clock_steps_b
         steps = [step["step_seconds"] for step in await _steps(runtime.store)]
         assert [round(s) for s in steps] == [-600, 4200]  # back 10 min, then to +1 h
         request = await runtime.service.get(request_id)
+        assert request is not None
         assert request.deadline - request.created_at == 30 * MINUTE
         assert request.deadline > SteppedDatetime.now(UTC) + 29 * MINUTE
     finally:

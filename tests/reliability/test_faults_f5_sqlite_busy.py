@@ -19,6 +19,7 @@ from pathlib import Path
 
 from approvals.machine import Status
 from approvals.model import CreateCommand
+from approvals.outcomes import Created
 from approvals.store import SqlStore
 from tests.adapters.slack.conftest import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, start_adapter
 from tests.fakes.slack import FakeSlack
@@ -104,7 +105,9 @@ async def test_F5_a_web_click_waits_out_a_short_lock_and_is_recorded(tmp_path, r
         freed = await released
         assert answer.status_code == 303, answer.text
         assert answered >= freed, "the click was answered while the lock was still held"
-        assert (await inbox.service.get(request.id)).status is Status.APPROVED
+        current = await inbox.service.get(request.id)
+        assert current is not None
+        assert current.status is Status.APPROVED
         await check_invariants(
             inbox.store, now=clock.now(), sweep_interval=SWEEP, accepted=[request.id]
         )
@@ -128,12 +131,16 @@ async def test_F5_a_web_click_past_the_busy_timeout_asks_to_retry_and_records_no
         assert busy.headers["retry-after"] == "2"
         assert "nothing was recorded" in busy.text
         assert waited >= BUSY_TIMEOUT * 0.9
-        assert (await inbox.service.get(request.id)).votes == ()
+        current = await inbox.service.get(request.id)
+        assert current is not None
+        assert current.votes == ()
         assert await inbox.audit_count() == audit_before
 
         retried = await alice.post(f"/requests/{request.id}/approve", data={"csrf_token": csrf})
         assert retried.status_code == 303
-        assert (await inbox.service.get(request.id)).status is Status.APPROVED
+        current = await inbox.service.get(request.id)
+        assert current is not None
+        assert current.status is Status.APPROVED
         await check_invariants(
             inbox.store, now=clock.now(), sweep_interval=SWEEP, accepted=[request.id]
         )
@@ -153,9 +160,11 @@ async def test_F5_a_slack_click_during_a_long_lock_is_acked_then_told_to_retry(
     await fake.start()
     adapter = await start_adapter(fake, service, "http")
     try:
-        request = (
-            await service.create(CreateCommand(agent="a", action="deploy.web", title="Deploy"))
-        ).request
+        created = await service.create(
+            CreateCommand(agent="a", action="deploy.web", title="Deploy")
+        )
+        assert isinstance(created, Created), created
+        request = created.request
         await deliver_through(runtime, {"slack": adapter}).drain()
         [card] = fake.posts_in("C0OPS")
         async with write_lock_held(path, LONG_HOLD):
@@ -172,12 +181,16 @@ async def test_F5_a_slack_click_during_a_long_lock_is_acked_then_told_to_retry(
         assert acked < 1.0, "the click was not acknowledged at once"
         assert "not counted" in notice
         assert "try again" in notice
-        assert (await service.get(request.id)).votes == ()
+        current = await service.get(request.id)
+        assert current is not None
+        assert current.votes == ()
 
         await fake.click(card, user="U0ALICE", action_id="signoff_approve")
 
         async def approved() -> bool:
-            return (await service.get(request.id)).status is Status.APPROVED
+            current = await service.get(request.id)
+            assert current is not None
+            return current.status is Status.APPROVED
 
         await wait_for(approved)
         await check_invariants(store, now=clock.now(), sweep_interval=SWEEP, accepted=[request.id])

@@ -14,6 +14,7 @@ import pytest
 
 from approvals.machine import Status
 from approvals.model import CreateCommand
+from approvals.outcomes import Created
 from bot.app import AppOptions, build_runtime
 from bot.runtime import Runtime
 from config import load_config_text
@@ -56,6 +57,7 @@ async def _create_staggered(runtime: Runtime) -> list[str]:
                 timeout=timedelta(seconds=1) + n * timedelta(milliseconds=300),
             )
         )
+        assert isinstance(created, Created), created
         ids.append(created.request.id)
     return ids
 
@@ -114,7 +116,8 @@ async def test_F6_a_sweep_that_fails_is_made_up_by_the_next_interval(
         failures: list[datetime] = []
 
         async def failing_once(limit: int = 200) -> int:
-            if not failures and await runtime.store.next_due_at() <= datetime.now(UTC):
+            due = await runtime.store.next_due_at()  # None while nothing is pending
+            if not failures and due is not None and due <= datetime.now(UTC):
                 failures.append(datetime.now(UTC))
                 raise RuntimeError("the sweep job was lost")
             return await real_process_due(limit)
@@ -126,6 +129,8 @@ async def test_F6_a_sweep_that_fails_is_made_up_by_the_next_interval(
         assert failures, "no sweep failed"
         assert "deadline sweep failed" in caplog.text
         first = await runtime.service.get(ids[0])
+        assert first is not None
+        assert first.decided_at is not None
         assert first.decided_at - failures[0] <= INTERVAL + SLACK
         assert max(late) <= 2 * INTERVAL + SLACK, late
         await check_invariants(

@@ -31,6 +31,7 @@ from approvals.clock import SystemClock
 from approvals.crashpoints import CRASH_AT_ENV, CrashPoint
 from approvals.machine import Status
 from approvals.model import CreateCommand
+from approvals.outcomes import Created
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
 from approvals.tables import OUTBOX
@@ -156,9 +157,17 @@ async def test_F7_two_processes_one_killed_mid_batch_time_out_each_request_once(
         await wait_for(all_final_and_sent, within=180, poll=0.5)
         settled_after_kill = time.monotonic() - killed_at
 
-        requests = [await service.get(request_id) for request_id in ids]
+        requests = []
+        for request_id in ids:
+            request = await service.get(request_id)
+            assert request is not None
+            requests.append(request)
         assert {r.status for r in requests} == {Status.EXPIRED}
-        late = sorted((r.decided_at - r.deadline).total_seconds() for r in requests)
+        late = []
+        for r in requests:
+            assert r.decided_at is not None  # expired
+            late.append((r.decided_at - r.deadline).total_seconds())
+        late.sort()
         assert late[0] >= 0, "a request timed out before its deadline"
         with_webhooks = {r.id for r in requests if r.callback_url}
         assert set(receiver.deliveries) == with_webhooks
@@ -215,7 +224,8 @@ async def _create_falling_due_together(
                 callback_url=receiver.url(n) if n % WEBHOOK_EVERY == 0 else None,
             )
         )
-        ids.append(outcome.request.id)  # type: ignore[union-attr]
+        assert isinstance(outcome, Created), outcome
+        ids.append(outcome.request.id)
 
     # Time a first few creates (on a first guess), then open the window when the rest should
     # all be made.

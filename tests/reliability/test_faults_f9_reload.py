@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ async def test_F9_broken_yaml_keeps_the_old_config_and_a_removed_approver_is_ref
         broken_line = original.count("\n") + 1
         world.config.write_text(original + BROKEN_TAIL, encoding="utf-8")
 
-        async def rejected() -> dict | None:
+        async def rejected() -> dict[str, Any] | None:
             entries = await _config_entries(world)
             return entries[-1] if entries[-1]["kind"] == "config_rejected" else None
 
@@ -97,7 +98,7 @@ async def test_F9_broken_yaml_keeps_the_old_config_and_a_removed_approver_is_ref
         print(f"F9: refused {rejection['problems'][0]!r}; bob was told {notice!r}")
 
 
-async def _config_entries(world) -> list[dict]:
+async def _config_entries(world) -> list[dict[str, Any]]:
     async with world.store.read() as reader:
         entries = await reader.audit_entries()
     return [

@@ -91,10 +91,10 @@ class Storm:
             began = time.monotonic()
             interaction = await fake_discord.click(card, user=who.discord, label=label)
 
-            async def answered() -> bool:
+            async def interaction_answered() -> bool:
                 return interaction.answered
 
-            await wait_for(answered, within=30)
+            await wait_for(interaction_answered, within=30)
             [first] = [c for c in fake_discord.calls_to("callback") if interaction.id in c.path]
             self.acks[platform].append(first.at - began)
 

@@ -22,6 +22,7 @@ from approvals.card import build_card
 from approvals.clock import SystemClock
 from approvals.directory import Destination, DestinationKind
 from approvals.model import CreateCommand
+from approvals.outcomes import Created
 from approvals.service import Rules
 from tests.adapters.discord.conftest import BOT_TOKEN, CHANNEL, discord_policies, start_adapter
 from tests.fakes.discord import FakeDiscord, Fault
@@ -65,10 +66,11 @@ async def test_L5_cards_across_channels_never_hit_an_exhausted_bucket(
     clock = SystemClock()
     service = build_test_runtime(sqlite_store, clock, rules).service
     adapter = await start_adapter(fake_discord, service)
-    cards = [
-        build_card((await service.create(CreateCommand("bot", "deploy.web", f"card {n}"))).request)
-        for n in range(per_channel)
-    ]
+    cards = []
+    for n in range(per_channel):
+        outcome = await service.create(CreateCommand("bot", "deploy.web", f"card {n}"))
+        assert isinstance(outcome, Created), outcome
+        cards.append(build_card(outcome.request))
 
     async def post_all(channel: str) -> None:
         for card in cards:
@@ -120,7 +122,8 @@ async def test_L5_outbox_delivers_many_cards_in_order_with_a_429_in_between(
         outcome = await service.create(
             CreateCommand(f"bot-{n // 15}", "deploy.web", f"card {n:02d}")
         )
-        ids.append(outcome.request.id)  # type: ignore[union-attr]
+        assert isinstance(outcome, Created), outcome
+        ids.append(outcome.request.id)
     fake_discord.fail_next("create_message", Fault(429, retry_after=0.2, via=True))
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run_forever(stop, idle=0.01))

@@ -111,17 +111,24 @@ async def receivers() -> AsyncIterator[Receivers]:
     await runner.cleanup()
 
 
-async def _run(dispatcher: OutboxDispatcher, service: ApprovalService) -> asyncio.Event:
+@dataclass
+class Running:
+    """The dispatcher's loop in the background, and the event that stops it."""
+
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+async def _run(dispatcher: OutboxDispatcher, service: ApprovalService) -> Running:
     stop = asyncio.Event()
     service.subscribe(lambda _request: dispatcher.wake())
     task = asyncio.create_task(dispatcher.run_forever(stop, idle=0.05))
-    stop.task = task  # type: ignore[attr-defined]
-    return stop
+    return Running(stop, task)
 
 
-async def _stop(stop: asyncio.Event) -> None:
-    stop.set()
-    await stop.task  # type: ignore[attr-defined]
+async def _stop(running: Running) -> None:
+    running.stop.set()
+    await running.task
 
 
 async def wait_until(condition: Callable[[], object], *, within: float) -> None:
@@ -149,7 +156,7 @@ async def test_L9_a_stuck_webhook_receiver_delays_no_other_agents_webhook(
         egress=EgressPolicy(["127.0.0.1/32"]),  # the receivers listen on loopback
     )
     dispatcher = OutboxDispatcher(store, {}, clock, webhooks=sender)
-    stop = await _run(dispatcher, service)
+    running = await _run(dispatcher, service)
     try:
         for n in range(STUCK_CALLBACKS):
             outcome = await service.create(
@@ -175,7 +182,11 @@ async def test_L9_a_stuck_webhook_receiver_delays_no_other_agents_webhook(
                 )
             )
             assert isinstance(outcome, Created)
-            await wait_until(lambda n=n: n in receivers.arrived, within=HOLD_SECONDS / 2)
+
+            def arrived(n: int = n) -> bool:
+                return n in receivers.arrived
+
+            await wait_until(arrived, within=HOLD_SECONDS / 2)
             lateness.append(receivers.arrived[n] - decided_at)
         assert receivers.held == STUCK_CALLBACKS, "the stuck receiver let go during the test"
         print(
@@ -191,7 +202,7 @@ async def test_L9_a_stuck_webhook_receiver_delays_no_other_agents_webhook(
         )
         await wait_until(lambda: _all_sent(store), within=HOLD_SECONDS)
     finally:
-        await _stop(stop)
+        await _stop(running)
 
 
 async def _all_sent(store) -> bool:
@@ -221,7 +232,7 @@ async def test_L9_a_slack_channel_paused_by_a_429_delays_no_telegram_card(
             slack_fake.fail_next(
                 "chat.postMessage", Fault(status=429, error="ratelimited", retry_after=30)
             )
-            stop = await _run(dispatcher, service)
+            running = await _run(dispatcher, service)
             try:
                 ids: list[str] = []
                 lateness: list[float] = []
@@ -233,10 +244,11 @@ async def test_L9_a_slack_channel_paused_by_a_429_delays_no_telegram_card(
                     assert isinstance(outcome, Created)
                     request_id = outcome.request.id
                     ids.append(request_id)
-                    await wait_until(
-                        lambda rid=request_id: telegram_fake.card_for(rid, GROUP) is not None,
-                        within=HOLD_SECONDS,
-                    )
+
+                    def card_posted(rid: str = request_id) -> bool:
+                        return telegram_fake.card_for(rid, GROUP) is not None
+
+                    await wait_until(card_posted, within=HOLD_SECONDS)
                     lateness.append(time.monotonic() - created_at)
                 assert slack_fake.posts_in("C0OPS") == [], "Slack was sent to while paused"
                 print(
@@ -255,7 +267,7 @@ async def test_L9_a_slack_channel_paused_by_a_429_delays_no_telegram_card(
                 posted = [m.text for m in slack_fake.posts_in("C0OPS")]
                 assert [f"Svc {n}" in text for n, text in enumerate(posted)] == [True] * len(ids)
             finally:
-                await _stop(stop)
+                await _stop(running)
     finally:
         await slack.stop()
         if slack_fake.events is not None:

@@ -28,6 +28,7 @@ async def screenshot(page: Page, tmp_path: Path, name: str) -> None:
 async def status_becomes(live_inbox: LiveInbox, request_id: str, status: Status):
     async def reached():
         request = await live_inbox.harness.service.get(request_id)
+        assert request is not None
         return request if request.status is status else None
 
     return await wait_for(reached)

@@ -29,11 +29,15 @@ async def test_vote_while_the_database_is_locked_asks_to_retry(tmp_path, rules, 
         assert "try again" in busy.text
         assert "Traceback" not in busy.text
         other_process.execute("ROLLBACK")
-        assert (await inbox.service.get(request.id)).votes == ()
+        current = await inbox.service.get(request.id)
+        assert current is not None
+        assert current.votes == ()
 
         retried = await alice.post(f"/requests/{request.id}/approve", data={"csrf_token": csrf})
         assert retried.status_code == 303
-        assert (await inbox.service.get(request.id)).status is Status.APPROVED
+        current = await inbox.service.get(request.id)
+        assert current is not None
+        assert current.status is Status.APPROVED
     finally:
         other_process.close()
         await inbox.close()

@@ -23,6 +23,7 @@ from approvals.clock import Clock, ManualClock
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outbox import OutboxDispatcher
+from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
@@ -165,7 +166,8 @@ class DiscordWorld:
                 **extra,
             )
         )
-        return outcome.request  # type: ignore[union-attr]
+        assert isinstance(outcome, Created), outcome
+        return outcome.request
 
     async def deliver(self) -> int:
         """Send everything the outbox holds (cards, edits, replies) to the fake."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 from approvals.machine import Status
 from tests.adapters.discord.conftest import ALICE, CAROL, RAW_MENTION, answered
@@ -66,7 +67,7 @@ async def test_modal_submitted_for_another_message_is_refused(discord_world):
     assert (await world.get(request_id)).status is Status.PENDING
 
 
-def _shown_texts(payload: dict) -> list[str]:
+def _shown_texts(payload: dict[str, Any]) -> list[str]:
     """Every piece of text a payload shows: content, and each embed's title, description,
     field names and values, and footer."""
     texts = [str(payload.get("content") or "")]
@@ -80,7 +81,7 @@ def _shown_texts(payload: dict) -> list[str]:
 
 async def test_injection_corpus_is_inert_and_mentions_are_off_everywhere(discord_world):
     world = discord_world
-    params = {f"p{n}": text for n, text in enumerate(INJECTION_CORPUS)}
+    params: dict[str, Any] = {f"p{n}": text for n, text in enumerate(INJECTION_CORPUS)}
     params.update({text[:50]: n for n, text in enumerate(INJECTION_CORPUS)})
     request_ids = []
     for text in INJECTION_CORPUS:

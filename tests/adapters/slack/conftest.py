@@ -22,6 +22,7 @@ from approvals.audit import AuditEntry
 from approvals.clock import Clock, ManualClock
 from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outbox import OutboxDispatcher
+from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
@@ -160,7 +161,8 @@ class SlackWorld:
                 **extra,
             )
         )
-        return outcome.request  # type: ignore[union-attr]
+        assert isinstance(outcome, Created), outcome
+        return outcome.request
 
     async def deliver(self) -> int:
         """Send everything the outbox holds (cards, edits, replies) to the fake."""

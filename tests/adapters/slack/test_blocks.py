@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ from approvals.machine import Status
 from tests.adapters.slack.conftest import PUBLIC_URL
 
 
-def card_with(text: str, **changes: object) -> ApprovalCard:
+def card_with(text: str, **changes: Any) -> ApprovalCard:
     base = ApprovalCard(
         request_id="req_123-abc",
         title=text,
@@ -55,7 +56,7 @@ def card_with(text: str, **changes: object) -> ApprovalCard:
         require_reason=False,
         note=text,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
 def assert_within_slack_limits(message) -> None:

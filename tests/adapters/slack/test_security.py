@@ -7,6 +7,7 @@ The corpus-driven B1, B3 and B4 scenarios are in tests/reliability/test_bad_inpu
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import urlencode
 
 from approvals.machine import Status
@@ -14,7 +15,7 @@ from tests.adapters.slack.conftest import ALICE, BOB, CHANNEL, RAW_MARKUP, Slack
 from tests.waiting import wait_for
 
 
-def form(payload: dict) -> bytes:
+def form(payload: dict[str, Any]) -> bytes:
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 

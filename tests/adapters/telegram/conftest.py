@@ -20,6 +20,7 @@ from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
+from approvals.ports import Adapter
 from approvals.service import Rules
 from bot.runtime import Runtime
 from tests.fakes.recording import RecordingAdapter
@@ -230,7 +231,11 @@ class TelegramHarness:
         """The runtime's outbox dispatcher, delivering through this harness's adapters."""
         assert self.adapter is not None
         dispatcher = self.runtime.dispatcher
-        adapters = {"telegram": self.adapter, "slack": self.slack, "discord": self.discord}
+        adapters: dict[str, Adapter] = {
+            "telegram": self.adapter,
+            "slack": self.slack,
+            "discord": self.discord,
+        }
         for platform, adapter in adapters.items():
             dispatcher.use_adapter(platform, adapter)
         return dispatcher

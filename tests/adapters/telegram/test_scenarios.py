@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 
 from adapters.telegram import TelegramAdapter, TelegramConfigError, build_telegram_adapter
 from adapters.telegram.rendering import ASK_REASON, WORKING
+from approvals.clock import ManualClock
 from approvals.machine import Status
 from approvals.model import Verdict, VoteCommand
 from approvals.outcomes import Applied, NotAllowed, RefusalCode
@@ -30,16 +33,20 @@ from tests.fakes.telegram import TOKEN
 from tests.waiting import wait_for
 
 
-async def audit(telegram: TelegramHarness, request_id: str | None = None) -> list[tuple[str, dict]]:
+async def audit(
+    telegram: TelegramHarness, request_id: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     async with telegram.store.read() as reader:
         entries = await reader.audit_entries(request_id=request_id)
     return [(entry.kind, json.loads(entry.data)) for entry in entries]
 
 
-async def refusals(telegram: TelegramHarness, count: int, request_id: str | None = None) -> list:
+async def refusals(
+    telegram: TelegramHarness, count: int, request_id: str | None = None
+) -> list[str]:
     """The codes of refused clicks, once ``count`` are audited (the toast may come first)."""
 
-    async def audited() -> list:
+    async def audited() -> list[str]:
         entries = await audit(telegram, request_id)
         codes = [data["code"] for kind, data in entries if kind == "refused"]
         return codes if len(codes) >= count else []
@@ -58,11 +65,13 @@ async def test_approve_in_telegram_edits_the_card_and_removes_the_buttons(
     assert await telegram.click(ALICE, card, "Approve") == "Approved"
 
     decided = await telegram.service.get(request.id)
+    assert decided is not None
     assert decided.status is Status.APPROVED
     assert decided.votes[0].platform == "telegram"
     assert decided.votes[0].identity == str(ALICE)
     await telegram.deliver()
     edited = telegram.fake.card_for(request.id, GROUP)
+    assert edited is not None
     assert edited.message_id == card.message_id
     assert edited.buttons() == []
     assert "Approved by alice" in edited.text
@@ -101,11 +110,14 @@ async def test_deny_with_a_reason_asks_with_force_reply_and_takes_the_reply(
     assert answer.reply_to.sender["id"] == BOB
 
     decided = await telegram.service.get(request.id)
+    assert decided is not None
     assert decided.status is Status.DENIED
+    assert decided.decision is not None
     assert decided.decision.by == "bob"
     assert decided.decision.reason == "Not during the <b>freeze</b> @everyone"
     await telegram.deliver()
     edited = telegram.fake.card_for(request.id, GROUP)
+    assert edited is not None
     assert edited.buttons() == []
     assert "Denied by bob" in edited.text
     assert "Not during the <b>freeze</b> @everyone" in edited.text
@@ -128,9 +140,13 @@ async def test_quorum_across_telegram_and_slack_counts_persons_not_accounts(
     )
     assert isinstance(again, NotAllowed)
     assert again.code is RefusalCode.ALREADY_VOTED
-    assert (await telegram.service.get(request.id)).status is Status.PENDING
+    pending = await telegram.service.get(request.id)
+    assert pending is not None
+    assert pending.status is Status.PENDING
     await telegram.deliver()
-    assert "1 of 2" in telegram.fake.card_for(request.id, GROUP).text
+    counted_card = telegram.fake.card_for(request.id, GROUP)
+    assert counted_card is not None
+    assert "1 of 2" in counted_card.text
 
     done = await telegram.service.vote(
         VoteCommand(request.id, "slack", SLACK_DAVE, Verdict.APPROVE)
@@ -140,6 +156,7 @@ async def test_quorum_across_telegram_and_slack_counts_persons_not_accounts(
     assert done.request.approvals() == {"alice", "dave"}
     await telegram.deliver()
     edited = telegram.fake.card_for(request.id, GROUP)
+    assert edited is not None
     assert edited.buttons() == []
     assert "Approved by alice, dave" in edited.text
     assert await telegram.click(BOB, card, "Approve") == (
@@ -167,11 +184,15 @@ async def test_non_approver_requester_and_stranger_are_refused_with_a_toast(
     )
     assert await telegram.click(ERIN, card, "Deny with reason") == not_an_approver
 
-    assert (await telegram.service.get(request.id)).status is Status.PENDING
+    pending = await telegram.service.get(request.id)
+    assert pending is not None
+    assert pending.status is Status.PENDING
     refused = await refusals(telegram, 4, request.id)
     assert refused == ["not_an_approver", "requester", "unknown_identity", "not_an_approver"]
     await telegram.deliver()
-    assert telegram.fake.card_for(request.id, GROUP).buttons() != []
+    still_open = telegram.fake.card_for(request.id, GROUP)
+    assert still_open is not None
+    assert still_open.buttons() != []
 
 
 async def test_concurrent_clicks_make_exactly_one_decision(telegram: TelegramHarness):
@@ -185,6 +206,7 @@ async def test_concurrent_clicks_make_exactly_one_decision(telegram: TelegramHar
     toasts = [await telegram.toast(update) for update in updates]
 
     decided = await telegram.service.get(request.id)
+    assert decided is not None
     assert decided.status in (Status.APPROVED, Status.DENIED)
     winner = "Approved" if decided.status is Status.APPROVED else "Denied"
     told = ("Nothing changed: this request is already", "Your click was not counted: ")
@@ -219,21 +241,25 @@ async def test_a_decision_made_in_slack_edits_the_telegram_card(telegram: Telegr
     await telegram.deliver()
 
     edited = telegram.fake.card_for(request.id, GROUP)
+    assert edited is not None
     assert edited.message_id == card.message_id
     assert edited.buttons() == []
     assert "Denied by alice" in edited.text
     assert "wrong window" in edited.text
 
 
-async def test_timeout_edits_the_card_and_late_clicks_are_told(telegram: TelegramHarness):
+async def test_timeout_edits_the_card_and_late_clicks_are_told(
+    telegram: TelegramHarness, clock: ManualClock
+):
     request = await telegram.create()
     card = await telegram.posted_card(request)
 
-    telegram.clock.advance(31 * MIN)
+    clock.advance(31 * MIN)
     assert await telegram.service.process_due() == 1
     await telegram.deliver()
 
     edited = telegram.fake.card_for(request.id, GROUP)
+    assert edited is not None
     assert edited.buttons() == []
     assert "Denied: nobody decided before the deadline" in edited.text
     toast = await telegram.click(ALICE, card, "Approve")
@@ -249,7 +275,9 @@ async def test_restart_with_a_pending_request_and_a_click_on_the_old_card_works(
     await telegram.restart()
 
     assert await telegram.click(BOB, card, "Approve") == "Approved"
-    assert (await telegram.service.get(request.id)).status is Status.APPROVED
+    approved = await telegram.service.get(request.id)
+    assert approved is not None
+    assert approved.status is Status.APPROVED
 
 
 async def test_cards_go_privately_to_approvers_who_started_the_bot(telegram: TelegramHarness):
@@ -270,14 +298,14 @@ async def test_cards_go_privately_to_approvers_who_started_the_bot(telegram: Tel
 
 
 async def test_5xx_is_retried_and_429_retry_after_is_honoured(
-    telegram: TelegramHarness,
+    telegram: TelegramHarness, clock: ManualClock
 ):
     telegram.fake.fail("sendMessage", 502)
     request = await telegram.create()
     await telegram.deliver()
     assert telegram.fake.card_for(request.id, GROUP) is None
 
-    telegram.clock.advance(timedelta(seconds=5))
+    clock.advance(timedelta(seconds=5))
     await telegram.deliver()
     card = telegram.fake.card_for(request.id, GROUP)
     assert card is not None
@@ -289,18 +317,22 @@ async def test_5xx_is_retried_and_429_retry_after_is_honoured(
     [limited] = telegram.fake.sent("editMessageText", ok_only=False)
     assert limited.status == 429
     # The outbox holds the chat (in the database, for every process) until then.
-    telegram.clock.advance(timedelta(seconds=29))
+    clock.advance(timedelta(seconds=29))
     await telegram.deliver()
     assert telegram.fake.sent("editMessageText", ok_only=False) == [limited]
-    telegram.clock.advance(timedelta(seconds=2))
+    clock.advance(timedelta(seconds=2))
     await telegram.deliver()
-    assert telegram.fake.card_for(request.id, GROUP).buttons() == []
+    card = telegram.fake.card_for(request.id, GROUP)
+    assert card is not None
+    assert card.buttons() == []
 
 
 async def test_health_reflects_the_bot_api(telegram: TelegramHarness):
-    assert await telegram.adapter.check_health() is True
+    adapter = telegram.adapter
+    assert adapter is not None
+    assert await adapter.check_health() is True
     telegram.fake.fail("getMe", 401, description="Unauthorized")
-    assert await telegram.adapter.check_health() is False
+    assert await adapter.check_health() is False
 
 
 # -- webhook security ----------------------------------------------------------------------------
@@ -313,6 +345,7 @@ def test_webhook_mode_refuses_to_start_without_a_secret(service):
 
 @pytest.mark.parametrize("mode", ["polling"])
 async def test_polling_mode_has_no_webhook_route(telegram: TelegramHarness):
+    assert telegram.adapter is not None
     assert telegram.adapter.router().routes == []
     assert telegram.fake.webhook_url is None
 
@@ -344,4 +377,6 @@ def test_the_adapter_is_built_from_settings(service):
     adapter = build_telegram_adapter(settings, public_url="https://so.example/")
     assert adapter.mode == "webhook"
     assert adapter.webhook_url == "https://so.example/telegram/webhook"
-    assert [route.path for route in adapter.router().routes] == ["/telegram/webhook"]
+    [route] = adapter.router().routes
+    assert isinstance(route, APIRoute)
+    assert route.path == "/telegram/webhook"
