@@ -18,15 +18,11 @@ import pytest
 from fastapi import FastAPI
 
 from adapters.slack import SlackAdapter
-from approvals.audit import AuditEntry
 from approvals.clock import Clock, ManualClock
-from approvals.model import ApprovalRequest, CreateCommand
-from approvals.outbox import OutboxDispatcher
-from approvals.outcomes import Created
 from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService, Rules
-from approvals.store import SqlStore
 from bot.runtime import Runtime
+from tests.adapters.world import ChatWorld
 from tests.fakes.slack import FakeSlack, Message
 from tests.waiting import wait_for
 from tests.world import make_directory
@@ -139,42 +135,14 @@ def _connected(fake: FakeSlack) -> Any:
 
 
 @dataclass
-class SlackWorld:
+class SlackWorld(ChatWorld):
     fake: FakeSlack
-    service: ApprovalService
-    store: SqlStore
-    clock: Clock
     adapter: SlackAdapter
-    dispatcher: OutboxDispatcher
     mode: str
     _adapters: list[SlackAdapter] = field(default_factory=list)
 
-    async def create(
-        self, action: str = "deploy.web", params: dict[str, Any] | None = None, **extra: Any
-    ) -> ApprovalRequest:
-        outcome = await self.service.create(
-            CreateCommand(
-                agent="deploy-bot",
-                action=action,
-                title=extra.pop("title", f"Run {action}"),
-                params={"env": "prod"} if params is None else params,
-                **extra,
-            )
-        )
-        assert isinstance(outcome, Created), outcome
-        return outcome.request
-
-    async def deliver(self) -> int:
-        """Send everything the outbox holds (cards, edits, replies) to the fake."""
-        return await self.dispatcher.drain()
-
     async def ref(self, request_id: str, destination: str = CHANNEL_KEY) -> dict[str, Any]:
-        async with self.store.read() as reader:
-            deliveries = await reader.deliveries(request_id)
-        for delivery in deliveries:
-            if delivery.destination == destination and delivery.ref:
-                return delivery.ref
-        raise AssertionError(f"no posted card for {request_id} at {destination}")
+        return await super().ref(request_id, destination)
 
     async def card(self, request_id: str, destination: str = CHANNEL_KEY) -> Message:
         ref = await self.ref(request_id, destination)
@@ -185,18 +153,6 @@ class SlackWorld:
         request = await self.create(action, **extra)
         await self.deliver()
         return request.id, await self.card(request.id)
-
-    async def get(self, request_id: str) -> ApprovalRequest:
-        request = await self.service.get(request_id)
-        assert request is not None
-        return request
-
-    async def audit(self, request_id: str | None = None) -> list[AuditEntry]:
-        async with self.store.read() as reader:
-            return await reader.audit_entries(request_id=request_id)
-
-    async def refusals(self, code: str) -> list[AuditEntry]:
-        return [e for e in await self.audit() if e.kind == "refused" and f'"{code}"' in e.data]
 
     async def restart_adapter(self) -> SlackAdapter:
         """Stop the adapter and start a fresh one, as a process restart would."""

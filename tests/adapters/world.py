@@ -1,0 +1,74 @@
+"""What every chat platform's scenario world shares: the runtime's service, store and outbox,
+and the helpers that do not depend on the platform (create, deliver, read back)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from approvals.audit import AuditEntry
+from approvals.clock import Clock
+from approvals.machine import Status
+from approvals.model import ApprovalRequest, CreateCommand
+from approvals.outbox import OutboxDispatcher
+from approvals.outcomes import Created
+from approvals.service import ApprovalService
+from approvals.store import SqlStore
+
+
+@dataclass
+class ChatWorld:
+    """A started adapter's world; a platform's world adds its fake and its card reading."""
+
+    service: ApprovalService
+    store: SqlStore
+    clock: Clock
+    dispatcher: OutboxDispatcher
+
+    async def create(
+        self, action: str = "deploy.web", params: dict[str, Any] | None = None, **extra: Any
+    ) -> ApprovalRequest:
+        """A new request from ``deploy-bot`` (``agent=`` another), titled ``Run <action>``."""
+        outcome = await self.service.create(
+            CreateCommand(
+                agent=extra.pop("agent", "deploy-bot"),
+                action=action,
+                title=extra.pop("title", f"Run {action}"),
+                params={"env": "prod"} if params is None else params,
+                **extra,
+            )
+        )
+        assert isinstance(outcome, Created), outcome
+        return outcome.request
+
+    async def deliver(self) -> int:
+        """Send everything the outbox holds (cards, edits, replies) to the fake."""
+        return await self.dispatcher.drain()
+
+    async def ref(self, request_id: str, destination: str) -> dict[str, Any]:
+        """Where the request's card was posted at ``destination`` (its message reference)."""
+        async with self.store.read() as reader:
+            deliveries = await reader.deliveries(request_id)
+        for delivery in deliveries:
+            if delivery.destination == destination and delivery.ref:
+                return delivery.ref
+        raise AssertionError(f"no posted card for {request_id} at {destination}")
+
+    async def get(self, request_id: str) -> ApprovalRequest:
+        request = await self.service.get(request_id)
+        assert request is not None
+        return request
+
+    def status_is(self, request_id: str, status: Status) -> Callable[[], Any]:
+        async def check() -> bool:
+            return (await self.get(request_id)).status is status
+
+        return check
+
+    async def audit(self, request_id: str | None = None) -> list[AuditEntry]:
+        async with self.store.read() as reader:
+            return await reader.audit_entries(request_id=request_id)
+
+    async def refusals(self, code: str) -> list[AuditEntry]:
+        return [e for e in await self.audit() if e.kind == "refused" and f'"{code}"' in e.data]
