@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from approvals.audit import AuditEntry
@@ -13,6 +14,7 @@ from approvals.machine import Status
 from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
+from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
 
@@ -72,3 +74,53 @@ class ChatWorld:
 
     async def refusals(self, code: str) -> list[AuditEntry]:
         return [e for e in await self.audit() if e.kind == "refused" and f'"{code}"' in e.data]
+
+
+MIN = timedelta(minutes=1)
+
+
+def scenario_policies(
+    channel: str,
+    *,
+    pair: tuple[str, ...],
+    first: str,
+    escalation: str,
+    everyone: tuple[str, ...],
+) -> PolicySet:
+    """The policies of a platform's scenarios, every card to ``channel`` (or to DMs):
+
+    - ``two-person`` (``db.*``): a quorum of two from ``pair``, a deny needs a reason;
+    - ``escalating`` (``infra.*``): ``first`` for 10 minutes with a reminder every 4, then
+      ``escalation`` by DM for 30; denied on timeout;
+    - ``default``: one of ``everyone`` within 30 minutes; denied on timeout.
+    """
+    return PolicySet(
+        (
+            Policy(
+                name="two-person",
+                match=Match(actions=("db.*",)),
+                quorum=2,
+                require_reason=True,
+                levels=(Level(approvers=pair, notify=(channel,), timeout=15 * MIN),),
+            ),
+            Policy(
+                name="escalating",
+                match=Match(actions=("infra.*",)),
+                levels=(
+                    Level(
+                        approvers=(first,),
+                        notify=(channel,),
+                        timeout=10 * MIN,
+                        remind_every=4 * MIN,
+                    ),
+                    Level(approvers=(escalation,), notify=("dm",), timeout=30 * MIN),
+                ),
+                on_timeout=TimeoutOutcome.DENY,
+            ),
+            Policy(
+                name="default",
+                levels=(Level(approvers=everyone, notify=(channel,), timeout=30 * MIN),),
+                on_timeout=TimeoutOutcome.DENY,
+            ),
+        )
+    )

@@ -19,10 +19,10 @@ from discord.http import Route
 
 from adapters.discord import DiscordAdapter
 from approvals.clock import ManualClock
-from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
+from approvals.policy import PolicySet
 from approvals.service import ApprovalService, Rules
 from bot.runtime import Runtime
-from tests.adapters.world import ChatWorld
+from tests.adapters.world import ChatWorld, scenario_policies
 from tests.fakes.discord import FakeDiscord, Interaction, Message
 from tests.world import make_directory
 
@@ -39,47 +39,12 @@ RAW_MENTION = re.compile(r"@(everyone|here)|(?<!\\)<(@[!&]?|#)\w+>")
 
 def discord_policies() -> PolicySet:
     """Policies whose cards all go to Discord (the ops-discord channel, or approvers' DMs)."""
-    return PolicySet(
-        (
-            Policy(
-                name="two-person",
-                match=Match(actions=("db.*",)),
-                quorum=2,
-                require_reason=True,
-                levels=(
-                    Level(
-                        approvers=("alice", "bob", "carol"),
-                        notify=("ops-discord",),
-                        timeout=15 * MIN,
-                    ),
-                ),
-            ),
-            Policy(
-                name="escalating",
-                match=Match(actions=("infra.*",)),
-                levels=(
-                    Level(
-                        approvers=("alice",),
-                        notify=("ops-discord",),
-                        timeout=10 * MIN,
-                        remind_every=4 * MIN,
-                    ),
-                    Level(approvers=("carol",), notify=("dm",), timeout=30 * MIN),
-                ),
-                on_timeout=TimeoutOutcome.DENY,
-            ),
-            Policy(
-                name="default",
-                levels=(
-                    Level(
-                        approvers=("alice", "bob", "carol"),
-                        notify=("ops-discord",),
-                        timeout=30 * MIN,
-                    ),
-                ),
-                on_timeout=TimeoutOutcome.DENY,
-            ),
-        )
+    return scenario_policies(
+        "ops-discord",
+        pair=("alice", "bob", "carol"),
+        first="alice",
+        escalation="carol",
+        everyone=("alice", "bob", "carol"),
     )
 
 

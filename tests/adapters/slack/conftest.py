@@ -19,10 +19,10 @@ from fastapi import FastAPI
 
 from adapters.slack import SlackAdapter
 from approvals.clock import Clock, ManualClock
-from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
+from approvals.policy import PolicySet
 from approvals.service import ApprovalService, Rules
 from bot.runtime import Runtime
-from tests.adapters.world import ChatWorld
+from tests.adapters.world import ChatWorld, scenario_policies
 from tests.fakes.slack import FakeSlack, Message
 from tests.waiting import wait_for
 from tests.world import make_directory
@@ -42,43 +42,12 @@ RAW_MARKUP = re.compile(r"<(?!" + re.escape(PUBLIC_URL) + r"/requests/)")
 
 def slack_policies() -> PolicySet:
     """Policies whose cards all go to Slack (the ops-slack channel, or approvers' DMs)."""
-    return PolicySet(
-        (
-            Policy(
-                name="two-person",
-                match=Match(actions=("db.*",)),
-                quorum=2,
-                require_reason=True,
-                levels=(
-                    Level(
-                        approvers=("alice", "bob", "dave"),
-                        notify=("ops-slack",),
-                        timeout=15 * MIN,
-                    ),
-                ),
-            ),
-            Policy(
-                name="escalating",
-                match=Match(actions=("infra.*",)),
-                levels=(
-                    Level(
-                        approvers=("bob",),
-                        notify=("ops-slack",),
-                        timeout=10 * MIN,
-                        remind_every=4 * MIN,
-                    ),
-                    Level(approvers=("dave",), notify=("dm",), timeout=30 * MIN),
-                ),
-                on_timeout=TimeoutOutcome.DENY,
-            ),
-            Policy(
-                name="default",
-                levels=(
-                    Level(approvers=("alice", "bob"), notify=("ops-slack",), timeout=30 * MIN),
-                ),
-                on_timeout=TimeoutOutcome.DENY,
-            ),
-        )
+    return scenario_policies(
+        "ops-slack",
+        pair=("alice", "bob", "dave"),
+        first="bob",
+        escalation="dave",
+        everyone=("alice", "bob"),
     )
 
 
