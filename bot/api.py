@@ -337,7 +337,7 @@ class AgentApi:
             if body.callback_url is not None and (
                 problem := EgressPolicy(self.settings.webhooks.allow).url_problem(body.callback_url)
             ):
-                raise ApiError(422, "invalid_request", problem)
+                raise ApiError(403, "callback_url_not_allowed", problem)
             command = CreateCommand(
                 agent=agent,
                 action=body.action,

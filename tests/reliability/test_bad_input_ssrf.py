@@ -1,8 +1,8 @@
 """B16: a ``callback_url`` cannot make signoff call its own host, its network or a cloud
 metadata service, unless the config allows that address.
 
-At create time a URL whose host is such an address, in any spelling, is refused with 422
-(``invalid_request``) and nothing is created. At send time the host name is resolved by
+At create time a URL whose host is such an address, in any spelling, is refused with 403
+(``callback_url_not_allowed``) and nothing is created. At send time the host name is resolved by
 signoff and every address checked; the connection goes to a checked address and its peer
 is checked again, so DNS rebinding gets nowhere; redirects are not followed. A refused
 send is dead-lettered with the reason (retrying cannot change the address).
@@ -51,9 +51,9 @@ REFUSED_AT_CREATE = [
 async def test_B16_an_internal_callback_url_is_refused_at_create(tmp_path, url):
     async with app_world(tmp_path) as world:
         response = await world.create(action="deploy.web", title="t", callback_url=url)
-        assert response.status_code == 422, response.text
+        assert response.status_code == 403, response.text
         error = response.json()["error"]
-        assert error["code"] == "invalid_request"
+        assert error["code"] == "callback_url_not_allowed"
         assert "webhooks.allow" in error["message"] or "names this machine" in error["message"]
         assert await world.runtime.store.query(lambda reads: reads.list_requests()) == []
 

@@ -74,6 +74,7 @@ database: {{url: "{url}"}}
 people: {{alice: {{}}}}
 agents:
   {agent}: {{max_open: 100000}}
+webhooks: {{allow: ["127.0.0.1/32"]}}  # the webhook receiver listens on loopback
 policies:
   - name: default
     min_timeout: 1s
