@@ -52,6 +52,20 @@ policies:
 """
 
 
+class _WaitingOutRateLimits(httpx.HTTPTransport):
+    """Retries a 429 after its Retry-After, for up to 20 seconds in all."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + 20.0
+        while True:
+            response = super().handle_request(request)
+            if response.status_code != 429 or time.monotonic() > deadline:
+                return response
+            response.read()
+            response.close()
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+
+
 def unique_title(prefix: str = "client test") -> str:
     return f"{prefix} {uuid.uuid4().hex[:12]}"
 
@@ -100,24 +114,22 @@ class ServedSignoff:
         self.approvers[person].decide(request_id, "deny", reason)
 
     def api(self) -> httpx.Client:
-        """A plain HTTP client with the agent key, for looking at what the server holds."""
+        """A plain HTTP client with the agent key, for looking at what the server holds.
+
+        These looks use the agent's key, so they share its rate limit with the client under
+        test: a 429 is waited out as its Retry-After says, as any polite client does.
+        """
         return httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.api_key}"},
             timeout=30,
+            transport=_WaitingOutRateLimits(),
         )
 
-    def requests_titled(self, title: str, within: float = 20.0) -> list[dict[str, Any]]:
-        """The agent's requests with this title. These looks use the agent's key, so they
-        share its rate limit with the client under test: a 429 is waited out as its
-        Retry-After says, as any polite client does."""
-        deadline = time.monotonic() + within
+    def requests_titled(self, title: str) -> list[dict[str, Any]]:
+        """The agent's requests with this title."""
         with self.api() as api:
-            while True:
-                answer = api.get("/v1/approvals", params={"limit": 500})
-                if answer.status_code != 429 or time.monotonic() > deadline:
-                    break
-                time.sleep(float(answer.headers.get("Retry-After", "1")))
+            answer = api.get("/v1/approvals", params={"limit": 500})
         assert answer.status_code == 200, answer.text
         return [item for item in answer.json()["approvals"] if item["title"] == title]
 
