@@ -188,7 +188,13 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._policy.checked_addresses(host, port)
+        try:
+            # The name is looked up here, not in the connect below: the connect timeout
+            # covers the lookup too, as it does in httpcore's own backend.
+            async with asyncio.timeout(timeout):
+                addresses = await self._policy.checked_addresses(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"looking up {host} took too long") from exc
         failure: Exception | None = None
         for address in addresses:
             try:

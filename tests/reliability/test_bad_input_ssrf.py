@@ -10,11 +10,13 @@ send is dead-lettered with the reason (retrying cannot change the address).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpcore
 import pytest
 from aiohttp import web
 
@@ -164,3 +166,13 @@ async def test_B16_the_guarded_transport_refuses_a_unix_socket():
     with pytest.raises(EgressRefused):
         await backend.connect_unix_socket("/run/signoff.sock")
     await GuardedTransport(EgressPolicy()).aclose()
+
+
+async def test_B16_a_name_that_never_resolves_times_out_like_a_connect():
+    async def never(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()  # a resolver that never answers
+        raise AssertionError("unreachable")
+
+    backend = _GuardedBackend(EgressPolicy(resolve=never))
+    with pytest.raises(httpcore.ConnectTimeout, match=r"looking up slow\.example\.test"):
+        await backend.connect_tcp("slow.example.test", 443, timeout=0.05)
