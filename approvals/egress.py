@@ -73,6 +73,11 @@ def ip_literal(host: str) -> IpAddress | None:
         return None
 
 
+def _address(text: str) -> IpAddress:
+    """An address as a resolver or a socket gives it, without an IPv6 zone (``%eth0``)."""
+    return ipaddress.ip_address(text.split("%")[0])
+
+
 def _embedded_ipv4(address: IpAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), if any."""
     if isinstance(address, ipaddress.IPv4Address):
@@ -136,6 +141,10 @@ class EgressPolicy:
             return None
         return f"{address} is {kind}; list it under webhooks.allow to call it"
 
+    def reach_problem(self, host: str, address: IpAddress) -> str | None:
+        """Why a connection for ``host`` may not go to ``address``, or ``None``."""
+        return None if self.host_allowed(host) else self.address_problem(address)
+
     def url_problem(self, url: str) -> str | None:
         """Why ``url`` may never be called, judged from its text alone (no DNS): its host
         is an address signoff may not call. ``None`` when it may be tried."""
@@ -163,11 +172,9 @@ class EgressPolicy:
                 resolved = await self._resolve(host, port)
             except OSError as exc:
                 raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-            found = [ipaddress.ip_address(address.split("%")[0]) for address in resolved]
-        if self.host_allowed(host):
-            return [str(address) for address in found]
+            found = [_address(address) for address in resolved]
         for address in found:
-            problem = self.address_problem(address)
+            problem = self.reach_problem(host, address)
             if problem is not None:
                 raise EgressRefused(f"{host} resolves to {problem}")
         return list(dict.fromkeys(str(address) for address in found))
@@ -215,11 +222,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             peer = sock.getpeername() if sock is not None else None
         if peer is None:
             raise EgressRefused(f"the connection to {host} has no peer address to check")
-        address = ipaddress.ip_address(str(peer[0]).split("%")[0])
-        if not self._policy.host_allowed(host):
-            problem = self._policy.address_problem(address)
-            if problem is not None:
-                raise EgressRefused(f"the connection to {host} reached {problem}")
+        problem = self._policy.reach_problem(host, _address(str(peer[0])))
+        if problem is not None:
+            raise EgressRefused(f"the connection to {host} reached {problem}")
 
     async def connect_unix_socket(
         self,

@@ -14,13 +14,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from approvals.access import AccessStore, KeyHolder
-from approvals.egress import EgressPolicy
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CreateCommand, public_json
 from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed, NotFound, RefusalCode
 from approvals.receipts import ReceiptNotFinal, ReceiptSigner
 from approvals.service import ApprovalService
-from approvals.webhooks import MAX_CALLBACK_URL_CHARS, callback_url_problem
+from approvals.webhooks import MAX_CALLBACK_URL_CHARS, WebhookSender, callback_url_problem
 from bot.errors import ApiError
 from bot.limits import FailureGuard, RateLimit, RateLimiter
 from bot.logging_setup import remember_secret
@@ -226,6 +225,7 @@ class AgentApi:
         receipts: ReceiptSigner,
         limiter: RateLimiter,
         settings: SignoffSettings,
+        webhooks: WebhookSender,
         failures: FailureGuard | None = None,
     ) -> None:
         self._service = service
@@ -234,6 +234,7 @@ class AgentApi:
         self._receipts = receipts
         self._limiter = limiter
         self._failures = failures or FailureGuard(FAILED_AUTH_LIMIT)
+        self._webhooks = webhooks  # its egress policy also judges callback URLs at create
         self.settings = settings
         self._creates_in_flight = 0
 
@@ -335,7 +336,7 @@ class AgentApi:
                     f"{', '.join(allowed)})",
                 )
             if body.callback_url is not None and (
-                problem := EgressPolicy(self.settings.webhooks.allow).url_problem(body.callback_url)
+                problem := self._webhooks.egress.url_problem(body.callback_url)
             ):
                 raise ApiError(403, "callback_url_not_allowed", problem)
             command = CreateCommand(

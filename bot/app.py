@@ -146,6 +146,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         receipts=receipts,
         limiter=RateLimiter(options.per_agent_limit, options.overall_limit),
         settings=settings,
+        webhooks=webhooks,
         failures=failures,
     )
     return Runtime(
