@@ -79,7 +79,10 @@ def match_requester(requested_by: str | None, people: Iterable[str]) -> Requeste
     lookalikes: list[str] = []
     for person in people:
         if normalized_name(person) == wanted:
-            exact = exact or person
+            if exact is None:
+                exact = person
+            else:
+                lookalikes.append(person)  # two people spelled alike: ambiguous, both out
         elif confusables.is_confusable(wanted, normalized_name(person)) or (
             confusables.is_confusable(nfkc, person)
         ):

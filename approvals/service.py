@@ -134,7 +134,7 @@ def judge_vote(request: ApprovalRequest, command: VoteCommand, rules: Rules) -> 
     if request.status.is_final:
         return AlreadyDecided(request)
     requester = rules.directory.requester_match(request.requested_by)
-    if person.name == requester.exact or person.name == request.requested_by:
+    if person.name == requester.exact:
         return NotAllowed(
             RefusalCode.REQUESTER,
             "this request was made on your behalf, so someone else must decide it",
