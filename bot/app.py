@@ -95,6 +95,10 @@ def build_chat_adapters(config: LoadedConfig, public_url: str) -> dict[str, Adap
         from adapters.telegram import build_telegram_adapter
 
         adapters["telegram"] = build_telegram_adapter(platforms.telegram, public_url=public_url)
+    if platforms.teams is not None:
+        from adapters.teams import build_teams_adapter
+
+        adapters["teams"] = build_teams_adapter(platforms.teams, public_url=public_url)
     return adapters
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import sys
@@ -519,6 +520,22 @@ def _parser() -> argparse.ArgumentParser:
     _request_options(run_cmd, title_required=False)
     run_cmd.add_argument("argv", nargs="*", metavar="CMD", help="the command, after --")
 
+    teams_cmd = commands.add_parser("teams", help="Microsoft Teams set-up")
+    teams_sub = teams_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    manifest = with_config(
+        teams_sub.add_parser(
+            "manifest",
+            help="write the Teams app package (manifest and icons) to upload to Teams",
+            description=(
+                "Write the zip an admin uploads to Teams (Apps, Manage your apps, Upload an "
+                "app) for the bot configured under platforms.teams."
+            ),
+        )
+    )
+    manifest.add_argument(
+        "--output", default="signoff-teams.zip", metavar="FILE", help="default: %(default)s"
+    )
+
     mcp_cmd = commands.add_parser(
         "mcp",
         help="serve the approval tools to an MCP client over stdio",
@@ -575,6 +592,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return asyncio.run(_status(args.config, as_json=args.json))
         config = _load(args.config)
+        if args.command == "teams":
+            return _teams_manifest(config, args.output)
         if args.command == "serve":
             builtin = not (args.config or os.environ.get("SIGNOFF_CONFIG"))
             return asyncio.run(_serve(config, builtin_default=builtin))
@@ -621,6 +640,32 @@ async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
     if args.command == "login-link":
         return await _login_link(config, args.person, args.ttl, as_json=args.json)
     return await _audit_verify(config)
+
+
+def _teams_manifest(config: LoadedConfig, output: str) -> int:
+    teams = config.settings.platforms.teams
+    if teams is None:
+        raise UsageError(f"{config.source}: platforms.teams is not configured")
+    from adapters.teams.manifest import app_package
+
+    package = app_package(
+        app_id=teams.app_id,
+        public_url=config.settings.server.public_url,
+        version=_version(),
+    )
+    try:
+        Path(output).write_bytes(package)
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write: {exc.strerror}") from exc
+    print(f"wrote {output}: upload it in Teams (Apps, Manage your apps, Upload an app)")
+    return EXIT_OK
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("signoff")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.1.0"
 
 
 def _client_command(args: argparse.Namespace) -> int:

@@ -100,7 +100,7 @@ class Target:
     """One place a card is posted.
 
     Attributes:
-        platform: ``slack``, ``telegram``, ``discord`` or ``web``.
+        platform: ``slack``, ``telegram``, ``discord``, ``teams`` or ``web``.
         kind: ``channel``, ``user`` (a direct message) or ``inbox``.
         id: the platform id of the channel or user (empty for the web inbox).
         person: for a direct message, whose.

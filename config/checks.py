@@ -138,7 +138,7 @@ def _check_platforms(settings: SignoffSettings) -> list[Finding]:
         Finding(
             ("platforms", "web", "enabled"),
             "with the web inbox disabled and no chat platform configured, nobody can be "
-            "asked; enable the web inbox or configure slack, telegram or discord",
+            "asked; enable the web inbox or configure slack, telegram, discord or teams",
         )
     ]
 

@@ -48,13 +48,15 @@ REFERENCE_AS_ONE_VALUE = "reference_as_one_value"
 """Field marker for the generated reference: describe the field as one value, not its parts
 (its YAML form differs from the model behind it)."""
 
-CHAT_PLATFORMS = ("slack", "telegram", "discord")
+CHAT_PLATFORMS = ("slack", "telegram", "discord", "teams")
 """The chat platforms config knows, in the order destinations are listed."""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,}")
 _DISCORD_ID = re.compile(r"[0-9]{1,20}")
 _TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_ENTRA_OBJECT_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_TEAMS_CHANNEL_ID = re.compile(r"19:[^\s;]+@thread\.[a-z0-9]+")
 _PARAM_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
 
@@ -140,6 +142,31 @@ def _discord_id(value: object) -> object:
 
 
 DiscordId = Annotated[str, BeforeValidator(_discord_id)]
+
+
+def _entra_object_id(value: str) -> str:
+    if not _ENTRA_OBJECT_ID.fullmatch(value):
+        raise ValueError(
+            "expected an Entra (Azure AD) object id such as "
+            f"8f3c1a52-6d0e-4b7a-9c1e-2f5d7a9b0c11 (the user's Object ID), not {value!r}"
+        )
+    return value.lower()
+
+
+EntraObjectId = Annotated[str, AfterValidator(_entra_object_id)]
+"""A Microsoft Entra object id (a GUID): how Teams names a person for good."""
+
+
+def _teams_channel_id(value: str) -> str:
+    if not _TEAMS_CHANNEL_ID.fullmatch(value):
+        raise ValueError(
+            "expected a Teams channel id such as 19:4a95f7d8db4c4e7fae857bcebe0623e6@thread.tacv2 "
+            f"(from the channel's link: Get link to channel), not {value!r}"
+        )
+    return value
+
+
+TeamsChannelId = Annotated[str, AfterValidator(_teams_channel_id)]
 TelegramUserId = Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]
 TelegramChatId = Annotated[int, BeforeValidator(_whole_number)]
 
@@ -363,10 +390,22 @@ class PersonSettings(_Section):
     discord: DiscordId | None = Field(
         default=None, description='Discord user id (digits; quote it: `"200001"`).'
     )
+    teams: EntraObjectId | None = Field(
+        default=None,
+        description=(
+            "Microsoft Entra object id of the person's account (a GUID: Entra admin center, "
+            "Users, Object ID), never a display name or e-mail address."
+        ),
+    )
 
     def identities(self) -> dict[str, str]:
         """Platform name -> id as text, for the platforms this person uses."""
-        found = {"slack": self.slack, "telegram": self.telegram, "discord": self.discord}
+        found = {
+            "slack": self.slack,
+            "telegram": self.telegram,
+            "discord": self.discord,
+            "teams": self.teams,
+        }
         return {platform: str(value) for platform, value in found.items() if value is not None}
 
 
@@ -382,18 +421,30 @@ class ChannelSettings(_Section):
     discord: DiscordId | None = Field(
         default=None, description='Discord channel id (digits; quote it: `"300001"`).'
     )
+    teams: TeamsChannelId | None = Field(
+        default=None,
+        description=(
+            "Teams channel id (`19:...@thread.tacv2`, from the channel's link); install the "
+            "app in the channel's team."
+        ),
+    )
 
     @model_validator(mode="after")
     def _needs_a_platform(self) -> ChannelSettings:
         if not self.ids():
             raise ValueError(
-                "a channel needs an id on at least one platform: slack, telegram or discord"
+                "a channel needs an id on at least one platform: slack, telegram, discord or teams"
             )
         return self
 
     def ids(self) -> dict[str, str]:
         """Platform name -> channel id as text, in ``CHAT_PLATFORMS`` order."""
-        found = {"slack": self.slack, "telegram": self.telegram, "discord": self.discord}
+        found = {
+            "slack": self.slack,
+            "telegram": self.telegram,
+            "discord": self.discord,
+            "teams": self.teams,
+        }
         return {platform: str(value) for platform, value in found.items() if value is not None}
 
 
@@ -486,6 +537,75 @@ class DiscordSettings(_Section):
     )
 
 
+class TeamsSettings(_Section):
+    """The Microsoft Teams bot signoff runs as (an Azure Bot resource and its Entra app)."""
+
+    app_id: Annotated[str, AfterValidator(_non_empty_text)] = Field(
+        description=(
+            "The bot's Microsoft App ID (the Entra app registration's Application (client) ID); "
+            "inbound activities must be addressed to it."
+        )
+    )
+    app_password: Secret | None = Field(
+        default=None,
+        description="A client secret of the app registration; or use `certificate`.",
+    )
+    certificate: str | None = Field(
+        default=None,
+        description=(
+            "Path of a PEM file holding the app registration's certificate and its private "
+            "key, used instead of `app_password` (a signed client assertion)."
+        ),
+    )
+    tenant_id: Annotated[str, AfterValidator(_non_empty_text)] = Field(
+        description=(
+            "Your Entra tenant id. Tokens are requested from it (a single-tenant bot) and "
+            "clicks from any other tenant are refused."
+        )
+    )
+    api_url: HttpUrl = Field(
+        default="https://smba.trafficmanager.net/teams/",
+        description=(
+            "The Bot Connector service URL for messages to people and channels until Teams "
+            "has told signoff its own (every inbound activity carries it)."
+        ),
+    )
+    openid_metadata_url: HttpUrl = Field(
+        default="https://login.botframework.com/v1/.well-known/openidconfiguration",
+        description=(
+            "The Bot Connector's OpenID metadata; the signing keys are read from the sibling "
+            "`keys` document. Must end in `/openidconfiguration`."
+        ),
+    )
+    token_issuer: Annotated[str, AfterValidator(_non_empty_text)] = Field(
+        default="https://api.botframework.com",
+        description="The issuer inbound activity tokens must name.",
+    )
+    login_url: HttpUrl = Field(
+        default="https://login.microsoftonline.com",
+        description=(
+            "The Entra login endpoint: app tokens come from "
+            "`<login_url>/<tenant_id>/oauth2/v2.0/token`."
+        ),
+    )
+
+    @field_validator("openid_metadata_url")
+    @classmethod
+    def _metadata_document(cls, value: str) -> str:
+        if not value.rstrip("/").endswith("/openidconfiguration"):
+            raise ValueError(
+                "must end in /openidconfiguration (the signing keys are read from the sibling "
+                "/keys document)"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> TeamsSettings:
+        if (self.app_password is None) == (self.certificate is None):
+            raise ValueError("give exactly one of app_password and certificate")
+        return self
+
+
 class WebSettings(_Section):
     """The built-in web inbox."""
 
@@ -532,14 +652,24 @@ class PlatformsSettings(_Section):
         default=None,
         description="The Discord bot signoff runs as; left out, Discord is not used.",
     )
+    teams: TeamsSettings | None = Field(
+        default=None,
+        description="The Microsoft Teams bot signoff runs as; left out, Teams is not used.",
+    )
     web: Annotated[WebSettings, BeforeValidator(_none_as_empty)] = Field(
         default_factory=WebSettings, description="The built-in web inbox."
     )
 
     @property
     def chat_platforms(self) -> frozenset[str]:
-        """The chat platforms that are configured (``slack``, ``telegram``, ``discord``)."""
-        configured = {"slack": self.slack, "telegram": self.telegram, "discord": self.discord}
+        """The chat platforms that are configured (``slack``, ``telegram``, ``discord``,
+        ``teams``)."""
+        configured = {
+            "slack": self.slack,
+            "telegram": self.telegram,
+            "discord": self.discord,
+            "teams": self.teams,
+        }
         return frozenset(name for name, settings in configured.items() if settings is not None)
 
 
