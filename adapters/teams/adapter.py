@@ -83,6 +83,8 @@ SEEN_ACTIVITIES = 10_000
 RETRYABLE_STATUSES = frozenset({401, 408, 412, 429, 500, 502, 503, 504})
 """Bot Connector answers worth retrying (Microsoft names 412, 502 and 504 besides 429;
 a 401 is a token that went stale)."""
+NOT_INSTALLED = frozenset({403, 404})
+"""What Teams answers for a 1:1 chat with someone who does not have the app installed."""
 FOREIGN_TENANT = "foreign_tenant"
 """Audit code of a click from a Microsoft Entra tenant other than ours."""
 GENERIC_FAILURE = "Something went wrong and your click was not counted. Please try again."
@@ -127,6 +129,12 @@ def delivery_error(exc: Exception) -> DeliveryError:
             f"Teams answered HTTP {status}{detail}", permanent=status not in RETRYABLE_STATUSES
         )
     return DeliveryError(f"Teams unreachable: {type(exc).__name__}: {exc}")
+
+
+def _status_of(error: DeliveryError) -> int | None:
+    """The HTTP status behind a delivery error, if Teams answered at all."""
+    cause = error.__cause__
+    return cause.response.status_code if isinstance(cause, httpx.HTTPStatusError) else None
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -257,14 +265,20 @@ class TeamsAdapter:
     # -- outbound ---------------------------------------------------------------------------
 
     async def send(self, card: ApprovalCard, destination: Destination) -> MessageRef:
-        if destination.kind is DestinationKind.USER:
-            conversation = await self._personal_chat(destination.target)
-        else:
-            conversation = destination.target
-        activity = _card_activity(render_card(card, public_url=self._public_url))
-        sent = await self._call(
-            self._app.send(conversation, activity, service_url=self._service_url)
+        personal = destination.kind is DestinationKind.USER
+        conversation = (
+            await self._personal_chat(destination.target) if personal else destination.target
         )
+        activity = _card_activity(render_card(card, public_url=self._public_url))
+        try:
+            sent = await self._call(
+                self._app.send(conversation, activity, service_url=self._service_url)
+            )
+        except DeliveryError as exc:
+            if personal and _status_of(exc) in NOT_INSTALLED:
+                # Uninstalled since: ask Teams for the chat again next time.
+                self._chats.pop(destination.target.lower(), None)
+            raise
         return MessageRef(PLATFORM, {"conversation_id": conversation, "activity_id": str(sent.id)})
 
     async def edit(self, ref: MessageRef, card: ApprovalCard) -> None:
@@ -297,27 +311,28 @@ class TeamsAdapter:
             channel_data={"tenant": {"id": self._tenant_id}},
         )
         try:
-            created: ConversationResource = await self._app.api.conversations.create(params)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code in (403, 404):
+            created: ConversationResource = await self._call(
+                self._app.api.conversations.create(params)
+            )
+        except DeliveryError as exc:
+            status = _status_of(exc)
+            if status in NOT_INSTALLED:
                 raise DeliveryError(
                     f"cannot open a Teams chat with {aad_object_id}: the signoff app is not "
-                    f"installed for them (Teams answered HTTP {exc.response.status_code}"
-                    f"{_error_text(exc.response)}); install it for them, see Teams setup",
+                    f"installed for them ({exc}); install it for them, see Teams setup",
                     permanent=True,
                 ) from exc
-            raise delivery_error(exc) from exc
-        except (httpx.HTTPError, TokenError) as exc:
-            raise delivery_error(exc) from exc
+            raise
         conversation = str(created.id)
         self._chats[aad_object_id] = conversation
         return conversation
 
-    @staticmethod
-    async def _call(request: Any) -> Any:
+    async def _call(self, request: Any) -> Any:
         try:
             return await request
         except (httpx.HTTPError, TokenError) as exc:
+            if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+                self._tokens.forget()
             raise delivery_error(exc) from exc
 
     # -- inbound ----------------------------------------------------------------------------

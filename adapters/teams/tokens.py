@@ -140,6 +140,11 @@ class AppTokens:
                 self._tokens[key] = token
         return token.value
 
+    def forget(self) -> None:
+        """Drop every cached token: the Bot Connector refused one (revoked, or the clocks
+        disagree), so the next call fetches a fresh one."""
+        self._tokens.clear()
+
     async def _fetch(self, scope: str, tenant: str) -> _Token:
         url = self.token_url(tenant)
         form = {"grant_type": "client_credentials", "client_id": self._client_id, "scope": scope}
