@@ -181,6 +181,7 @@ def _request_of(card: Message) -> str:
 
 @dataclass
 class TeamsWorld(ChatWorld):
+    clock: ManualClock
     fake: FakeTeams
     client: TeamsClient
 
