@@ -167,6 +167,19 @@ def _teams_channel_id(value: str) -> str:
 
 
 TeamsChannelId = Annotated[str, AfterValidator(_teams_channel_id)]
+
+
+def _entra_guid(value: str) -> str:
+    if not _ENTRA_OBJECT_ID.fullmatch(value):
+        raise ValueError(
+            "expected a GUID such as 8f3c1a52-6d0e-4b7a-9c1e-2f5d7a9b0c11 (the Entra admin "
+            f"center shows it as an ID), not {value!r}"
+        )
+    return value.lower()
+
+
+EntraGuid = Annotated[str, AfterValidator(_entra_guid)]
+"""A Microsoft Entra application or tenant id (a GUID, compared in lower case)."""
 TelegramUserId = Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]
 TelegramChatId = Annotated[int, BeforeValidator(_whole_number)]
 
@@ -540,7 +553,7 @@ class DiscordSettings(_Section):
 class TeamsSettings(_Section):
     """The Microsoft Teams bot signoff runs as (an Azure Bot resource and its Entra app)."""
 
-    app_id: Annotated[str, AfterValidator(_non_empty_text)] = Field(
+    app_id: EntraGuid = Field(
         description=(
             "The bot's Microsoft App ID (the Entra app registration's Application (client) ID); "
             "inbound activities must be addressed to it."
@@ -550,14 +563,14 @@ class TeamsSettings(_Section):
         default=None,
         description="A client secret of the app registration; or use `certificate`.",
     )
-    certificate: str | None = Field(
+    certificate: Annotated[str, AfterValidator(_non_empty_text)] | None = Field(
         default=None,
         description=(
             "Path of a PEM file holding the app registration's certificate and its private "
             "key, used instead of `app_password` (a signed client assertion)."
         ),
     )
-    tenant_id: Annotated[str, AfterValidator(_non_empty_text)] = Field(
+    tenant_id: EntraGuid = Field(
         description=(
             "Your Entra tenant id. Tokens are requested from it (a single-tenant bot) and "
             "clicks from any other tenant are refused."

@@ -31,10 +31,12 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import jwt
 from fastapi import APIRouter
 from microsoft_teams.api.activities.message.message import MessageActivityInput
 from microsoft_teams.api.auth.cloud_environment import PUBLIC, with_overrides
@@ -48,6 +50,8 @@ from microsoft_teams.common import ClientOptions
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from adapters.pacing import PacingDelay, SendLimit, SendPacer
+from adapters.teams import MESSAGES_PATH
 from adapters.teams.cards import (
     ACTIONS,
     APPROVE,
@@ -67,13 +71,18 @@ from approvals.ports import DeliveryError, MessageRef, VoteSink, parse_retry_aft
 log = logging.getLogger(__name__)
 
 PLATFORM = "teams"
-MESSAGES_PATH = "/teams/messages"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 DEFAULT_API_URL = "https://smba.trafficmanager.net/teams/"
-DEFAULT_SEND_INTERVAL = timedelta(seconds=2)
-"""Teams allows a bot 1,800 messages an hour in one conversation (and 60 per 30 s, 7 per
-second): one every 2 s keeps a conversation's lane under every window for good."""
+CONVERSATION_LIMITS = (
+    SendLimit(7, timedelta(seconds=1)),
+    SendLimit(8, timedelta(seconds=2)),
+    SendLimit(60, timedelta(seconds=30)),
+    SendLimit(1800, timedelta(hours=1)),
+)
+"""What Teams allows one bot in one conversation (a 1:1 chat, a group chat, a channel)."""
+TENANT_LIMIT = SendLimit(30, timedelta(seconds=1))
+"""What Teams allows one app in one tenant, all conversations together."""
 DEFAULT_RETRY_AFTER = timedelta(seconds=2)
 """The wait after a 429 that came without a usable ``Retry-After``."""
 HTTP_TIMEOUT = 20.0
@@ -155,7 +164,8 @@ class TeamsAdapter:
 
     Attributes:
         platform: ``teams``.
-        min_send_interval: least time between two posts to one conversation (default 2 s).
+        min_send_interval: the outbox's least time between two sends to one conversation;
+            none by default, as the adapter keeps Teams' windows itself.
     """
 
     platform = PLATFORM
@@ -171,10 +181,17 @@ class TeamsAdapter:
         openid_metadata_url: str = PUBLIC.openid_metadata_url,
         token_issuer: str = PUBLIC.token_issuer,
         login_url: str = PUBLIC.login_endpoint,
-        min_send_interval: timedelta = DEFAULT_SEND_INTERVAL,
+        min_send_interval: timedelta = timedelta(0),
+        conversation_limits: Sequence[SendLimit] = CONVERSATION_LIMITS,
+        tenant_limit: SendLimit = TENANT_LIMIT,
         http_timeout: float = HTTP_TIMEOUT,
     ) -> None:
         self.min_send_interval = min_send_interval
+        self._pacer = SendPacer(
+            per_destination=lambda _conversation: conversation_limits,
+            overall=(tenant_limit,),
+            label=lambda conversation: f"conversation {conversation}",
+        )
         self._app_id = app_id
         self._tenant_id = tenant_id.lower()
         self._tokens = tokens
@@ -247,6 +264,9 @@ class TeamsAdapter:
                     {"error": "bad_request", "message": "expected a JSON activity"},
                     status_code=400,
                 )
+            if _never_expires(request.headers.get("authorization", "")):
+                log.warning("Teams activity refused: its token has no expiry (responding 401)")
+                return JSONResponse({"error": "Unauthorized"}, status_code=401)
             handler = self._routes.handler
             if handler is None:
                 return JSONResponse(
@@ -271,8 +291,8 @@ class TeamsAdapter:
         )
         activity = _card_activity(render_card(card, public_url=self._public_url))
         try:
-            sent = await self._call(
-                self._app.send(conversation, activity, service_url=self._service_url)
+            sent = await self._paced(
+                conversation, self._app.send(conversation, activity, service_url=self._service_url)
             )
         except DeliveryError as exc:
             if personal and _status_of(exc) in NOT_INSTALLED:
@@ -285,19 +305,24 @@ class TeamsAdapter:
         conversation, activity_id = _where(ref)
         activity = _card_activity(render_card(card, public_url=self._public_url))
         activity.id = activity_id
-        await self._call(self._app.send(conversation, activity, service_url=self._service_url))
+        await self._paced(
+            conversation, self._app.send(conversation, activity, service_url=self._service_url)
+        )
 
     async def reply(self, ref: MessageRef, card: ApprovalCard, text: str) -> None:
         """A follow-up in the card's thread (channels) or under it (1:1 chats)."""
         conversation, activity_id = _where(ref)
         activity = _card_activity(render_notice(text))
         if conversation.startswith("19:") and activity_id.isdigit():
-            await self._call(
-                self._app.reply(conversation, activity_id, activity, service_url=self._service_url)
+            await self._paced(
+                conversation,
+                self._app.reply(conversation, activity_id, activity, service_url=self._service_url),
             )
             return
         activity.reply_to_id = activity_id
-        await self._call(self._app.send(conversation, activity, service_url=self._service_url))
+        await self._paced(
+            conversation, self._app.send(conversation, activity, service_url=self._service_url)
+        )
 
     async def _personal_chat(self, person: str) -> str:
         """The person's 1:1 chat with the bot, created (or found) by Teams if unknown."""
@@ -326,6 +351,15 @@ class TeamsAdapter:
         conversation = str(created.id)
         self._chats[aad_object_id] = conversation
         return conversation
+
+    async def _paced(self, conversation: str, request: Coroutine[Any, Any, Any]) -> Any:
+        """``request`` to ``conversation`` once Teams' windows have room for it."""
+        try:
+            async with self._pacer.slot(_base_conversation(conversation)):
+                return await self._call(request)
+        except PacingDelay as delay:
+            request.close()  # never awaited: the outbox retries the whole send later
+            raise DeliveryError(str(delay), retry_after=delay.wait) from delay
 
     async def _call(self, request: Any) -> Any:
         try:
@@ -439,6 +473,24 @@ class TeamsAdapter:
             "type": CARD_CONTENT_TYPE,
             "value": render_card(card, public_url=self._public_url),
         }
+
+
+def _never_expires(authorization: str) -> bool:
+    """Whether a bearer token says nothing of when it expires. The Teams SDK checks ``exp``
+    only when a token has one; the Bot Connector's tokens always do (Microsoft's own
+    validators require it), so one without is refused here rather than taken as valid for
+    ever. Whatever cannot be read is left to the SDK, which refuses it; so is every other
+    check, the signature first."""
+    if not authorization.startswith("Bearer "):
+        return False
+    try:
+        claims = jwt.decode(
+            authorization.removeprefix("Bearer "), options={"verify_signature": False}
+        )
+    except jwt.InvalidTokenError:
+        return False
+    expiry = claims.get("exp")
+    return not isinstance(expiry, int | float) or isinstance(expiry, bool)
 
 
 def _message(text: str) -> dict[str, Any]:

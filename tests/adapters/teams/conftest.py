@@ -17,7 +17,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from adapters.teams import MESSAGES_PATH, TeamsAdapter
+from adapters.teams import MESSAGES_PATH
+from adapters.teams.adapter import TeamsAdapter
 from adapters.teams.cards import APPROVE, DENY, DENY_WITH_REASON
 from adapters.teams.tokens import AppTokens
 from approvals.clock import ManualClock

@@ -10,7 +10,6 @@ from fastapi.routing import APIRoute
 from pydantic import SecretStr
 
 from adapters.teams import build_teams_adapter
-from adapters.teams.adapter import DEFAULT_SEND_INTERVAL
 from approvals.machine import Status
 from config.schema import TeamsSettings
 from tests.adapters.teams.conftest import CHANNEL, DAVE, PUBLIC_URL, TeamsWorld
@@ -114,6 +113,17 @@ async def test_a_card_too_large_for_teams_is_not_retried(teams: TeamsWorld) -> N
     assert "413" in failure
 
 
+async def test_a_burst_to_one_channel_keeps_within_teams_limits(teams: TeamsWorld) -> None:
+    teams.fake.enforce_rate_limits = True
+    for _ in range(12):
+        await teams.create()
+    await teams.deliver()
+    assert len(teams.fake.posts_in(CHANNEL)) == 12
+    assert teams.fake.throttled == 0
+    [times] = teams.fake.send_times.values()
+    assert times[7] - times[0] >= 1.0  # the eighth waited for the 7-per-second window
+
+
 async def test_the_route_refuses_a_body_that_is_not_an_activity(teams: TeamsWorld) -> None:
     for body in (b"not json", b"[1, 2]", b"\xff\xfe"):
         response = await teams.client.http.post(
@@ -131,7 +141,7 @@ async def test_build_teams_adapter_from_settings() -> None:
         login_url="http://127.0.0.1:1",
     )
     adapter = build_teams_adapter(settings, public_url=PUBLIC_URL)
-    assert adapter.min_send_interval == DEFAULT_SEND_INTERVAL
+    assert adapter.min_send_interval == timedelta(0)  # the adapter paces itself
     [route] = adapter.router().routes
     assert isinstance(route, APIRoute)
     assert route.path == "/teams/messages"
