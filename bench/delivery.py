@@ -37,7 +37,7 @@ from bench.harness import (
     standard_arguments,
     until,
 )
-from bench.limited_fakes import LimitedBotApi, LimitedDiscord, LimitedSlack
+from bench.limited_fakes import LimitedBotApi, LimitedDiscord, LimitedSlack, LimitedTeams
 from bench.ratelimits import SendLimits, Window, least_makespan
 from bot.app import rules_from
 from config import load_config
@@ -49,11 +49,16 @@ SLACK_TOKEN, SLACK_APP_TOKEN = "xoxb-bench", "xapp-1-bench"
 SLACK_SECRET = "bench-signing-secret-0123456789ab"
 TELEGRAM_TOKEN = "123456:BENCH-token"
 DISCORD_TOKEN = "bench-discord-token"
+TEAMS_APP_ID = "5160f00d-7ea5-4c3b-9d2e-0000000000b1"
+TEAMS_TENANT = "5160f00d-7ea5-4c3b-9d2e-0000000000b2"
+TEAMS_PASSWORD = "bench-teams-secret"
+TEAMS_TEAM = "19:benchteam@thread.tacv2"
 SECRETS = {
     "SLACK_BOT_TOKEN": SLACK_TOKEN,
     "SLACK_SIGNING_SECRET": SLACK_SECRET,
     "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
     "DISCORD_BOT_TOKEN": DISCORD_TOKEN,
+    "TEAMS_APP_PASSWORD": TEAMS_PASSWORD,
 }
 
 # The platforms' published limits, at real speed.
@@ -63,6 +68,12 @@ TELEGRAM_LIMITS = SendLimits(interval=1.0, chat_window=Window(20, 60.0), overall
 """One message a second per chat, 20 a minute per group, 30 a second for the bot."""
 DISCORD_LIMITS = SendLimits(chat_bucket=Window(5, 5.0), overall=Window(50, 1.0))
 """Channel message buckets of 5 per 5 seconds; 50 requests a second for the bot."""
+TEAMS_LIMITS = SendLimits(
+    chat_windows=(Window(7, 1.0), Window(8, 2.0), Window(60, 30.0), Window(1800, 3600.0)),
+    overall=Window(30, 1.0),
+)
+"""Per bot per conversation: 7 a second, 8 per 2 s, 60 per 30 s, 1,800 an hour; 30 a
+second for the app in a tenant."""
 AGENTS = [f"agent-{i}" for i in range(10)]
 """The backlog comes from several agents: signoff's flood guard gathers more than 20 cards a
 minute from one agent to one destination onto a digest card."""
@@ -117,6 +128,13 @@ class Scenario:
             for chat in self.chats:
                 fake.add_group(int(chat), f"group {chat}")
             return fake
+        if self.platform == "Teams":
+            teams = LimitedTeams(
+                limits, app_id=TEAMS_APP_ID, app_password=TEAMS_PASSWORD, tenant_id=TEAMS_TENANT
+            )
+            for chat in self.chats:
+                teams.add_channel(TEAMS_TEAM, chat)
+            return teams
         return LimitedDiscord(limits, DISCORD_TOKEN)
 
     def config_sections(self, fake: Any) -> tuple[str, str]:
@@ -124,7 +142,7 @@ class Scenario:
         key = self.platform.lower()
         channels = "\n".join(
             f'  chat-{i}: {{{key}: "{chat}"}}'
-            if key == "discord"
+            if key in ("discord", "teams")
             else f"  chat-{i}: {{{key}: {chat}}}"
             for i, chat in enumerate(self.chats)
         )
@@ -137,6 +155,13 @@ class Scenario:
             platform = (
                 '  telegram: {bot_token: "${TELEGRAM_BOT_TOKEN}", mode: polling, '
                 f'api_url: "{fake.base_url}"}}'
+            )
+        elif key == "teams":
+            platform = (
+                f'  teams: {{app_id: "{TEAMS_APP_ID}", app_password: "${{TEAMS_APP_PASSWORD}}", '
+                f'tenant_id: "{TEAMS_TENANT}", api_url: "{fake.service_url}", '
+                f'openid_metadata_url: "{fake.openid_metadata_url}", '
+                f'login_url: "{fake.login_endpoint}"}}'
             )
         else:
             platform = (
@@ -162,6 +187,13 @@ class Scenario:
                     "overall": _window(limits.overall),
                 }
             }
+        if self.platform == "Teams":
+            return {
+                "teams": {
+                    "conversation": [_window(window) for window in limits.chat_windows],
+                    "overall": _window(limits.overall) if limits.overall else None,
+                }
+            }
         # Discord announces its buckets in X-RateLimit-* headers (the fake does too), and
         # discord.py keeps to them: signoff adds no pacing of its own, as by default.
         return {"discord": {"send_interval_seconds": 0.0}}
@@ -175,28 +207,33 @@ def _window(window: Window) -> dict[str, float]:
 class Sizes:
     scale: float = 10.0
     chats: int = 4
-    cards: tuple[int, int, int] = (100, 60, 100)
-    """Cards per chat for Slack, Telegram and Discord (about ten seconds of limits each)."""
+    cards: tuple[int, int, int, int] = (100, 60, 100, 100)
+    """Cards per chat for Slack, Telegram, Discord and Teams (about ten seconds of limits
+    each)."""
     patience: float = 2.0
     """A run is cut off after this many times what the limits require (plus 5 s)."""
 
 
 FULL = Sizes()
-QUICK = Sizes(chats=2, cards=(5, 5, 6), patience=1.5)
+QUICK = Sizes(chats=2, cards=(5, 5, 6, 10), patience=1.5)
 
 
 def scenarios(sizes: Sizes) -> list[Scenario]:
-    slack, telegram, discord = sizes.cards
+    slack, telegram, discord, teams = sizes.cards
     chats = range(1, sizes.chats + 1)
     return [
         Scenario("Slack", SLACK_LIMITS, tuple(f"C0CARDS{i}" for i in chats), slack),
         Scenario("Telegram", TELEGRAM_LIMITS, tuple(str(-1001000 - i) for i in chats), telegram),
         Scenario("Discord", DISCORD_LIMITS, tuple(str(300100 + i) for i in chats), discord),
+        Scenario(
+            "Teams", TEAMS_LIMITS, tuple(f"19:benchchat{i}@thread.tacv2" for i in chats), teams
+        ),
     ]
 
 
 def measures(_sizes: Sizes) -> list[str]:
-    return [f"send rate / allowed: {platform}" for platform in ("Slack", "Telegram", "Discord")]
+    platforms = ("Slack", "Telegram", "Discord", "Teams")
+    return [f"send rate / allowed: {platform}" for platform in platforms]
 
 
 async def seed_backlog(config_path: Path, cards_per_chat: int) -> None:

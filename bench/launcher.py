@@ -24,9 +24,10 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict
 
 from adapters.discord import build_discord_adapter
+from adapters.pacing import SendLimit
 from adapters.slack import build_slack_adapter
+from adapters.teams import build_teams_adapter
 from adapters.telegram import TelegramAdapter
-from adapters.telegram.pacing import SendLimit
 from approvals.ports import Adapter
 from bot.app import AppOptions, build_runtime
 from bot.http import build_http_app
@@ -61,13 +62,21 @@ class TelegramPacing(ChannelPacing):
     overall: WindowOption
 
 
+class TeamsPacing(BaseModel):
+    """Teams' windows: several per conversation, one for the tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    conversation: list[WindowOption]
+    overall: WindowOption
+
+
 class LaunchOptions(BaseModel):
     """What this launcher changes about ``signoff serve``.
 
     Attributes:
         lift_api_limits: no per-agent or overall rate limit on the agent API.
-        slack, telegram, discord: send limits for that platform's adapter (defaults when
-            absent).
+        slack, telegram, discord, teams: send limits for that platform's adapter (defaults
+            when absent).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +84,7 @@ class LaunchOptions(BaseModel):
     slack: ChannelPacing | None = None
     telegram: TelegramPacing | None = None
     discord: ChannelPacing | None = None
+    teams: TeamsPacing | None = None
 
 
 def chat_adapters(config: LoadedConfig, options: LaunchOptions) -> dict[str, Adapter]:
@@ -111,6 +121,14 @@ def chat_adapters(config: LoadedConfig, options: LaunchOptions) -> dict[str, Ada
             api_url=str(settings.api_url),
             **pacing,
         )
+    if platforms.teams is not None:
+        limits: dict[str, Any] = {}
+        if options.teams is not None:
+            limits = {
+                "conversation_limits": [w.send_limit() for w in options.teams.conversation],
+                "tenant_limit": options.teams.overall.send_limit(),
+            }
+        adapters["teams"] = build_teams_adapter(platforms.teams, public_url=public_url, **limits)
     return adapters
 
 

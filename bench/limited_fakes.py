@@ -3,7 +3,8 @@
 Each counts a new message against a :class:`~bench.ratelimits.SendLimits` when it arrives
 and answers a message over the limit the way its platform does: Slack with HTTP 429,
 ``ratelimited`` and a whole-second ``Retry-After``; Telegram with 429 and
-``parameters.retry_after``; Discord with its per-channel buckets (``X-RateLimit-*`` headers
+``parameters.retry_after``; Teams with 429 and a whole-second ``Retry-After``, per
+conversation; Discord with its per-channel buckets (``X-RateLimit-*`` headers
 on every answer, 429 when a bucket is empty) and a global 429. ``refusals`` counts the 429s
 and ``delivered`` lists (arrival time, chat) for every message that went through.
 """
@@ -24,6 +25,7 @@ from tests.fakes import (
     discord_json_response,
     telegram_error_response,
 )
+from tests.fakes.teams import ApiCall, FakeTeams
 
 
 def _whole_seconds(wait: float) -> int:
@@ -117,3 +119,31 @@ class LimitedDiscord(FakeDiscord):
         elif response.status == 200:
             self.delivered.append((now, channel))
         return response
+
+
+class LimitedTeams(FakeTeams):
+    """Fake Teams enforcing ``limits`` on every message posted to a conversation (instead
+    of its own real-time windows, so that time can run faster)."""
+
+    def __init__(
+        self, limits: SendLimits, *, app_id: str, app_password: str, tenant_id: str
+    ) -> None:
+        super().__init__(app_id=app_id, app_password=app_password, tenant_id=tenant_id)
+        self.book = limits.book()
+        self.refusals = 0
+        self.delivered: list[tuple[float, str]] = []
+
+    async def start(self) -> None:  # type: ignore[override]
+        FakeTeams.start(self)
+
+    async def close(self) -> None:
+        self.stop()
+
+    def _throttle_locked(self, call: ApiCall, key: str, now: float) -> web.Response | None:
+        wait = self.book.wait(key, now)
+        if wait > 0:
+            self.refusals += 1
+            return self._refuse(call, 429, headers={"Retry-After": str(_whole_seconds(wait))})
+        self.book.record(key, now)
+        self.delivered.append((now, key))
+        return None

@@ -31,6 +31,8 @@ class SendLimits:
     Attributes:
         interval: least seconds between two messages to one chat.
         chat_window: a sliding window per chat (Telegram's per-group limit).
+        chat_windows: more sliding windows per chat, all kept at once (Teams allows 7 per
+            second, 8 per 2 s, 60 per 30 s and 1,800 an hour in one conversation).
         chat_bucket: a fixed window per chat that starts with its first message and resets
             ``period`` later (Discord's rate-limit buckets).
         overall: a sliding window over every message (the platform's global limit).
@@ -38,6 +40,7 @@ class SendLimits:
 
     interval: float | None = None
     chat_window: Window | None = None
+    chat_windows: tuple[Window, ...] = ()
     chat_bucket: Window | None = None
     overall: Window | None = None
 
@@ -46,6 +49,7 @@ class SendLimits:
         return SendLimits(
             interval=None if self.interval is None else self.interval / factor,
             chat_window=self.chat_window.scaled(factor) if self.chat_window else None,
+            chat_windows=tuple(window.scaled(factor) for window in self.chat_windows),
             chat_bucket=self.chat_bucket.scaled(factor) if self.chat_bucket else None,
             overall=self.overall.scaled(factor) if self.overall else None,
         )
@@ -91,6 +95,7 @@ class LimitBook:
         self.limits = limits
         self._last: dict[str, float] = {}
         self._windows: dict[str, _Sliding] = {}
+        self._more_windows: dict[str, list[_Sliding]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._overall = _Sliding(limits.overall) if limits.overall else None
 
@@ -100,6 +105,11 @@ class LimitBook:
         if chat not in self._windows:
             self._windows[chat] = _Sliding(self.limits.chat_window)
         return self._windows[chat]
+
+    def _chat_windows(self, chat: str) -> list[_Sliding]:
+        if chat not in self._more_windows:
+            self._more_windows[chat] = [_Sliding(window) for window in self.limits.chat_windows]
+        return self._more_windows[chat]
 
     def _bucket(self, chat: str) -> _Bucket | None:
         if self.limits.chat_bucket is None:
@@ -116,6 +126,7 @@ class LimitBook:
         for limiter in (self._chat_window(chat), self._bucket(chat), self._overall):
             if limiter is not None:
                 waits.append(limiter.wait(now))
+        waits.extend(window.wait(now) for window in self._chat_windows(chat))
         return max(waits)
 
     def record(self, chat: str, now: float) -> None:
@@ -124,6 +135,8 @@ class LimitBook:
         window = self._chat_window(chat)
         if window is not None:
             window.sent.append(now)
+        for more in self._chat_windows(chat):
+            more.sent.append(now)
         bucket = self._bucket(chat)
         if bucket is not None:
             bucket.record(now)

@@ -9,7 +9,7 @@ option explicitly, so nothing read there changes the adapter.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config.schema import TeamsSettings
 
@@ -22,8 +22,11 @@ MESSAGES_PATH = "/teams/messages"
 """Where the Bot Connector delivers activities: ``<public_url>/teams/messages``."""
 
 
-def build_teams_adapter(settings: TeamsSettings, *, public_url: str) -> TeamsAdapter:
+def build_teams_adapter(settings: TeamsSettings, *, public_url: str, **limits: Any) -> TeamsAdapter:
     """The Teams adapter for ``settings``; mount its ``router()`` on the application.
+
+    ``limits`` are :class:`TeamsAdapter`'s send limits (``conversation_limits``,
+    ``tenant_limit``), when not Teams' own.
 
     Raises:
         ValueError: the certificate file cannot be read as a certificate with its key.
@@ -33,10 +36,10 @@ def build_teams_adapter(settings: TeamsSettings, *, public_url: str) -> TeamsAda
         # does not use) is in preview, and when App() builds its deprecated bot client.
         warnings.filterwarnings("ignore", message="HtmlWidgetSecurityPolicy is in preview")
         warnings.filterwarnings("ignore", message="The bot client is deprecated")
-        return _build(settings, public_url=public_url)
+        return _build(settings, public_url, limits)
 
 
-def _build(settings: TeamsSettings, *, public_url: str) -> TeamsAdapter:
+def _build(settings: TeamsSettings, public_url: str, limits: dict[str, Any]) -> TeamsAdapter:
     from adapters.teams.adapter import TeamsAdapter
     from adapters.teams.tokens import AppTokens, Certificate
 
@@ -56,4 +59,5 @@ def _build(settings: TeamsSettings, *, public_url: str) -> TeamsAdapter:
         openid_metadata_url=str(settings.openid_metadata_url),
         token_issuer=settings.token_issuer,
         login_url=str(settings.login_url),
+        **limits,
     )

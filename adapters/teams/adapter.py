@@ -259,7 +259,7 @@ class TeamsAdapter:
                 body = await request.json()
             except ValueError:
                 body = None
-            if not isinstance(body, dict):
+            if not isinstance(body, dict) or _malformed_card_action(body):
                 return JSONResponse(
                     {"error": "bad_request", "message": "expected a JSON activity"},
                     status_code=400,
@@ -473,6 +473,18 @@ class TeamsAdapter:
             "type": CARD_CONTENT_TYPE,
             "value": render_card(card, public_url=self._public_url),
         }
+
+
+def _malformed_card_action(body: dict[str, Any]) -> bool:
+    """Whether a card action's ``value`` is not the objects Teams sends (``{action: {data:
+    {...}}}``): the SDK's activity models fail on it with an error, so it is refused here."""
+    if body.get("type") != "invoke" or body.get("name") != "adaptiveCard/action":
+        return False
+    value = body.get("value")
+    action = value.get("action") if isinstance(value, dict) else None
+    if not isinstance(action, dict):
+        return True
+    return "data" in action and not isinstance(action["data"], dict)
 
 
 def _never_expires(authorization: str) -> bool:

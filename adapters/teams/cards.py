@@ -167,8 +167,9 @@ def render_card(card: ApprovalCard, *, public_url: str) -> dict[str, Any]:
         tail.append(rich(run(fit(card.note, NOTE_LIMIT), italic=True)))
     tail.append(
         rich(
-            run(f"{card.status.value.capitalize()}: ", weight="Bolder", color=colour),
-            run(fit(card.status_line, STATUS_LIMIT)),
+            run("Status: ", weight="Bolder"),
+            run(card.status.value.capitalize(), weight="Bolder", color=colour),
+            run(f": {fit(card.status_line, STATUS_LIMIT)}"),
             separator=True,
         )
     )

@@ -51,6 +51,7 @@ ROWS = {
         "send rate / allowed: Slack",
         "send rate / allowed: Telegram",
         "send rate / allowed: Discord",
+        "send rate / allowed: Teams",
     ],
 }
 

@@ -8,7 +8,9 @@ real discord.py holds the fake's gateway. Agents call the API and people use the
 through an httpx client on the ASGI app.
 
 The directory has twenty approvers (``p01`` ... ``p20``), each with an identity on all three
-platforms, plus ``outsider`` (known, never an approver). Policies: ``db.*`` needs a quorum of
+platforms, plus ``outsider`` (known, never an approver). Microsoft Teams is optional and
+separate: given a fake Teams (``app_world(..., teams=FakeTeams())``), everyone also has an
+Entra object id and cards go to one Teams channel too. Policies: ``db.*`` needs a quorum of
 three, everything else one approval; every card goes to one channel on each configured
 platform and to the web inbox.
 """
@@ -41,6 +43,8 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord import Message as DiscordMessage
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack import Message as SlackMessage
+from tests.fakes.teams import FakeTeams, card_text
+from tests.fakes.teams import Message as TeamsMessage
 from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
 from tests.fakes.telegram import FakeBotApi, FakeMessage
 from tests.reliability.invariants import InvariantReport, check_invariants, rendered_cards
@@ -54,10 +58,13 @@ TELEGRAM_SECRET = "reliability-secret_token"
 SLACK_CHANNEL = "C0OPS"
 TELEGRAM_GROUP = -1001234
 DISCORD_CHANNEL = "300001"
+TEAMS_TEAM = "19:0e0000000000000000000000000000aa@thread.tacv2"
+TEAMS_CHANNEL = "19:0e0000000000000000000000000000c1@thread.tacv2"
 CHANNEL_KEYS = {
     "slack": f"slack:channel:{SLACK_CHANNEL}",
     "telegram": f"telegram:channel:{TELEGRAM_GROUP}",
     "discord": f"discord:channel:{DISCORD_CHANNEL}",
+    "teams": f"teams:channel:{TEAMS_CHANNEL}",
 }
 AGENT = "deploy-bot"
 OTHER_AGENT = "other-bot"
@@ -74,11 +81,16 @@ class Approver:
     slack: str
     telegram: int
     discord: str
+    teams: str = ""
+    """Entra object id (used when the world has Teams)."""
 
     def identity(self, platform: str) -> str:
-        return {"slack": self.slack, "telegram": str(self.telegram), "discord": self.discord}[
-            platform
-        ]
+        return {
+            "slack": self.slack,
+            "telegram": str(self.telegram),
+            "discord": self.discord,
+            "teams": self.teams,
+        }[platform]
 
 
 def _person(number: int, name: str | None = None) -> Approver:
@@ -87,6 +99,7 @@ def _person(number: int, name: str | None = None) -> Approver:
         slack=f"U0P{number:04d}",
         telegram=110_000 + number,
         discord=str(210_000_000_000_000_000 + number),
+        teams=f"0e000000-0000-4000-8000-{number:012d}",
     )
 
 
@@ -106,6 +119,7 @@ def _config_text(
     max_open: int,
     slack_mode: str = "http",
     first_policies: tuple[str, ...] = (),
+    teams: FakeTeams | None = None,
 ) -> str:
     lines = ["version: 1", f'database: {{url: "sqlite:///{db}"}}', "people:"]
     for person in (*APPROVERS, OUTSIDER):
@@ -116,6 +130,8 @@ def _config_text(
             ids.append(f"telegram: {person.telegram}")
         if discord is not None:
             ids.append(f'discord: "{person.discord}"')
+        if teams is not None:
+            ids.append(f'teams: "{person.teams}"')
         lines.append(f"  {person.name}: {{{', '.join(ids)}}}")
     lines.append("groups:")
     lines.append(f"  approvers: [{', '.join(p.name for p in APPROVERS)}]")
@@ -130,6 +146,9 @@ def _config_text(
     if discord is not None:
         lines.append(f'  ops-discord: {{discord: "{DISCORD_CHANNEL}"}}')
         notify.append("ops-discord")
+    if teams is not None:
+        lines.append(f'  ops-teams: {{teams: "{TEAMS_CHANNEL}"}}')
+        notify.append("ops-teams")
     if not notify:
         lines[-1] = "channels: {}"
     notify.append("web")
@@ -161,6 +180,8 @@ def _config_text(
             f'    api_url: "{discord.api_url}"',
             f'    gateway_url: "{discord.gateway_url}"',
         ]
+    if teams is not None:
+        lines += _teams_platform(teams)
     lines.append("  web: {enabled: true}")
     where = ", ".join(notify)
     lines += [
@@ -179,6 +200,20 @@ def _config_text(
     return "\n".join(lines) + "\n"
 
 
+def _teams_platform(teams: FakeTeams) -> list[str]:
+    """``platforms.teams`` for the fake Teams (its app, tenant and endpoints)."""
+    return [
+        "  teams:",
+        f'    app_id: "{teams.app_id}"',
+        '    app_password: "${TEAMS_APP_PASSWORD}"',
+        f'    tenant_id: "{teams.tenant_id}"',
+        f'    api_url: "{teams.service_url}"',
+        f'    openid_metadata_url: "{teams.openid_metadata_url}"',
+        f'    token_issuer: "{teams.issuer}"',
+        f'    login_url: "{teams.login_endpoint}"',
+    ]
+
+
 @dataclass
 class AppWorld:
     """A started application and handles on everything a scenario touches."""
@@ -194,6 +229,7 @@ class AppWorld:
     slack: FakeSlack | None = None
     telegram: FakeBotApi | None = None
     discord: FakeDiscord | None = None
+    teams: FakeTeams | None = None
     accepted: list[str] = field(default_factory=list)
     """Ids of the requests the API answered 2xx for (invariant 1)."""
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
@@ -252,6 +288,11 @@ class AppWorld:
         ref = await self.card_ref(request_id, "discord")
         return self.discord.messages[(str(ref["channel_id"]), str(ref["message_id"]))]
 
+    async def teams_card(self, request_id: str) -> TeamsMessage:
+        assert self.teams is not None
+        ref = await self.card_ref(request_id, "teams")
+        return self.teams.message(str(ref["conversation_id"]), str(ref["activity_id"]))
+
     async def signed_in(self, person: str) -> httpx.AsyncClient:
         """A web inbox client signed in as ``person`` through a real sign-in link."""
         client = httpx.AsyncClient(
@@ -279,6 +320,10 @@ class AppWorld:
         if platform == "discord" and self.discord is not None:
             posted = self.discord.messages.get((str(ref["channel_id"]), str(ref["message_id"])))
             return None if posted is None else posted.all_text
+        if platform == "teams" and self.teams is not None:
+            key = (str(ref["conversation_id"]), str(ref["activity_id"]))
+            shown = self.teams.messages.get(key)
+            return None if shown is None else card_text(shown)
         return None
 
     async def outbox_idle(self) -> bool:
@@ -345,6 +390,7 @@ async def app_world(
     paced: bool = False,
     telegram_ack_budget: timedelta | None = PATIENT_TELEGRAM_ACK,
     first_policies: tuple[str, ...] = (),
+    teams: FakeTeams | None = None,
 ) -> AsyncIterator[AppWorld]:
     """The started application (see the module docstring); stopped on exit.
 
@@ -354,6 +400,7 @@ async def app_world(
     follows as a reply): scenarios that read the toast wait long enough for the outcome to be
     in it even on a busy machine; ``None`` keeps the product's own quick budget (L6).
     ``first_policies`` are YAML lines of policies placed before the standard two.
+    ``teams`` (a started fake Teams, optional) adds Microsoft Teams with one channel.
     """
     text = _config_text(
         tmp_path / "signoff.db",
@@ -364,6 +411,7 @@ async def app_world(
         max_open=max_open,
         slack_mode=slack_mode,
         first_policies=first_policies,
+        teams=teams,
     )
     environ = {
         "SLACK_BOT_TOKEN": SLACK_TOKEN,
@@ -373,6 +421,8 @@ async def app_world(
         "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
         "DISCORD_BOT_TOKEN": DISCORD_TOKEN,
     }
+    if teams is not None:
+        environ["TEAMS_APP_PASSWORD"] = teams.app_password
     config = load_config_text(text, "signoff.yaml", environ=environ)
     clock = clock or SystemClock()
     options = AppOptions(
@@ -385,6 +435,8 @@ async def app_world(
         for person in (*APPROVERS, OUTSIDER, STRANGER):
             telegram.add_user(person.telegram, person.name)
         telegram.add_group(TELEGRAM_GROUP, "ops")
+    if teams is not None:
+        teams.add_channel(TEAMS_TEAM, TEAMS_CHANNEL)
     with _discord_endpoints():
         runtime = build_runtime(config, options)
         if not paced:
@@ -417,6 +469,7 @@ async def app_world(
             slack=slack,
             telegram=telegram,
             discord=discord,
+            teams=teams,
         )
         try:
             yield world
