@@ -73,7 +73,7 @@ class Received:
     recipients: list[str]
     message: EmailMessage
     tls: bool
-    authenticated_as: str | None
+    authenticated: bool
 
 
 @dataclass
@@ -100,7 +100,6 @@ class _Handler:
             server.transport is not None
             and server.transport.get_extra_info("sslcontext") is not None
         )
-        login = session.auth_data.login if session.auth_data is not None else None
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         relay.received.append(
@@ -109,7 +108,7 @@ class _Handler:
                 recipients=list(envelope.rcpt_tos),
                 message=parsed,
                 tls=tls,
-                authenticated_as=login.decode() if isinstance(login, bytes) else login,
+                authenticated=bool(session.authenticated),
             )
         )
         relay.arrived.set()
