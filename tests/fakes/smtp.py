@@ -81,6 +81,7 @@ class _Fault:
     code: int
     text: str
     times: int
+    to: str | None
 
 
 @dataclass
@@ -89,11 +90,11 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         relay = self.relay
-        if relay.faults:
-            fault = relay.faults[0]
+        fault = next((f for f in relay.faults if f.to is None or f.to in envelope.rcpt_tos), None)
+        if fault is not None:
             fault.times -= 1
             if fault.times <= 0:
-                relay.faults.pop(0)
+                relay.faults.remove(fault)
             relay.refused += 1
             return f"{fault.code} {fault.text}"
         tls = session.ssl is not None or (
@@ -199,9 +200,10 @@ class FakeSmtpRelay:
             await self._server.wait_closed()
             self._server = None
 
-    def fail_next(self, code: int, text: str, *, times: int = 1) -> None:
-        """Answer the next ``times`` messages' DATA with ``code text``."""
-        self.faults.append(_Fault(code, text, times))
+    def fail_next(self, code: int, text: str, *, times: int = 1, to: str | None = None) -> None:
+        """Answer the next ``times`` messages' DATA (for ``to`` only, if given) with
+        ``code text``."""
+        self.faults.append(_Fault(code, text, times, to))
 
     def to(self, address: str) -> list[EmailMessage]:
         """Every accepted message for ``address``, oldest first."""

@@ -116,7 +116,7 @@ async def test_a_4xx_is_retried_and_the_card_arrives(
     relay: FakeSmtpRelay, runtime: Runtime, store: SqlStore, clock: ManualClock
 ) -> None:
     runtime.dispatcher.use_adapter("email", email_adapter(relay, runtime))
-    relay.fail_next(451, "4.3.0 Try again later")
+    relay.fail_next(451, "4.3.0 Try again later", to=ALICE)
     request_id = await create(runtime)
     await runtime.dispatcher.drain()
     assert relay.to(ALICE) == []
@@ -133,7 +133,7 @@ async def test_a_5xx_is_dead_lettered_with_the_servers_answer(
     relay: FakeSmtpRelay, runtime: Runtime, store: SqlStore, clock: ManualClock
 ) -> None:
     runtime.dispatcher.use_adapter("email", email_adapter(relay, runtime))
-    relay.fail_next(550, "5.1.1 mailbox unavailable")
+    relay.fail_next(550, "5.1.1 mailbox unavailable", to=ALICE)
     request_id = await create(runtime)
     await runtime.dispatcher.drain()
     row = await only_row(store, request_id, DESTINATION)
