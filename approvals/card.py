@@ -59,6 +59,8 @@ class ApprovalCard:
     buttons: bool
     require_reason: bool
     note: str | None = None
+    requested_by: str | None = None
+    """The human the agent acts for, if it said (untrusted agent text)."""
 
     @property
     def short_hash(self) -> str:
@@ -153,6 +155,7 @@ def build_card(
         buttons=request.status is Status.PENDING,
         require_reason=request.policy.require_reason,
         note=" · ".join(line for line in (warning, note) if line) or None,
+        requested_by=request.requested_by,
     )
 
 

@@ -176,11 +176,27 @@ class CreateCommand:
 
 
 @dataclass(frozen=True)
+class LinkUse:
+    """The signed decision link a vote came through (see :mod:`approvals.links`).
+
+    Attributes:
+        nonce: the link's single-use number; spent in the vote's own transaction.
+        expires_at: when the link stops working.
+    """
+
+    nonce: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class VoteCommand:
     """A click, normalized by an adapter: which platform identity said what about which request.
 
     ``identity`` is the platform's immutable user id (for the web inbox, the signed-in
     person's name). It is resolved to a person by the core, never by the adapter.
+    ``link`` is set when the vote comes through a signed decision link (an email's
+    Approve or Deny): the core refuses it once the link has expired or been used, and
+    spends the link in the same transaction that counts the vote.
     """
 
     request_id: str
@@ -188,6 +204,7 @@ class VoteCommand:
     identity: str
     verdict: Verdict
     reason: str | None = None
+    link: LinkUse | None = None
 
 
 def public_json(request: ApprovalRequest) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from approvals.deadlines import (
     schedule_after,
 )
 from approvals.directory import Directory
+from approvals.links import DecisionLinks
 from approvals.log_context import about_request
 from approvals.machine import Event, Status, next_status
 from approvals.model import (
@@ -52,6 +53,7 @@ from approvals.model import (
     CastVote,
     CreateCommand,
     Decision,
+    LinkUse,
     Verdict,
     VoteCommand,
     new_request_id,
@@ -67,6 +69,7 @@ from approvals.outcomes import (
 )
 from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
 from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
+from approvals.store import links as link_rows
 from approvals.webhooks import new_event_id, webhook_destination
 
 log = logging.getLogger(__name__)
@@ -183,6 +186,8 @@ class ApprovalService:
         self.recent_cards = RecentCards()
         """Cards just posted by this process, before their references are stored; the
         outbox tells it (see :class:`approvals.clicks.RecentCards`)."""
+        self.links = DecisionLinks(store, clock)
+        """Makes and reads the signed decision links an email's Approve / Deny carry."""
         self._listeners: list[ChangeListener] = []
         self._clock_steps = ClockStepWatch(clock) if isinstance(clock, ElapsedClock) else None
         self._following_step = asyncio.Lock()
@@ -551,6 +556,8 @@ class ApprovalService:
             caught_up.append(current)
             request = current
         judged = judge_vote(request, command, rules)
+        if isinstance(judged, str) and command.link is not None:
+            judged = self._spend_link(tx, request, command.link, now) or judged
         if not isinstance(judged, str):
             self._audit_refusal(tx, request, command, judged, now)
             return judged
@@ -601,6 +608,26 @@ class ApprovalService:
         self._edit_cards(tx, updated, now)
         crash_point(CrashPoint.DURING_DECISION)
         return Applied(updated, event)
+
+    def _spend_link(
+        self, tx: WriteTx, request: ApprovalRequest, link: LinkUse, now: datetime
+    ) -> NotAllowed | None:
+        """Spend the decision link a vote came through, in the vote's own transaction.
+
+        The request row is locked, so two uses of one link meet here one after the other:
+        the second finds the nonce spent (and the primary key would refuse it anyway).
+        Returns a refusal, or ``None`` when the link was good and is now spent.
+        """
+        if now >= link.expires_at:
+            return NotAllowed(
+                RefusalCode.INVALID,
+                "this link has expired; use the newest email about this request, or the "
+                "signoff inbox",
+            )
+        if link_rows.link_is_spent(tx, link.nonce):
+            return NotAllowed(RefusalCode.INVALID, "this link has already been used")
+        link_rows.spend_link(tx, nonce=link.nonce, request_id=request.id, at=now)
+        return None
 
     def _audit_refusal(
         self,

@@ -270,3 +270,27 @@ LOGIN_TOKENS = table_of(LoginTokenRow)
 WEB_SESSIONS = table_of(WebSessionRow)
 RECEIPT_KEYS = table_of(ReceiptKeyRow)
 WEBHOOK_SECRETS = table_of(WebhookSecretRow)
+
+
+class LinkKeyRow(SQLModel, table=True):
+    """The server secret that signed decision links (email Approve / Deny) are made with."""
+
+    __tablename__ = "link_keys"
+
+    key_id: str = Field(sa_column=Column(String(32), primary_key=True))
+    secret: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _when()
+
+
+class SpentLinkRow(SQLModel, table=True):
+    """A decision link that has been used: its nonce, written with the vote it cast."""
+
+    __tablename__ = "spent_links"
+
+    nonce: str = Field(sa_column=Column(String(64), primary_key=True))
+    request_id: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    spent_at: datetime = _when()
+
+
+LINK_KEYS = table_of(LinkKeyRow)
+SPENT_LINKS = table_of(SpentLinkRow)

@@ -15,6 +15,7 @@ from approvals.access import AccessStore
 from approvals.clock import Clock, SystemClock
 from approvals.egress import EgressPolicy
 from approvals.inbox import InboxQueries
+from approvals.links import DecisionLinks
 from approvals.outbox import DEFAULT_LEASE, OutboxDispatcher
 from approvals.ports import Adapter, SingletonInbound
 from approvals.receipts import ReceiptSigner
@@ -79,8 +80,11 @@ def rules_from(config: LoadedConfig) -> Rules:
     return Rules(policies=config.policy_set(), directory=config.directory())
 
 
-def build_chat_adapters(config: LoadedConfig, public_url: str) -> dict[str, Adapter]:
-    """An adapter for each chat platform configured under ``platforms``."""
+def build_chat_adapters(
+    config: LoadedConfig, public_url: str, links: DecisionLinks | None = None
+) -> dict[str, Adapter]:
+    """An adapter for each chat platform configured under ``platforms`` (and for email,
+    whose Approve / Deny links are made with ``links``)."""
     platforms = config.settings.platforms
     adapters: dict[str, Adapter] = {}
     if platforms.slack is not None:
@@ -99,6 +103,10 @@ def build_chat_adapters(config: LoadedConfig, public_url: str) -> dict[str, Adap
         from adapters.teams import build_teams_adapter
 
         adapters["teams"] = build_teams_adapter(platforms.teams, public_url=public_url)
+    if platforms.email is not None:
+        from adapters.email import build_email_adapter
+
+        adapters["email"] = build_email_adapter(platforms.email, public_url=public_url, links=links)
     return adapters
 
 
@@ -117,14 +125,18 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
     waiters = RequestWaiters(service)
     adapters: dict[str, Adapter] = dict(options.adapters or {})
     public_url = str(settings.server.public_url)
-    for platform, adapter in build_chat_adapters(config, public_url).items():
+    for platform, adapter in build_chat_adapters(config, public_url, service.links).items():
         adapters.setdefault(platform, adapter)
     web_inbox = None
     if options.web_inbox and settings.platforms.web.enabled:
         from adapters.web import WebInbox
 
         web_inbox = WebInbox(
-            InboxQueries(service), access, public_url=public_url, failures=failures
+            InboxQueries(service),
+            access,
+            public_url=public_url,
+            failures=failures,
+            links=service.links,
         )
         adapters.setdefault("web", web_inbox)
     receipts = ReceiptSigner(store, options.clock)

@@ -77,7 +77,7 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"{args.file}: cannot read the config file: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     settings = config.settings
-    platforms = sorted(settings.platforms.chat_platforms) or ["web inbox only"]
+    platforms = sorted(settings.platforms.delivery_platforms) or ["web inbox only"]
     print(
         f"{args.file}: OK ({len(settings.people)} people, {len(settings.policies)} policies, "
         f"platforms: {', '.join(platforms)})"

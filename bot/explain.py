@@ -100,7 +100,7 @@ class Target:
     """One place a card is posted.
 
     Attributes:
-        platform: ``slack``, ``telegram``, ``discord``, ``teams`` or ``web``.
+        platform: ``slack``, ``telegram``, ``discord``, ``teams``, ``email`` or ``web``.
         kind: ``channel``, ``user`` (a direct message) or ``inbox``.
         id: the platform id of the channel or user (empty for the web inbox).
         person: for a direct message, whose.
@@ -117,6 +117,9 @@ class Target:
         place = {"channel": "channel", "user": "user"}[self.kind]
         if self.platform == "telegram" and self.kind == "channel":
             place = "chat"
+        if self.platform == "email":
+            # A list gets the card without Approve / Deny links (see config.checks).
+            place = "to" if self.kind == "user" else "to the list (no decision links)"
         text = f"{self.platform} {place} {self.id}"
         return f"{text} ({self.person})" if self.person else text
 

@@ -25,6 +25,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from approvals.audit import AuditKind
@@ -35,7 +36,7 @@ from bot.logging_setup import configure_logging, remember_config_secrets
 from bot.runtime import Runtime
 from config import ConfigError, LoadedConfig, load_config
 from config.loader import MAX_CONFIG_BYTES
-from config.schema import CHAT_PLATFORMS, SignoffSettings
+from config.schema import CHAT_PLATFORMS, EMAIL_PLATFORM, SignoffSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _changed_platforms(old: SignoffSettings, new: SignoffSettings) -> list[str]:
     the public URL their cards link to changed, or they were added or removed."""
     moved = old.server.public_url != new.server.public_url
     changed = []
-    for platform in CHAT_PLATFORMS:
+    for platform in (*CHAT_PLATFORMS, EMAIL_PLATFORM):
         before = getattr(old.platforms, platform)
         after = getattr(new.platforms, platform)
         if before != after or (moved and after is not None):
@@ -130,7 +131,7 @@ class ConfigReloader:
         *,
         poll_interval: float | None = None,
         environ: Mapping[str, str] | None = None,
-        build_adapters: AdapterFactory = build_chat_adapters,
+        build_adapters: AdapterFactory | None = None,
     ) -> None:
         self._runtime = runtime
         self._path = path
@@ -138,7 +139,9 @@ class ConfigReloader:
             poll_interval = float(os.environ.get(TEST_POLL_ENV) or POLL_SECONDS)
         self._poll_interval = poll_interval
         self._environ = environ
-        self._build_adapters = build_adapters
+        self._build_adapters = build_adapters or partial(
+            build_chat_adapters, links=runtime.service.links
+        )
         loaded = runtime.config.file_sha256
         self._watch = _Watch(seen=loaded, applied=loaded)
         self._lock = asyncio.Lock()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from approvals.directory import DM, WEB
 from config.problems import KeyPath
-from config.schema import PolicySettings, SignoffSettings
+from config.schema import EMAIL_PLATFORM, PolicySettings, SignoffSettings
 
 RESERVED_NOTIFY_NAMES = frozenset({DM, WEB})
 """Notify targets with a fixed meaning, which channels cannot be named."""
@@ -47,6 +47,7 @@ def find_problems(settings: SignoffSettings) -> list[Finding]:
     findings += _check_channels(settings)
     findings += _check_platforms(settings)
     findings += _check_policies(settings)
+    findings += _check_email(settings)
     return findings
 
 
@@ -110,7 +111,7 @@ def _check_admins(settings: SignoffSettings) -> list[Finding]:
 
 def _check_channels(settings: SignoffSettings) -> list[Finding]:
     findings: list[Finding] = []
-    configured = settings.platforms.chat_platforms
+    configured = settings.platforms.delivery_platforms
     for name, channel in settings.channels.items():
         if name in RESERVED_NOTIFY_NAMES:
             findings.append(
@@ -226,6 +227,49 @@ def _check_levels(
                     (*path, "quorum"),
                     f"quorum {policy.quorum} needs that many distinct people, but the levels "
                     f"name only {len(persons)} ({listed})",
+                )
+            )
+    return findings
+
+
+# --- email ---------------------------------------------------------------------------------
+
+
+def _is_mailing_list(settings: SignoffSettings, target: str) -> bool:
+    """Whether a notify target is a channel that reaches people only by email."""
+    channel = settings.channels.get(target)
+    return channel is not None and set(channel.ids()) == {EMAIL_PLATFORM}
+
+
+def _check_email(settings: SignoffSettings) -> list[Finding]:
+    """Email's own rules.
+
+    Its Approve / Deny links open confirm pages in the web inbox, so email needs the inbox.
+    A mailing list (a channel with only an email address) gets cards without links: one
+    link for a whole list could not tell who decided. So a level may notify a list only
+    next to a place where its approvers can decide (``dm``, ``web`` or a chat channel);
+    a level that notifies lists alone would leave its approvers nothing to click.
+    """
+    findings: list[Finding] = []
+    if settings.platforms.email is not None and not settings.platforms.web.enabled:
+        findings.append(
+            Finding(
+                ("platforms", "email"),
+                "email's Approve / Deny links open confirm pages in the web inbox, which is "
+                "disabled; set platforms.web.enabled to true, or remove platforms.email",
+            )
+        )
+    for index, policy in enumerate(settings.policies):
+        for level_index, level in enumerate(policy.levels):
+            lists = [target for target in level.notify if _is_mailing_list(settings, target)]
+            if not lists or len(lists) < len(set(level.notify)):
+                continue
+            findings.append(
+                Finding(
+                    ("policies", index, "levels", level_index, "notify"),
+                    f"{', '.join(lists)} only reach{'es' if len(lists) == 1 else ''} a "
+                    "mailing list, whose mail has no Approve / Deny links; add dm, web or a "
+                    "chat channel to this notify list so that the approvers can decide",
                 )
             )
     return findings

@@ -127,6 +127,7 @@ def build_directory(settings: SignoffSettings) -> Directory:
         for name, channel in settings.channels.items()
     }
     platforms = frozenset(p for p in CHAT_PLATFORMS if p in settings.platforms.chat_platforms)
+    platforms |= settings.platforms.delivery_platforms - settings.platforms.chat_platforms
     return Directory(
         people=people,
         channels=channels,

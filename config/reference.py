@@ -118,7 +118,7 @@ def rows_for(model: type[BaseModel], prefix: str = "") -> Iterator[Row]:
     the path. ``policies`` is left at one row: the policy has a table of its own.
     """
     for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
+        key = f"{prefix}{field.alias or name}"
         annotation = _unwrap(field.annotation)
         origin = typing.get_origin(annotation)
         as_one_value = bool(

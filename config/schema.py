@@ -50,6 +50,9 @@ REFERENCE_AS_ONE_VALUE = "reference_as_one_value"
 
 CHAT_PLATFORMS = ("slack", "telegram", "discord", "teams")
 """The chat platforms config knows, in the order destinations are listed."""
+EMAIL_PLATFORM = "email"
+"""Email: cards by mail, decided through signed links to the web inbox. Not a chat platform
+(no buttons, no edits), so it is not in ``CHAT_PLATFORMS``."""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,}")
@@ -192,6 +195,36 @@ def _http_url(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_EMAIL_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+MAX_EMAIL_ADDRESS_LENGTH = 254
+"""The longest address SMTP carries (RFC 5321's path limit less the angle brackets)."""
+
+
+def _email_address(value: str) -> str:
+    """A plain address (``name@example.com``): no display name, no comments, no quoting.
+
+    The domain is lower-cased; the local part is kept as written.
+    """
+    local, separator, domain = value.rpartition("@")
+    if (
+        not separator
+        or len(value) > MAX_EMAIL_ADDRESS_LENGTH
+        or len(local) > 64
+        or not _EMAIL_LOCAL.fullmatch(local)
+        or not _EMAIL_DOMAIN.fullmatch(domain)
+    ):
+        raise ValueError(
+            f"expected a plain email address such as alice@example.com (no name, no <>), "
+            f"not {value!r}"
+        )
+    return f"{local}@{domain.lower()}"
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
 
 
 def _websocket_url(value: str) -> str:
@@ -410,6 +443,13 @@ class PersonSettings(_Section):
             "Users, Object ID), never a display name or e-mail address."
         ),
     )
+    email: EmailAddress | None = Field(
+        default=None,
+        description=(
+            "Email address: `dm` mails this person cards with Approve / Deny links of their "
+            "own (needs `platforms.email`)."
+        ),
+    )
 
     def identities(self) -> dict[str, str]:
         """Platform name -> id as text, for the platforms this person uses."""
@@ -419,6 +459,7 @@ class PersonSettings(_Section):
             "discord": self.discord,
             "teams": self.teams,
         }
+        found[EMAIL_PLATFORM] = self.email
         return {platform: str(value) for platform, value in found.items() if value is not None}
 
 
@@ -441,23 +482,33 @@ class ChannelSettings(_Section):
             "app in the channel's team."
         ),
     )
+    email: EmailAddress | None = Field(
+        default=None,
+        description=(
+            "A mailing list's address. Its mail carries no Approve / Deny links (nobody can "
+            "be told apart on a list): allowed only on levels whose approvers can decide "
+            "elsewhere too (`dm`, `web` or a chat channel in the same notify list)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _needs_a_platform(self) -> ChannelSettings:
         if not self.ids():
             raise ValueError(
-                "a channel needs an id on at least one platform: slack, telegram, discord or teams"
+                "a channel needs an id on at least one platform: slack, telegram, discord, "
+                "teams or email"
             )
         return self
 
     def ids(self) -> dict[str, str]:
-        """Platform name -> channel id as text, in ``CHAT_PLATFORMS`` order."""
+        """Platform name -> channel id as text, in ``CHAT_PLATFORMS`` order, email last."""
         found = {
             "slack": self.slack,
             "telegram": self.telegram,
             "discord": self.discord,
             "teams": self.teams,
         }
+        found[EMAIL_PLATFORM] = self.email
         return {platform: str(value) for platform, value in found.items() if value is not None}
 
 
@@ -619,6 +670,94 @@ class TeamsSettings(_Section):
         return self
 
 
+EMAIL_DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
+"""The SMTP port for each ``tls`` mode when ``port`` is left out."""
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class EmailSettings(_Section):
+    """The SMTP relay signoff mails cards through."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: Annotated[str, AfterValidator(_non_empty_text)] = Field(
+        description="The SMTP relay's host name (`smtp.example.com`, `smtp.office365.com`)."
+    )
+    tls: Literal["starttls", "implicit", "none"] = Field(
+        default="starttls",
+        description=(
+            "`starttls`: plain connection upgraded with STARTTLS, required (port 587); "
+            "`implicit`: TLS from the first byte (port 465); `none`: no TLS, only for a relay "
+            "on this machine (`localhost`, `127.0.0.1`, `::1`). The relay's certificate is "
+            "always verified."
+        ),
+    )
+    port: Annotated[WholeNumber, Field(ge=1, le=65535)] | None = Field(
+        default=None,
+        description=(
+            "The relay's port; left out, 587 for `starttls`, 465 for `implicit`, 25 for `none`."
+        ),
+    )
+    username: str | None = Field(
+        default=None, description="The SMTP AUTH user name; left out, no AUTH."
+    )
+    password: Secret | None = Field(
+        default=None, description="The SMTP AUTH password; required with `username`."
+    )
+    sender: EmailAddress = Field(
+        alias="from",
+        description=(
+            "The address cards are sent from, and the domain of their Message-IDs; its "
+            "domain's SPF, DKIM and DMARC should cover the relay."
+        ),
+    )
+    ca_file: str | None = Field(
+        default=None,
+        description="A PEM file of the CA that signed a private relay's certificate.",
+    )
+    rate: Annotated[WholeNumber, Field(ge=1, le=6000)] = Field(
+        default=30,
+        description=(
+            "Messages per minute to one recipient or list at most (Exchange Online allows "
+            "30 a minute per mailbox)."
+        ),
+    )
+    link_lifetime: Duration = Field(
+        default=timedelta(hours=24),
+        description=(
+            "How long an Approve / Deny link works after it was mailed; never past the "
+            "request's deadline. Reminders carry fresh links."
+        ),
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How long one SMTP conversation may take before it is retried later.",
+    )
+
+    @field_validator("tls")
+    @classmethod
+    def _plaintext_only_on_this_machine(cls, value: str, info: ValidationInfo) -> str:
+        host = str(info.data.get("host", "")).strip("[]").lower()
+        if value == "none" and host not in _LOOPBACK_HOSTS:
+            raise ValueError(
+                f"tls: none sends mail and passwords in plain text, so it is only allowed for "
+                f"a relay on this machine (localhost, 127.0.0.1, ::1), not {host!r}; use "
+                "starttls or implicit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _password_with_username(self) -> EmailSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both, or neither")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """The port to connect to."""
+        return self.port if self.port is not None else EMAIL_DEFAULT_PORTS[self.tls]
+
+
 class WebSettings(_Section):
     """The built-in web inbox."""
 
@@ -672,6 +811,13 @@ class PlatformsSettings(_Section):
     web: Annotated[WebSettings, BeforeValidator(_none_as_empty)] = Field(
         default_factory=WebSettings, description="The built-in web inbox."
     )
+    email: EmailSettings | None = Field(
+        default=None,
+        description=(
+            "The SMTP relay cards are mailed through; left out, email is not used. Email "
+            "links open confirm pages in the web inbox, so it needs the web inbox."
+        ),
+    )
 
     @property
     def chat_platforms(self) -> frozenset[str]:
@@ -684,6 +830,12 @@ class PlatformsSettings(_Section):
             "teams": self.teams,
         }
         return frozenset(name for name, settings in configured.items() if settings is not None)
+
+    @property
+    def delivery_platforms(self) -> frozenset[str]:
+        """Every configured platform cards are sent to: the chat platforms, and email."""
+        email = {EMAIL_PLATFORM} if self.email is not None else set()
+        return self.chat_platforms | email
 
 
 # --- agents and policies -------------------------------------------------------------

@@ -5,6 +5,11 @@ The inbox is the built-in default channel. Its pages show what the core's inbox 
 Approve or Deny becomes one :class:`~approvals.model.VoteCommand` for the sink the inbox was
 started with, and the core alone decides whether it counts.
 
+Decision links (an email's Approve / Deny, see :mod:`approvals.links`) open a confirm page
+that needs no sign-in: the signed link is the person's authority for that one decision.
+Opening it (GET, HEAD, any scanner's prefetch) decides and spends nothing; only the page's
+POST hands the vote to the core, which spends the link with the vote.
+
 Security: sign-in links are single-use and redeemed only by a POST (link unfurlers issue
 GETs); the session cookie is HttpOnly and SameSite=Lax; every form that changes something
 carries the session's CSRF token, and every POST from another site is refused before it
@@ -38,6 +43,7 @@ from approvals.directory import WEB_PLATFORM, Destination
 from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.flood import is_digest_id
 from approvals.inbox import FailedSignIns, InboxReads, WebSessions
+from approvals.links import DecisionLinks, LinkClaim
 from approvals.machine import Event
 from approvals.model import MAX_REASON_LENGTH, Verdict, VoteCommand
 from approvals.outcomes import AlreadyDecided, Applied, NotFound, Outcome, RefusalCode
@@ -70,6 +76,8 @@ _DONE_MESSAGES = {
 """Confirmation after a vote, chosen by a fixed key so no text is reflected from the URL."""
 
 _DONE_KEYS = {Event.APPROVE: "approved", Event.DENY: "denied", Event.VOTE: "voted"}
+CONFIRM_PATH = "/confirm/{request_id}/{verdict}/{token}"
+"""Where a decision link points: the request and verdict in the path must be the token's."""
 _SIGN_IN_HINT = "Ask an admin to run this command with your name, then open the link it prints:"
 SIGN_IN_COMMAND = "signoff login-link NAME"
 
@@ -107,8 +115,10 @@ class WebInbox:
         *,
         public_url: str,
         failures: FailedSignIns | None = None,
+        links: DecisionLinks | None = None,
     ) -> None:
         self._reads = reads
+        self._links = links
         self._access = access
         self._failures = failures
         self._secure_cookie = public_url.lower().startswith("https://")
@@ -162,6 +172,9 @@ class WebInbox:
             ("/requests/{request_id}/approve", self.approve, "POST"),
             ("/requests/{request_id}/deny", self.deny, "POST"),
             ("/static/inbox.css", self.stylesheet, "GET"),
+            (CONFIRM_PATH, self.confirm_page, "GET"),
+            (CONFIRM_PATH, self.confirm_page, "HEAD"),
+            (CONFIRM_PATH, self.confirm, "POST"),
         ]
         for path, endpoint, method in pages:
             router.add_api_route(
@@ -600,6 +613,136 @@ class WebInbox:
                 session=session,
             )
         return shown
+
+    # -- decision links ---------------------------------------------------------------------
+
+    async def _claim(self, request_id: str, verdict: str, token: str) -> LinkClaim | None:
+        """The claim of a genuine link for exactly this request and verdict, or ``None``."""
+        if self._links is None or not _REQUEST_ID.fullmatch(request_id):
+            return None
+        claim = await self._links.read(token)
+        if claim is None or claim.request_id != request_id or claim.verdict.value != verdict:
+            return None
+        return claim
+
+    def _link_refused(self, request: Request) -> HTMLResponse:
+        return self._message(
+            request,
+            "Link not valid",
+            "This link is not a valid signoff decision link, or it belongs to another "
+            "request or another decision. Nothing was recorded. Use the links in the "
+            "newest email about the request, or the signoff inbox.",
+            status=403,
+        )
+
+    async def confirm_page(
+        self, request: Request, request_id: str, verdict: str, token: str
+    ) -> Response:
+        """What a decision link opens: the request and a button. Reads only, so scanners
+        and previews that fetch the link decide nothing and spend nothing."""
+        self._check_attempts(request)
+        claim = await self._claim(request_id, verdict, token)
+        if claim is None:
+            self._failed_attempt(request)
+            return self._link_refused(request)
+        return await self._confirm_form(request, claim, token, status=200)
+
+    async def _confirm_form(
+        self,
+        request: Request,
+        claim: LinkClaim,
+        token: str,
+        *,
+        status: int,
+        error: str | None = None,
+        reason: str = "",
+    ) -> Response:
+        assert self._links is not None
+        card = await self._sink.card(claim.request_id) if self._sink is not None else None
+        if card is None:
+            return self._message(request, "Not found", "This request no longer exists.", status=404)
+        problem: str | None = None
+        if card.status.is_final:
+            problem = "This request has been decided; there is nothing left to do."
+        elif claim.expired(self._links.now()):
+            problem = (
+                "This link has expired. Use the links in the newest email about this request, "
+                "or the signoff inbox."
+            )
+        elif await self._links.spent(claim.nonce):
+            problem = "This link has already been used; it works once."
+        return self._render(
+            request,
+            "confirm.html",
+            status=status if problem is None else max(status, 409 if card.status.is_final else 410),
+            card=card,
+            verdict=claim.verdict.value,
+            identity=claim.identity,
+            action=CONFIRM_PATH.format(
+                request_id=claim.request_id, verdict=claim.verdict.value, token=token
+            ),
+            can_decide=problem is None,
+            problem=problem,
+            error=error,
+            reason=reason,
+            max_reason_length=MAX_REASON_LENGTH,
+        )
+
+    async def confirm(
+        self, request: Request, request_id: str, verdict: str, token: str
+    ) -> Response:
+        """The confirm page's button: one vote, as the person the link was sent to, with
+        the link spent in the vote's own transaction."""
+        self._check_attempts(request)
+        claim = await self._claim(request_id, verdict, token)
+        if claim is None:
+            self._failed_attempt(request)
+            return self._link_refused(request)
+        form = await read_form(request)
+        typed_reason = form.get("reason", "") if claim.verdict is Verdict.DENY else ""
+        if self._sink is None:
+            return self._message(
+                request,
+                "Not ready",
+                "signoff is starting or stopping; nothing was recorded. Try again in a moment.",
+                status=503,
+            )
+        outcome = await self._sink.vote(
+            VoteCommand(
+                request_id=claim.request_id,
+                platform=claim.platform,
+                identity=claim.identity,
+                verdict=claim.verdict,
+                reason=typed_reason if typed_reason.strip() else None,
+                link=claim.use,
+            )
+        )
+        if isinstance(outcome, Applied):
+            return self._message(
+                request, "Recorded", _DONE_MESSAGES[_DONE_KEYS[outcome.event]], status=200
+            )
+        if isinstance(outcome, NotFound):
+            return self._message(request, "Not found", "This request no longer exists.", status=404)
+        if isinstance(outcome, AlreadyDecided):
+            return self._message(
+                request, "Nothing changed", f"Nothing changed: {outcome.message}.", status=409
+            )
+        if outcome.code is RefusalCode.REASON_REQUIRED:
+            return await self._confirm_form(
+                request,
+                claim,
+                token,
+                status=422,
+                error=f"Your vote was not counted: {outcome.message}.",
+                reason=typed_reason,
+            )
+        status = 422 if outcome.code is RefusalCode.INVALID else 403
+        return self._message(
+            request,
+            "Vote not counted",
+            f"Your vote was not counted: {outcome.message}.",
+            status=status,
+        )
 
     async def stylesheet(self, request: Request) -> Response:
         return Response(self._stylesheet, media_type="text/css")
