@@ -157,6 +157,10 @@ def render_card(card: ApprovalCard, *, public_url: str) -> dict[str, Any]:
     body += [
         labelled("Agent", cut(card.agent, NAME_LIMIT)),
         labelled("Action", cut(card.action, NAME_LIMIT)),
+    ]
+    if card.requested_by:
+        body.append(labelled("On behalf of", cut(card.requested_by, NAME_LIMIT)))
+    body += [
         labelled("Policy", fit(card.policy, NAME_LIMIT)),
         labelled("Level", str(card.level + 1)),
         labelled("Deadline", f"{card.deadline:%Y-%m-%d %H:%M} UTC"),

@@ -87,6 +87,16 @@ def test_a_pending_card_shows_the_request_and_offers_three_decisions() -> None:
     AdaptiveCard.model_validate(card)
 
 
+def test_the_person_the_agent_acts_for_is_shown_verbatim() -> None:
+    card = render_card(a_card(requested_by="[carol](https://evil.example)"), public_url=URL)
+    assert "On behalf of: [carol](https://evil.example)" in " ".join(
+        "".join(run for run in texts_of(block, "TextRun"))
+        for block in elements(card)
+        if block["type"] == "RichTextBlock"
+    )
+    assert "On behalf of" not in str(render_card(a_card(), public_url=URL))
+
+
 def test_a_policy_that_needs_a_reason_has_no_plain_deny() -> None:
     card = render_card(a_card(require_reason=True), public_url=URL)
     assert [a["data"]["action"] for a in executes(card)] == [APPROVE, DENY_WITH_REASON]
