@@ -718,8 +718,8 @@ class EmailSettings(_Section):
     rate: Annotated[WholeNumber, Field(ge=1, le=6000)] = Field(
         default=30,
         description=(
-            "Messages per minute to one recipient or list at most (Exchange Online allows "
-            "30 a minute per mailbox)."
+            "Messages per minute through the relay at most, whoever they are for, spaced "
+            "evenly (Exchange Online allows 30 a minute per mailbox)."
         ),
     )
     link_lifetime: Duration = Field(

@@ -64,15 +64,29 @@ def test_package_imports_respect_the_dependency_rule(package):
     assert broken == []
 
 
+SHARED_BY_ADAPTERS = {"pacing"}
+"""Modules at the top of ``adapters/`` that every adapter may use (send windows)."""
+
+
 def test_adapters_do_not_import_each_other():
     broken = []
     for path in sources("adapters"):
         own = path.relative_to(ROOT / "adapters").parts[0].removesuffix(".py")
         for name in imported_modules(path):
             parts = name.split(".")
-            if parts[0] == "adapters" and len(parts) > 1 and parts[1] not in (own, "contract"):
+            if (
+                parts[0] == "adapters"
+                and len(parts) > 1
+                and parts[1] not in (own, *SHARED_BY_ADAPTERS)
+            ):
                 broken.append(f"{path.relative_to(ROOT)} imports {name}")
     assert broken == []
+
+
+def test_what_adapters_share_is_no_adapter():
+    for name in SHARED_BY_ADAPTERS:
+        assert (ROOT / "adapters" / f"{name}.py").is_file()
+        assert not (ROOT / "adapters" / name).is_dir()
 
 
 ADAPTERS = sorted(path.parent.name for path in (ROOT / "adapters").glob("*/__init__.py"))

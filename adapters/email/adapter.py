@@ -29,6 +29,7 @@ from adapters.email.rendering import (
     render_card,
     subject_for,
 )
+from adapters.pacing import PacingDelay, SendLimit, SendPacer
 from approvals.card import ApprovalCard
 from approvals.directory import Destination, DestinationKind
 from approvals.links import DecisionLinks
@@ -83,13 +84,15 @@ class EmailAdapter:
         self._tls_context = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self._link_lifetime = link_lifetime
         self._timeout = timeout
-        self.min_send_interval = (
-            min_send_interval
-            if min_send_interval is not None
-            else timedelta(minutes=1) / rate_per_minute
+        self.min_send_interval = min_send_interval or timedelta(0)
+        """Each recipient or list is an outbox lane of its own; the relay's rate is kept
+        across all of them by the pacer."""
+        # A relay limits its sender, whoever the mail is for (Exchange Online: 30 messages
+        # a minute per mailbox): messages are spaced evenly, 1 / rate minutes apart.
+        self._pacer = SendPacer(
+            overall=(SendLimit(1, timedelta(minutes=1) / rate_per_minute),),
+            label=lambda recipient: f"mail to {recipient}",
         )
-        """One destination is one recipient or list: a relay's per-mailbox rate (tests
-        that run on a manual clock pass their own)."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -237,8 +240,10 @@ class EmailAdapter:
 
     async def _deliver(self, message: EmailMessage) -> None:
         try:
-            async with self._client() as client:
+            async with self._pacer.slot(str(message["To"])), self._client() as client:
                 await client.send_message(message)
+        except PacingDelay as delay:
+            raise DeliveryError(str(delay), retry_after=delay.wait) from delay
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0] if exc.recipients else None
             if first is None:

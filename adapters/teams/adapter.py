@@ -239,7 +239,13 @@ class TeamsAdapter:
         self._sink = sink
 
     async def stop(self) -> None:
+        """Stop taking clicks and close every connection (the SDK's and the token source's)."""
         self._sink = None
+        # The SDK never closes its HTTP clients itself: the app's and its API client's.
+        for http in {
+            id(h): h for h in (self._app.http_client.http, self._app.api.http.http)
+        }.values():
+            await http.aclose()
         await self._tokens.aclose()
 
     async def check_health(self) -> bool:

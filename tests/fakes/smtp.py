@@ -15,6 +15,7 @@ import email.policy
 import ipaddress
 import logging
 import ssl
+import time
 import warnings
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -74,6 +75,8 @@ class Received:
     message: EmailMessage
     tls: bool
     authenticated: bool
+    at: float = 0.0
+    """When it arrived (``time.monotonic()``)."""
 
 
 @dataclass
@@ -110,6 +113,7 @@ class _Handler:
                 message=parsed,
                 tls=tls,
                 authenticated=bool(session.authenticated),
+                at=time.monotonic(),
             )
         )
         relay.arrived.set()

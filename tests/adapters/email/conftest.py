@@ -41,9 +41,9 @@ async def relay(tmp_path: Path) -> AsyncIterator[FakeSmtpRelay]:
 def email_adapter(
     relay: FakeSmtpRelay, runtime: Runtime, *, password: str = PASSWORD, **options: Any
 ) -> EmailAdapter:
-    """The real adapter, against ``relay``, with the runtime's decision links; unpaced
-    unless ``min_send_interval`` is given (the tests' clock stands still)."""
-    options.setdefault("min_send_interval", timedelta(0))
+    """The real adapter, against ``relay``, with the runtime's decision links; as fast as
+    the relay answers unless ``rate_per_minute`` is given."""
+    options.setdefault("rate_per_minute", 1_000_000)
     return EmailAdapter(
         host="127.0.0.1",
         port=relay.port,

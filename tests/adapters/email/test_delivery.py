@@ -3,6 +3,7 @@ what arrives in the mailbox (escaped, defanged, threaded, marked as automatic)."
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from pathlib import Path
 
@@ -89,6 +90,25 @@ async def test_a_card_arrives_over_tls_with_auth(
         html_part = body(mail, "html")
         assert "Approve</a>" in html_part
         assert "Deny</a>" in html_part
+    finally:
+        await relay.stop()
+
+
+async def test_the_relays_rate_spaces_mail_to_different_people(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    relay = FakeSmtpRelay(certificate_dir=tmp_path)
+    await relay.start()
+    try:
+        adapter = email_adapter(relay, runtime, rate_per_minute=600)  # one every 0.1 s
+        runtime.dispatcher.use_adapter("email", adapter)
+        for _ in range(2):
+            await create(runtime)  # each mails alice and bob
+        await runtime.dispatcher.drain()
+        arrivals = sorted(item.at for item in relay.received)
+        assert len(arrivals) == 4
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        assert min(gaps) >= 0.09, gaps
     finally:
         await relay.stop()
 

@@ -133,6 +133,14 @@ async def test_the_route_refuses_a_body_that_is_not_an_activity(teams: TeamsWorl
         assert response.json()["error"] == "bad_request"
 
 
+async def test_stopping_closes_every_connection(teams: TeamsWorld) -> None:
+    await teams.posted()
+    adapter = teams.client.adapter
+    sdk_clients = [adapter._app.http_client.http, adapter._app.api.http.http]
+    await adapter.stop()
+    assert all(client.is_closed for client in sdk_clients)
+
+
 async def test_build_teams_adapter_from_settings() -> None:
     settings = TeamsSettings(
         app_id="00000000-0000-0000-0000-0000000000a1",
