@@ -58,7 +58,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,}")
 _DISCORD_ID = re.compile(r"[0-9]{1,20}")
 _TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_ENTRA_OBJECT_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_ENTRA_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _TEAMS_CHANNEL_ID = re.compile(r"19:[^\s;]+@thread\.[a-z0-9]+")
 _PARAM_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
@@ -147,17 +147,27 @@ def _discord_id(value: object) -> object:
 DiscordId = Annotated[str, BeforeValidator(_discord_id)]
 
 
-def _entra_object_id(value: str) -> str:
-    if not _ENTRA_OBJECT_ID.fullmatch(value):
-        raise ValueError(
-            "expected an Entra (Azure AD) object id such as "
-            f"8f3c1a52-6d0e-4b7a-9c1e-2f5d7a9b0c11 (the user's Object ID), not {value!r}"
-        )
-    return value.lower()
+def _entra_id(what: str) -> Callable[[str], str]:
+    """A check for a Microsoft Entra id (a GUID, compared in lower case); ``what`` says
+    where the admin finds it."""
+
+    def check(value: str) -> str:
+        if not _ENTRA_ID.fullmatch(value):
+            raise ValueError(
+                f"expected a GUID such as 8f3c1a52-6d0e-4b7a-9c1e-2f5d7a9b0c11 ({what}), "
+                f"not {value!r}"
+            )
+        return value.lower()
+
+    return check
 
 
-EntraObjectId = Annotated[str, AfterValidator(_entra_object_id)]
-"""A Microsoft Entra object id (a GUID): how Teams names a person for good."""
+EntraObjectId = Annotated[
+    str, AfterValidator(_entra_id("the user's Object ID in the Entra admin center"))
+]
+"""A Microsoft Entra object id: how Teams names a person for good."""
+EntraGuid = Annotated[str, AfterValidator(_entra_id("the ID the Entra admin center shows"))]
+"""A Microsoft Entra application or tenant id."""
 
 
 def _teams_channel_id(value: str) -> str:
@@ -170,19 +180,6 @@ def _teams_channel_id(value: str) -> str:
 
 
 TeamsChannelId = Annotated[str, AfterValidator(_teams_channel_id)]
-
-
-def _entra_guid(value: str) -> str:
-    if not _ENTRA_OBJECT_ID.fullmatch(value):
-        raise ValueError(
-            "expected a GUID such as 8f3c1a52-6d0e-4b7a-9c1e-2f5d7a9b0c11 (the Entra admin "
-            f"center shows it as an ID), not {value!r}"
-        )
-    return value.lower()
-
-
-EntraGuid = Annotated[str, AfterValidator(_entra_guid)]
-"""A Microsoft Entra application or tenant id (a GUID, compared in lower case)."""
 TelegramUserId = Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]
 TelegramChatId = Annotated[int, BeforeValidator(_whole_number)]
 

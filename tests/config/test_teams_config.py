@@ -141,7 +141,7 @@ def test_person_teams_id_must_be_an_entra_object_id(written: str) -> None:
 
     assert problem.source == "test.yaml"
     assert problem.line == 10
-    assert "expected an Entra (Azure AD) object id" in problem.message
+    assert "the user's Object ID" in problem.message
     assert "Object ID" in problem.message
 
 
@@ -359,7 +359,7 @@ def test_config_check_reports_a_bad_teams_config_at_file_line_and_key(tmp_path: 
 
     assert result.returncode == 2
     assert f"{path}:7: platforms.teams.app_password: secrets only through" in result.stderr
-    assert f"{path}:10: people.alice.teams: expected an Entra" in result.stderr
+    assert f"{path}:10: people.alice.teams: expected a GUID" in result.stderr
     assert f"{path}: 2 problems found" in result.stderr
     assert "literal" not in result.stderr
     assert "Traceback" not in result.stderr
