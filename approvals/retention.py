@@ -6,7 +6,9 @@ What goes, and when:
 - outbox rows that were sent or dead-lettered, ``FINISHED_OUTBOX_RETENTION`` after finishing
   (the audit log keeps the record of every delivery and every dead letter);
 - ``Idempotency-Key`` reservations, ``IDEMPOTENCY_RETENTION`` after the create: a retry later
-  than that makes a new request.
+  than that makes a new request;
+- spent decision links (an email's Approve / Deny), once their request is final: a vote on
+  it is refused whatever link it came through.
 
 Requests, votes and the audit log are never deleted here. Deletes are idempotent, so every
 process sharing a database may run them.
@@ -33,10 +35,17 @@ class Purged:
     web_sessions: int
     outbox_rows: int
     idempotency_keys: int
+    spent_links: int
 
     @property
     def total(self) -> int:
-        return self.login_tokens + self.web_sessions + self.outbox_rows + self.idempotency_keys
+        return (
+            self.login_tokens
+            + self.web_sessions
+            + self.outbox_rows
+            + self.idempotency_keys
+            + self.spent_links
+        )
 
 
 async def purge_expired(store: SqlStore, now: datetime) -> Purged:
@@ -54,6 +63,7 @@ async def purge_expired(store: SqlStore, now: datetime) -> Purged:
             idempotency_keys=housekeeping.delete_idempotency_keys_created_before(
                 tx, now - IDEMPOTENCY_RETENTION
             ),
+            spent_links=housekeeping.delete_spent_links_of_final_requests(tx),
         )
 
     return await store.run(purge)

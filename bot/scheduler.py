@@ -135,11 +135,12 @@ class DeadlineScheduler:
         if purged.total:
             log.info(
                 "housekeeping deleted %s sign-in links, %s sessions, %s outbox rows, "
-                "%s idempotency keys",
+                "%s idempotency keys, %s spent decision links",
                 purged.login_tokens,
                 purged.web_sessions,
                 purged.outbox_rows,
                 purged.idempotency_keys,
+                purged.spent_links,
             )
         return purged
 

@@ -23,6 +23,7 @@ from approvals.tables import (
     LOGIN_TOKENS,
     OUTBOX,
     REQUESTS,
+    SPENT_LINKS,
     WEB_SESSIONS,
 )
 
@@ -61,6 +62,14 @@ def delete_idempotency_keys_created_before(tx: WriteTx, moment: datetime) -> int
     return int(
         tx.conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < moment)).rowcount
     )
+
+
+def delete_spent_links_of_final_requests(tx: WriteTx) -> int:
+    """The spent decision links of requests that are final (a vote on one is refused
+    whatever link it came through)."""
+    final = select(REQUESTS.c.id).where(REQUESTS.c.status != Status.PENDING.value)
+    spent = delete(SPENT_LINKS).where(SPENT_LINKS.c.request_id.in_(final))
+    return int(tx.conn.execute(spent).rowcount)
 
 
 # -- clock steps ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Housekeeping deletes spent sign-ins, old finished outbox rows and old idempotency keys."""
+"""Housekeeping deletes spent sign-ins, old finished outbox rows, old idempotency keys and
+the spent decision links of final requests."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
 from approvals.retention import purge_expired
-from approvals.tables import IDEMPOTENCY, LOGIN_TOKENS, OUTBOX, REQUESTS, WEB_SESSIONS
+from approvals.store import links
+from approvals.tables import (
+    IDEMPOTENCY,
+    LOGIN_TOKENS,
+    OUTBOX,
+    REQUESTS,
+    SPENT_LINKS,
+    WEB_SESSIONS,
+)
 from tests.fakes.recording import RecordingAdapter
 
 
@@ -62,3 +71,27 @@ async def test_spent_rows_go_and_live_ones_stay(service, store, clock):
     assert await count(store, REQUESTS) == 2
     assert (await store.verify_audit()).ok
     assert (await purge_expired(store, clock.now())).total == 0
+
+
+async def test_spent_links_go_once_their_request_is_final(service, store, clock):
+    requests = []
+    for title in ("Decided", "Still open"):
+        created = await service.create(
+            CreateCommand(agent="deploy-bot", action="deploy.web", title=title)
+        )
+        assert isinstance(created, Created)
+        requests.append(created.request.id)
+    decided, still_open = requests
+    for nonce, request_id in (("n-decided", decided), ("n-open", still_open)):
+        await store.run(
+            lambda tx, nonce=nonce, request_id=request_id: links.spend_link(
+                tx, nonce=nonce, request_id=request_id, at=clock.now()
+            )
+        )
+    await service.vote(VoteCommand(decided, "slack", "U0ALICE", Verdict.APPROVE))
+
+    purged = await purge_expired(store, clock.now())
+
+    assert purged.spent_links == 1
+    assert await count(store, SPENT_LINKS, SPENT_LINKS.c.request_id == decided) == 0
+    assert await count(store, SPENT_LINKS, SPENT_LINKS.c.request_id == still_open) == 1
