@@ -10,9 +10,13 @@ through an httpx client on the ASGI app.
 The directory has twenty approvers (``p01`` ... ``p20``), each with an identity on all three
 platforms, plus ``outsider`` (known, never an approver). Microsoft Teams is optional and
 separate: given a fake Teams (``app_world(..., teams=FakeTeams())``), everyone also has an
-Entra object id and cards go to one Teams channel too. Policies: ``db.*`` needs a quorum of
-three, everything else one approval; every card goes to one channel on each configured
-platform and to the web inbox.
+Entra object id and cards go to one Teams channel too. Email is optional the same way:
+given a started fake SMTP relay (``app_world(..., email=FakeSmtpRelay(...))``), everyone
+also has an address (``p01@example.test``), ``platforms.email`` points at the relay, and
+the notify lists also name ``dm``, so each approver is mailed a card with Approve / Deny
+links of their own (and is messaged directly on any chat platform of the world too).
+Policies: ``db.*`` needs a quorum of three, everything else one approval; every card goes
+to one channel on each configured platform and to the web inbox.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,9 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord import Message as DiscordMessage
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack import Message as SlackMessage
+from tests.fakes.smtp import PASSWORD as SMTP_PASSWORD
+from tests.fakes.smtp import USERNAME as SMTP_USERNAME
+from tests.fakes.smtp import FakeSmtpRelay
 from tests.fakes.teams import FakeTeams, card_text
 from tests.fakes.teams import Message as TeamsMessage
 from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
@@ -60,6 +68,11 @@ TELEGRAM_GROUP = -1001234
 DISCORD_CHANNEL = "300001"
 TEAMS_TEAM = "19:0e0000000000000000000000000000aa@thread.tacv2"
 TEAMS_CHANNEL = "19:0e0000000000000000000000000000c1@thread.tacv2"
+MAIL_DOMAIN = "example.test"
+MAIL_SENDER = f"signoff@{MAIL_DOMAIN}"
+MAIL_RATE = 6000
+"""Messages a minute through the relay: the most the config allows, so a scenario's mail
+goes out at once."""
 CHANNEL_KEYS = {
     "slack": f"slack:channel:{SLACK_CHANNEL}",
     "telegram": f"telegram:channel:{TELEGRAM_GROUP}",
@@ -83,6 +96,8 @@ class Approver:
     discord: str
     teams: str = ""
     """Entra object id (used when the world has Teams)."""
+    email: str = ""
+    """Email address (used when the world has email)."""
 
     def identity(self, platform: str) -> str:
         return {
@@ -90,16 +105,19 @@ class Approver:
             "telegram": str(self.telegram),
             "discord": self.discord,
             "teams": self.teams,
+            "email": self.email,
         }[platform]
 
 
 def _person(number: int, name: str | None = None) -> Approver:
+    name = name or f"p{number:02d}"
     return Approver(
-        name=name or f"p{number:02d}",
+        name=name,
         slack=f"U0P{number:04d}",
         telegram=110_000 + number,
         discord=str(210_000_000_000_000_000 + number),
         teams=f"0e000000-0000-4000-8000-{number:012d}",
+        email=f"{name}@{MAIL_DOMAIN}",
     )
 
 
@@ -120,6 +138,7 @@ def _config_text(
     slack_mode: str = "http",
     first_policies: tuple[str, ...] = (),
     teams: FakeTeams | None = None,
+    email: FakeSmtpRelay | None = None,
 ) -> str:
     lines = ["version: 1", f'database: {{url: "sqlite:///{db}"}}', "people:"]
     for person in (*APPROVERS, OUTSIDER):
@@ -132,6 +151,8 @@ def _config_text(
             ids.append(f'discord: "{person.discord}"')
         if teams is not None:
             ids.append(f'teams: "{person.teams}"')
+        if email is not None:
+            ids.append(f"email: {person.email}")
         lines.append(f"  {person.name}: {{{', '.join(ids)}}}")
     lines.append("groups:")
     lines.append(f"  approvers: [{', '.join(p.name for p in APPROVERS)}]")
@@ -151,6 +172,8 @@ def _config_text(
         notify.append("ops-teams")
     if not notify:
         lines[-1] = "channels: {}"
+    if email is not None:
+        notify.append("dm")
     notify.append("web")
     lines.append("platforms:")
     if slack is not None:
@@ -182,6 +205,8 @@ def _config_text(
         ]
     if teams is not None:
         lines += _teams_platform(teams)
+    if email is not None:
+        lines += _email_platform(email)
     lines.append("  web: {enabled: true}")
     where = ", ".join(notify)
     lines += [
@@ -214,6 +239,23 @@ def _teams_platform(teams: FakeTeams) -> list[str]:
     ]
 
 
+def _email_platform(relay: FakeSmtpRelay) -> list[str]:
+    """``platforms.email`` for the fake relay (its TLS mode, port, AUTH and certificate)."""
+    lines = [
+        "  email:",
+        '    host: "127.0.0.1"',
+        f"    tls: {relay.tls}",
+        f"    port: {relay.port}",
+        f'    from: "{MAIL_SENDER}"',
+        f"    rate: {MAIL_RATE}",
+    ]
+    if relay.auth:
+        lines += [f'    username: "{SMTP_USERNAME}"', '    password: "${SMTP_PASSWORD}"']
+    if relay.ca_file is not None:
+        lines.append(f'    ca_file: "{relay.ca_file}"')
+    return lines
+
+
 @dataclass
 class AppWorld:
     """A started application and handles on everything a scenario touches."""
@@ -230,6 +272,7 @@ class AppWorld:
     telegram: FakeBotApi | None = None
     discord: FakeDiscord | None = None
     teams: FakeTeams | None = None
+    email: FakeSmtpRelay | None = None
     accepted: list[str] = field(default_factory=list)
     """Ids of the requests the API answered 2xx for (invariant 1)."""
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
@@ -293,6 +336,25 @@ class AppWorld:
         ref = await self.card_ref(request_id, "teams")
         return self.teams.message(str(ref["conversation_id"]), str(ref["activity_id"]))
 
+    def mail_thread(self, request_id: str, address: str) -> list[EmailMessage]:
+        """The messages about the request that reached ``address`` at the relay, oldest
+        first (every Message-ID of a request's thread starts with its id)."""
+        assert self.email is not None
+        return [
+            message
+            for message in self.email.to(address)
+            if str(message["Message-ID"]).strip().startswith(f"<{request_id}.")
+        ]
+
+    async def mail(self, request_id: str, address: str, *, count: int = 1) -> list[EmailMessage]:
+        """The request's thread at ``address`` once it holds at least ``count`` messages."""
+
+        async def arrived() -> list[EmailMessage] | None:
+            thread = self.mail_thread(request_id, address)
+            return thread if len(thread) >= count else None
+
+        return await wait_for(arrived, within=30)
+
     async def signed_in(self, person: str) -> httpx.AsyncClient:
         """A web inbox client signed in as ``person`` through a real sign-in link."""
         client = httpx.AsyncClient(
@@ -324,6 +386,16 @@ class AppWorld:
             key = (str(ref["conversation_id"]), str(ref["activity_id"]))
             shown = self.teams.messages.get(key)
             return None if shown is None else card_text(shown)
+        if platform == "email" and self.email is not None:
+            # A mail never changes: what the card shows now is the newest message of its
+            # thread (the first message, or a follow-up naming it in In-Reply-To).
+            first = str(ref["message_id"])
+            thread = [
+                message
+                for message in self.email.to(str(ref["to"]))
+                if first in (str(message["Message-ID"]), str(message["In-Reply-To"]))
+            ]
+            return None if not thread else _mail_text(thread[-1])
         return None
 
     async def outbox_idle(self) -> bool:
@@ -349,6 +421,13 @@ class AppWorld:
             await client.aclose()
         await self.client.aclose()
         await self.runtime.stop()
+
+
+def _mail_text(message: EmailMessage) -> str:
+    """A message's plain-text part, with the line ends a reader sees."""
+    part = message.get_body(preferencelist=("plain",))
+    content = "" if part is None else part.get_content()
+    return str(content).replace("\r\n", "\n")
 
 
 PATIENT_TELEGRAM_ACK = timedelta(seconds=10)
@@ -391,6 +470,7 @@ async def app_world(
     telegram_ack_budget: timedelta | None = PATIENT_TELEGRAM_ACK,
     first_policies: tuple[str, ...] = (),
     teams: FakeTeams | None = None,
+    email: FakeSmtpRelay | None = None,
 ) -> AsyncIterator[AppWorld]:
     """The started application (see the module docstring); stopped on exit.
 
@@ -401,6 +481,7 @@ async def app_world(
     in it even on a busy machine; ``None`` keeps the product's own quick budget (L6).
     ``first_policies`` are YAML lines of policies placed before the standard two.
     ``teams`` (a started fake Teams, optional) adds Microsoft Teams with one channel.
+    ``email`` (a started fake SMTP relay, optional) adds email: each approver is mailed.
     """
     text = _config_text(
         tmp_path / "signoff.db",
@@ -412,6 +493,7 @@ async def app_world(
         slack_mode=slack_mode,
         first_policies=first_policies,
         teams=teams,
+        email=email,
     )
     environ = {
         "SLACK_BOT_TOKEN": SLACK_TOKEN,
@@ -423,6 +505,8 @@ async def app_world(
     }
     if teams is not None:
         environ["TEAMS_APP_PASSWORD"] = teams.app_password
+    if email is not None:
+        environ["SMTP_PASSWORD"] = SMTP_PASSWORD
     config = load_config_text(text, "signoff.yaml", environ=environ)
     clock = clock or SystemClock()
     options = AppOptions(
@@ -470,6 +554,7 @@ async def app_world(
             telegram=telegram,
             discord=discord,
             teams=teams,
+            email=email,
         )
         try:
             yield world

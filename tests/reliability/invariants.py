@@ -54,6 +54,9 @@ SHOWN_LIMIT = 50
 _STATUS_WORD = re.compile(
     r"Status\b.{0,40}?\b(Pending|Approved|Denied|Expired|Cancelled)\b", re.DOTALL
 )
+_MAIL_DECIDED = re.compile(r"Decided: (Approved|Denied|Expired|Cancelled)\b")
+"""How an email outcome message begins (a mail cannot be edited: the outcome is a new
+message in the card's thread, whose text opens with this line)."""
 
 
 @dataclass(frozen=True)
@@ -306,9 +309,10 @@ def shown_status(rendered: str) -> str | None:
     """The status word a rendered card shows after its "Status" label, lower case.
 
     Works on the text of a Slack message (blocks included), a Telegram message (HTML) and
-    a Discord message (content and embed fields), which all label the status line.
+    a Discord message (content and embed fields), which all label the status line, and on
+    the text part of an email outcome message, which opens with "Decided: <status>".
     """
-    found = _STATUS_WORD.search(rendered)
+    found = _MAIL_DECIDED.match(rendered) or _STATUS_WORD.search(rendered)
     return found.group(1).lower() if found else None
 
 
