@@ -26,6 +26,8 @@ DEFAULT_WAIT_SECONDS = 50
 """How long one tool call waits for a decision: under the ~60 s MCP clients allow a call."""
 MAX_WAIT_SECONDS = 55
 SERVER_NAME = "signoff"
+TIMEOUT_ACTOR = "timeout"
+"""Who the server names as the decider when the deadline decided."""
 INSTRUCTIONS = (
     "signoff puts a human between you and risky actions. Before an action that needs "
     "approval, call request_approval with the exact parameters you will use. Perform the "
@@ -76,8 +78,10 @@ class ApprovalResult(TypedDict):
 
 
 def result_for(approval: Approval) -> ApprovalResult:
+    """The tool result for ``approval``: who decided and what to do next come from its
+    decision, for every final status (the people who approved, the person who denied, or
+    nobody for a timeout, a policy's own decision and a cancel)."""
     decision = approval.decision
-    decided_by = ", ".join(approval.approvers) or (decision.by if decision else None)
     reason = decision.reason if decision else None
     return {
         "id": approval.id,
@@ -87,30 +91,43 @@ def result_for(approval: Approval) -> ApprovalResult:
         "params": approval.params,
         "payload_sha256": approval.payload_sha256,
         "deadline": approval.deadline.isoformat(),
-        "decided_by": decided_by if approval.is_final else None,
+        "decided_by": ", ".join(approval.deciders) or None,
         "reason": reason,
-        "next_step": _next_step(approval, decided_by, reason),
+        "next_step": next_step(approval),
     }
 
 
-def _next_step(approval: Approval, decided_by: str | None, reason: str | None) -> str:
-    because = f": {reason}" if reason else ""
-    if approval.status == "pending":
+def next_step(approval: Approval) -> str:
+    """What the model should do now, naming who decided and why (text for a model)."""
+    decision = approval.decision
+    if approval.status == "pending" or decision is None:
         return (
             f"No decision yet (the approvers have until {approval.deadline.isoformat()}). "
             f"Call get_approval with id {approval.id!r} to keep waiting. Do NOT perform "
             "the action until the status is 'approved'."
         )
+    because = f": {decision.reason}" if decision.reason else ""
+    people = ", ".join(approval.deciders)
     if approval.status == "approved":
+        if people:
+            who = f"Approved by {people}{because}"
+        else:
+            who = f"Approved without a person deciding ({decision.by}{because})"
         return (
-            f"Approved by {decided_by}{because}. You may now perform exactly this action "
-            "with exactly these params; anything different needs a new request."
+            f"{who}. You may now perform exactly this action with exactly these params; "
+            "anything different needs a new request."
         )
     if approval.status == "denied":
-        return f"Denied by {decided_by}{because}. Do NOT perform the action; tell the user."
+        if people:
+            who = f"Denied by {people}{because}"
+        elif decision.by == TIMEOUT_ACTOR:
+            who = "Nobody decided before the deadline, and the policy denies what nobody approves"
+        else:
+            who = f"Denied without a person deciding ({decision.by}{because})"
+        return f"{who}. Do NOT perform the action; tell the user."
     if approval.status == "expired":
         return "Nobody decided in time; the request expired. Do NOT perform the action."
-    return f"The request was cancelled{because}. Do NOT perform the action."
+    return f"The request was cancelled by {decision.by}{because}. Do NOT perform the action."
 
 
 class SignoffTools:

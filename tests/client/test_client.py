@@ -126,8 +126,29 @@ def test_denial_raises_denied_with_the_reason_and_the_decider(signoff_server, cl
     assert "denied by bob: not on a Friday" in str(denied.value)
 
 
+def test_two_approvers_one_approves_the_other_denies_names_the_denier(signoff_server, client):
+    asked = client.request("pair.deploy", unique_title())
+    signoff_server.approve(asked.id, "alice", "fine by me")
+    signoff_server.deny(asked.id, "bob", "freeze until Monday")
+    with pytest.raises(Denied) as denied:
+        client.wait_approved(asked.id, timeout=10)
+    assert denied.value.decided_by == "bob"
+    assert denied.value.reason == "freeze until Monday"
+    assert denied.value.approval.deciders == ("bob",)
+    assert denied.value.approval.approvers == ("alice",)  # the vote stays on record
+
+
+def test_two_approvals_name_both_approvers(signoff_server, client):
+    asked = client.request("pair.deploy", unique_title())
+    signoff_server.approve(asked.id, "alice")
+    assert client.get(asked.id).deciders == ()  # one of two: nobody has decided yet
+    signoff_server.approve(asked.id, "bob")
+    assert client.wait_approved(asked.id, timeout=10).deciders == ("alice", "bob")
+
+
 def test_a_request_nobody_answers_expires(client):
     asked = client.request("expire.soon", unique_title(), timeout_seconds=1)
+    assert client.get(asked.id).deciders == ()
     with pytest.raises(Expired) as expired:
         client.wait_approved(asked.id, timeout=30)
     assert expired.value.approval.status == "expired"

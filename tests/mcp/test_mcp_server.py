@@ -128,6 +128,38 @@ async def test_a_decision_during_the_bounded_wait_is_returned_by_request_itself(
     assert "Do NOT perform the action" in decided["next_step"]
 
 
+async def test_a_denial_after_an_approval_names_the_denier_and_the_reason(signoff_server, tmp_path):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        pending = await call(
+            session, "request_approval", action="pair.deploy", title=unique_title("mcp")
+        )
+        await asyncio.to_thread(signoff_server.approve, pending["id"], "alice", "fine by me")
+        await asyncio.to_thread(signoff_server.deny, pending["id"], "bob", "freeze until Monday")
+        decided = await call(session, "get_approval", id=pending["id"])
+    assert decided["status"] == "denied"
+    assert decided["decided_by"] == "bob"
+    assert decided["reason"] == "freeze until Monday"
+    assert decided["next_step"].startswith("Denied by bob: freeze until Monday.")
+    assert "alice" not in decided["next_step"]
+
+
+async def test_an_expired_request_says_nobody_decided(signoff_server, tmp_path):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        asked = await call(
+            session,
+            "request_approval",
+            action="expire.soon",
+            title=unique_title("mcp"),
+            timeout_seconds=1,
+        )
+        deadline = time.monotonic() + 30
+        while asked["status"] == "pending" and time.monotonic() < deadline:
+            asked = await call(session, "get_approval", id=asked["id"])  # a bounded wait
+    assert asked["status"] == "expired"
+    assert asked["decided_by"] is None
+    assert "Nobody decided" in asked["next_step"]
+
+
 async def test_cancel_withdraws_a_pending_request(signoff_server, tmp_path):
     async with mcp_session(signoff_server, tmp_path) as session:
         pending = await call(
@@ -137,6 +169,8 @@ async def test_cancel_withdraws_a_pending_request(signoff_server, tmp_path):
         again = await call(session, "get_approval", id=pending["id"])
     assert cancelled["status"] == again["status"] == "cancelled"
     assert cancelled["reason"] == "plan changed"
+    assert cancelled["decided_by"] is None
+    assert "cancelled by deploy-bot: plan changed" in cancelled["next_step"]
     assert "Do NOT perform" in cancelled["next_step"]
 
 
