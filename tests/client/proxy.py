@@ -39,6 +39,7 @@ class FlakyProxy:
         self.connections = 0
         self.faults: list[str] = []
         self._down = False
+        self._sent = bytearray()
         self._open: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -48,6 +49,15 @@ class FlakyProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def has_sent(self, data: bytes) -> bool:
+        """True once ``data`` was part of a request passed on to the server."""
+        with self._lock:
+            return data in self._sent
+
+    def _record(self, data: bytes) -> None:
+        with self._lock:
+            self._sent += data
 
     def cut(self) -> None:
         """From now on the server is unreachable: break open connections, drop new ones."""
@@ -95,17 +105,19 @@ class FlakyProxy:
                 client.sendall(_busy_answer())
                 return
             with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+                self._record(request)
                 upstream.sendall(request)
                 if fault == "swallow":
                     upstream.recv(1)  # the server has answered: the request took effect
                     return
                 self._pipe(client, upstream)
 
-    @staticmethod
-    def _pipe(client: socket.socket, upstream: socket.socket) -> None:
+    def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
         def copy(source: socket.socket, target: socket.socket) -> None:
             with contextlib.suppress(OSError):
                 while data := source.recv(65536):
+                    if source is client:
+                        self._record(data)
                     target.sendall(data)
             with contextlib.suppress(OSError):
                 target.shutdown(socket.SHUT_WR)
