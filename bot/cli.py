@@ -541,14 +541,18 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the approval tools to an MCP client over stdio",
         description="An MCP server on stdin/stdout with request_approval, get_approval and "
         "cancel_approval, talking to a running signoff as an agent.",
-        epilog="Reads SIGNOFF_URL (default: http://127.0.0.1:8080) and SIGNOFF_API_KEY.",
+        epilog="Reads SIGNOFF_URL (default: http://127.0.0.1:8080) and SIGNOFF_API_KEY. "
+        "Without a key it still starts, and every tool call answers with what to set.",
     )
     mcp_cmd.add_argument(
         "--wait-seconds",
         type=int,
         default=50,
         metavar="N",
-        help="how long one tool call waits for a decision before answering pending (1-55)",
+        help="how long one tool call waits for a decision before answering pending "
+        "(1-86400; keep the default under clients that stop a tool call near 60 s, such as "
+        "Claude Desktop; raise it up to your policies' timeout for clients that allow long "
+        "calls, such as Claude Code)",
     )
     return parser
 

@@ -1,10 +1,14 @@
 """``signoff mcp``: the approval tools for a model, as an MCP server over stdio.
 
 A model calls ``request_approval`` before a risky action; the tool waits a bounded time
-for a person to decide (MCP clients give up on a call after about 60 s) and otherwise
-answers ``pending`` with the id, for ``get_approval`` to keep waiting. The server is an
-agent like any other: it talks to a running signoff with ``SIGNOFF_URL`` and
-``SIGNOFF_API_KEY``. Only the protocol goes to stdout; logs go to stderr.
+for a person to decide (``--wait-seconds``: short for clients that give up on a call after
+about 60 s, such as Claude Desktop; long for those that allow long calls, such as Claude
+Code) and otherwise answers ``pending`` with the id, for ``get_approval`` to keep waiting.
+No call takes longer than its bound, even while signoff is unreachable, and every answer
+after a request was made names its id. The server is an agent like any other: it talks to
+a running signoff with ``SIGNOFF_URL`` and ``SIGNOFF_API_KEY``; without a usable key it
+still starts, and every tool call answers with what to set, so the person learns of it
+through the model. Only the protocol goes to stdout; logs go to stderr.
 """
 
 from __future__ import annotations
@@ -12,26 +16,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from typing import Any, TypedDict
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from approvals.client import Approval, AsyncClient, SignoffError
-from approvals.client.errors import ConfigurationError
-from approvals.client.wire import Settings
+from approvals.client import Approval, AsyncClient, SignoffError, wire
+from approvals.client.errors import ApiError, ConfigurationError, NetworkError
 
 DEFAULT_WAIT_SECONDS = 50
-"""How long one tool call waits for a decision: under the ~60 s MCP clients allow a call."""
-MAX_WAIT_SECONDS = 55
+"""How long one tool call waits for a decision: under the ~60 s some MCP clients (Claude
+Desktop) allow a call."""
+MAX_WAIT_SECONDS = 86400
+"""The longest ``--wait-seconds``: a day. Clients that allow long tool calls (Claude Code's
+default is about 27.8 hours) can wait through a policy's whole timeout in one call; a wait
+ends as soon as the request is final, so a bound above the longest policy timeout only
+matters if signoff is down, and a day stays under that client default."""
 SERVER_NAME = "signoff"
+TIMEOUT_ACTOR = "timeout"
+"""Who the server names as the decider when the deadline decided."""
 INSTRUCTIONS = (
     "signoff puts a human between you and risky actions. Before an action that needs "
     "approval, call request_approval with the exact parameters you will use. Perform the "
     "action only if the status is 'approved', and only with exactly those parameters. "
     "'pending' means no decision yet: call get_approval with the id to keep waiting. "
-    "'denied', 'expired' and 'cancelled' mean do not perform it."
+    "'denied', 'expired' and 'cancelled' mean do not perform it. If a tool answers with "
+    "an error, nothing was approved: do not perform the action; tell the user what the "
+    "error says (it may name a setting to fix, or an id to ask about again later)."
 )
 
 REQUEST_DESCRIPTION = """Ask a human to approve an action before you perform it.
@@ -76,8 +89,10 @@ class ApprovalResult(TypedDict):
 
 
 def result_for(approval: Approval) -> ApprovalResult:
+    """The tool result for ``approval``: who decided and what to do next come from its
+    decision, for every final status (the people who approved, the person who denied, or
+    nobody for a timeout, a policy's own decision and a cancel)."""
     decision = approval.decision
-    decided_by = ", ".join(approval.approvers) or (decision.by if decision else None)
     reason = decision.reason if decision else None
     return {
         "id": approval.id,
@@ -87,39 +102,73 @@ def result_for(approval: Approval) -> ApprovalResult:
         "params": approval.params,
         "payload_sha256": approval.payload_sha256,
         "deadline": approval.deadline.isoformat(),
-        "decided_by": decided_by if approval.is_final else None,
+        "decided_by": ", ".join(approval.deciders) or None,
         "reason": reason,
-        "next_step": _next_step(approval, decided_by, reason),
+        "next_step": next_step(approval),
     }
 
 
-def _next_step(approval: Approval, decided_by: str | None, reason: str | None) -> str:
-    because = f": {reason}" if reason else ""
-    if approval.status == "pending":
+def next_step(approval: Approval) -> str:
+    """What the model should do now, naming who decided and why (text for a model)."""
+    decision = approval.decision
+    if approval.status == "pending" or decision is None:
         return (
             f"No decision yet (the approvers have until {approval.deadline.isoformat()}). "
             f"Call get_approval with id {approval.id!r} to keep waiting. Do NOT perform "
             "the action until the status is 'approved'."
         )
+    because = f": {decision.reason}" if decision.reason else ""
+    people = ", ".join(approval.deciders)
     if approval.status == "approved":
+        if people:
+            who = f"Approved by {people}{because}"
+        else:
+            who = f"Approved without a person deciding ({decision.by}{because})"
         return (
-            f"Approved by {decided_by}{because}. You may now perform exactly this action "
-            "with exactly these params; anything different needs a new request."
+            f"{who}. You may now perform exactly this action with exactly these params; "
+            "anything different needs a new request."
         )
     if approval.status == "denied":
-        return f"Denied by {decided_by}{because}. Do NOT perform the action; tell the user."
+        if people:
+            who = f"Denied by {people}{because}"
+        elif decision.by == TIMEOUT_ACTOR:
+            who = "Nobody decided before the deadline, and the policy denies what nobody approves"
+        else:
+            who = f"Denied without a person deciding ({decision.by}{because})"
+        return f"{who}. Do NOT perform the action; tell the user."
     if approval.status == "expired":
         return "Nobody decided in time; the request expired. Do NOT perform the action."
-    return f"The request was cancelled{because}. Do NOT perform the action."
+    return f"The request was cancelled by {decision.by}{because}. Do NOT perform the action."
 
 
 class SignoffTools:
     """The three tools, over one ``AsyncClient``; client errors become tool errors that the
-    model reads (such as "not_found" for a wrong id)."""
+    model reads (such as "not_found" for a wrong id), naming the request once it exists.
 
-    def __init__(self, client: AsyncClient, *, wait_seconds: int = DEFAULT_WAIT_SECONDS) -> None:
-        self._client = client
+    Without a client (``setup_error`` says why: no API key, a bad URL), every tool answers
+    with that error and what to set.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient | None,
+        *,
+        wait_seconds: int = DEFAULT_WAIT_SECONDS,
+        setup_error: str | None = None,
+    ) -> None:
+        self._api = client
         self._wait_seconds = wait_seconds
+        self._setup_error = setup_error or "no signoff client"
+
+    def _client(self) -> AsyncClient:
+        if self._api is None:
+            raise ToolError(
+                f"signoff is not set up, so nothing can be approved: {self._setup_error}. "
+                f"Set {wire.KEY_VARIABLE} (and {wire.URL_VARIABLE} when signoff is not at "
+                f"{wire.DEFAULT_URL}) in the environment of the MCP server 'signoff mcp', then "
+                "restart it. Do NOT perform actions that need approval; tell the user."
+            )
+        return self._api
 
     async def request_approval(
         self,
@@ -129,35 +178,82 @@ class SignoffTools:
         params: dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
     ) -> ApprovalResult:
+        client = self._client()
+        deadline = time.monotonic() + self._wait_seconds  # one bound for the whole call
         try:
-            asked = await self._client.request(
+            body = wire.create_body(
                 action,
                 title,
                 details=details or None,
                 params=params or {},
+                requested_by=None,
                 timeout_seconds=timeout_seconds,
+                callback_url=None,
             )
-            log.info("asked %s for %s", asked.id, action)
-            return result_for(await self._client.wait(asked.id, timeout=self._wait_seconds))
+            # As ``AsyncClient.request`` does, but retried only within this call's bound.
+            create = wire.create_call(body, wire.new_idempotency_key())
+            asked = Approval.from_json(await client.perform(create, deadline=deadline))
         except SignoffError as exc:
-            raise ToolError(str(exc)) from exc
+            raise ToolError(self._failure(exc, None)) from exc
+        log.info("asked %s for %s", asked.id, action)
+        return await self._wait(asked.id, deadline)
 
     async def get_approval(self, id: str) -> ApprovalResult:
-        try:
-            return result_for(await self._client.wait(id, timeout=self._wait_seconds))
-        except SignoffError as exc:
-            raise ToolError(str(exc)) from exc
+        return await self._wait(id, time.monotonic() + self._wait_seconds)
 
     async def cancel_approval(self, id: str, reason: str | None = None) -> ApprovalResult:
+        client = self._client()
         try:
-            return result_for(await self._client.cancel(id, reason))
+            return result_for(await client.cancel(id, reason))
         except SignoffError as exc:
-            raise ToolError(str(exc)) from exc
+            raise ToolError(self._failure(exc, id)) from exc
+
+    async def _wait(self, request_id: str, deadline: float) -> ApprovalResult:
+        client = self._client()
+        try:
+            left = max(deadline - time.monotonic(), 0.0)
+            return result_for(await client.wait(request_id, timeout=left))
+        except SignoffError as exc:
+            raise ToolError(self._failure(exc, request_id)) from exc
+
+    def _failure(self, exc: SignoffError, request_id: str | None) -> str:
+        """The tool error for ``exc``: what happened, and what to do with the id if any."""
+        unreachable = isinstance(exc, NetworkError) or (isinstance(exc, ApiError) and exc.retryable)
+        if request_id is None:
+            text = f"the approval request was not made: {exc}."
+            if unreachable:
+                text += f" {self._where()}"
+            return text + " Nothing is approved: do NOT perform the action."
+        text = str(exc)
+        if not unreachable:
+            if request_id not in text:
+                text = f"request {request_id}: {text}"
+            return f"{text}. Do NOT perform the action."
+        detail = exc.args[0] if exc.args else text  # without the "while waiting" suffix
+        return (
+            f"request {request_id} is pending as far as signoff last said, and signoff is "
+            f"unreachable now ({detail}). Call get_approval with id {request_id!r} when it is "
+            f"back; do not make a new request. {self._where()} Do NOT perform the action "
+            "until the status is 'approved'."
+        )
+
+    def _where(self) -> str:
+        url = self._api.base_url if self._api is not None else wire.DEFAULT_URL
+        return (
+            f"Check that signoff is running at {url} ({wire.URL_VARIABLE} of this MCP "
+            "server) and reachable from here."
+        )
 
 
-def build_server(client: AsyncClient, *, wait_seconds: int = DEFAULT_WAIT_SECONDS) -> MCPServer:
-    """The MCP server with the approval tools, talking to signoff through ``client``."""
-    tools = SignoffTools(client, wait_seconds=wait_seconds)
+def build_server(
+    client: AsyncClient | None,
+    *,
+    wait_seconds: int = DEFAULT_WAIT_SECONDS,
+    setup_error: str | None = None,
+) -> MCPServer:
+    """The MCP server with the approval tools, talking to signoff through ``client`` (None:
+    every tool answers ``setup_error``)."""
+    tools = SignoffTools(client, wait_seconds=wait_seconds, setup_error=setup_error)
     server: MCPServer = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, log_level="WARNING")
     server.add_tool(
         tools.request_approval,
@@ -181,20 +277,25 @@ def build_server(client: AsyncClient, *, wait_seconds: int = DEFAULT_WAIT_SECOND
 
 
 async def _serve_stdio(wait_seconds: int) -> None:
-    async with AsyncClient(user_agent="signoff-mcp") as client:
+    try:
+        client = AsyncClient(user_agent="signoff-mcp")
+    except ConfigurationError as exc:
+        # Exiting would only mark the server failed in the MCP client, and the model would
+        # go on without approval tools; serving the error tells the person through it.
+        log.warning("%s; every tool call answers with this until it is set", exc)
+        server = build_server(None, wait_seconds=wait_seconds, setup_error=str(exc))
+        await server.run_stdio_async()
+        return
+    async with client:
         await build_server(client, wait_seconds=wait_seconds).run_stdio_async()
 
 
 def serve(*, wait_seconds: int = DEFAULT_WAIT_SECONDS) -> int:
-    """Run the MCP server on stdin/stdout until the client closes it; the exit code."""
+    """Run the MCP server on stdin/stdout until the client closes it; the exit code (2 for
+    a ``wait_seconds`` out of range; a missing key or an unreachable server is not fatal)."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="signoff mcp: %(message)s")
     if not 1 <= wait_seconds <= MAX_WAIT_SECONDS:
         print(f"signoff mcp: --wait-seconds must be 1 to {MAX_WAIT_SECONDS}", file=sys.stderr)
-        return 2
-    try:
-        Settings.resolve(None, None)  # fail now, not on the model's first call
-    except ConfigurationError as exc:
-        print(f"signoff mcp: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C in a terminal: just stop
         anyio.run(_serve_stdio, wait_seconds)

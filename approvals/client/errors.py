@@ -18,7 +18,21 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class SignoffError(Exception):
-    """Base class of every error the client raises."""
+    """Base class of every error the client raises.
+
+    Attributes:
+        request_id: set on an error raised while waiting for a request (the server could
+            not be reached, or answered with an error): that request exists and may still
+            be pending, so wait for it again rather than asking anew. None otherwise.
+    """
+
+    request_id: str | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.request_id is None:
+            return text
+        return f"{text} (while waiting for request {self.request_id})"
 
 
 class ConfigurationError(SignoffError):

@@ -12,6 +12,8 @@ from approvals.client.errors import SignoffError
 ApprovalStatus = Literal["pending", "approved", "denied", "expired", "cancelled"]
 STATUSES: frozenset[str] = frozenset({"pending", "approved", "denied", "expired", "cancelled"})
 FINAL_STATUSES: frozenset[str] = STATUSES - {"pending"}
+SYSTEM_PLATFORM = "system"
+"""The ``platform`` of decisions nobody clicked: a policy's own decision and timeouts."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,30 @@ class Approval:
     def approvers(self) -> tuple[str, ...]:
         """The persons whose approvals counted, in the order they voted."""
         return tuple(vote.person for vote in self.votes if vote.verdict == "approve")
+
+    @property
+    def decided_by_people(self) -> bool:
+        """True when persons decided it, not a policy, the deadline or the agent's cancel."""
+        decision = self.decision
+        return (
+            decision is not None
+            and decision.platform != SYSTEM_PLATFORM
+            and self.status in ("approved", "denied")
+        )
+
+    @property
+    def deciders(self) -> tuple[str, ...]:
+        """The persons whose votes made the final status, as the receipt names them.
+
+        Approved: everyone whose approval counted (a quorum of two names both). Denied: the
+        person who denied, never those who approved before. Nobody (empty) while pending,
+        for a policy's decision, a timeout, an expiry and a cancel.
+        """
+        if not self.decided_by_people or self.decision is None:
+            return ()
+        if self.status == "approved":
+            return self.approvers or (self.decision.by,)
+        return (self.decision.by,)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Approval:

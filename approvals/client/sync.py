@@ -117,7 +117,13 @@ class Client:
 
         Waiting is a series of long-polls of at most ``long_poll_seconds`` each, so it can
         last hours. When ``timeout`` runs out first, the request is returned still
-        ``pending`` (it is not cancelled); ``wait_approved`` raises instead.
+        ``pending`` (it is not cancelled); ``wait_approved`` raises instead. With a
+        ``timeout`` the call keeps it, outages included: failed attempts are retried only
+        while time is left, and it returns or raises at most ``wire.DEADLINE_GRACE`` late.
+
+        Raises:
+            SignoffError: the server could not be reached or answered with an error; its
+                ``request_id`` names this request, which may still be pending.
         """
         return Approval.from_json(self.wait_json(request_id, timeout=timeout))
 
@@ -177,31 +183,40 @@ class Client:
     def wait_json(self, request_id: str, *, timeout: float | None = None) -> dict[str, Any]:
         """``wait``, returning the request JSON exactly as the server sent it."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            hold = wire.next_slice(self.long_poll_seconds, remaining)
-            started = time.monotonic()
-            current = wire.check_request_json(
-                self.perform(wire.get_call(request_id, hold)), self.base_url
-            )
-            if current["status"] != "pending":
-                return current
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return current
-            pause = wire.MIN_POLL_INTERVAL - (now - started)
-            if pause > 0:
-                self._sleep(pause if deadline is None else min(pause, deadline - now))
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                hold = wire.next_slice(self.long_poll_seconds, remaining)
+                started = time.monotonic()
+                answer = self.perform(wire.get_call(request_id, hold), deadline=deadline)
+                current = wire.check_request_json(answer, self.base_url)
+                if current["status"] != "pending":
+                    return current
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return current
+                pause = wire.MIN_POLL_INTERVAL - (now - started)
+                if pause > 0:
+                    self._sleep(pause if deadline is None else min(pause, deadline - now))
+        except SignoffError as exc:
+            exc.request_id = request_id  # it exists: the caller can wait for it again
+            raise
 
-    def perform(self, call: Call, *, retry: RetryPolicy | None = None) -> dict[str, Any]:
-        """Make one API call, retrying what the retry policy allows; the JSON answered."""
+    def perform(
+        self, call: Call, *, retry: RetryPolicy | None = None, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Make one API call, retrying what the retry policy allows; the JSON answered.
+
+        With ``deadline`` (a ``time.monotonic()`` instant), no attempt starts after it and
+        none runs past it by more than ``wire.DEADLINE_GRACE``: the last error is raised.
+        """
         policy = retry or self.retry
         failures = 0
         while True:
             try:
-                return self._perform_once(call)
+                return self._perform_once(call, deadline)
             except SignoffError as exc:
-                delay = policy.delay_after(exc, failures)
+                delay = wire.retry_delay(policy, exc, failures, deadline)
                 if delay is None:
                     raise
                 failures += 1
@@ -209,7 +224,7 @@ class Client:
                     self._on_retry(exc, delay)
                 self._sleep(delay)
 
-    def _perform_once(self, call: Call) -> dict[str, Any]:
+    def _perform_once(self, call: Call, deadline: float | None) -> dict[str, Any]:
         try:
             response = self._http.request(
                 call.method,
@@ -217,7 +232,7 @@ class Client:
                 json=call.json,
                 params=call.params,
                 headers=call.headers,
-                timeout=wire.timeout_for(call.hold_seconds),
+                timeout=wire.timeout_for(call.hold_seconds, deadline),
             )
         except httpx.TransportError as exc:
             raise wire.network_error(exc, self.base_url) from exc

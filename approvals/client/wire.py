@@ -12,6 +12,7 @@ import math
 import os
 import random
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,9 @@ MIN_POLL_INTERVAL = 1.0
 CONNECT_TIMEOUT = 10.0
 READ_MARGIN = 15.0
 """Seconds a long-poll's read may take beyond what the server was asked to hold it."""
+DEADLINE_GRACE = 0.5
+"""Seconds an attempt may run past the caller's deadline (a wait's ``timeout``): a slow
+connection is given up then, so that a bounded wait ends on time even during an outage."""
 
 RetryHook = Callable[[SignoffError, float], None]
 """Called before each retry with the failure and the seconds it will wait."""
@@ -130,8 +134,25 @@ def check_long_poll_seconds(seconds: int) -> int:
     return seconds
 
 
-def timeout_for(read_seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(CONNECT_TIMEOUT, read=read_seconds + READ_MARGIN)
+def timeout_for(read_seconds: float, deadline: float | None = None) -> httpx.Timeout:
+    """One attempt's timeouts; with ``deadline`` (a ``time.monotonic()`` instant), none of
+    them lasts past it (plus ``DEADLINE_GRACE``)."""
+    connect, read = CONNECT_TIMEOUT, read_seconds + READ_MARGIN
+    if deadline is not None:
+        left = max(deadline - time.monotonic(), 0.0) + DEADLINE_GRACE
+        connect, read = min(connect, left), min(read, left)
+    return httpx.Timeout(connect, read=read)
+
+
+def retry_delay(
+    policy: RetryPolicy, error: SignoffError, failures: int, deadline: float | None
+) -> float | None:
+    """The pause before the next attempt, or None to raise ``error`` now: when the policy
+    gives up, or when the attempt after the pause would start at or after ``deadline``."""
+    delay = policy.delay_after(error, failures)
+    if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
+        return None
+    return delay
 
 
 @dataclass(frozen=True)
@@ -215,10 +236,14 @@ def receipt_keys_call() -> Call:
 
 
 def next_slice(long_poll_seconds: int, remaining: float | None) -> int:
-    """Seconds to ask the server to hold the next long-poll, given the caller's time left."""
+    """Seconds to ask the server to hold the next long-poll, given the caller's time left.
+
+    Rounded down, so the server answers before the caller's deadline; under a second left
+    is a plain look (0).
+    """
     if remaining is None:
         return long_poll_seconds
-    return max(0, min(long_poll_seconds, math.ceil(remaining)))
+    return max(0, min(long_poll_seconds, math.floor(remaining)))
 
 
 def network_error(exc: httpx.TransportError, base_url: str) -> NetworkError:

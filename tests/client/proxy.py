@@ -7,6 +7,8 @@ connections are forwarded faithfully. Faults:
 - ``503``: answer ``503 Service Unavailable`` (``Retry-After: 0``) without forwarding;
 - ``swallow``: forward the request, let the server answer it, then close the connection
   without passing the answer on (the request took effect; the client cannot know).
+
+``cut()`` makes an outage: open connections are broken and every new one is dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class FlakyProxy:
         self._lock = threading.Lock()
         self.connections = 0
         self.faults: list[str] = []
+        self._down = False
+        self._sent = bytearray()
+        self._open: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._closed = threading.Event()
@@ -44,6 +49,23 @@ class FlakyProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def has_sent(self, data: bytes) -> bool:
+        """True once ``data`` was part of a request passed on to the server."""
+        with self._lock:
+            return data in self._sent
+
+    def _record(self, data: bytes) -> None:
+        with self._lock:
+            self._sent += data
+
+    def cut(self) -> None:
+        """From now on the server is unreachable: break open connections, drop new ones."""
+        with self._lock:
+            self._down = True
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._closed.set()
@@ -58,6 +80,8 @@ class FlakyProxy:
             with self._lock:
                 self.connections += 1
                 fault = self._plan.pop(0) if self._plan else None
+                if self._down:
+                    fault = "drop"
                 if fault:
                     self.faults.append(fault)
             threading.Thread(target=self._serve, args=(client, fault), daemon=True).start()
@@ -66,22 +90,34 @@ class FlakyProxy:
         with client:
             if fault == "drop":
                 return
+            with self._lock:
+                self._open.add(client)
+            try:
+                self._forward(client, fault)
+            finally:
+                with self._lock:
+                    self._open.discard(client)
+
+    def _forward(self, client: socket.socket, fault: str | None) -> None:
+        with contextlib.suppress(OSError):
             request = _read_request(client)
             if fault == "503":
                 client.sendall(_busy_answer())
                 return
             with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+                self._record(request)
                 upstream.sendall(request)
                 if fault == "swallow":
                     upstream.recv(1)  # the server has answered: the request took effect
                     return
                 self._pipe(client, upstream)
 
-    @staticmethod
-    def _pipe(client: socket.socket, upstream: socket.socket) -> None:
+    def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
         def copy(source: socket.socket, target: socket.socket) -> None:
             with contextlib.suppress(OSError):
                 while data := source.recv(65536):
+                    if source is client:
+                        self._record(data)
                     target.sendall(data)
             with contextlib.suppress(OSError):
                 target.shutdown(socket.SHUT_WR)

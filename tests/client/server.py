@@ -47,6 +47,10 @@ policies:
     match: {{action: "slow.*"}}
     min_timeout: 1h
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 2h}}]
+  - name: two-people
+    match: {{action: "pair.*"}}
+    quorum: 2
+    levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
   - name: default
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
 """

@@ -126,8 +126,29 @@ def test_denial_raises_denied_with_the_reason_and_the_decider(signoff_server, cl
     assert "denied by bob: not on a Friday" in str(denied.value)
 
 
+def test_two_approvers_one_approves_the_other_denies_names_the_denier(signoff_server, client):
+    asked = client.request("pair.deploy", unique_title())
+    signoff_server.approve(asked.id, "alice", "fine by me")
+    signoff_server.deny(asked.id, "bob", "freeze until Monday")
+    with pytest.raises(Denied) as denied:
+        client.wait_approved(asked.id, timeout=10)
+    assert denied.value.decided_by == "bob"
+    assert denied.value.reason == "freeze until Monday"
+    assert denied.value.approval.deciders == ("bob",)
+    assert denied.value.approval.approvers == ("alice",)  # the vote stays on record
+
+
+def test_two_approvals_name_both_approvers(signoff_server, client):
+    asked = client.request("pair.deploy", unique_title())
+    signoff_server.approve(asked.id, "alice")
+    assert client.get(asked.id).deciders == ()  # one of two: nobody has decided yet
+    signoff_server.approve(asked.id, "bob")
+    assert client.wait_approved(asked.id, timeout=10).deciders == ("alice", "bob")
+
+
 def test_a_request_nobody_answers_expires(client):
     asked = client.request("expire.soon", unique_title(), timeout_seconds=1)
+    assert client.get(asked.id).deciders == ()
     with pytest.raises(Expired) as expired:
         client.wait_approved(asked.id, timeout=30)
     assert expired.value.approval.status == "expired"
@@ -238,7 +259,7 @@ def test_wait_returns_the_pending_request_when_the_callers_deadline_passes(signo
         waited = time.monotonic() - started
         assert still.status == "pending"
         assert 2.5 <= waited < 6
-        assert counting.long_polls >= 3
+        assert counting.long_polls >= 2  # 1 s, 1 s, then a look at the deadline
         with pytest.raises(WaitTimeout) as gave_up:
             patient.wait_approved(asked.id, timeout=1)
         assert gave_up.value.approval.id == asked.id
@@ -317,6 +338,60 @@ def test_retries_are_bounded_and_then_the_error_is_raised(signoff_server):
     finally:
         proxy.close()
     assert proxy.faults == ["drop"] * 5  # the first attempt and four retries
+
+
+def test_a_wait_keeps_its_timeout_through_an_outage_and_names_the_request(signoff_server):
+    proxy = FlakyProxy(server_port(signoff_server))
+    counting = CountingTransport()
+    try:
+        # The default retries would take about 30 s: the wait must stop at its own bound.
+        with Client(proxy.url, signoff_server.api_key, transport=counting) as agent:
+            asked = agent.request("deploy.web", unique_title())
+
+            def cut_once_waiting() -> None:
+                wait_until(lambda: counting.long_polls >= 1)
+                proxy.cut()
+
+            outage = in_background(cut_once_waiting)
+            started = time.monotonic()
+            with pytest.raises(NetworkError) as unreachable:
+                agent.wait(asked.id, timeout=4)
+            waited = time.monotonic() - started
+            join_ok(outage)
+    finally:
+        proxy.close()
+    assert waited < 4 + 1
+    assert unreachable.value.request_id == asked.id
+    assert unreachable.value.retryable
+    assert f"cannot reach signoff at {proxy.url}" in str(unreachable.value)
+    assert f"while waiting for request {asked.id}" in str(unreachable.value)
+    assert signoff_server.requests_titled(asked.title)[0]["status"] == "pending"
+
+
+async def test_an_async_wait_keeps_its_timeout_through_an_outage(signoff_server):
+    proxy = FlakyProxy(server_port(signoff_server))
+    try:
+        async with AsyncClient(proxy.url, signoff_server.api_key) as agent:
+            asked = await agent.request("deploy.web", unique_title())
+            proxy.cut()
+            started = time.monotonic()
+            with pytest.raises(NetworkError) as unreachable:
+                await agent.wait_approved(asked.id, timeout=3)
+            waited = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert waited < 3 + 1
+    assert unreachable.value.request_id == asked.id
+
+
+def test_errors_outside_a_wait_name_no_request(client):
+    with pytest.raises(ApiError) as missing:
+        client.get("no-such-request")
+    assert missing.value.request_id is None
+    with pytest.raises(ApiError) as waited:
+        client.wait("no-such-request", timeout=1)
+    assert waited.value.request_id == "no-such-request"
+    assert waited.value.code == "not_found"
 
 
 # -- the async client -------------------------------------------------------------------------

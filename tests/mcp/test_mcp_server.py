@@ -19,17 +19,20 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, TextContent
 
+from tests.client.proxy import FlakyProxy
 from tests.client.server import ServedSignoff, unique_title
-from tests.web.test_end_to_end import SIGNOFF
+from tests.web.test_end_to_end import SIGNOFF, free_port
 
 TOOL_WAIT_SECONDS = 2
 
 
 @asynccontextmanager
-async def mcp_session(served: ServedSignoff, tmp_path, **env: str) -> AsyncIterator[ClientSession]:
+async def mcp_session(
+    served: ServedSignoff, tmp_path, wait_seconds: int = TOOL_WAIT_SECONDS, **env: str
+) -> AsyncIterator[ClientSession]:
     parameters = StdioServerParameters(
         command=str(SIGNOFF),
-        args=["mcp", "--wait-seconds", str(TOOL_WAIT_SECONDS)],
+        args=["mcp", "--wait-seconds", str(wait_seconds)],
         env=served.environ(**env),
     )
     with (tmp_path / "mcp-stderr.log").open("w") as errlog:
@@ -128,6 +131,38 @@ async def test_a_decision_during_the_bounded_wait_is_returned_by_request_itself(
     assert "Do NOT perform the action" in decided["next_step"]
 
 
+async def test_a_denial_after_an_approval_names_the_denier_and_the_reason(signoff_server, tmp_path):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        pending = await call(
+            session, "request_approval", action="pair.deploy", title=unique_title("mcp")
+        )
+        await asyncio.to_thread(signoff_server.approve, pending["id"], "alice", "fine by me")
+        await asyncio.to_thread(signoff_server.deny, pending["id"], "bob", "freeze until Monday")
+        decided = await call(session, "get_approval", id=pending["id"])
+    assert decided["status"] == "denied"
+    assert decided["decided_by"] == "bob"
+    assert decided["reason"] == "freeze until Monday"
+    assert decided["next_step"].startswith("Denied by bob: freeze until Monday.")
+    assert "alice" not in decided["next_step"]
+
+
+async def test_an_expired_request_says_nobody_decided(signoff_server, tmp_path):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        asked = await call(
+            session,
+            "request_approval",
+            action="expire.soon",
+            title=unique_title("mcp"),
+            timeout_seconds=1,
+        )
+        deadline = time.monotonic() + 30
+        while asked["status"] == "pending" and time.monotonic() < deadline:
+            asked = await call(session, "get_approval", id=asked["id"])  # a bounded wait
+    assert asked["status"] == "expired"
+    assert asked["decided_by"] is None
+    assert "Nobody decided" in asked["next_step"]
+
+
 async def test_cancel_withdraws_a_pending_request(signoff_server, tmp_path):
     async with mcp_session(signoff_server, tmp_path) as session:
         pending = await call(
@@ -137,6 +172,8 @@ async def test_cancel_withdraws_a_pending_request(signoff_server, tmp_path):
         again = await call(session, "get_approval", id=pending["id"])
     assert cancelled["status"] == again["status"] == "cancelled"
     assert cancelled["reason"] == "plan changed"
+    assert cancelled["decided_by"] is None
+    assert "cancelled by deploy-bot: plan changed" in cancelled["next_step"]
     assert "Do NOT perform" in cancelled["next_step"]
 
 
@@ -226,16 +263,74 @@ def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
     assert "401" in answers[3]["result"]["content"][0]["text"]
 
 
-def test_without_an_api_key_it_exits_2_saying_why(signoff_server):
-    result = subprocess.run(
-        [str(SIGNOFF), "mcp"],
-        capture_output=True,
-        text=True,
-        env=signoff_server.environ(SIGNOFF_API_KEY=""),
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert "SIGNOFF_API_KEY is not set" in result.stderr
+async def test_without_an_api_key_it_starts_and_every_call_says_what_to_set(
+    signoff_server, tmp_path
+):
+    async with mcp_session(signoff_server, tmp_path, SIGNOFF_API_KEY="") as session:
+        listed = await session.list_tools()
+        asked = await session.call_tool(
+            "request_approval", {"action": "deploy.web", "title": unique_title("mcp")}
+        )
+        looked = await session.call_tool("get_approval", {"id": "anything"})
+    assert {tool.name for tool in listed.tools} == {
+        "request_approval",
+        "get_approval",
+        "cancel_approval",
+    }
+    for result in (asked, looked):
+        assert result.is_error
+        assert "SIGNOFF_API_KEY is not set" in text_of(result)
+        assert "Do NOT perform" in text_of(result)
+    assert "SIGNOFF_API_KEY is not set" in (tmp_path / "mcp-stderr.log").read_text()
+
+
+async def test_an_unreachable_signoff_is_an_error_naming_signoff_url(signoff_server, tmp_path):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    async with mcp_session(signoff_server, tmp_path, SIGNOFF_URL=nowhere) as session:
+        started = time.monotonic()
+        result = await session.call_tool(
+            "request_approval", {"action": "deploy.web", "title": unique_title("mcp")}
+        )
+        took = time.monotonic() - started
+    assert result.is_error
+    assert f"cannot reach signoff at {nowhere}" in text_of(result)
+    assert "SIGNOFF_URL" in text_of(result)
+    assert "not made" in text_of(result)
+    assert took < TOOL_WAIT_SECONDS + 1
+
+
+async def test_an_outage_during_the_wait_keeps_the_bound_and_names_the_request(
+    signoff_server, tmp_path
+):
+    wait_seconds = 4
+    title = unique_title("mcp")
+    proxy = FlakyProxy(int(signoff_server.base_url.rsplit(":", 1)[1]))
+    try:
+        async with mcp_session(
+            signoff_server, tmp_path, wait_seconds=wait_seconds, SIGNOFF_URL=proxy.url
+        ) as session:
+
+            async def cut_once_waiting() -> None:
+                deadline = time.monotonic() + 20
+                while not proxy.has_sent(b"?wait="):  # the create is answered; a wait began
+                    assert time.monotonic() < deadline, "the tool never started waiting"
+                    await asyncio.sleep(0.01)
+                proxy.cut()
+
+            cutting = asyncio.create_task(cut_once_waiting())
+            started = time.monotonic()
+            result = await session.call_tool(
+                "request_approval", {"action": "deploy.web", "title": title}
+            )
+            took = time.monotonic() - started
+            await cutting
+    finally:
+        proxy.close()
+    assert took < wait_seconds + 1
+    assert result.is_error, result.structured_content
+    [asked] = signoff_server.requests_titled(title)  # one request, still pending
+    assert asked["status"] == "pending"
+    text = text_of(result)
+    assert f"request {asked['id']} is pending" in text
+    assert f"call get_approval with id {asked['id']!r}".lower() in text.lower()
+    assert "do not make a new request" in text
