@@ -40,6 +40,17 @@ class LoadResult:
     def p(self, share: float) -> float:
         return percentile(self.latencies, share) if self.latencies else float("nan")
 
+    def then(self, other: LoadResult) -> LoadResult:
+        """Two runs one after the other, with the same connections, as one."""
+        return LoadResult(
+            connections=self.connections,
+            window=self.window + other.window,
+            latencies=self.latencies + other.latencies,
+            errors=self.errors + other.errors,
+            first_error=self.first_error or other.first_error,
+            statuses=self.statuses + other.statuses,
+        )
+
     def merged(self, other: LoadResult) -> LoadResult:
         """Two runs over the same window at once (two servers) as one."""
         return LoadResult(

@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,20 @@ async def _load(server: ServerProcess, body: bytes, connections: int, sizes: Siz
     )
 
 
+async def _interleaved(
+    server: ServerProcess, key: str, sizes: Sizes
+) -> tuple[LoadResult, LoadResult]:
+    """Plain creates and auto-decided ones, measured in turns (A B A B, half the duration
+    each) on the same server: the database grows with every run and a shared machine
+    drifts, and taking turns spreads both evenly over the two."""
+    half = replace(sizes, duration=sizes.duration / 2)
+    plain = await _load(server, CREATE_BODY, AUTO_CONNECTIONS, half, key)
+    auto = await _load(server, AUTO_BODY, AUTO_CONNECTIONS, half, key)
+    plain = plain.then(await _load(server, CREATE_BODY, AUTO_CONNECTIONS, half, key))
+    auto = auto.then(await _load(server, AUTO_BODY, AUTO_CONNECTIONS, half, key))
+    return plain, auto
+
+
 def _signoff(workdir: Path, name: str, database: str) -> ServerProcess:
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -180,11 +194,9 @@ async def _sqlite_rows(sizes: Sizes, workdir: Path) -> list[Row]:
     async with running(signoff), running(baseline):
         await signoff.wait_ready()
         await baseline.wait_ready()
-        creates: dict[int, LoadResult] = {}
         for connections in sizes.connections:
             ours = await _load(signoff, CREATE_BODY, connections, sizes, keys[AGENT])
             theirs = await _load(baseline, CREATE_BODY, connections, sizes, "")
-            creates[connections] = ours
             rows.append(Row(BENCHMARK, f"signoff, {_connections(connections)}", _figure(ours)))
             if connections == 1:
                 p50 = ours.p(0.5)
@@ -208,10 +220,7 @@ async def _sqlite_rows(sizes: Sizes, workdir: Path) -> list[Row]:
                         ratio >= GOAL_RATIO and no_busy,
                     )
                 )
-        auto = await _load(signoff, AUTO_BODY, AUTO_CONNECTIONS, sizes, keys[AGENT])
-        plain = creates.get(AUTO_CONNECTIONS) or await _load(
-            signoff, CREATE_BODY, AUTO_CONNECTIONS, sizes, keys[AGENT]
-        )
+        plain, auto = await _interleaved(signoff, keys[AGENT], sizes)
         ratio = auto.rate / plain.rate
         rows.append(
             Row(
