@@ -22,10 +22,11 @@ from tests.fakes import (
     FakeBotApi,
     FakeDiscord,
     FakeSlack,
+    FakeTeams,
     discord_json_response,
     telegram_error_response,
 )
-from tests.fakes.teams import ApiCall, FakeTeams
+from tests.fakes.teams import ApiCall
 
 
 def _whole_seconds(wait: float) -> int:

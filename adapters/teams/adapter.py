@@ -192,7 +192,6 @@ class TeamsAdapter:
             overall=(tenant_limit,),
             label=lambda conversation: f"conversation {conversation}",
         )
-        self._app_id = app_id
         self._tenant_id = tenant_id.lower()
         self._tokens = tokens
         self._public_url = public_url

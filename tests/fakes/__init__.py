@@ -1,8 +1,9 @@
 """Fake platform servers on 127.0.0.1 that speak the platforms' wire protocols.
 
-The real client libraries (slack-bolt and slack-sdk, python-telegram-bot, discord.py,
-aiosmtplib) talk to these as they would to Slack, Telegram, Discord and an SMTP relay:
-signed HTTP, long polling and webhooks, the Discord gateway websocket, SMTP with TLS.
+The real client libraries (slack-bolt and slack-sdk, python-telegram-bot, discord.py, the
+Teams SDK, aiosmtplib) talk to these as they would to Slack, Telegram, Discord, Microsoft
+Teams and an SMTP relay: signed HTTP, long polling and webhooks, the Discord gateway
+websocket, the Bot Connector with its JWT keys and token issuer, SMTP with TLS.
 Tests and benchmarks use them through the names below; :mod:`tests.fakes.recording` has
 an in-memory adapter that records what it was given.
 """
@@ -11,6 +12,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord import json_response as discord_json_response
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import FakeSmtpRelay
+from tests.fakes.teams import FakeTeams
 from tests.fakes.telegram import FakeBotApi
 from tests.fakes.telegram import error_response as telegram_error_response
 
@@ -19,6 +21,7 @@ __all__ = [
     "FakeDiscord",
     "FakeSlack",
     "FakeSmtpRelay",
+    "FakeTeams",
     "discord_json_response",
     "telegram_error_response",
 ]
