@@ -14,6 +14,7 @@ through the model. Only the protocol goes to stdout; logs go to stderr.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 import sys
 import time
@@ -245,6 +246,14 @@ class SignoffTools:
         )
 
 
+def signoff_version() -> str:
+    """The installed signoff's version, which MCP clients show next to the server's name."""
+    try:
+        return importlib.metadata.version("signoff")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return "0+unknown"
+
+
 def build_server(
     client: AsyncClient | None,
     *,
@@ -254,7 +263,9 @@ def build_server(
     """The MCP server with the approval tools, talking to signoff through ``client`` (None:
     every tool answers ``setup_error``)."""
     tools = SignoffTools(client, wait_seconds=wait_seconds, setup_error=setup_error)
-    server: MCPServer = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, log_level="WARNING")
+    server: MCPServer = MCPServer(
+        SERVER_NAME, instructions=INSTRUCTIONS, version=signoff_version(), log_level="WARNING"
+    )
     server.add_tool(
         tools.request_approval,
         name="request_approval",

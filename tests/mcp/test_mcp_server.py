@@ -6,6 +6,7 @@ The MCP server talks to a real ``signoff serve``; people decide in its web inbox
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import queue
 import subprocess
@@ -78,6 +79,13 @@ async def test_lists_the_three_tools_with_instructions_to_wait_and_never_proceed
     assert tools["get_approval"].input_schema["required"] == ["id"]
     assert request.output_schema is not None
     assert "next_step" in request.output_schema["properties"]
+
+
+async def test_the_server_names_its_version(signoff_server, tmp_path):
+    async with mcp_session(signoff_server, tmp_path) as session:
+        info = session.server_info
+    assert info is not None
+    assert (info.name, info.version) == ("signoff", importlib.metadata.version("signoff"))
 
 
 async def test_request_is_pending_then_get_after_approval_returns_approved(
