@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from approvals.access import LOGIN_LINK_TTL, AccessStore, AgentKey
 from approvals.clock import SystemClock
 from approvals.store import SqlStore
+from approvals.store.backup import BackupError, backup_sqlite, sqlite_path
 from bot import cli_client, cli_keys
 from config import (
     ConfigError,
@@ -92,6 +93,37 @@ async def _db_upgrade(config: LoadedConfig) -> int:
     finally:
         await store.close()
     print(f"database {_safe_url(config.settings.database.url)} is up to date")
+    return EXIT_OK
+
+
+async def _db_backup(config: LoadedConfig, target: Path) -> int:
+    url = config.settings.database.url
+    if sqlite_path(url) is None:
+        raise UsageError(
+            f"{config.source}: database {_safe_url(url)} is PostgreSQL: back it up with its "
+            "own tools, e.g. pg_dump --format=custom --file=signoff.dump '<database.url>', "
+            "and restore with pg_restore into an empty database"
+        )
+    try:
+        result = await asyncio.to_thread(backup_sqlite, url, target)
+    except BackupError as exc:
+        raise UsageError(str(exc)) from exc
+    copy = SqlStore(f"sqlite:///{result.target}")
+    try:
+        verification = await copy.verify_audit()
+    finally:
+        await copy.close()
+    if verification.broken is not None:
+        print(
+            f"{target}: copied, but its audit chain breaks at entry "
+            f"{verification.broken.seq}: {verification.broken.reason}",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEM
+    print(
+        f"wrote {target}: {result.size:,} bytes, {verification.checked:,} audit entries, "
+        "chain verified"
+    )
     return EXIT_OK
 
 
@@ -396,6 +428,18 @@ def _parser() -> argparse.ArgumentParser:
     db_cmd = commands.add_parser("db", help="database maintenance")
     db_sub = db_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     with_config(db_sub.add_parser("upgrade", help="apply database migrations"))
+    backup = with_config(
+        db_sub.add_parser(
+            "backup",
+            help="write a consistent copy of the live SQLite database to a new file",
+            description=(
+                "Copy the configured SQLite database to FILE while signoff runs (SQLite's "
+                "online backup: one committed state, writers never wait), then check the "
+                "copy's audit chain. On PostgreSQL, prints how to use pg_dump instead."
+            ),
+        )
+    )
+    backup.add_argument("file", metavar="FILE", help="the new file (must not exist)")
 
     audit_cmd = commands.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -630,6 +674,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
     if args.command == "db":
+        if args.action == "backup":
+            return await _db_backup(config, Path(args.file))
         return await _db_upgrade(config)
     if args.command == "agents":
         if args.action == "add":
