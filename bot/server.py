@@ -1,14 +1,17 @@
-"""Serving: uvicorn around the app, graceful stop, and the first-start welcome."""
+"""Serving: uvicorn around the app, graceful stop, and the welcome on the built-in default."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -61,6 +64,22 @@ class SignoffServer(uvicorn.Server):
                 signal.signal(signum, handler)
 
 
+def signoff_command() -> str:
+    """How to run signoff again from where it was started: ``signoff`` when that is what
+    the PATH finds, else the path it was started by (relative to the working directory
+    when inside it, such as ``.venv/bin/signoff`` after ``make run``)."""
+    started = Path(sys.argv[0])
+    if started.name != "signoff":
+        return "signoff"
+    on_path = shutil.which("signoff")
+    if on_path is not None and Path(on_path).resolve() == started.resolve():
+        return "signoff"
+    try:
+        return str(started.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(started.resolve())
+
+
 @dataclass(frozen=True)
 class Welcome:
     """What a newcomer needs on the first start with the built-in default."""
@@ -68,6 +87,7 @@ class Welcome:
     login_url: str
     api_key: str
     base_url: str
+    command: str = "signoff"
 
     def text(self) -> str:
         return (
@@ -75,16 +95,31 @@ class Welcome:
             "  signoff is ready. This is shown once; keep the key.\n\n"
             f"  Sign in to the web inbox as {BOOTSTRAP_PERSON} (link valid for 1 hour):\n"
             f"    {self.login_url}\n\n"
-            f"  API key for the agent {BOOTSTRAP_AGENT}:\n"
-            f"    {self.api_key}\n\n"
+            f"  API key for the agent {BOOTSTRAP_AGENT}, for the shell your agent runs in:\n"
+            f"    export SIGNOFF_URL={self.base_url}\n"
+            f"    export SIGNOFF_API_KEY={self.api_key}\n\n"
             "  Ask for an approval:\n"
-            f"    curl -s -X POST {self.base_url}/v1/approvals \\\n"
-            f'      -H "Authorization: Bearer {self.api_key}" \\\n'
+            '    curl -s -X POST "$SIGNOFF_URL/v1/approvals" \\\n'
+            '      -H "Authorization: Bearer $SIGNOFF_API_KEY" \\\n'
             '      -H "Content-Type: application/json" \\\n'
             '      -d \'{"action": "db.drop_table", "title": "Drop table users",'
             ' "params": {"table": "users"}}\'\n\n'
-            "  New sign-in link later: signoff login-link admin\n"
+            f"  New sign-in link later: {self.command} login-link {BOOTSTRAP_PERSON}\n"
         )
+
+
+def later_start_text(base_url: str, command: str) -> str:
+    """What every later start on the built-in default says: where signoff is, and how to
+    sign in and reach it again (the key was shown once, on the first start)."""
+    return (
+        "\n"
+        f"  signoff is running at {base_url}.\n"
+        f"  Sign in to the web inbox: {command} login-link {BOOTSTRAP_PERSON}\n"
+        f"  For agents (the key was printed on the first start; "
+        f"{command} agents add {BOOTSTRAP_AGENT} makes another):\n"
+        f"    export SIGNOFF_URL={base_url}\n"
+        "    export SIGNOFF_API_KEY=<the key>\n"
+    )
 
 
 async def first_start_welcome(runtime: Runtime) -> Welcome | None:
@@ -99,7 +134,12 @@ async def first_start_welcome(runtime: Runtime) -> Welcome | None:
     api_key = await runtime.access.create_agent_key(BOOTSTRAP_AGENT)
     token = await runtime.access.create_login_token(BOOTSTRAP_PERSON, ttl=timedelta(hours=1))
     base = str(settings.server.public_url).rstrip("/")
-    return Welcome(login_url=f"{base}/login?token={token}", api_key=api_key, base_url=base)
+    return Welcome(
+        login_url=f"{base}/login?token={token}",
+        api_key=api_key,
+        base_url=base,
+        command=signoff_command(),
+    )
 
 
 async def serve(
@@ -139,3 +179,8 @@ async def _print_welcome(runtime: Runtime) -> None:
     welcome = await first_start_welcome(runtime)
     if welcome is not None:
         print(welcome.text(), flush=True)
+        return
+    settings = runtime.config.settings
+    if BOOTSTRAP_AGENT in settings.agents and BOOTSTRAP_PERSON in settings.people:
+        base = str(settings.server.public_url).rstrip("/")
+        print(later_start_text(base, signoff_command()), flush=True)

@@ -95,9 +95,12 @@ def test_first_start_prints_link_key_and_curl_once(tmp_path):
     serve = ServeProcess(tmp_path)
     try:
         link = serve.read_until(r"(http://127\.0\.0\.1:8080/login\?token=\S+)").group(1)
-        key = serve.read_until(r"^\s+(so_\S+)\s*$").group(1)
+        serve.read_until(r"^\s+export SIGNOFF_URL=http://127\.0\.0\.1:8080\s*$")
+        key = serve.read_until(r"^\s+export SIGNOFF_API_KEY=(so_\S+)\s*$").group(1)
         # The welcome is printed once the port is bound, so the service is reachable now.
-        serve.read_until(r"curl -s -X POST http://127\.0\.0\.1:8080/v1/approvals")
+        serve.read_until(r'curl -s -X POST "\$SIGNOFF_URL/v1/approvals"')
+        command = serve.read_until(r"New sign-in link later: (\S+) login-link admin").group(1)
+        assert command == "signoff" or Path(command).resolve() == SIGNOFF.resolve()
 
         with httpx.Client(base_url=DEFAULT_BASE, timeout=30) as agent:
             created = agent.post(
@@ -125,10 +128,12 @@ def test_first_start_prints_link_key_and_curl_once(tmp_path):
 
     again = ServeProcess(tmp_path)
     try:
-        again.read_until(r"Uvicorn running on")
+        command = again.read_until(r"Sign in to the web inbox: (\S+) login-link admin").group(1)
+        again.read_until(r"^\s+export SIGNOFF_URL=http://127\.0\.0\.1:8080\s*$")
         second = again.stop()
     finally:
         again.kill()
+    assert command == "signoff" or Path(command).resolve() == SIGNOFF.resolve()
     assert "login?token=" not in second
     assert "so_" not in second
 
