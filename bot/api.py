@@ -232,7 +232,8 @@ class AgentApi:
         self._access = access
         self._waiters = waiters
         self._receipts = receipts
-        self._limiter = limiter
+        self.limiter = limiter
+        """Per-agent and overall call limits (a config reload may change them)."""
         self._failures = failures or FailureGuard(FAILED_AUTH_LIMIT)
         self._webhooks = webhooks  # its egress policy also judges callback URLs at create
         self.settings = settings
@@ -288,7 +289,7 @@ class AgentApi:
             raise ApiError(
                 403, "agent_not_configured", f"agent {agent!r} is not configured under agents:"
             )
-        retry_after = self._limiter.check(agent)
+        retry_after = self.limiter.check(agent)
         if retry_after:
             raise ApiError(
                 429,
@@ -353,7 +354,7 @@ class AgentApi:
                 agent_key_id=holder.key_id,
             )
             if self._creates_in_flight >= MAX_CREATES_IN_FLIGHT:
-                self._limiter.refund(agent)
+                self.limiter.refund(agent)
                 raise ApiError(
                     429,
                     "busy",

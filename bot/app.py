@@ -25,18 +25,20 @@ from approvals.store.notify import REQUEST_FINAL_CHANNEL, NotificationListener, 
 from approvals.webhooks import WebhookSender
 from bot.api import FAILED_AUTH_LIMIT, AgentApi
 from bot.leadership import SingletonLocks
-from bot.limits import FailureGuard, RateLimit, RateLimiter
+from bot.limits import FailureGuard, RateLimit, RateLimiter, rate_limit
 from bot.logging_setup import remember_config_secrets
 from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.scheduler import DeadlineScheduler
 from bot.waiters import RequestWaiters
 from config import LoadedConfig
+from config.schema import DEFAULT_AGENT_RATE, DEFAULT_API_RATE, SignoffSettings
 
-PER_AGENT_LIMIT = RateLimit(rate=10, burst=50)
-"""Agent API calls per agent: 10 a second on average, bursts of 50."""
-OVERALL_LIMIT = RateLimit(rate=200, burst=400)
-"""Agent API calls for the whole process."""
+PER_AGENT_LIMIT = rate_limit(DEFAULT_AGENT_RATE.per_minute, DEFAULT_AGENT_RATE.burst)
+"""An agent's agent API limit unless ``agents.NAME.rate`` says otherwise: 600 calls a
+minute, bursts of 50."""
+OVERALL_LIMIT = rate_limit(DEFAULT_API_RATE.per_minute, DEFAULT_API_RATE.burst)
+"""The whole process's agent API limit unless ``server.api_rate`` says otherwise."""
 TEST_OUTBOX_LEASE_ENV = "SIGNOFF_TEST_OUTBOX_LEASE_SECONDS"
 """Test-only: a shorter outbox lease for ``signoff serve`` processes in crash tests, so that
 rows a killed process had claimed are taken over in seconds. Never set it in production: a
@@ -57,13 +59,16 @@ class AppOptions:
         store: an open store to use instead of opening the config's database (the
             runtime closes it when it stops).
         rules: policies and directory to use instead of the config's.
+        per_agent_limit, overall_limit: agent API limits to hold every agent and the whole
+            process to instead of the config's ``agents.NAME.rate`` and
+            ``server.api_rate`` (which then no config reload changes either).
     """
 
     sweep_interval: float = 1.0
     adapters: Mapping[str, Adapter] | None = None
     clock: Clock = field(default_factory=SystemClock)
-    per_agent_limit: RateLimit = PER_AGENT_LIMIT
-    overall_limit: RateLimit = OVERALL_LIMIT
+    per_agent_limit: RateLimit | None = None
+    overall_limit: RateLimit | None = None
     web_inbox: bool = True
     outbox_lease: timedelta | None = None
     store: SqlStore | None = None
@@ -108,6 +113,30 @@ def build_chat_adapters(
 
         adapters["email"] = build_email_adapter(platforms.email, public_url=public_url, links=links)
     return adapters
+
+
+def api_limits(settings: SignoffSettings) -> tuple[RateLimit, RateLimit, dict[str, RateLimit]]:
+    """The agent API's limits in ``settings``: an unlisted agent's, the whole process's,
+    and each configured agent's."""
+    overall = settings.server.api_rate
+    agents = {
+        name: rate_limit(agent.rate.per_minute, agent.rate.burst)
+        for name, agent in settings.agents.items()
+    }
+    return PER_AGENT_LIMIT, rate_limit(overall.per_minute, overall.burst), agents
+
+
+def api_limiter(settings: SignoffSettings, options: AppOptions) -> RateLimiter:
+    """The agent API's limiter: the config's limits, or the options' when given (then the
+    limiter does not follow config reloads)."""
+    default, overall, agents = api_limits(settings)
+    limiter = RateLimiter(
+        options.per_agent_limit or default,
+        options.overall_limit or overall,
+        agents={} if options.per_agent_limit else agents,
+    )
+    limiter.follows_config = options.per_agent_limit is None and options.overall_limit is None
+    return limiter
 
 
 def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Runtime:
@@ -160,7 +189,7 @@ def build_runtime(config: LoadedConfig, options: AppOptions | None = None) -> Ru
         access=access,
         waiters=waiters,
         receipts=receipts,
-        limiter=RateLimiter(options.per_agent_limit, options.overall_limit),
+        limiter=api_limiter(settings, options),
         settings=settings,
         webhooks=webhooks,
         failures=failures,

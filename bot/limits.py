@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -19,6 +19,7 @@ class RateLimit:
 
 class TokenBucket:
     def __init__(self, limit: RateLimit, now: float) -> None:
+        self.limit = limit
         self._limit = limit
         self._tokens = float(limit.burst)
         self._updated = now
@@ -45,21 +46,50 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """Per-agent buckets plus one global bucket; a call must get a token from both."""
+    """Per-agent buckets plus one global bucket; a call must get a token from both.
+
+    ``per_agent`` is every agent's limit unless ``agents`` names one of its own (the
+    config's ``agents.NAME.rate``). :meth:`configure` changes the limits while running (a
+    config reload); a bucket whose limit changed starts again full.
+    """
 
     def __init__(
         self,
         per_agent: RateLimit,
         overall: RateLimit,
         *,
+        agents: Mapping[str, RateLimit] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         max_agents: int = 10_000,
     ) -> None:
         self._per_agent = per_agent
+        self._agent_limits = dict(agents or {})
         self._monotonic = monotonic
+        self._overall_limit = overall
         self._overall = TokenBucket(overall, monotonic())
         self._agents: dict[str, TokenBucket] = {}
         self._max_agents = max_agents
+        self.follows_config = False
+        """Whether a config reload gives this limiter new limits (see ``bot.app``)."""
+
+    def configure(
+        self, per_agent: RateLimit, overall: RateLimit, agents: Mapping[str, RateLimit]
+    ) -> None:
+        """Use new limits from now on."""
+        self._per_agent = per_agent
+        self._agent_limits = dict(agents)
+        if overall != self._overall_limit:
+            self._overall_limit = overall
+            self._overall = TokenBucket(overall, self._monotonic())
+        self._agents = {
+            agent: bucket
+            for agent, bucket in self._agents.items()
+            if bucket.limit == self.limit_of(agent)
+        }
+
+    def limit_of(self, agent: str) -> RateLimit:
+        """The limit ``agent``'s calls are held to."""
+        return self._agent_limits.get(agent, self._per_agent)
 
     def check(self, agent: str) -> int:
         """0 when the call may go ahead, else whole seconds to put in ``Retry-After``."""
@@ -68,7 +98,7 @@ class RateLimiter:
         if bucket is None:
             if len(self._agents) >= self._max_agents:
                 self._agents.clear()  # bounded memory; a reset only ever grants a burst
-            bucket = self._agents[agent] = TokenBucket(self._per_agent, now)
+            bucket = self._agents[agent] = TokenBucket(self.limit_of(agent), now)
         wait = bucket.take(now)
         if wait:
             return max(1, math.ceil(wait))
@@ -125,3 +155,8 @@ class FailureGuard:
                 self._clients.clear()  # bounded memory; a reset only ever grants a burst
             bucket = self._clients[client] = TokenBucket(self._limit, now)
         bucket.take(now)
+
+
+def rate_limit(per_minute: int, burst: int) -> RateLimit:
+    """A limit written as calls a minute and a burst (as the config writes it)."""
+    return RateLimit(rate=per_minute / 60, burst=burst)

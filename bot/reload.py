@@ -31,7 +31,7 @@ from pathlib import Path
 from approvals.audit import AuditKind
 from approvals.egress import EgressPolicy
 from approvals.ports import Adapter
-from bot.app import build_chat_adapters, rules_from
+from bot.app import api_limits, build_chat_adapters, rules_from
 from bot.logging_setup import configure_logging, remember_config_secrets
 from bot.runtime import Runtime
 from config import ConfigError, LoadedConfig, load_config
@@ -300,6 +300,8 @@ class ConfigReloader:
         # The swap: from here on new requests, votes and deadline steps use the new rules.
         runtime.service.reconfigure(rules_from(new))
         runtime.agent_api.settings = new.settings
+        if runtime.agent_api.limiter.follows_config:
+            runtime.agent_api.limiter.configure(*api_limits(new.settings))
         if runtime.webhooks is not None:
             runtime.webhooks.egress = EgressPolicy(new.settings.webhooks.allow)
         runtime.config = new

@@ -278,6 +278,24 @@ def _required_in_mode(
 # --- server and database -------------------------------------------------------------
 
 
+class RateSettings(_Section):
+    """A rate limit on the agent API: a token bucket refilled at ``per_minute`` and holding
+    at most ``burst`` calls."""
+
+    per_minute: Annotated[WholeNumber, Field(ge=1, le=1_000_000)] = Field(
+        description="Calls a minute on average; more are answered 429 with `Retry-After`."
+    )
+    burst: Annotated[WholeNumber, Field(ge=1, le=100_000)] = Field(
+        description="How many calls may come at once after a quiet spell."
+    )
+
+
+DEFAULT_AGENT_RATE = RateSettings(per_minute=600, burst=50)
+"""Each agent's API limit unless ``agents.NAME.rate`` says otherwise."""
+DEFAULT_API_RATE = RateSettings(per_minute=12_000, burst=400)
+"""The agent API's limit for all agents together, unless ``server.api_rate`` says otherwise."""
+
+
 class ServerSettings(_Section):
     """Where the HTTP server listens, and the URL people and platforms reach it at."""
 
@@ -293,6 +311,14 @@ class ServerSettings(_Section):
         ),
     )
 
+    api_rate: RateSettings = Field(
+        default=DEFAULT_API_RATE,
+        description=(
+            "The agent API's limit for all agents together (`{per_minute, burst}`); each "
+            "agent also has its own, `agents.NAME.rate`. Default: 12,000 a minute, bursts "
+            "of 400."
+        ),
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description=(
@@ -848,6 +874,13 @@ class AgentSettings(_Section):
     max_open: Annotated[WholeNumber, Field(gt=0)] = Field(
         default=100,
         description="How many pending requests the agent may have at once; more are refused (429).",
+    )
+    rate: RateSettings = Field(
+        default=DEFAULT_AGENT_RATE,
+        description=(
+            "The agent's own limit on the agent API (`{per_minute, burst}`); calls beyond it "
+            "are answered 429 with `Retry-After`. Default: 600 a minute, bursts of 50."
+        ),
     )
 
 
