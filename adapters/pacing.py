@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from approvals.ports import DeliveryError
+
 DEFAULT_MAX_WAIT = timedelta(seconds=5)
 """A send that would wait longer than this is handed back to the outbox to retry later."""
 
@@ -35,11 +37,15 @@ class SendLimit:
             raise ValueError("a send limit needs a positive count and period")
 
 
-class PacingDelay(Exception):
-    """Sending now would break a limit; try again after ``wait``."""
+class PacingDelay(DeliveryError):
+    """Sending now would break a limit; try again after ``wait``.
+
+    A delivery error in the port's terms: raised from an adapter's send, the outbox holds
+    the destination until ``wait`` has passed and tries again.
+    """
 
     def __init__(self, wait: timedelta, why: str) -> None:
-        super().__init__(f"{why}: next send in {wait.total_seconds():.1f}s")
+        super().__init__(f"{why}: next send in {wait.total_seconds():.1f}s", retry_after=wait)
         self.wait = wait
 
 

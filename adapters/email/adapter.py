@@ -29,7 +29,7 @@ from adapters.email.rendering import (
     render_card,
     subject_for,
 )
-from adapters.pacing import PacingDelay, SendLimit, SendPacer
+from adapters.pacing import SendLimit, SendPacer
 from approvals.card import ApprovalCard
 from approvals.directory import Destination, DestinationKind
 from approvals.links import DecisionLinks
@@ -242,8 +242,6 @@ class EmailAdapter:
         try:
             async with self._pacer.slot(str(message["To"])), self._client() as client:
                 await client.send_message(message)
-        except PacingDelay as delay:
-            raise DeliveryError(str(delay), retry_after=delay.wait) from delay
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0] if exc.recipients else None
             if first is None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -50,7 +50,7 @@ from microsoft_teams.common import ClientOptions
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.pacing import PacingDelay, SendLimit, SendPacer
+from adapters.pacing import SendLimit, SendPacer
 from adapters.teams import MESSAGES_PATH
 from adapters.teams.cards import (
     ACTIONS,
@@ -296,9 +296,7 @@ class TeamsAdapter:
         )
         activity = _card_activity(render_card(card, public_url=self._public_url))
         try:
-            sent = await self._paced(
-                conversation, self._app.send(conversation, activity, service_url=self._service_url)
-            )
+            sent = await self._post(conversation, activity)
         except DeliveryError as exc:
             if personal and _status_of(exc) in NOT_INSTALLED:
                 # Uninstalled since: ask Teams for the chat again next time.
@@ -310,24 +308,17 @@ class TeamsAdapter:
         conversation, activity_id = _where(ref)
         activity = _card_activity(render_card(card, public_url=self._public_url))
         activity.id = activity_id
-        await self._paced(
-            conversation, self._app.send(conversation, activity, service_url=self._service_url)
-        )
+        await self._post(conversation, activity)
 
     async def reply(self, ref: MessageRef, card: ApprovalCard, text: str) -> None:
         """A follow-up in the card's thread (channels) or under it (1:1 chats)."""
         conversation, activity_id = _where(ref)
         activity = _card_activity(render_notice(text))
         if conversation.startswith("19:") and activity_id.isdigit():
-            await self._paced(
-                conversation,
-                self._app.reply(conversation, activity_id, activity, service_url=self._service_url),
-            )
+            await self._post(conversation, activity, thread_of=activity_id)
             return
         activity.reply_to_id = activity_id
-        await self._paced(
-            conversation, self._app.send(conversation, activity, service_url=self._service_url)
-        )
+        await self._post(conversation, activity)
 
     async def _personal_chat(self, person: str) -> str:
         """The person's 1:1 chat with the bot, created (or found) by Teams if unknown."""
@@ -357,14 +348,22 @@ class TeamsAdapter:
         self._chats[aad_object_id] = conversation
         return conversation
 
-    async def _paced(self, conversation: str, request: Coroutine[Any, Any, Any]) -> Any:
-        """``request`` to ``conversation`` once Teams' windows have room for it."""
-        try:
-            async with self._pacer.slot(_base_conversation(conversation)):
-                return await self._call(request)
-        except PacingDelay as delay:
-            request.close()  # never awaited: the outbox retries the whole send later
-            raise DeliveryError(str(delay), retry_after=delay.wait) from delay
+    async def _post(
+        self, conversation: str, activity: MessageActivityInput, *, thread_of: str | None = None
+    ) -> Any:
+        """Send (or, with an ``id``, edit) ``activity`` in ``conversation``, in the channel
+        thread of ``thread_of`` if given, once Teams' windows have room for it (a
+        :class:`~adapters.pacing.PacingDelay` when they will not soon)."""
+        async with self._pacer.slot(_base_conversation(conversation)):
+            if thread_of is not None:
+                return await self._call(
+                    self._app.reply(
+                        conversation, thread_of, activity, service_url=self._service_url
+                    )
+                )
+            return await self._call(
+                self._app.send(conversation, activity, service_url=self._service_url)
+            )
 
     async def _call(self, request: Any) -> Any:
         try:

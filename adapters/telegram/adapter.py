@@ -53,7 +53,6 @@ from adapters.telegram.pacing import (
     MAX_PACING_WAIT,
     OVERALL_LIMIT,
     PER_CHAT_INTERVAL,
-    PacingDelay,
     SendLimit,
     SendPacer,
 )
@@ -370,8 +369,6 @@ class TelegramAdapter:
         try:
             async with self._pacer.slot(chat_id):
                 yield bot
-        except PacingDelay as delay:
-            raise DeliveryError(str(delay), retry_after=delay.wait) from delay
         except TelegramError as exc:
             raise self._delivery_error(exc, chat_id) from exc
 
