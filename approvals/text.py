@@ -31,3 +31,14 @@ def _marker(match: re.Match[str]) -> str:
 def reveal_invisible(text: str) -> str:
     """``text`` with every bidi control and invisible character shown as ``⟨U+XXXX⟩``."""
     return INVISIBLE_CHARACTERS.sub(_marker, text)
+
+
+ELLIPSIS = "…"
+
+
+def cut(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` at most ``limit`` characters, ending in an ellipsis when it had to be cut,
+    and whether it was."""
+    if len(text) <= limit:
+        return text, False
+    return text[: limit - len(ELLIPSIS)] + ELLIPSIS, True

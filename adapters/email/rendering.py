@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
-from approvals.text import reveal_invisible
+from approvals.text import cut, reveal_invisible
 
 SUBJECT_TITLE_LIMIT = 100
 """Characters of the title in the Subject; long subjects are folded and cut by clients."""
@@ -30,7 +30,6 @@ FIELD_LABEL_LIMIT = 100
 FIELD_VALUE_LIMIT = 600
 MAX_FIELDS = 25
 """Parameters shown in a message; the rest are in the inbox, which the message links to."""
-ELLIPSIS = "…"
 SUBJECT_PREFIX = "[signoff] "
 
 _LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -62,10 +61,7 @@ def defang(text: str) -> str:
 
 def _fit(text: str, limit: int) -> tuple[str, bool]:
     """Untrusted text shown honestly (invisible characters revealed), defanged, cut."""
-    shown = defang(reveal_invisible(text))
-    if len(shown) <= limit:
-        return shown, False
-    return shown[: limit - 1] + ELLIPSIS, True
+    return cut(defang(reveal_invisible(text)), limit)
 
 
 def header_text(text: str, limit: int) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
 from approvals.machine import Status
-from approvals.text import reveal_invisible
+from approvals.text import cut, reveal_invisible
 
 CARD_VERSION = "1.5"
 """Universal Actions need 1.4; Teams documents them with 1.5."""
@@ -43,7 +43,6 @@ STATUS_LIMIT = 1000
 NOTICE_LIMIT = 1500
 REASON_LIMIT = 2000
 """The longest deny reason the reason box accepts (the core's own limit)."""
-ELLIPSIS = "…"
 
 APPROVE = "signoff.approve"
 DENY = "signoff.deny"
@@ -65,10 +64,7 @@ _STATUS_STYLE = {
 def fit_and_tell(text: str, limit: int) -> tuple[str, bool]:
     """Untrusted ``text`` with invisible characters shown, at most ``limit`` characters,
     and whether it had to be cut."""
-    shown = reveal_invisible(text)
-    if len(shown) <= limit:
-        return shown, False
-    return shown[: limit - len(ELLIPSIS)] + ELLIPSIS, True
+    return cut(reveal_invisible(text), limit)
 
 
 def fit(text: str, limit: int) -> str:
