@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ from approvals.access import LOGIN_LINK_TTL, AccessStore, AgentKey
 from approvals.clock import SystemClock
 from approvals.store import SqlStore
 from approvals.store.backup import BackupError, backup_sqlite, sqlite_path
-from bot import cli_client, cli_keys
+from bot import cli_client, cli_keys, signoff_version
 from config import (
     ConfigError,
     LoadedConfig,
@@ -701,7 +700,7 @@ def _teams_manifest(config: LoadedConfig, output: str) -> int:
     package = app_package(
         app_id=teams.app_id,
         public_url=config.settings.server.public_url,
-        version=_version(),
+        version=signoff_version(),
     )
     try:
         Path(output).write_bytes(package)
@@ -709,13 +708,6 @@ def _teams_manifest(config: LoadedConfig, output: str) -> int:
         raise UsageError(f"{output}: cannot write: {exc.strerror}") from exc
     print(f"wrote {output}: upload it in Teams (Apps, Manage your apps, Upload an app)")
     return EXIT_OK
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("signoff")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.1.0"
 
 
 def _client_command(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ through the model. Only the protocol goes to stdout; logs go to stderr.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import logging
 import sys
 import time
@@ -26,6 +25,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from approvals.client import Approval, AsyncClient, SignoffError, wire
 from approvals.client.errors import ApiError, ConfigurationError, NetworkError
+from bot import signoff_version
 
 DEFAULT_WAIT_SECONDS = 50
 """How long one tool call waits for a decision: under the ~60 s some MCP clients (Claude
@@ -244,14 +244,6 @@ class SignoffTools:
             f"Check that signoff is running at {url} ({wire.URL_VARIABLE} of this MCP "
             "server) and reachable from here."
         )
-
-
-def signoff_version() -> str:
-    """The installed signoff's version, which MCP clients show next to the server's name."""
-    try:
-        return importlib.metadata.version("signoff")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
-        return "0+unknown"
 
 
 def build_server(
