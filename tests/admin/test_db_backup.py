@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -19,10 +17,9 @@ from approvals.service import Rules
 from approvals.store import SqlStore
 from approvals.store.backup import BackupError, backup_sqlite
 from approvals.tables import AUDIT, REQUESTS
+from tests.cli import run_signoff
 from tests.waiting import wait_for
 from tests.world import build_test_runtime, make_directory, make_policies
-
-SIGNOFF = Path(sys.executable).with_name("signoff")
 
 
 async def counts(store: SqlStore) -> tuple[int, int]:
@@ -93,16 +90,7 @@ def test_the_target_must_be_new_and_the_source_sqlite(tmp_path: Path) -> None:
 
 
 def signoff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "SIGNOFF_CONFIG"}
-    return subprocess.run(
-        [str(SIGNOFF), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
+    return run_signoff(*args, cwd=cwd)
 
 
 def config_file(directory: Path, url: str) -> Path:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 import subprocess
-import sys
 import uuid
 import zipfile
 import zlib
@@ -15,27 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import run_signoff
 from tests.config.test_teams_config import APP_ID, TEAMS_CONFIG, TEAMS_ENVIRON, with_line
 
-SIGNOFF = Path(sys.executable).with_name("signoff")
 OTHER_APP_ID = "5b1e9a47-2c3d-4e5f-8a6b-7c8d9e0f1a2b"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def signoff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v for k, v in os.environ.items() if k not in TEAMS_ENVIRON and k != "SIGNOFF_CONFIG"
-    }
-    environment.update(TEAMS_ENVIRON)
-    return subprocess.run(
-        [str(SIGNOFF), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,  # the Teams SDK reads a .env file from the working directory
-        env=environment,
-        timeout=60,
-        check=False,
-    )
+    # cwd: the Teams SDK reads a .env file from the working directory.
+    return run_signoff(*args, cwd=cwd, env=TEAMS_ENVIRON)
 
 
 def write_package(directory: Path, config_text: str, name: str) -> Path:

@@ -6,30 +6,19 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import SIGNOFF, run_signoff
 from tests.config.helpers import EXAMPLE_ENVIRON
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = sorted((ROOT / "tests" / "config" / "broken").glob("*.yaml"))
-SIGNOFF = Path(sys.executable).with_name("signoff")
 
 
 def signoff(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
-    environment = {k: v for k, v in os.environ.items() if k != "SIGNOFF_CONFIG"}
-    environment.update(env or {})
-    return subprocess.run(
-        [str(SIGNOFF), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
+    return run_signoff(*args, cwd=cwd, env=env)
 
 
 def expectations(path: Path) -> tuple[int, str]:

@@ -8,9 +8,7 @@ Teams like any other platform.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +16,8 @@ import pytest
 from approvals.directory import Destination, DestinationKind
 from bot.explain import explain, render
 from config import ConfigError, load_config
+from tests.cli import run_signoff
 from tests.config.helpers import load, problem_at, problems
-
-SIGNOFF = Path(sys.executable).with_name("signoff")
 
 APP_ID = "0f6a1b2c-3d4e-4f50-8a9b-c0d1e2f3a4b5"
 ALICE_OBJECT_ID = "8F3C1A52-6D0E-4B7A-9C1E-2F5D7A9B0C11"
@@ -325,19 +322,7 @@ def test_explain_sends_cards_to_the_teams_channel_and_the_persons_teams_chat() -
 
 
 def signoff(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v for k, v in os.environ.items() if k not in TEAMS_ENVIRON and k != "SIGNOFF_CONFIG"
-    }
-    environment.update(env)
-    return subprocess.run(
-        [str(SIGNOFF), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
+    return run_signoff(*args, cwd=cwd, env=env, unset=TEAMS_ENVIRON)
 
 
 def test_config_check_accepts_a_teams_config_and_names_the_platform(tmp_path: Path) -> None:
