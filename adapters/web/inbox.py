@@ -272,6 +272,16 @@ class WebInbox:
         )
         return HTMLResponse(html, status_code=status)
 
+    def _not_ready(self, request: Request, session: WebSession | None = None) -> HTMLResponse:
+        """The answer to a vote while signoff starts or stops: nothing was recorded."""
+        return self._message(
+            request,
+            "Not ready",
+            "signoff is starting or stopping; nothing was recorded. Try again in a moment.",
+            status=503,
+            session=session,
+        )
+
     def _message(
         self,
         request: Request,
@@ -572,13 +582,7 @@ class WebInbox:
             reason=typed_reason if typed_reason.strip() else None,
         )
         if self._sink is None:
-            return self._message(
-                request,
-                "Not ready",
-                "signoff is starting or stopping; nothing was recorded. Try again in a moment.",
-                status=503,
-                session=session,
-            )
+            return self._not_ready(request, session)
         outcome: Outcome = await self._sink.vote(command)
         if isinstance(outcome, Applied):
             return self._redirect(
@@ -701,12 +705,7 @@ class WebInbox:
         form = await read_form(request)
         typed_reason = form.get("reason", "") if claim.verdict is Verdict.DENY else ""
         if self._sink is None:
-            return self._message(
-                request,
-                "Not ready",
-                "signoff is starting or stopping; nothing was recorded. Try again in a moment.",
-                status=503,
-            )
+            return self._not_ready(request)
         outcome = await self._sink.vote(
             VoteCommand(
                 request_id=claim.request_id,
