@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, delete, event, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from approvals.audit import GENESIS_HASH, ChainBreak, verify_chain
@@ -259,24 +259,10 @@ class SqlStore:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (safe to run on every start)."""
-        from alembic import command
-        from alembic.config import Config
-
-        def upgrade(sync_conn: Connection) -> None:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            config.attributes["connection"] = sync_conn
-            command.upgrade(config, "head")
-
         async with self.engine.connect() as conn:
             await conn.execution_options(**{_IMMEDIATE: True})
             async with conn.begin():
-                if not self.is_sqlite:
-                    # Several processes may start at once; one migrates, the others wait.
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-                    )
-                await conn.run_sync(upgrade)
+                await migrate_in(conn)
 
     async def drop_everything(self) -> None:
         """Remove all signoff tables (tests and ``db reset`` only)."""
@@ -308,39 +294,63 @@ class SqlStore:
 
     async def verify_audit(self, *, batch: int = 5000) -> AuditVerification:
         """Walk the whole chain and compare its end with the stored head."""
-        checked = 0
-        last_seq, last_hash = 0, GENESIS_HASH
-        async with self.read() as tx:
-            head_seq, head_hash = await tx.audit_head()
-            while True:
-                entries = await tx.audit_entries(after_seq=last_seq, limit=batch)
-                beyond = [entry for entry in entries if entry.seq > head_seq]
-                entries = [entry for entry in entries if entry.seq <= head_seq]
-                if entries:
-                    count, broken = verify_chain(
-                        entries, start_seq=last_seq + 1, prev_hash=last_hash
-                    )
-                    checked += count
-                    if broken is not None:
-                        return AuditVerification(checked, broken)
-                    last_seq, last_hash = entries[-1].seq, entries[-1].hash
-                if beyond:
-                    return AuditVerification(
-                        checked,
-                        ChainBreak(head_seq + 1, "entries exist beyond the recorded head"),
-                    )
-                if not entries:
-                    break
-        if (last_seq, last_hash) != (head_seq, head_hash):
-            where = last_seq + 1 if last_seq < head_seq else last_seq
-            return AuditVerification(
-                checked, ChainBreak(where, "the chain does not end at the recorded head")
-            )
-        return AuditVerification(checked, None)
+        async with self.read() as reads:
+            return await verify_audit_in(reads, batch=batch)
 
     async def delete_all_data(self) -> None:
         """Empty every table and reset the audit chain (tests only)."""
         await self.run(_delete_everything)
+
+
+async def migrate_in(conn: AsyncConnection) -> None:
+    """Bring the schema to the newest Alembic revision inside ``conn``'s open transaction.
+
+    On PostgreSQL it first takes the migration lock: several processes may start at once;
+    one migrates, the others wait (and then find nothing to do).
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    await conn.run_sync(_upgrade_to_head)
+
+
+def _upgrade_to_head(sync_conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = sync_conn
+    command.upgrade(config, "head")
+
+
+async def verify_audit_in(reads: Reads, *, batch: int = 5000) -> AuditVerification:
+    """Walk the whole audit chain in ``reads``' transaction, ``batch`` entries at a time,
+    and compare its end with the stored head."""
+    checked = 0
+    last_seq, last_hash = 0, GENESIS_HASH
+    head_seq, head_hash = await reads.audit_head()
+    while True:
+        entries = await reads.audit_entries(after_seq=last_seq, limit=batch)
+        beyond = [entry for entry in entries if entry.seq > head_seq]
+        entries = [entry for entry in entries if entry.seq <= head_seq]
+        if entries:
+            count, broken = verify_chain(entries, start_seq=last_seq + 1, prev_hash=last_hash)
+            checked += count
+            if broken is not None:
+                return AuditVerification(checked, broken)
+            last_seq, last_hash = entries[-1].seq, entries[-1].hash
+        if beyond:
+            return AuditVerification(
+                checked, ChainBreak(head_seq + 1, "entries exist beyond the recorded head")
+            )
+        if not entries:
+            break
+    if (last_seq, last_hash) != (head_seq, head_hash):
+        where = last_seq + 1 if last_seq < head_seq else last_seq
+        return AuditVerification(
+            checked, ChainBreak(where, "the chain does not end at the recorded head")
+        )
+    return AuditVerification(checked, None)
 
 
 def _delete_everything(tx: WriteTx) -> None:
