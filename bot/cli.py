@@ -1,6 +1,6 @@
 """The ``signoff`` command line: serving, maintenance, credentials, and asking for approval.
 
-Admin commands: serve, config check, db upgrade, audit verify|export,
+Admin commands: serve, config check, db upgrade|backup|copy, audit verify|export,
 agents add|list|revoke|webhook-secret, receipt-keys list|rotate|remove (in ``bot.cli_keys``),
 login-link. Client commands (``request``, ``run``, in ``bot.cli_client``) talk to a running
 server over the agent API.
@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -33,6 +34,13 @@ from approvals.access import LOGIN_LINK_TTL, AccessStore, AgentKey
 from approvals.clock import SystemClock
 from approvals.store import SqlStore
 from approvals.store.backup import BackupError, backup_sqlite, sqlite_path
+from approvals.store.copy import (
+    CopyCheckError,
+    CopyError,
+    config_url,
+    copy_sqlite_to_postgresql,
+    display_url,
+)
 from bot import cli_client, cli_keys, signoff_version
 from config import (
     ConfigError,
@@ -123,6 +131,46 @@ async def _db_backup(config: LoadedConfig, target: Path) -> int:
         f"wrote {target}: {result.size:,} bytes, {verification.checked:,} audit entries, "
         "chain verified"
     )
+    return EXIT_OK
+
+
+async def _db_copy(config: LoadedConfig, target: str) -> int:
+    url = config.settings.database.url
+    if sqlite_path(url) is None:
+        raise UsageError(
+            f"{config.source}: database {_safe_url(url)} is PostgreSQL already: `db copy` "
+            "moves a SQLite database to PostgreSQL; between PostgreSQL servers use pg_dump "
+            "and pg_restore"
+        )
+    try:
+        result = await copy_sqlite_to_postgresql(url, target)
+    except CopyCheckError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_PROBLEM
+    except CopyError as exc:
+        raise UsageError(str(exc)) from exc
+    counts = textwrap.fill(
+        ", ".join(f"{table.name} {table.rows:,}" for table in result.tables),
+        width=88,
+        initial_indent="  ",
+        subsequent_indent="  ",
+    )
+    where = "a config file" if config.source == DEFAULT_SOURCE else config.source
+    print(
+        f"copied {_safe_url(url)} to {display_url(target)} in {result.seconds:.1f} s: "
+        f"{len(result.tables)} tables, {result.rows:,} rows\n"
+        f"{counts}\n"
+        f"  row counts equal in every table; audit chain verified "
+        f"({result.audit_entries:,} entries)\n"
+        f"next: set database.url to {config_url(target)} in {where} and restart signoff"
+    )
+    if result.source_changed:
+        print(
+            f"note: signoff wrote to {_safe_url(url)} while it was copied; the copy is the "
+            "database as it was when the copy began. For the move, stop signoff first, then "
+            "copy into a new, empty database.",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -439,6 +487,28 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     backup.add_argument("file", metavar="FILE", help="the new file (must not exist)")
+    copy = with_config(
+        db_sub.add_parser(
+            "copy",
+            help="move the SQLite database into an empty PostgreSQL database",
+            description=(
+                "Copy every table of the configured SQLite database into the PostgreSQL "
+                "database URL (migrated first; it must hold no signoff data) in one "
+                "transaction, from one consistent state of the source (signoff may keep "
+                "running), then check that every table's row count matches and that the "
+                "audit chain verifies before committing. On any failure nothing is kept."
+            ),
+        )
+    )
+    copy.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help=(
+            "postgresql://user@host/dbname; leave the password out of it and set PGPASSWORD "
+            "(or use ~/.pgpass) so that it is not in the process list"
+        ),
+    )
 
     audit_cmd = commands.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -675,6 +745,8 @@ async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
     if args.command == "db":
         if args.action == "backup":
             return await _db_backup(config, Path(args.file))
+        if args.action == "copy":
+            return await _db_copy(config, args.to)
         return await _db_upgrade(config)
     if args.command == "agents":
         if args.action == "add":

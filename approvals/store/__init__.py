@@ -12,7 +12,9 @@
 - :mod:`~approvals.store.credentials`, :mod:`~approvals.store.housekeeping`,
   :mod:`~approvals.store.flood_queries` and :mod:`~approvals.store.status_queries`: the
   statements of credentials and receipt keys, of retention and clock steps, of the flood
-  guard and of ``signoff status``, as functions of a ``WriteTx`` or ``SyncReads``.
+  guard and of ``signoff status``, as functions of a ``WriteTx`` or ``SyncReads``;
+- :mod:`~approvals.store.backup` and :mod:`~approvals.store.copy`: ``signoff db backup``
+  (SQLite's online backup) and ``signoff db copy`` (a SQLite database into PostgreSQL).
 
 Nothing outside this package builds a statement or touches a connection
 (``tests/test_layout.py`` checks).
