@@ -71,7 +71,12 @@ COPY_BATCH = 1000
 CONNECT_TIMEOUT = 15.0
 """Seconds to wait for the PostgreSQL server to answer before giving up."""
 
+LOCK_TIMEOUT = 30.0
+"""Seconds the copy waits for a lock on the target (another process migrating it, or a
+transaction on one of its tables) before it gives up."""
+
 _JSON_SUFFIX = "__json_text"
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock timeout
 
 
 class CopyError(Exception):
@@ -156,6 +161,7 @@ async def copy_sqlite_to_postgresql(
     *,
     batch: int = COPY_BATCH,
     busy_timeout: float = 15.0,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> CopyResult:
     """Copy every table of the SQLite database at ``source_url`` into the PostgreSQL
     database at ``target_url``, which must hold no signoff data; check the copy (row
@@ -177,7 +183,7 @@ async def copy_sqlite_to_postgresql(
     started = time.monotonic()
     snapshot = _Snapshot(path, busy_timeout)
     try:
-        copier = _Copier(snapshot, await snapshot.open(), batch, target_url)
+        copier = _Copier(snapshot, await snapshot.open(), batch, target_url, lock_timeout)
         engine = create_async_engine(
             driver_url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT}
         )
@@ -191,7 +197,10 @@ async def copy_sqlite_to_postgresql(
                 async with conn.begin():  # one transaction: all of the copy, or nothing
                     await copier.run(conn)
             except (SQLAlchemyError, OSError) as exc:
-                raise CopyError(f"{where}: {_reason(exc, target_url)}; nothing was kept") from exc
+                reason = _reason(exc, target_url)
+                if getattr(getattr(exc, "orig", None), "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                    reason += " (another process holds a lock there: is signoff running on it?)"
+                raise CopyError(f"{where}: {reason}; nothing was kept") from exc
             finally:
                 await conn.close()
         finally:
@@ -207,12 +216,18 @@ class _Copier:
     """The work done inside the target's one transaction."""
 
     def __init__(
-        self, snapshot: _Snapshot, counts: Mapping[str, int], batch: int, target_url: str
+        self,
+        snapshot: _Snapshot,
+        counts: Mapping[str, int],
+        batch: int,
+        target_url: str,
+        lock_timeout: float,
     ) -> None:
         self._snapshot = snapshot
         self._counts = counts
         self._batch = batch
         self._target_url = target_url
+        self._lock_timeout = lock_timeout
         self.copied: list[CopiedTable] = []
         self.audit_entries = 0
 
@@ -220,6 +235,10 @@ class _Copier:
         where = display_url(self._target_url)
         tables = metadata.sorted_tables  # parents before children: foreign keys hold
         try:
+            # Wait for others' locks (a process migrating, a transaction on a table) a
+            # while, not for ever.
+            milliseconds = max(1, round(self._lock_timeout * 1000))
+            await conn.execute(text(f"SET LOCAL lock_timeout = {milliseconds}"))
             await migrate_in(conn)
             # Nobody else writes signoff's tables on the target until the copy commits
             # (reads go on): the emptiness check below stays true.

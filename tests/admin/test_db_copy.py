@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from alembic import command
+from alembic import command as alembic_command
 from alembic.config import Config
 from sqlalchemy import Table, Text, cast, func, select, type_coerce
 from sqlalchemy.engine import make_url
@@ -29,7 +29,7 @@ from approvals.ports import DeliveryError
 from approvals.receipts import ReceiptSigner
 from approvals.service import Rules
 from approvals.store import MIGRATIONS_DIR, SqlStore
-from approvals.store.copy import CopyCheckError, copy_sqlite_to_postgresql
+from approvals.store.copy import CopyCheckError, CopyError, copy_sqlite_to_postgresql
 from approvals.tables import AUDIT, DELIVERIES, REQUESTS, metadata
 from bot import cli
 from bot.runtime import Runtime
@@ -274,9 +274,12 @@ def edit_sqlite(store: SqlStore, statement: str, *values: Any) -> None:
 
 
 async def table_rows(store: SqlStore, table: Table) -> list[tuple[Any, ...]]:
+    """Every row of ``table``, in primary key order (sorted here: PostgreSQL's collation
+    may order text differently from SQLite)."""
+    keys = [table.columns.keys().index(column.name) for column in table.primary_key.columns]
     async with store.read() as reader:
-        query = select(table).order_by(*table.primary_key.columns)
-        return [tuple(row) for row in (await reader.conn.execute(query)).all()]
+        rows = [tuple(row) for row in (await reader.conn.execute(select(table))).all()]
+    return sorted(rows, key=lambda row: tuple(row[key] for key in keys))
 
 
 async def null_counts(store: SqlStore, table: Table) -> dict[str, int]:
@@ -290,13 +293,13 @@ async def null_counts(store: SqlStore, table: Table) -> dict[str, int]:
     return counts
 
 
-async def params_text(store: SqlStore) -> list[str]:
-    """Requests' params as the database holds the text."""
+async def params_text(store: SqlStore) -> dict[str, str]:
+    """Each request's params as the database holds the text."""
     column = REQUESTS.c.params
     raw = type_coerce(column, Text) if store.is_sqlite else cast(column, Text)
     async with store.read() as reader:
-        query = select(raw).order_by(REQUESTS.c.id)
-        return [str(value) for value in (await reader.conn.execute(query)).scalars()]
+        rows = (await reader.conn.execute(select(REQUESTS.c.id, raw))).all()
+    return {str(request_id): str(value) for request_id, value in rows}
 
 
 async def assert_same_contents(source: SqlStore, target: SqlStore) -> None:
@@ -316,6 +319,7 @@ async def test_every_row_of_every_table_arrives_as_it_was(
     filled = await fill(build_test_runtime(sqlite_store, clock, rules()), clock)
     empty = [t.name for t in metadata.sorted_tables if not await table_rows(sqlite_store, t)]
     assert empty == [], "fill() must put rows in every table, or the copy of those is untested"
+    assert set(filled.requests) == set(Status)
     # signoff writes a JSON null into a card's reference until the card is sent; the column
     # takes a SQL NULL too, and the copy must keep the two apart.
     edit_sqlite(
@@ -345,7 +349,6 @@ async def test_every_row_of_every_table_arrives_as_it_was(
             assert len(await table_rows(target, metadata.tables[table.name])) == table.rows
     finally:
         await target.close()
-    assert {Status(s) for s in filled.requests} == set(Status)
 
 
 @pytest.mark.postgres
@@ -658,6 +661,37 @@ async def test_a_copy_whose_chain_does_not_verify_is_not_kept(
 
 
 @pytest.mark.postgres
+async def test_a_target_in_use_is_given_up_on_after_the_lock_timeout(
+    sqlite_store: SqlStore, clock: ManualClock, target_url: str
+) -> None:
+    await created(
+        build_test_runtime(sqlite_store, clock, rules()),
+        CreateCommand(agent="deploy-bot", action="deploy.web", title="One"),
+    )
+    migrated = SqlStore(target_url)
+    await migrated.migrate()
+    await migrated.close()
+    parsed = make_url(target_url)
+    writer = await asyncpg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, database=parsed.database
+    )
+    try:
+        transaction = writer.transaction()
+        await transaction.start()  # signoff on the target, in the middle of a write
+        await writer.execute("INSERT INTO destinations VALUES ('x', now())")
+        with pytest.raises(CopyError, match=r"lock timeout .*is signoff running on it"):
+            await copy_sqlite_to_postgresql(sqlite_store.url, target_url, lock_timeout=0.2)
+        await transaction.rollback()
+    finally:
+        await writer.close()
+    target = SqlStore(target_url)
+    try:
+        assert await table_rows(target, REQUESTS) == []
+    finally:
+        await target.close()
+
+
+@pytest.mark.postgres
 async def test_a_source_at_an_older_schema_is_refused(
     target_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -665,7 +699,7 @@ async def test_a_source_at_an_older_schema_is_refused(
     alembic = Config()
     alembic.set_main_option("script_location", str(MIGRATIONS_DIR))
     alembic.set_main_option("sqlalchemy.url", f"sqlite:///{old}")
-    command.upgrade(alembic, "0007")
+    alembic_command.upgrade(alembic, "0007")
 
     code, stderr = await signoff_copy(capsys, config_file(tmp_path, f"sqlite:///{old}"), target_url)
 
