@@ -1,38 +1,55 @@
 # signoff: `make run` starts the service, `make test` runs every check, `make bench` prints the
-# benchmark table (bench/README.md). All of them set up .venv first.
+# benchmark table (bench/README.md). All of them set up .venv first, with signoff installed
+# editable (code changes apply on the next start).
+#
+# `make run` (and `make install`) installs only what the service needs; `make test`,
+# `make lint`, `make format`, `make bench` and `make dev` add the dev extra (pytest, ruff, mypy,
+# playwright, ...) to the same .venv. Each level has its own stamp, so `make test` after
+# `make run` adds the dev tools, and `make run` after `make test` installs nothing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+CREATED := $(VENV)/pyvenv.cfg
+SERVICE := $(VENV)/.installed-service
+DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint format install bench clean
+.PHONY: run test lint format install dev bench clean
 
-$(STAMP): pyproject.toml
+$(CREATED):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "signoff needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(SERVICE): pyproject.toml | $(CREATED)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(SERVICE)
+
+# The dev extra is a superset of the service's needs, so it satisfies `make run` too.
+$(DEV): pyproject.toml | $(CREATED)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(SERVICE) $(DEV)
 
-install: $(STAMP)
+install: $(SERVICE)
 
-run: $(STAMP)
+dev: $(DEV)
+
+run: $(SERVICE)
 	$(BIN)/signoff serve
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: $(STAMP)
+format: $(DEV)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 test: lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m bench
 
 clean:

@@ -445,6 +445,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signoff", description="Human approval for AI agents' risky actions."
     )
+    parser.add_argument("--version", action="version", version=f"signoff {signoff_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -12,26 +12,35 @@ SIGNOFF = Path(sys.executable).with_name("signoff")
 """The ``signoff`` command of the environment the tests run in."""
 
 
+def signoff_environ(
+    env: Mapping[str, str] | None = None, unset: Iterable[str] = ()
+) -> dict[str, str]:
+    """The tests' environment without ``SIGNOFF_CONFIG`` (so that ``signoff`` reads only the
+    config a test names) and without the ``unset`` variables, then ``env`` on top."""
+    dropped = {"SIGNOFF_CONFIG", *unset}
+    environment = {k: v for k, v in os.environ.items() if k not in dropped}
+    environment.update(env or {})
+    return environment
+
+
 def run_signoff(
     *args: str,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     unset: Iterable[str] = (),
+    signoff: Path = SIGNOFF,
 ) -> subprocess.CompletedProcess[str]:
     """``signoff ARGS`` to completion (at most a minute), its output captured as text.
 
-    It gets the tests' environment without ``SIGNOFF_CONFIG`` (so that it reads only the
-    config a test names) and without the ``unset`` variables, then ``env`` on top.
+    It runs with :func:`signoff_environ` (``env``, ``unset``); ``signoff`` is the command to
+    run, by default the one of the tests' environment.
     """
-    dropped = {"SIGNOFF_CONFIG", *unset}
-    environment = {k: v for k, v in os.environ.items() if k not in dropped}
-    environment.update(env or {})
     return subprocess.run(
-        [str(SIGNOFF), *args],
+        [str(signoff), *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=environment,
+        env=signoff_environ(env, unset),
         timeout=60,
         check=False,
     )

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,13 @@ def test_missing_config_file_is_a_usage_error(tmp_path):
     result = signoff("config", "check", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "cannot read" in result.stderr
+
+
+def test_version_is_the_project_version():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    result = signoff("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"signoff {project['version']}\n"
 
 
 def test_db_upgrade_then_audit_verify_and_export(tmp_path):

@@ -1,4 +1,4 @@
-"""A real ``signoff serve`` process for the client, MCP and example tests.
+"""A real ``signoff serve`` process for the client, MCP, example and wheel tests.
 
 It runs on a free 127.0.0.1 port with a temporary config and SQLite database, an agent key
 for ``deploy-bot``, and two approvers (alice, bob) signed in to the web inbox, who decide
@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from approvals.access import AccessStore
 from approvals.clock import SystemClock
 from approvals.store import SqlStore
+from tests.cli import SIGNOFF, run_signoff, signoff_environ
 from tests.web.conftest import csrf_token_in
-from tests.web.test_end_to_end import SIGNOFF, free_port
+from tests.web.test_end_to_end import free_port
 
 AGENT = "deploy-bot"
 APPROVERS = ("alice", "bob")
@@ -152,7 +155,16 @@ class ServedSignoff:
         return self.log_path.read_text(errors="replace")
 
 
-async def _credentials(db: Path) -> tuple[str, str, dict[str, str]]:
+@dataclass(frozen=True)
+class Credentials:
+    """The agent's API key and webhook secret, and a sign-in token for each approver."""
+
+    api_key: str
+    webhook_secret: str
+    sign_in_tokens: dict[str, str]
+
+
+async def _credentials_in_process(db: Path) -> Credentials:
     store = SqlStore(f"sqlite:///{db}")
     await store.migrate()
     access = AccessStore(store, SystemClock())
@@ -162,37 +174,83 @@ async def _credentials(db: Path) -> tuple[str, str, dict[str, str]]:
         tokens = {person: await access.create_login_token(person) for person in APPROVERS}
     finally:
         await store.close()
-    return key, webhook_secret, tokens
+    return Credentials(key, webhook_secret, tokens)
+
+
+def _credentials_by_command(
+    signoff: Path, config: Path, *, cwd: Path, unset: Iterable[str]
+) -> Credentials:
+    """Made by ``signoff agents add`` and ``signoff login-link``, as an admin makes them."""
+
+    def answer(*args: str) -> Any:
+        result = run_signoff(
+            *args, "--json", "--config", str(config), cwd=cwd, unset=unset, signoff=signoff
+        )
+        assert result.returncode == 0, f"signoff {' '.join(args)} failed:\n{result.stderr}"
+        return json.loads(result.stdout)
+
+    agent = answer("agents", "add", AGENT)
+    tokens = {
+        person: parse_qs(urlsplit(answer("login-link", person)["url"]).query)["token"][0]
+        for person in APPROVERS
+    }
+    return Credentials(agent["key"], agent["webhook_secret"], tokens)
 
 
 @contextlib.contextmanager
-def serve_signoff(workdir: Path) -> Iterator[ServedSignoff]:
-    """Start ``signoff serve`` in ``workdir``; stop it (SIGTERM, then kill) afterwards."""
+def serve_signoff(
+    workdir: Path,
+    *,
+    signoff: Path = SIGNOFF,
+    unset: Iterable[str] = (),
+    credentials_by_command: bool = False,
+) -> Iterator[ServedSignoff]:
+    """Start ``signoff serve`` in ``workdir`` on a fresh database (it migrates it itself);
+    stop it (SIGTERM, then kill) afterwards.
+
+    ``signoff`` is the command started, in ``workdir``, with the tests' environment without
+    the ``unset`` variables. Once it serves, the credentials are made on its database: with
+    this checkout's code in the test process, or with ``credentials_by_command`` by that
+    command's own ``agents add`` and ``login-link``.
+    """
     port = free_port()
     db = workdir / "signoff.db"
     config = workdir / "signoff.yaml"
     config.write_text(CONFIG.format(port=port, db=db, agent=AGENT), encoding="utf-8")
-    key, webhook_secret, tokens = asyncio.run(_credentials(db))
     log_path = workdir / "serve.log"
     base = f"http://127.0.0.1:{port}"
+    approvers: dict[str, Approver] = {}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(SIGNOFF), "serve", "--config", str(config)],
+            [str(signoff), "serve", "--config", str(config)],
+            cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=signoff_environ({"PYTHONUNBUFFERED": "1"}, unset),
         )
-        served = ServedSignoff(base, key, webhook_secret, config, process, log_path)
         try:
-            _wait_until_healthy(served)
-            for person, token in tokens.items():
+            _wait_until_healthy(process, base, log_path)
+            if credentials_by_command:
+                credentials = _credentials_by_command(signoff, config, cwd=workdir, unset=unset)
+            else:
+                credentials = asyncio.run(_credentials_in_process(db))
+            served = ServedSignoff(
+                base,
+                credentials.api_key,
+                credentials.webhook_secret,
+                config,
+                process,
+                log_path,
+                approvers=approvers,
+            )
+            for person, token in credentials.sign_in_tokens.items():
                 http = httpx.Client(base_url=base, timeout=30)
                 signed_in = http.post("/login", data={"token": token})
                 assert signed_in.status_code == 303, signed_in.text
-                served.approvers[person] = Approver(person, http)
+                approvers[person] = Approver(person, http)
             yield served
         finally:
-            for approver in served.approvers.values():
+            for approver in approvers.values():
                 approver.http.close()
             if process.poll() is None:
                 process.terminate()
@@ -203,12 +261,14 @@ def serve_signoff(workdir: Path) -> Iterator[ServedSignoff]:
                     process.wait()
 
 
-def _wait_until_healthy(served: ServedSignoff, within: float = 30.0) -> None:
+def _wait_until_healthy(
+    process: subprocess.Popen[bytes], base_url: str, log_path: Path, within: float = 30.0
+) -> None:
     deadline = time.monotonic() + within
-    while True:
-        assert served.process.poll() is None, f"signoff serve exited:\n{served.log()}"
+    while process.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{served.base_url}/healthz", timeout=5).status_code == 200:
+            if httpx.get(f"{base_url}/healthz", timeout=5).status_code == 200:
                 return
-        assert time.monotonic() < deadline, f"signoff serve did not start:\n{served.log()}"
         time.sleep(0.05)
+    what = "exited" if process.poll() is not None else "did not start"
+    raise AssertionError(f"signoff serve {what}:\n{log_path.read_text(errors='replace')}")
