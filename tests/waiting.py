@@ -30,10 +30,14 @@ async def wait_for(
 
 
 def wait_until(
-    predicate: Callable[[], object], *, within: float = 20.0, what: str = "condition"
+    predicate: Callable[[], object],
+    *,
+    within: float = 20.0,
+    poll: float = 0.02,
+    what: str = "condition",
 ) -> None:
     """Poll ``predicate`` until it returns something truthy; fail after ``within`` s."""
     deadline = time.monotonic() + within
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not met within {within} s"
-        time.sleep(0.02)
+        time.sleep(poll)
