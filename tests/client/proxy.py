@@ -14,9 +14,12 @@ connections are forwarded faithfully. Faults:
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from collections.abc import Iterable
+
+_REQUEST_LINE = re.compile(rb"(?:GET|HEAD|POST|PUT|PATCH|DELETE) /\S* HTTP/1\.[01]")
 
 
 def _busy_answer() -> bytes:
@@ -54,6 +57,13 @@ class FlakyProxy:
         """True once ``data`` was part of a request passed on to the server."""
         with self._lock:
             return data in self._sent
+
+    def request_lines(self) -> list[str]:
+        """The request lines passed on to the server so far, in order
+        (``POST /v1/approvals HTTP/1.1``)."""
+        with self._lock:
+            sent = bytes(self._sent)
+        return [line.decode() for line in _REQUEST_LINE.findall(sent)]
 
     def _record(self, data: bytes) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ from approvals.client import (
 )
 from tests.client.proxy import FlakyProxy
 from tests.client.server import ServedSignoff, unique_title
+from tests.waiting import wait_until
 
 FAST_RETRIES = RetryPolicy(delays=(0.05, 0.1, 0.2, 0.4), jitter=0)
 
@@ -70,13 +71,6 @@ def join_ok(thread: threading.Thread) -> None:
     errors = thread.errors  # type: ignore[attr-defined]
     if errors:
         raise errors[0]
-
-
-def wait_until(predicate: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture
