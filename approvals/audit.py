@@ -22,6 +22,7 @@ class AuditKind(StrEnum):
     """What an audit entry records."""
 
     CREATED = "created"
+    REUSED = "reused"
     VOTED = "voted"
     DECIDED = "decided"
     EXPIRED = "expired"

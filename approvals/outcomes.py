@@ -42,11 +42,19 @@ class Created:
     """A new request was stored (and, under an auto-deciding policy, already decided).
 
     ``replayed`` is true when an ``Idempotency-Key`` matched an earlier identical create:
-    ``request`` is then that earlier request, as it stands now.
+    ``request`` is then that earlier request, as it stands now. ``reused`` is true when the
+    agent already had an identical request pending: ``request`` is that one, and no new
+    request was made.
     """
 
     request: ApprovalRequest
     replayed: bool = False
+    reused: bool = False
+
+    @property
+    def is_new(self) -> bool:
+        """Whether this create stored a new request."""
+        return not (self.replayed or self.reused)
 
 
 @dataclass(frozen=True)

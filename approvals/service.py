@@ -317,7 +317,7 @@ class ApprovalService:
                 if replay is not None:
                     return replay
             return NotAllowed(RefusalCode.INVALID, f"a request with id {request.id!r} exists")
-        if isinstance(created, NotAllowed) or created.replayed:
+        if isinstance(created, NotAllowed) or not created.is_new:
             return created
         crash_point(CrashPoint.AFTER_CREATE_COMMIT)
         self._announce(created.request)
@@ -344,6 +344,7 @@ class ApprovalService:
                 return replay
         policy = request.policy
         slot_claimed = False
+        open_now = None
         if command.max_open is not None:
             if policy.decision is AutoDecision.ASK:
                 open_now = tx.claim_open_slot(command.agent, command.max_open)
@@ -351,12 +352,20 @@ class ApprovalService:
             else:  # decided at once, so it takes no slot; the cap still applies
                 count = tx.count_open(command.agent)
                 open_now = count if count >= command.max_open else None
-            if open_now is not None:
-                return NotAllowed(
-                    RefusalCode.TOO_MANY_OPEN,
-                    f"agent {command.agent!r} already has {open_now} pending requests "
-                    f"(max_open {command.max_open}); wait for decisions or cancel some",
-                )
+        if policy.decision is AutoDecision.ASK:
+            # Looked up after the slot's claim: on PostgreSQL that claim locks the agent's
+            # count row, so a twin another process stored first is committed and seen here.
+            twin = tx.pending_twin(request)
+            if twin is not None:
+                if slot_claimed:
+                    tx.release_open_slot(command.agent)
+                return self._reuse(tx, command, twin, now)
+        if open_now is not None:
+            return NotAllowed(
+                RefusalCode.TOO_MANY_OPEN,
+                f"agent {command.agent!r} already has {open_now} pending requests "
+                f"(max_open {command.max_open}); wait for decisions or cancel some",
+            )
         if command.idempotency_key is not None:
             tx.claim_idempotency_key(
                 command.agent, command.idempotency_key, command.fingerprint(), request.id, now
@@ -383,6 +392,32 @@ class ApprovalService:
             return Created(request)
         self._audit_final(tx, decided, now)
         return Created(decided)
+
+    @staticmethod
+    def _reuse(
+        tx: WriteTx, command: CreateCommand, twin: ApprovalRequest, now: datetime
+    ) -> Created:
+        """Answer a create with the identical request the agent has pending: the approvers
+        see one card, not two, and an agent that lost a request's id (a timed-out tool
+        call, a crash before it noted the id) gets it back by asking again. Audited; an
+        ``Idempotency-Key`` that came with the create now names ``twin`` too."""
+        if command.idempotency_key is not None:
+            tx.claim_idempotency_key(
+                command.agent, command.idempotency_key, command.fingerprint(), twin.id, now
+            )
+        tx.append_audit(
+            AuditKind.REUSED,
+            at=now,
+            actor=command.agent,
+            request_id=twin.id,
+            data={
+                "action": twin.action,
+                "payload_sha256": twin.payload_sha256,
+                "requested_by": twin.requested_by,
+                "title": command.title,
+            },
+        )
+        return Created(twin, reused=True)
 
     async def _replay(self, command: CreateCommand) -> Created | NotAllowed | None:
         return await self._store.query(lambda reads: self._recorded_replay(reads, command))

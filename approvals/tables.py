@@ -53,7 +53,9 @@ class RequestRow(SQLModel, table=True):
     __table_args__ = (
         # The sweeper's order (next_due_at, id) read straight off the index, no sort.
         Index("ix_requests_due", "status", "next_due_at", "id"),
-        Index("ix_requests_agent_status", "agent", "status"),
+        # An agent's requests by status; with the payload hash, the lookup of an identical
+        # pending request (ApprovalService.create reuses it) reads only its twins.
+        Index("ix_requests_agent_status_payload", "agent", "status", "payload_sha256"),
     )
 
     id: str = Field(sa_column=Column(String(64), primary_key=True))

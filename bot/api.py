@@ -308,7 +308,13 @@ class AgentApi:
             "/approvals",
             status_code=201,
             response_model=ApprovalOut,
-            responses={200: {"model": ApprovalOut, "description": "An idempotent replay."}},
+            responses={
+                200: {
+                    "model": ApprovalOut,
+                    "description": "No new request: an idempotent replay, or the identical "
+                    "request this agent already has pending.",
+                }
+            },
             summary="Ask for approval",
         )
         async def create_approval(
@@ -368,7 +374,7 @@ class AgentApi:
             finally:
                 self._creates_in_flight -= 1
             if isinstance(outcome, Created):
-                if outcome.replayed:
+                if not outcome.is_new:
                     response.status_code = 200
                 return public_json(outcome.request)
             if outcome.code is RefusalCode.IDEMPOTENCY_CONFLICT:

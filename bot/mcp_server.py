@@ -17,7 +17,11 @@ import contextlib
 import logging
 import sys
 import time
-from typing import Any, TypedDict
+from typing import Any
+
+# pydantic builds the tools' output schemas, and on Python < 3.12 it reads a TypedDict
+# nested in another (the listed approvals) only from typing_extensions (a pydantic dependency).
+from typing_extensions import TypedDict
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -67,6 +71,12 @@ Waits up to about {wait} seconds, then returns the status, as request_approval d
 it is "pending", call get_approval again with the same id (do not make a new request).
 Perform the action only once the status is "approved"."""
 
+LIST_DESCRIPTION = """List your approval requests that are still pending, newest first, with
+their ids: to find a request whose id you lost (a call that timed out or was cancelled) before
+asking again. Call get_approval with an id to wait for its decision. Asking again with
+request_approval for exactly the same action and params also returns the pending request
+instead of making a second one."""
+
 CANCEL_DESCRIPTION = """Withdraw a pending approval request you no longer need (the plan
 changed, or the user asked). Returns the request, now "cancelled"; an already decided request
 cannot be cancelled and keeps its status. Never perform a cancelled action."""
@@ -87,6 +97,17 @@ class ApprovalResult(TypedDict):
     decided_by: str | None
     reason: str | None
     next_step: str
+
+
+class PendingList(TypedDict):
+    """What ``list_pending_approvals`` returns."""
+
+    approvals: list[ApprovalResult]
+    next_step: str
+
+
+LISTED_AT_MOST = 100
+"""The newest pending requests ``list_pending_approvals`` names."""
 
 
 def result_for(approval: Approval) -> ApprovalResult:
@@ -143,7 +164,7 @@ def next_step(approval: Approval) -> str:
 
 
 class SignoffTools:
-    """The three tools, over one ``AsyncClient``; client errors become tool errors that the
+    """The four tools, over one ``AsyncClient``; client errors become tool errors that the
     model reads (such as "not_found" for a wrong id), naming the request once it exists.
 
     Without a client (``setup_error`` says why: no API key, a bad URL), every tool answers
@@ -202,6 +223,22 @@ class SignoffTools:
     async def get_approval(self, id: str) -> ApprovalResult:
         return await self._wait(id, time.monotonic() + self._wait_seconds)
 
+    async def list_pending_approvals(self) -> PendingList:
+        client = self._client()
+        try:
+            pending = await client.list_approvals(status="pending", limit=LISTED_AT_MOST)
+        except SignoffError as exc:
+            raise ToolError(f"could not list the pending requests: {exc}.") from exc
+        if pending:
+            step = (
+                "Call get_approval with the id of the request you are waiting for; do not "
+                "make a new request for the same action. Perform nothing until its status "
+                "is 'approved'."
+            )
+        else:
+            step = "No request of yours is pending."
+        return {"approvals": [result_for(approval) for approval in pending], "next_step": step}
+
     async def cancel_approval(self, id: str, reason: str | None = None) -> ApprovalResult:
         client = self._client()
         try:
@@ -216,6 +253,15 @@ class SignoffTools:
             return result_for(await client.wait(request_id, timeout=left))
         except SignoffError as exc:
             raise ToolError(self._failure(exc, request_id)) from exc
+        except anyio.get_cancelled_exc_class():
+            # The client cancelled the call (its own timeout, or the person stopped it):
+            # the SDK cancels this wait and sends no answer. The request stays pending for
+            # a later get_approval, list_pending_approvals or the same ask again.
+            log.warning(
+                "the call waiting for request %s was cancelled; the request stays pending",
+                request_id,
+            )
+            raise
 
     def _failure(self, exc: SignoffError, request_id: str | None) -> str:
         """The tool error for ``exc``: what happened, and what to do with the id if any."""
@@ -269,6 +315,12 @@ def build_server(
         name="get_approval",
         title="Wait for an approval decision",
         description=GET_DESCRIPTION.format(wait=wait_seconds),
+    )
+    server.add_tool(
+        tools.list_pending_approvals,
+        name="list_pending_approvals",
+        title="List your pending approval requests",
+        description=LIST_DESCRIPTION,
     )
     server.add_tool(
         tools.cancel_approval,

@@ -154,6 +154,32 @@ def open_count(agent: str) -> Query:
     return _OPEN_COUNT, {"agent": agent}
 
 
+_PENDING_TWIN = (
+    select(REQUESTS.c.id)
+    .where(
+        REQUESTS.c.agent == bindparam("agent"),
+        REQUESTS.c.status == _PENDING,
+        REQUESTS.c.payload_sha256 == bindparam("payload_sha256"),
+        REQUESTS.c.requested_by.is_not_distinct_from(bindparam("requested_by")),
+        REQUESTS.c.callback_url.is_not_distinct_from(bindparam("callback_url")),
+    )
+    .order_by(REQUESTS.c.created_at, REQUESTS.c.id)
+    .limit(1)
+)
+
+
+def pending_twin(request: ApprovalRequest) -> Query:
+    """The oldest pending request of the same agent asking the same thing as ``request``:
+    the same payload (action and params), on behalf of the same person, reporting to the
+    same callback URL."""
+    return _PENDING_TWIN, {
+        "agent": request.agent,
+        "payload_sha256": request.payload_sha256,
+        "requested_by": request.requested_by,
+        "callback_url": request.callback_url,
+    }
+
+
 _DELIVERIES_OF = (
     select(DELIVERIES)
     .where(DELIVERIES.c.request_id == bindparam("request_id"))

@@ -61,6 +61,12 @@ class SyncReads:
     def count_open(self, agent: str) -> int:
         return int(self.conn.execute(*queries.open_count(agent)).scalar_one())
 
+    def pending_twin(self, request: ApprovalRequest) -> ApprovalRequest | None:
+        """The agent's oldest pending request asking exactly what ``request`` asks (see
+        :func:`approvals.store.queries.pending_twin`), or ``None``."""
+        found = self.conn.execute(*queries.pending_twin(request)).scalar_one_or_none()
+        return None if found is None else self.get_request(str(found))
+
     def next_outbox_ready_at(self, now: datetime) -> datetime | None:
         """The earliest moment after ``now`` when a pending outbox row becomes sendable."""
         value = self.conn.execute(*queries.next_outbox_ready_time(now)).scalar_one()

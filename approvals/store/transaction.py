@@ -219,6 +219,11 @@ class WriteTx(SyncReads):
         self._count_open(agent, -1)
         return opened - 1
 
+    def release_open_slot(self, agent: str) -> None:
+        """Give back a slot :meth:`claim_open_slot` claimed for a request not stored after
+        all."""
+        self._count_open(agent, -1)
+
     def insert_requests(self, requests: Sequence[ApprovalRequest]) -> None:
         """Insert many new requests in one statement (seeding, imports)."""
         if not requests:

@@ -65,6 +65,11 @@ class FlakyProxy:
             sent = bytes(self._sent)
         return [line.decode() for line in _REQUEST_LINE.findall(sent)]
 
+    def open_connections(self) -> int:
+        """How many client connections are being forwarded now."""
+        with self._lock:
+            return len(self._open)
+
     def _record(self, data: bytes) -> None:
         with self._lock:
             self._sent += data

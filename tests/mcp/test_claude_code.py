@@ -411,7 +411,6 @@ def test_without_an_api_key_the_tools_are_offered_and_say_what_to_set(signoff_se
     assert signoff_server.requests_titled(title) == []
 
 
-@pytest.mark.xfail(strict=True, reason="identical pending request reuse not built yet")
 def test_asking_again_after_a_client_timeout_finds_the_same_request(signoff_server, tmp_path):
     """Claude Code gives up on the call first (``MCP_TOOL_TIMEOUT``); the model asks again
     with the same arguments and gets the request it already made, not a second one."""

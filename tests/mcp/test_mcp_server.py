@@ -60,13 +60,18 @@ async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str,
     return result.structured_content
 
 
-async def test_lists_the_three_tools_with_instructions_to_wait_and_never_proceed_unapproved(
+async def test_lists_the_four_tools_with_instructions_to_wait_and_never_proceed_unapproved(
     signoff_server, tmp_path
 ):
     async with mcp_session(signoff_server, tmp_path) as session:
         listed = await session.list_tools()
     tools = {tool.name: tool for tool in listed.tools}
-    assert set(tools) == {"request_approval", "get_approval", "cancel_approval"}
+    assert set(tools) == {
+        "request_approval",
+        "get_approval",
+        "list_pending_approvals",
+        "cancel_approval",
+    }
     request = tools["request_approval"]
     assert set(request.input_schema["required"]) == {"action", "title"}
     assert {"details", "params", "timeout_seconds"} <= set(request.input_schema["properties"])
@@ -183,6 +188,72 @@ async def test_cancel_withdraws_a_pending_request(signoff_server, tmp_path):
     assert cancelled["decided_by"] is None
     assert "cancelled by deploy-bot: plan changed" in cancelled["next_step"]
     assert "Do NOT perform" in cancelled["next_step"]
+
+
+async def test_a_cancelled_call_stops_waiting_at_once_and_the_request_is_found_again(
+    signoff_server, tmp_path
+):
+    title = unique_title("mcp")
+    params = {"ticket": title}  # this test's own payload: no other test's request is reused
+    proxy = FlakyProxy(int(signoff_server.base_url.rsplit(":", 1)[1]))
+    stderr = tmp_path / "mcp-stderr.log"
+    try:
+        async with mcp_session(
+            signoff_server, tmp_path, wait_seconds=600, SIGNOFF_URL=proxy.url
+        ) as session:
+            # Cancelling the call makes the client send notifications/cancelled, as Claude
+            # Code does when its MCP_TOOL_TIMEOUT passes or the person stops the turn.
+            calling = asyncio.create_task(
+                session.call_tool(
+                    "request_approval", {"action": "deploy.web", "title": title, "params": params}
+                )
+            )
+            asked = await asyncio.to_thread(signoff_server.pending_titled, title)
+            deadline = time.monotonic() + 20
+            while not proxy.has_sent(b"?wait="):  # the tool is waiting for a decision
+                assert time.monotonic() < deadline, "the tool never started waiting"
+                await asyncio.sleep(0.02)
+            calling.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await calling
+
+            deadline = time.monotonic() + 5
+            while f"request {asked['id']} was cancelled" not in stderr.read_text():
+                assert time.monotonic() < deadline, stderr.read_text()
+                await asyncio.sleep(0.02)
+            while proxy.open_connections():  # the long-poll to signoff was closed
+                assert time.monotonic() < deadline, "the wait went on after the cancel"
+                await asyncio.sleep(0.02)
+
+            listed = await call(session, "list_pending_approvals")
+    finally:
+        proxy.close()
+    async with mcp_session(signoff_server, tmp_path, wait_seconds=1) as session:
+        again = await call(
+            session, "request_approval", action="deploy.web", title=title, params=params
+        )
+    assert asked["status"] == "pending"
+    assert asked["id"] in [approval["id"] for approval in listed["approvals"]]
+    assert "get_approval" in listed["next_step"]
+    assert again["id"] == asked["id"]  # asking again returns it: still one request
+    assert len(await asyncio.to_thread(signoff_server.requests_titled, title)) == 1
+
+
+async def test_list_pending_approvals_names_only_pending_requests(signoff_server, tmp_path):
+    title = unique_title("mcp")
+    async with mcp_session(signoff_server, tmp_path) as session:
+        waiting = await call(
+            session, "request_approval", action="deploy.web", title=title, params={"n": title}
+        )
+        done = await call(
+            session, "request_approval", action="deploy.api", title=title, params={"n": title}
+        )
+        await call(session, "cancel_approval", id=done["id"])
+        listed = await call(session, "list_pending_approvals")
+    ids = [approval["id"] for approval in listed["approvals"]]
+    assert waiting["id"] in ids
+    assert done["id"] not in ids
+    assert all(approval["status"] == "pending" for approval in listed["approvals"])
 
 
 async def test_errors_reach_the_model_as_tool_errors(signoff_server, tmp_path):
