@@ -77,6 +77,13 @@ def unique_title(prefix: str = "client test") -> str:
     return f"{prefix} {uuid.uuid4().hex[:12]}"
 
 
+def unique_params() -> dict[str, str]:
+    """Params no other request has. The server answers an ask identical to a pending one
+    (same action and params) with that request, and these tests share one server: a test
+    that means a request of its own asks with these."""
+    return {"ticket": uuid.uuid4().hex[:12]}
+
+
 @dataclass
 class Approver:
     """A person signed in to the web inbox over HTTP."""

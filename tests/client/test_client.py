@@ -28,7 +28,7 @@ from approvals.client import (
     WaitTimeout,
 )
 from tests.client.proxy import FlakyProxy
-from tests.client.server import ServedSignoff, unique_title
+from tests.client.server import ServedSignoff, unique_params, unique_title
 from tests.waiting import wait_until
 
 FAST_RETRIES = RetryPolicy(delays=(0.05, 0.1, 0.2, 0.4), jitter=0)
@@ -121,7 +121,7 @@ def test_denial_raises_denied_with_the_reason_and_the_decider(signoff_server, cl
 
 
 def test_two_approvers_one_approves_the_other_denies_names_the_denier(signoff_server, client):
-    asked = client.request("pair.deploy", unique_title())
+    asked = client.request("pair.deploy", unique_title(), params=unique_params())
     signoff_server.approve(asked.id, "alice", "fine by me")
     signoff_server.deny(asked.id, "bob", "freeze until Monday")
     with pytest.raises(Denied) as denied:
@@ -133,7 +133,7 @@ def test_two_approvers_one_approves_the_other_denies_names_the_denier(signoff_se
 
 
 def test_two_approvals_name_both_approvers(signoff_server, client):
-    asked = client.request("pair.deploy", unique_title())
+    asked = client.request("pair.deploy", unique_title(), params=unique_params())
     signoff_server.approve(asked.id, "alice")
     assert client.get(asked.id).deciders == ()  # one of two: nobody has decided yet
     signoff_server.approve(asked.id, "bob")
@@ -141,7 +141,7 @@ def test_two_approvals_name_both_approvers(signoff_server, client):
 
 
 def test_a_request_nobody_answers_expires(client):
-    asked = client.request("expire.soon", unique_title(), timeout_seconds=1)
+    asked = client.request("expire.soon", unique_title(), params=unique_params(), timeout_seconds=1)
     assert client.get(asked.id).deciders == ()
     with pytest.raises(Expired) as expired:
         client.wait_approved(asked.id, timeout=30)
@@ -151,7 +151,7 @@ def test_a_request_nobody_answers_expires(client):
 
 
 def test_a_request_cancelled_while_waiting_raises_cancelled(signoff_server, client):
-    asked = client.request("deploy.web", unique_title())
+    asked = client.request("deploy.web", unique_title(), params=unique_params())
 
     def cancel_elsewhere() -> None:
         with Client(signoff_server.base_url, signoff_server.api_key) as other:
@@ -165,7 +165,7 @@ def test_a_request_cancelled_while_waiting_raises_cancelled(signoff_server, clie
 
 
 def test_cancel_returns_the_cancelled_request_and_is_safe_to_repeat(client):
-    asked = client.request("deploy.web", unique_title())
+    asked = client.request("deploy.web", unique_title(), params=unique_params())
     cancelled = client.cancel(asked.id, reason="changed my mind")
     assert cancelled.status == "cancelled"
     assert cancelled.decision is not None
@@ -174,7 +174,7 @@ def test_cancel_returns_the_cancelled_request_and_is_safe_to_repeat(client):
 
 
 def test_cancelling_a_decided_request_says_already_decided(signoff_server, client):
-    asked = client.request("deploy.web", unique_title())
+    asked = client.request("deploy.web", unique_title(), params=unique_params())
     signoff_server.approve(asked.id)
     with pytest.raises(ApiError) as refused:
         client.cancel(asked.id)
@@ -183,8 +183,10 @@ def test_cancelling_a_decided_request_says_already_decided(signoff_server, clien
 
 def test_the_same_idempotency_key_returns_the_same_request(client):
     title = unique_title()
-    first = client.request("deploy.web", title, idempotency_key="deploy-42-" + title[-12:])
-    again = client.request("deploy.web", title, idempotency_key="deploy-42-" + title[-12:])
+    params = unique_params()
+    key = "deploy-42-" + title[-12:]
+    first = client.request("deploy.web", title, params=params, idempotency_key=key)
+    again = client.request("deploy.web", title, params=params, idempotency_key=key)
     assert first.id == again.id
 
 
@@ -210,7 +212,10 @@ def test_settings_come_from_the_environment(signoff_server, monkeypatch):
     monkeypatch.setenv("SIGNOFF_URL", signoff_server.base_url)
     monkeypatch.setenv("SIGNOFF_API_KEY", signoff_server.api_key)
     with Client() as from_env:
-        assert from_env.request("deploy.web", unique_title()).status == "pending"
+        assert (
+            from_env.request("deploy.web", unique_title(), params=unique_params()).status
+            == "pending"
+        )
     monkeypatch.delenv("SIGNOFF_API_KEY")
     with pytest.raises(ConfigurationError, match="SIGNOFF_API_KEY is not set"):
         Client()
@@ -226,7 +231,7 @@ def test_a_long_wait_is_made_of_several_long_polls(signoff_server):
     with Client(
         signoff_server.base_url, signoff_server.api_key, long_poll_seconds=1, transport=counting
     ) as patient:
-        asked = patient.request("deploy.web", unique_title())
+        asked = patient.request("deploy.web", unique_title(), params=unique_params())
 
         def decide_after_three_polls() -> None:
             wait_until(lambda: counting.long_polls >= 3)
@@ -247,7 +252,7 @@ def test_wait_returns_the_pending_request_when_the_callers_deadline_passes(signo
     with Client(
         signoff_server.base_url, signoff_server.api_key, long_poll_seconds=1, transport=counting
     ) as patient:
-        asked = patient.request("deploy.web", unique_title())
+        asked = patient.request("deploy.web", unique_title(), params=unique_params())
         started = time.monotonic()
         still = patient.wait(asked.id, timeout=2.5)
         waited = time.monotonic() - started
@@ -283,7 +288,7 @@ def test_dropped_connections_and_a_busy_answer_are_retried(signoff_server):
             retry=FAST_RETRIES,
             on_retry=lambda error, delay: retries.append(type(error).__name__),
         ) as flaky:
-            asked = flaky.request("deploy.web", unique_title())
+            asked = flaky.request("deploy.web", unique_title(), params=unique_params())
             assert flaky.get(asked.id).status == "pending"
     finally:
         proxy.close()
@@ -298,7 +303,7 @@ def test_a_create_whose_answer_was_lost_is_retried_without_making_a_second_reque
     title = unique_title()
     try:
         with Client(proxy.url, signoff_server.api_key, retry=FAST_RETRIES) as flaky:
-            asked = flaky.request("deploy.web", title)
+            asked = flaky.request("deploy.web", title, params=unique_params())
     finally:
         proxy.close()
     assert proxy.faults == ["swallow"]
@@ -307,7 +312,7 @@ def test_a_create_whose_answer_was_lost_is_retried_without_making_a_second_reque
 
 
 def test_network_trouble_during_a_wait_is_retried(signoff_server, client):
-    asked = client.request("deploy.web", unique_title())
+    asked = client.request("deploy.web", unique_title(), params=unique_params())
     proxy = FlakyProxy(server_port(signoff_server), ["drop", "drop"])
     try:
         with Client(
@@ -340,7 +345,7 @@ def test_a_wait_keeps_its_timeout_through_an_outage_and_names_the_request(signof
     try:
         # The default retries would take about 30 s: the wait must stop at its own bound.
         with Client(proxy.url, signoff_server.api_key, transport=counting) as agent:
-            asked = agent.request("deploy.web", unique_title())
+            asked = agent.request("deploy.web", unique_title(), params=unique_params())
 
             def cut_once_waiting() -> None:
                 wait_until(lambda: counting.long_polls >= 1)
@@ -366,7 +371,7 @@ async def test_an_async_wait_keeps_its_timeout_through_an_outage(signoff_server)
     proxy = FlakyProxy(server_port(signoff_server))
     try:
         async with AsyncClient(proxy.url, signoff_server.api_key) as agent:
-            asked = await agent.request("deploy.web", unique_title())
+            asked = await agent.request("deploy.web", unique_title(), params=unique_params())
             proxy.cut()
             started = time.monotonic()
             with pytest.raises(NetworkError) as unreachable:
@@ -406,7 +411,7 @@ async def test_async_client_approve_deny_and_long_polls(signoff_server):
         assert approval.decision is not None
         assert approval.decision.by == "alice"
 
-        denied_one = await agent.request("deploy.web", unique_title())
+        denied_one = await agent.request("deploy.web", unique_title(), params=unique_params())
         deciding = asyncio.create_task(
             asyncio.to_thread(signoff_server.deny, denied_one.id, "bob", "no")
         )
@@ -414,7 +419,9 @@ async def test_async_client_approve_deny_and_long_polls(signoff_server):
             await agent.wait_approved(denied_one.id)
         await deciding
 
-        cancelled = await agent.cancel((await agent.request("deploy.web", unique_title())).id)
+        cancelled = await agent.cancel(
+            (await agent.request("deploy.web", unique_title(), params=unique_params())).id
+        )
         assert cancelled.status == "cancelled"
         listed = await agent.list_approvals(status="cancelled")
         assert cancelled.id in [item.id for item in listed]
@@ -424,7 +431,7 @@ async def test_async_client_retries_network_trouble(signoff_server):
     proxy = FlakyProxy(server_port(signoff_server), ["drop", "503"])
     try:
         async with AsyncClient(proxy.url, signoff_server.api_key, retry=FAST_RETRIES) as flaky:
-            asked = await flaky.request("deploy.web", unique_title())
+            asked = await flaky.request("deploy.web", unique_title(), params=unique_params())
             assert asked.status == "pending"
     finally:
         proxy.close()

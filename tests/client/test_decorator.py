@@ -123,10 +123,10 @@ def test_a_call_cancelled_while_waiting_never_runs(signoff_server, client):
     ran = []
 
     @require_approval(action="deploy.web", title=title, client=client)
-    def deploy() -> None:
+    def deploy(ticket: str) -> None:
         ran.append(True)
 
-    call = Outcome(deploy)
+    call = Outcome(lambda: deploy(title))
     asked = signoff_server.pending_titled(title)
     with Client(signoff_server.base_url, signoff_server.api_key) as other:
         other.cancel(asked["id"], reason="superseded")
@@ -260,10 +260,10 @@ async def test_an_async_function_runs_only_once_approved(signoff_server):
         denied_title = unique_title("decorated")
 
         @require_approval(action="deploy.web", title=denied_title, client=agent)
-        async def rollback() -> None:
+        async def rollback(ticket: str) -> None:
             ran.append("rollback")
 
-        rolling_back = asyncio.create_task(rollback())
+        rolling_back = asyncio.create_task(rollback(denied_title))
         asked = await asyncio.to_thread(signoff_server.pending_titled, denied_title)
         await asyncio.to_thread(signoff_server.deny, asked["id"], "bob")
         with pytest.raises(Denied):
@@ -276,10 +276,10 @@ async def test_cancelling_the_waiting_task_cancels_the_request(signoff_server):
     async with AsyncClient(signoff_server.base_url, signoff_server.api_key) as agent:
 
         @require_approval(action="deploy.web", title=title, client=agent)
-        async def deploy() -> None:
+        async def deploy(ticket: str) -> None:
             raise AssertionError("must not run")
 
-        call = asyncio.create_task(deploy())
+        call = asyncio.create_task(deploy(title))
         asked = await asyncio.to_thread(signoff_server.pending_titled, title)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -123,5 +123,6 @@ async def test_mcp_client_config_starts_a_server_with_the_approval_tools(signoff
     assert {tool.name for tool in listed.tools} == {
         "request_approval",
         "get_approval",
+        "list_pending_approvals",
         "cancel_approval",
     }

@@ -43,8 +43,11 @@ pytestmark = pytest.mark.slow
 
 REQUEST = "mcp__signoff__request_approval"
 GET = "mcp__signoff__get_approval"
+LIST = "mcp__signoff__list_pending_approvals"
 CANCEL = "mcp__signoff__cancel_approval"
-TOOLS = (REQUEST, GET, CANCEL)
+TOOLS = (REQUEST, GET, LIST, CANCEL)
+ALLOW_RULE = "mcp__signoff"
+"""The README's allow rule: every tool of the signoff server."""
 WAIT_FOR_SERVERS = "WaitForMcpServers"
 """Claude Code's tool for MCP servers still connecting, offered in their tools' place."""
 LONG_WAIT = 30
@@ -161,10 +164,9 @@ def claude_print(
     )
     assert added.returncode == 0, added.stderr
     output, errors = tmp_path / "claude-result.json", tmp_path / "claude-stderr.log"
-    allowed = ",".join(TOOLS)
     with output.open("wb") as out, errors.open("wb") as err:
         process = subprocess.Popen(
-            [cli, "-p", PROMPT, "--output-format=json", f"--allowedTools={allowed}"],
+            [cli, "-p", PROMPT, "--output-format=json", f"--allowedTools={ALLOW_RULE}"],
             cwd=project,
             env=environment,
             stdin=subprocess.DEVNULL,
@@ -265,7 +267,9 @@ def test_an_approval_in_the_inbox_reaches_the_model_naming_the_approver(signoff_
 def test_a_denial_in_the_inbox_reaches_the_model_with_the_reason(signoff_server, tmp_path):
     title = unique_title("claude")
     with (
-        FakeAnthropic(asks({"action": "deploy.web", "title": title})) as model,
+        FakeAnthropic(
+            asks({"action": "deploy.web", "title": title, "params": {"ticket": title}})
+        ) as model,
         claude_print(tmp_path, model, signoff_env(signoff_server)) as run,
     ):
         asked = run.pending(signoff_server, title)
@@ -285,7 +289,9 @@ def test_a_denial_after_an_approval_names_the_denier_not_the_approver(signoff_se
     """Two approvers needed (``pair.*``): alice approves, bob denies; bob decided."""
     title = unique_title("claude")
     with (
-        FakeAnthropic(asks({"action": "pair.deploy", "title": title})) as model,
+        FakeAnthropic(
+            asks({"action": "pair.deploy", "title": title, "params": {"ticket": title}})
+        ) as model,
         claude_print(tmp_path, model, signoff_env(signoff_server)) as run,
     ):
         asked = run.pending(signoff_server, title)
@@ -305,7 +311,9 @@ def test_a_call_that_ends_pending_is_followed_by_get_approval_until_someone_appr
 ):
     title = unique_title("claude")
     with (
-        FakeAnthropic(asks({"action": "deploy.web", "title": title})) as model,
+        FakeAnthropic(
+            asks({"action": "deploy.web", "title": title, "params": {"ticket": title}})
+        ) as model,
         claude_print(tmp_path, model, signoff_env(signoff_server), wait_seconds=1) as run,
     ):
         asked = run.pending(signoff_server, title)
@@ -333,7 +341,9 @@ def test_the_model_cancels_its_pending_request_and_is_told_not_to_act(signoff_se
 
     def script(conversation: Conversation) -> Turn:
         if conversation.last is None:
-            return ToolCall(REQUEST, {"action": "deploy.web", "title": title})
+            return ToolCall(
+                REQUEST, {"action": "deploy.web", "title": title, "params": {"ticket": title}}
+            )
         pending = _pending(conversation)
         if pending is not None:
             return ToolCall(CANCEL, {"id": pending["id"], "reason": "plan changed"})
@@ -367,7 +377,9 @@ def test_an_outage_during_the_wait_keeps_the_bound_and_names_the_request(signoff
     proxy = FlakyProxy(int(signoff_server.base_url.rsplit(":", 1)[1]))
     try:
         with (
-            FakeAnthropic(asks({"action": "deploy.web", "title": title})) as model,
+            FakeAnthropic(
+                asks({"action": "deploy.web", "title": title, "params": {"ticket": title}})
+            ) as model,
             claude_print(
                 tmp_path,
                 model,
@@ -396,7 +408,9 @@ def test_without_an_api_key_the_tools_are_offered_and_say_what_to_set(signoff_se
     title = unique_title("claude")
     without_key = {"SIGNOFF_URL": signoff_server.base_url}
     with (
-        FakeAnthropic(asks({"action": "deploy.web", "title": title})) as model,
+        FakeAnthropic(
+            asks({"action": "deploy.web", "title": title, "params": {"ticket": title}})
+        ) as model,
         claude_print(tmp_path, model, without_key) as run,
     ):
         run.finish()
@@ -415,7 +429,7 @@ def test_asking_again_after_a_client_timeout_finds_the_same_request(signoff_serv
     """Claude Code gives up on the call first (``MCP_TOOL_TIMEOUT``); the model asks again
     with the same arguments and gets the request it already made, not a second one."""
     title = unique_title("claude")
-    arguments = {"action": "deploy.web", "title": title}
+    arguments = {"action": "deploy.web", "title": title, "params": {"ticket": title}}
 
     def script(conversation: Conversation) -> Turn:
         if len(conversation.results) < 2:

@@ -104,10 +104,10 @@ async def test_request_is_pending_then_get_after_approval_returns_approved(
             action="db.drop_table",
             title=title,
             details="cleanup after the migration",
-            params={"table": "users_old"},
+            params={"table": "users_old", "ticket": title},
         )
         assert pending["status"] == "pending"
-        assert pending["params"] == {"table": "users_old"}
+        assert pending["params"] == {"table": "users_old", "ticket": title}
         assert "get_approval" in pending["next_step"]
         assert "Do NOT perform" in pending["next_step"]
 
@@ -133,7 +133,8 @@ async def test_a_decision_during_the_bounded_wait_is_returned_by_request_itself(
         denying = asyncio.create_task(deny_once_asked())
         # The tool call waits longer than the test takes to deny.
         result = await session.call_tool(
-            "request_approval", {"action": "deploy.web", "title": title}
+            "request_approval",
+            {"action": "deploy.web", "title": title, "params": {"ticket": title}},
         )
         await denying
     decided = result.structured_content
@@ -146,8 +147,9 @@ async def test_a_decision_during_the_bounded_wait_is_returned_by_request_itself(
 
 async def test_a_denial_after_an_approval_names_the_denier_and_the_reason(signoff_server, tmp_path):
     async with mcp_session(signoff_server, tmp_path) as session:
+        title = unique_title("mcp")
         pending = await call(
-            session, "request_approval", action="pair.deploy", title=unique_title("mcp")
+            session, "request_approval", action="pair.deploy", title=title, params={"t": title}
         )
         await asyncio.to_thread(signoff_server.approve, pending["id"], "alice", "fine by me")
         await asyncio.to_thread(signoff_server.deny, pending["id"], "bob", "freeze until Monday")
@@ -160,12 +162,14 @@ async def test_a_denial_after_an_approval_names_the_denier_and_the_reason(signof
 
 
 async def test_an_expired_request_says_nobody_decided(signoff_server, tmp_path):
+    title = unique_title("mcp")
     async with mcp_session(signoff_server, tmp_path) as session:
         asked = await call(
             session,
             "request_approval",
             action="expire.soon",
-            title=unique_title("mcp"),
+            title=title,
+            params={"ticket": title},
             timeout_seconds=1,
         )
         deadline = time.monotonic() + 30
@@ -178,8 +182,9 @@ async def test_an_expired_request_says_nobody_decided(signoff_server, tmp_path):
 
 async def test_cancel_withdraws_a_pending_request(signoff_server, tmp_path):
     async with mcp_session(signoff_server, tmp_path) as session:
+        title = unique_title("mcp")
         pending = await call(
-            session, "request_approval", action="deploy.web", title=unique_title("mcp")
+            session, "request_approval", action="deploy.web", title=title, params={"t": title}
         )
         cancelled = await call(session, "cancel_approval", id=pending["id"], reason="plan changed")
         again = await call(session, "get_approval", id=pending["id"])
@@ -351,12 +356,14 @@ async def test_without_an_api_key_it_starts_and_every_call_says_what_to_set(
             "request_approval", {"action": "deploy.web", "title": unique_title("mcp")}
         )
         looked = await session.call_tool("get_approval", {"id": "anything"})
+        pending = await session.call_tool("list_pending_approvals", {})
     assert {tool.name for tool in listed.tools} == {
         "request_approval",
         "get_approval",
+        "list_pending_approvals",
         "cancel_approval",
     }
-    for result in (asked, looked):
+    for result in (asked, looked, pending):
         assert result.is_error
         assert "SIGNOFF_API_KEY is not set" in text_of(result)
         assert "Do NOT perform" in text_of(result)
@@ -399,7 +406,8 @@ async def test_an_outage_during_the_wait_keeps_the_bound_and_names_the_request(
             cutting = asyncio.create_task(cut_once_waiting())
             started = time.monotonic()
             result = await session.call_tool(
-                "request_approval", {"action": "deploy.web", "title": title}
+                "request_approval",
+                {"action": "deploy.web", "title": title, "params": {"ticket": title}},
             )
             took = time.monotonic() - started
             await cutting
