@@ -59,7 +59,8 @@ async def test_the_same_ask_while_pending_returns_the_first_request_audited(serv
     first = await create(service)
     cards = await count(store, OUTBOX, request_id=first.request.id)
     again = await create(service, replace(ASK, title="Deploy web 1.4 (asking again)"))
-    assert again.reused and not again.replayed
+    assert again.reused
+    assert not again.replayed
     assert again.request.id == first.request.id
     assert again.request.title == "Deploy web 1.4"  # the request as the approvers see it
     assert await count(store, REQUESTS) == 1
@@ -99,7 +100,8 @@ async def test_asks_on_behalf_of_different_people_are_never_merged(service, stor
     for_alice = await create(service, replace(ASK, requested_by="alice"))
     assert for_alice.request.id != for_bob.request.id
     again_for_bob = await create(service, replace(ASK, requested_by="bob"))
-    assert again_for_bob.reused and again_for_bob.request.id == for_bob.request.id
+    assert again_for_bob.reused
+    assert again_for_bob.request.id == for_bob.request.id
 
 
 @pytest.mark.parametrize("ending", ["approve", "deny", "cancel", "expire"])
@@ -125,9 +127,11 @@ async def test_once_the_first_is_final_the_same_ask_makes_a_new_request(
 async def test_a_new_idempotency_key_on_a_reused_ask_names_the_first_request(service, store):
     first = await create(service, replace(ASK, idempotency_key="k-1"))
     again = await create(service, replace(ASK, idempotency_key="k-2"))
-    assert again.reused and again.request.id == first.request.id
+    assert again.reused
+    assert again.request.id == first.request.id
     retried = await create(service, replace(ASK, idempotency_key="k-2"))
-    assert retried.replayed and retried.request.id == first.request.id
+    assert retried.replayed
+    assert retried.request.id == first.request.id
     assert await count(store, REQUESTS) == 1
 
 
@@ -135,7 +139,8 @@ async def test_a_recorded_idempotency_key_wins_over_a_pending_twin(service, stor
     first = await create(service, replace(ASK, idempotency_key="k-1"))
     await service.cancel(first.request.id, "deploy-bot", None)
     second = await create(service, replace(ASK, idempotency_key="k-2"))
-    assert not second.reused and second.request.id != first.request.id
+    assert not second.reused
+    assert second.request.id != first.request.id
     retried = await create(service, replace(ASK, idempotency_key="k-1"))
     assert retried.replayed
     assert retried.request.id == first.request.id  # the key's request, cancelled
@@ -153,7 +158,8 @@ async def test_requests_a_policy_decides_at_once_are_never_reused(service, store
     read = replace(ASK, action="db.read")  # the read-only policy approves at once
     first = await create(service, read)
     second = await create(service, read)
-    assert not second.reused and second.request.id != first.request.id
+    assert not second.reused
+    assert second.request.id != first.request.id
     assert first.request.status.value == second.request.status.value == "approved"
 
 
@@ -161,10 +167,12 @@ async def test_an_agent_at_its_open_limit_still_gets_its_pending_request_back(se
     limited = replace(ASK, max_open=1)
     first = await create(service, limited)
     again = await create(service, limited)
-    assert again.reused and again.request.id == first.request.id
+    assert again.reused
+    assert again.request.id == first.request.id
     assert await open_count(store) == 1  # the slot the ask claimed is given back
     other = await service.create(replace(limited, params={"version": "2"}))
-    assert isinstance(other, NotAllowed) and other.code is RefusalCode.TOO_MANY_OPEN
+    assert isinstance(other, NotAllowed)
+    assert other.code is RefusalCode.TOO_MANY_OPEN
 
 
 async def test_concurrent_identical_asks_make_one_request(service, store):
@@ -184,9 +192,7 @@ async def postgres_store() -> AsyncIterator[SqlStore]:
 
 
 @pytest.mark.postgres
-async def test_identical_asks_through_two_processes_make_one_request(
-    postgres_store, rules, clock
-):
+async def test_identical_asks_through_two_processes_make_one_request(postgres_store, rules, clock):
     # Each store has its own writer and connections, as two processes do.
     other_store = SqlStore(postgres_url())
     try:
