@@ -41,7 +41,7 @@ from approvals.store.copy import (
     copy_sqlite_to_postgresql,
     display_url,
 )
-from bot import cli_client, cli_keys, signoff_version
+from bot import cli_client, cli_keys, mcp_command, signoff_version
 from config import (
     ConfigError,
     LoadedConfig,
@@ -650,23 +650,13 @@ def _parser() -> argparse.ArgumentParser:
         "--output", default="signoff-teams.zip", metavar="FILE", help="default: %(default)s"
     )
 
-    mcp_cmd = commands.add_parser(
-        "mcp",
-        help="serve the approval tools to an MCP client over stdio",
-        description="An MCP server on stdin/stdout with request_approval, get_approval and "
-        "cancel_approval, talking to a running signoff as an agent.",
-        epilog="Reads SIGNOFF_URL (default: http://127.0.0.1:8080) and SIGNOFF_API_KEY. "
-        "Without a key it still starts, and every tool call answers with what to set.",
-    )
-    mcp_cmd.add_argument(
-        "--wait-seconds",
-        type=int,
-        default=50,
-        metavar="N",
-        help="how long one tool call waits for a decision before answering pending "
-        "(1-86400; keep the default under clients that stop a tool call near 60 s, such as "
-        "Claude Desktop; raise it up to your policies' timeout for clients that allow long "
-        "calls, such as Claude Code)",
+    mcp_command.add_arguments(
+        commands.add_parser(
+            "mcp",
+            help=mcp_command.HELP,
+            description=mcp_command.DESCRIPTION,
+            epilog=mcp_command.EPILOG,
+        )
     )
     return parser
 
@@ -701,8 +691,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _config_check(args)
         if args.command == "policy":
             return _policy_explain(args)
-        if args.command == "mcp":
-            from bot.mcp_server import serve  # the MCP SDK is loaded only for this command
+        if args.command == "mcp":  # `signoff mcp` comes here only through run(): bot.entry
+            from bot.mcp_server import serve  # goes to bot.mcp_command without the rest
 
             return serve(wait_seconds=args.wait_seconds)
         if args.command in ("request", "run"):
@@ -805,10 +795,3 @@ def _client_command(args: argparse.Namespace) -> int:
     return cli_client.request_command(
         spec, wait=args.wait, as_json=args.json, idempotency_key=args.idempotency_key
     )
-
-
-def main() -> None:
-    # python-telegram-bot reports retry_after as a timedelta only when asked to (its
-    # seconds form is deprecated and warns).
-    os.environ.setdefault("PTB_TIMEDELTA", "1")
-    sys.exit(run())

@@ -19,26 +19,19 @@ import sys
 import time
 from typing import Any
 
-# pydantic builds the tools' output schemas, and on Python < 3.12 it reads a TypedDict
-# nested in another (the listed approvals) only from typing_extensions (a pydantic dependency).
-from typing_extensions import TypedDict
-
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+# pydantic builds the tools' output schemas, and on Python < 3.12 it reads a TypedDict
+# nested in another (the listed approvals) only from typing_extensions (a pydantic dependency).
+from typing_extensions import TypedDict
+
 from approvals.client import Approval, AsyncClient, SignoffError, wire
 from approvals.client.errors import ApiError, ConfigurationError, NetworkError
 from bot import signoff_version
+from bot.mcp_command import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
 
-DEFAULT_WAIT_SECONDS = 50
-"""How long one tool call waits for a decision: under the ~60 s some MCP clients (Claude
-Desktop) allow a call."""
-MAX_WAIT_SECONDS = 86400
-"""The longest ``--wait-seconds``: a day. Clients that allow long tool calls (Claude Code's
-default is about 27.8 hours) can wait through a policy's whole timeout in one call; a wait
-ends as soon as the request is final, so a bound above the longest policy timeout only
-matters if signoff is down, and a day stays under that client default."""
 SERVER_NAME = "signoff"
 TIMEOUT_ACTOR = "timeout"
 """Who the server names as the decider when the deadline decided."""

@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import queue
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -271,6 +272,26 @@ async def test_errors_reach_the_model_as_tool_errors(signoff_server, tmp_path):
     assert "not_found" in text_of(missing)
     assert invalid.is_error
     assert "HTTP 422" in text_of(invalid)
+
+
+def test_signoff_mcp_starts_without_loading_the_server_side():
+    # An MCP client offers the model no approval tools until the server answers, so the
+    # command loads only the MCP server and the agent client: no CLI, store or config.
+    probe = (
+        "import atexit, sys\n"
+        "heavy = ('bot.cli', 'approvals.store', 'config.', 'sqlalchemy', 'fastapi')\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m == 'config' or m.startswith(heavy))\n"
+        "atexit.register(lambda: print(loaded()))\n"
+        "sys.argv = ['signoff', 'mcp', '--wait-seconds', '0']\n"
+        "from bot.entry import main\n"
+        "main()\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 2, ran.stderr  # the bound was checked by the MCP server itself
+    assert "--wait-seconds must be 1 to 86400" in ran.stderr
+    assert ran.stdout.strip() == "[]"
 
 
 def test_stdout_carries_only_the_protocol(signoff_server, tmp_path):
