@@ -461,13 +461,15 @@ def _parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="check a config file (exit 2 on errors)")
     check.add_argument("file", metavar="F")
     reference = config_sub.add_parser(
-        "reference", help="write README's configuration reference from the config schema"
+        "reference", help="write the configuration reference page from the config schema"
     )
     reference.add_argument(
-        "--readme",
-        default="README.md",
+        "--file",
+        "--readme",  # its first name, kept working
+        dest="readme",
+        default="docs/configuration.md",
         metavar="F",
-        help="the README to update (default: %(default)s)",
+        help="the page to update (default: %(default)s)",
     )
     reference.add_argument(
         "--check", action="store_true", help="change nothing; exit 1 when the reference is stale"
@@ -795,3 +797,11 @@ def _client_command(args: argparse.Namespace) -> int:
     return cli_client.request_command(
         spec, wait=args.wait, as_json=args.json, idempotency_key=args.idempotency_key
     )
+
+
+def main() -> None:
+    """The executable's entry before :mod:`bot.entry` (an install made then still calls
+    it): the same as ``signoff``."""
+    from bot.entry import main as signoff
+
+    signoff()

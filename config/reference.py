@@ -1,9 +1,9 @@
-"""The README's configuration reference, written from the schema in ``config.schema``.
+"""The configuration reference (docs/configuration.md), written from ``config.schema``.
 
 Every key's meaning is its field's ``description`` there, and its default is the field's
 default, so the reference cannot drift from what the loader accepts. ``signoff config
-reference`` (or ``python -m config.reference``) rewrites the part of README.md between
-the two marker comments; a test fails when README and schema disagree.
+reference`` (or ``python -m config.reference``) rewrites the part of docs/configuration.md
+between the two marker comments; a test fails when that page and the schema disagree.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from config.schema import REFERENCE_AS_ONE_VALUE, PolicySettings, SignoffSetting
 
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"
+REFERENCE_PAGE = Path("docs/configuration.md")
+"""Where the reference lives, from the checkout's root."""
 GENERATED_NOTE = (
     "<!-- Written by `signoff config reference` from the field descriptions in "
     "config/schema.py: edit those, then run it again. -->"
@@ -169,9 +171,7 @@ def _split(readme: str) -> tuple[str, str, str]:
     start = readme.find(START_MARKER)
     end = readme.find(END_MARKER)
     if start < 0 or end < start:
-        raise ValueError(
-            f"README has no {START_MARKER} ... {END_MARKER} section for the reference to go in"
-        )
+        raise ValueError(f"no {START_MARKER} ... {END_MARKER} section for the reference to go in")
     return (
         readme[: start + len(START_MARKER)],
         readme[start + len(START_MARKER) : end],
@@ -180,12 +180,12 @@ def _split(readme: str) -> tuple[str, str, str]:
 
 
 def current_reference(readme: str) -> str:
-    """What README holds between the markers, without the surrounding newlines."""
+    """What the page holds between the markers, without the surrounding newlines."""
     return _split(readme)[1].strip("\n")
 
 
 def with_reference(readme: str) -> str:
-    """README text with the section between the markers replaced by a fresh reference."""
+    """The page's text with the section between the markers replaced by a fresh reference."""
     head, _old, tail = _split(readme)
     return f"{head}\n{render_reference()}\n{tail}"
 
@@ -201,12 +201,14 @@ def write_reference(readme_path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m config.reference [README] [--check]``: 0 done or current, 1 stale, 2 error."""
+    """``python -m config.reference [FILE] [--check]``: 0 done or current, 1 stale, 2 error."""
     parser = argparse.ArgumentParser(
         prog="python -m config.reference",
-        description="Write README's configuration reference from config/schema.py.",
+        description="Write the configuration reference from config/schema.py.",
     )
-    parser.add_argument("readme", nargs="?", default="README.md", help="default: README.md")
+    parser.add_argument(
+        "readme", nargs="?", default=str(REFERENCE_PAGE), help="default: %(default)s"
+    )
     parser.add_argument(
         "--check", action="store_true", help="change nothing; exit 1 when the reference is stale"
     )

@@ -5,9 +5,9 @@ need the whole file, such as "every approver is a person or a group", live in
 ``config.checks``. Adapters import their settings classes (``SlackSettings`` and so on)
 from here.
 
-Each field's ``description`` is what the README's configuration reference says about it
-(``config.reference`` writes that section from these models), so it is the one place a
-key is documented.
+Each field's ``description`` is what the configuration reference (docs/configuration.md)
+says about it (``config.reference`` writes that section from these models), so it is the
+one place a key is documented.
 
 Secrets are ``SecretStr``. When the loader validates a file it passes
 ``{SECRETS_FROM_ENVIRONMENT: True}`` as validation context, and then every secret must

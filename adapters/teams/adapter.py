@@ -340,7 +340,7 @@ class TeamsAdapter:
             if status in NOT_INSTALLED:
                 raise DeliveryError(
                     f"cannot open a Teams chat with {aad_object_id}: the signoff app is not "
-                    f"installed for them ({exc}); install it for them, see Teams setup",
+                    f"installed for them ({exc}); install it for them, see docs/teams.md",
                     permanent=True,
                 ) from exc
             raise

@@ -1,4 +1,5 @@
-"""README's configuration reference is written from config/schema.py and cannot drift."""
+"""The configuration reference (docs/configuration.md) is written from config/schema.py and
+cannot drift."""
 
 from __future__ import annotations
 
@@ -21,16 +22,16 @@ from config.reference import (
 from config.schema import SignoffSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+REFERENCE_PAGE = ROOT / "docs" / "configuration.md"
 SIGNOFF = Path(sys.executable).with_name("signoff")
 
 
 def test_readme_reference_matches_the_schema():
-    written = current_reference(README.read_text(encoding="utf-8"))
+    written = current_reference(REFERENCE_PAGE.read_text(encoding="utf-8"))
 
     assert written == render_reference(), (
-        "README.md's configuration reference differs from config/schema.py. Regenerate it "
-        "with `signoff config reference` (or `python -m config.reference`) and commit README.md."
+        "docs/configuration.md differs from config/schema.py. Regenerate it with "
+        "`signoff config reference` (or `python -m config.reference`) and commit it."
     )
 
 
@@ -90,7 +91,8 @@ def test_config_reference_command_rewrites_only_between_the_markers(tmp_path):
         f"{START_MARKER}\n| key | meaning | default |\n| `old` | gone | - |\n{END_MARKER}\n\n"
         "After.\n"
     )
-    readme = tmp_path / "README.md"
+    (tmp_path / "docs").mkdir()
+    readme = tmp_path / "docs" / "configuration.md"  # the default page, from the checkout root
     readme.write_text(stale, encoding="utf-8")
 
     check = signoff("config", "reference", "--check", cwd=tmp_path)
@@ -121,8 +123,9 @@ def test_a_readme_without_markers_is_an_error_not_a_rewrite(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# No markers here\n", encoding="utf-8")
 
-    result = signoff("config", "reference", "--readme", str(readme), cwd=tmp_path)
+    result = signoff("config", "reference", "--file", str(readme), cwd=tmp_path)
+    by_its_first_name = signoff("config", "reference", "--readme", str(readme), cwd=tmp_path)
 
-    assert result.returncode == 2
+    assert result.returncode == by_its_first_name.returncode == 2
     assert START_MARKER in result.stderr
     assert readme.read_text(encoding="utf-8") == "# No markers here\n"
