@@ -1,14 +1,15 @@
 """A plain Python agent that drops old tables, each only once a person approves it.
 
-Run it against a signoff server (the agent's key from ``signoff agents add NAME``)::
+Run it from the checkout, with signoff started by ``make run`` in another terminal and the
+two ``export`` lines its first start printed pasted into this shell (examples/README.md)::
 
-    export SIGNOFF_URL=http://127.0.0.1:8080 SIGNOFF_API_KEY=so_...
-    python examples/agent_decorator.py events_2019 events_2020
+    .venv/bin/python examples/agent_decorator.py events_2019 events_2020
 
-Each call of ``drop_table`` asks for approval of its exact arguments and blocks until a
-person decides in the web inbox (or Slack, Telegram, Discord). The body runs only when the
-call was approved and the signed receipt matches the arguments; otherwise it raises and
-nothing is dropped.
+``.venv/bin/python`` is the checkout's environment, where ``make run`` installed signoff and
+its client, ``approvals.client``. Each call of ``drop_table`` asks for approval of its exact
+arguments and blocks until a person decides in the web inbox (or Slack, Telegram, Discord).
+The body runs only when the call was approved and the signed receipt matches the arguments;
+otherwise it raises and nothing is dropped. The exit code is 1 when any table was refused.
 """
 
 from __future__ import annotations
