@@ -1,11 +1,11 @@
 """The documentation holds no dead link and quotes no command that does not exist.
 
-Every relative link in README.md, CONTRIBUTING.md and docs/ names a file of the checkout
-(and, with ``#anchor``, a heading of it); every ``signoff ...`` command quoted in them, in a
-code span or a shell block, is one the CLI accepts: its subcommands exist and its options
-are that subcommand's; every ``make TARGET`` is a target of the Makefile.
+Every relative link in README.md, CONTRIBUTING.md, examples/README.md and docs/ names a
+file of the checkout (and, with ``#anchor``, a heading of it); every ``signoff ...``
+command quoted in them, in a code span or a shell block, is one the CLI accepts: its
+subcommands exist and its options are that subcommand's; every ``make TARGET`` is a target
+of the Makefile.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,14 @@ import pytest
 from bot.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").glob("*.md")])
+PAGES = sorted(
+    [
+        ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
+        ROOT / "examples" / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+    ]
+)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 SHELL_BLOCK = re.compile(r"^```(?:sh|bash|shell)\n(.*?)^```", re.DOTALL | re.MULTILINE)
