@@ -14,9 +14,10 @@ messages, so it has no replies, no other card's button and no platform rate limi
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
@@ -173,18 +174,22 @@ class ContractWorld:
     store: SqlStore
     clock: ManualClock
     dispatcher: OutboxDispatcher
+    runs: itertools.count[int] = field(default_factory=itertools.count, init=False, repr=False)
 
     async def create(self, action: str = PLAIN, *, requested_by: str | None = None) -> str:
+        """A new request: each asks for its own ``run``, so none is answered with an
+        identical one still pending."""
         outcome = await self.service.create(
             CreateCommand(
                 agent="deploy-bot",
                 action=action,
                 title=f"Run {action}",
-                params={"env": "prod"},
+                params={"env": "prod", "run": next(self.runs)},
                 requested_by=requested_by,
             )
         )
         assert isinstance(outcome, Created), outcome
+        assert not outcome.reused, outcome
         return outcome.request.id
 
     async def posted(self, action: str = PLAIN, *, requested_by: str | None = None) -> str:

@@ -3,8 +3,9 @@ and the helpers that do not depend on the platform (create, deliver, read back).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -27,21 +28,26 @@ class ChatWorld:
     store: SqlStore
     clock: Clock
     dispatcher: OutboxDispatcher
+    runs: itertools.count[int] = field(default_factory=itertools.count, init=False, repr=False)
 
     async def create(
         self, action: str = "deploy.web", params: dict[str, Any] | None = None, **extra: Any
     ) -> ApprovalRequest:
-        """A new request from ``deploy-bot`` (``agent=`` another), titled ``Run <action>``."""
+        """A new request from ``deploy-bot`` (``agent=`` another), titled ``Run <action>``.
+
+        Without ``params`` each asks for its own ``run``, so none is answered with an
+        identical one still pending."""
         outcome = await self.service.create(
             CreateCommand(
                 agent=extra.pop("agent", "deploy-bot"),
                 action=action,
                 title=extra.pop("title", f"Run {action}"),
-                params={"env": "prod"} if params is None else params,
+                params={"env": "prod", "run": next(self.runs)} if params is None else params,
                 **extra,
             )
         )
         assert isinstance(outcome, Created), outcome
+        assert not outcome.reused, outcome
         return outcome.request
 
     async def deliver(self) -> int:

@@ -102,8 +102,8 @@ async def test_the_relays_rate_spaces_mail_to_different_people(
     try:
         adapter = email_adapter(relay, runtime, rate_per_minute=600)  # one every 0.1 s
         runtime.dispatcher.use_adapter("email", adapter)
-        for _ in range(2):
-            await create(runtime)  # each mails alice and bob
+        for table in ("orders", "invoices"):  # two migrations; each mails alice and bob
+            await create(runtime, title=f"Migrate the {table} table", params={"table": table})
         await runtime.dispatcher.drain()
         arrivals = sorted(item.at for item in relay.received)
         assert len(arrivals) == 4
