@@ -38,7 +38,7 @@ from pydantic import (
 from approvals.egress import allow_entry_problem
 from approvals.policy import AutoDecision, PredicateOp, TimeoutOutcome
 from approvals.store import async_database_url
-from config.durations import format_duration, parse_duration
+from config.durations import format_duration, format_interval, parse_duration, parse_interval
 from config.environment import EnvText
 
 SECRETS_FROM_ENVIRONMENT = "secrets_from_environment"
@@ -535,6 +535,249 @@ class ChannelSettings(_Section):
         return {platform: str(value) for platform, value in found.items() if value is not None}
 
 
+# --- send pacing ---------------------------------------------------------------------
+#
+# How fast signoff sends to each chat platform. The defaults are each platform's documented
+# limits (the adapters hold the same values as named constants, and a test keeps the two
+# equal); a value may only make sending slower. One that would send faster than the
+# platform allows is refused, naming the limit: the platform would answer 429 and hold the
+# bot back for longer than the pacing saves.
+
+SLACK_PER_CHANNEL = timedelta(seconds=1)
+"""Slack: about one message a second in one channel."""
+TELEGRAM_PER_CHAT = timedelta(seconds=1)
+"""Telegram: one message a second in one chat."""
+TELEGRAM_PER_GROUP_PER_MINUTE = 20
+"""Telegram: 20 messages a minute in one group."""
+TELEGRAM_OVERALL_PER_SECOND = 30
+"""Telegram: about 30 messages a second for the whole bot."""
+DISCORD_OVERALL_PER_SECOND = 50
+"""Discord: 50 requests a second for the whole bot (each channel's bucket is announced in
+``X-RateLimit-*`` headers, and discord.py keeps to it)."""
+TEAMS_PER_SECOND = 7
+"""Teams: 7 messages a second for one bot in one conversation."""
+TEAMS_PER_2_SECONDS = 8
+"""Teams: 8 messages in 2 seconds for one bot in one conversation."""
+TEAMS_PER_30_SECONDS = 60
+"""Teams: 60 messages in 30 seconds for one bot in one conversation."""
+TEAMS_PER_HOUR = 1800
+"""Teams: 1,800 messages an hour for one bot in one conversation."""
+TEAMS_PER_TENANT_PER_SECOND = 30
+"""Teams: 30 requests a second for one app in one tenant, all conversations together."""
+
+SendInterval = Annotated[timedelta, BeforeValidator(parse_interval)]
+"""The least time between two messages: ``1s``, ``1.5s``, ``1500ms``, ``1m`` (at most 1h)."""
+_INTERVAL_SYNTAX = "a duration such as `2s`, `1.5s`, `1500ms` or `1m` (at most `1h`)"
+
+
+def _no_shorter_than(
+    minimum: timedelta, platform: str, allowed: str
+) -> Callable[[timedelta], timedelta]:
+    """A check that an interval does not send faster than ``platform`` allows."""
+
+    def check(value: timedelta) -> timedelta:
+        if value < minimum:
+            raise ValueError(
+                f"{format_interval(value)} would send faster than {platform} allows ({allowed})"
+            )
+        return value
+
+    return check
+
+
+def _no_more_than(maximum: int, platform: str, allowed: str) -> Callable[[int], int]:
+    """A check that a count does not send faster than ``platform`` allows."""
+
+    def check(value: int) -> int:
+        if value > maximum:
+            raise ValueError(f"{value} would send faster than {platform} allows ({allowed})")
+        return value
+
+    return check
+
+
+class SlackPacingSettings(_Section):
+    """How fast signoff sends to Slack; never faster than Slack allows."""
+
+    per_channel: Annotated[
+        SendInterval,
+        AfterValidator(
+            _no_shorter_than(SLACK_PER_CHANNEL, "Slack", "about one message a second per channel")
+        ),
+    ] = Field(
+        default=SLACK_PER_CHANNEL,
+        description=(
+            "The least time between two messages (cards, edits, replies) to one channel or "
+            f"person: {_INTERVAL_SYNTAX}. Slack allows about one message a second in a "
+            f"channel, so at least `{format_interval(SLACK_PER_CHANNEL)}`."
+        ),
+    )
+
+
+class TelegramPacingSettings(_Section):
+    """How fast signoff sends to Telegram; never faster than Telegram allows."""
+
+    per_chat: Annotated[
+        SendInterval,
+        AfterValidator(
+            _no_shorter_than(TELEGRAM_PER_CHAT, "Telegram", "at most one message a second per chat")
+        ),
+    ] = Field(
+        default=TELEGRAM_PER_CHAT,
+        description=(
+            f"The least time between two messages to one chat, group or person: "
+            f"{_INTERVAL_SYNTAX}. Telegram allows one message a second in a chat, so at "
+            f"least `{format_interval(TELEGRAM_PER_CHAT)}`."
+        ),
+    )
+    per_group_per_minute: Annotated[
+        WholeNumber,
+        Field(ge=1),
+        AfterValidator(
+            _no_more_than(
+                TELEGRAM_PER_GROUP_PER_MINUTE,
+                "Telegram",
+                f"at most {TELEGRAM_PER_GROUP_PER_MINUTE} messages a minute per group",
+            )
+        ),
+    ] = Field(
+        default=TELEGRAM_PER_GROUP_PER_MINUTE,
+        description=(
+            "Messages a minute to one group or channel at most; 1 to "
+            f"{TELEGRAM_PER_GROUP_PER_MINUTE} (Telegram's limit)."
+        ),
+    )
+    overall_per_second: Annotated[
+        WholeNumber,
+        Field(ge=1),
+        AfterValidator(
+            _no_more_than(
+                TELEGRAM_OVERALL_PER_SECOND,
+                "Telegram",
+                f"at most {TELEGRAM_OVERALL_PER_SECOND} messages a second for the whole bot",
+            )
+        ),
+    ] = Field(
+        default=TELEGRAM_OVERALL_PER_SECOND,
+        description=(
+            "Messages a second to all chats together at most; 1 to "
+            f"{TELEGRAM_OVERALL_PER_SECOND} (Telegram's limit for a bot)."
+        ),
+    )
+
+
+class DiscordPacingSettings(_Section):
+    """How fast signoff sends to Discord, on top of the buckets Discord announces."""
+
+    per_channel: SendInterval | None = Field(
+        default=None,
+        description=(
+            "The least time between two messages (cards, edits, replies) to one channel or "
+            f"person: {_INTERVAL_SYNTAX}. Left out, no spacing of signoff's own; either way "
+            "discord.py keeps to each channel's limit as Discord announces it "
+            "(`X-RateLimit-*`)."
+        ),
+    )
+    overall_per_second: (
+        Annotated[
+            WholeNumber,
+            Field(ge=1),
+            AfterValidator(
+                _no_more_than(
+                    DISCORD_OVERALL_PER_SECOND,
+                    "Discord",
+                    f"at most {DISCORD_OVERALL_PER_SECOND} requests a second for the whole bot",
+                )
+            ),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description=(
+            "Messages a second to all channels together at most; 1 to "
+            f"{DISCORD_OVERALL_PER_SECOND} (Discord's limit for a bot). Left out, none of "
+            "signoff's own: discord.py keeps Discord's."
+        ),
+    )
+
+
+def _teams_window(maximum: int, period: str) -> Callable[[int], int]:
+    return _no_more_than(maximum, "Teams", f"at most {maximum} messages {period} per conversation")
+
+
+class TeamsConversationPacingSettings(_Section):
+    """Teams' windows for one conversation; all of them hold at once."""
+
+    per_second: Annotated[
+        WholeNumber, Field(ge=1), AfterValidator(_teams_window(TEAMS_PER_SECOND, "a second"))
+    ] = Field(
+        default=TEAMS_PER_SECOND,
+        description=f"Messages in any second at most; 1 to {TEAMS_PER_SECOND}.",
+    )
+    per_2_seconds: Annotated[
+        WholeNumber,
+        Field(ge=1),
+        AfterValidator(_teams_window(TEAMS_PER_2_SECONDS, "in 2 seconds")),
+    ] = Field(
+        default=TEAMS_PER_2_SECONDS,
+        description=f"Messages in any 2 seconds at most; 1 to {TEAMS_PER_2_SECONDS}.",
+    )
+    per_30_seconds: Annotated[
+        WholeNumber,
+        Field(ge=1),
+        AfterValidator(_teams_window(TEAMS_PER_30_SECONDS, "in 30 seconds")),
+    ] = Field(
+        default=TEAMS_PER_30_SECONDS,
+        description=f"Messages in any 30 seconds at most; 1 to {TEAMS_PER_30_SECONDS}.",
+    )
+    per_hour: Annotated[
+        WholeNumber, Field(ge=1), AfterValidator(_teams_window(TEAMS_PER_HOUR, "an hour"))
+    ] = Field(
+        default=TEAMS_PER_HOUR,
+        description=f"Messages in any hour at most; 1 to {TEAMS_PER_HOUR:,}.",
+    )
+
+    def windows(self) -> tuple[tuple[int, timedelta], ...]:
+        """Each window as (most messages, period)."""
+        return (
+            (self.per_second, timedelta(seconds=1)),
+            (self.per_2_seconds, timedelta(seconds=2)),
+            (self.per_30_seconds, timedelta(seconds=30)),
+            (self.per_hour, timedelta(hours=1)),
+        )
+
+
+class TeamsPacingSettings(_Section):
+    """How fast signoff sends to Teams; never faster than Teams allows."""
+
+    per_conversation: Annotated[
+        TeamsConversationPacingSettings, BeforeValidator(_none_as_empty)
+    ] = Field(
+        default_factory=TeamsConversationPacingSettings,
+        description=(
+            "Messages (cards, edits, replies) to one chat or channel, in four windows that "
+            "all hold at once; each at most what Teams allows one bot in one conversation."
+        ),
+    )
+    per_tenant_per_second: Annotated[
+        WholeNumber,
+        Field(ge=1),
+        AfterValidator(
+            _no_more_than(
+                TEAMS_PER_TENANT_PER_SECOND,
+                "Teams",
+                f"at most {TEAMS_PER_TENANT_PER_SECOND} requests a second for an app in a tenant",
+            )
+        ),
+    ] = Field(
+        default=TEAMS_PER_TENANT_PER_SECOND,
+        description=(
+            "Messages a second to all conversations together at most; 1 to "
+            f"{TEAMS_PER_TENANT_PER_SECOND} (Teams' limit for an app in one tenant)."
+        ),
+    )
+
+
 # --- platforms -----------------------------------------------------------------------
 
 
@@ -562,6 +805,11 @@ class SlackSettings(_Section):
     api_url: HttpUrl = Field(
         default="https://slack.com/api/",
         description="The Web API base URL, ending in `/` (proxies, tests).",
+    )
+
+    pacing: Annotated[SlackPacingSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=SlackPacingSettings,
+        description="How fast cards go to Slack: only ever slower than Slack allows.",
     )
 
     _signing_secret_in_http_mode = field_validator("signing_secret")(_required_in_mode("http"))
@@ -596,6 +844,10 @@ class TelegramSettings(_Section):
         default="https://api.telegram.org/bot",
         description="The Bot API base URL, to which the token is appended (a self-hosted server).",
     )
+    pacing: Annotated[TelegramPacingSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=TelegramPacingSettings,
+        description="How fast cards go to Telegram: only ever slower than Telegram allows.",
+    )
 
     _webhook_secret_in_webhook_mode = field_validator("webhook_secret")(
         _required_in_mode("webhook")
@@ -621,6 +873,10 @@ class DiscordSettings(_Section):
     )
     gateway_url: Annotated[str, AfterValidator(_websocket_url)] = Field(
         default="wss://gateway.discord.gg", description="The gateway (websocket) URL."
+    )
+    pacing: Annotated[DiscordPacingSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=DiscordPacingSettings,
+        description="How fast cards go to Discord: only ever slower than Discord allows.",
     )
 
 
@@ -674,6 +930,10 @@ class TeamsSettings(_Section):
             "The Entra login endpoint: app tokens come from "
             "`<login_url>/<tenant_id>/oauth2/v2.0/token`."
         ),
+    )
+    pacing: Annotated[TeamsPacingSettings, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=TeamsPacingSettings,
+        description="How fast cards go to Teams: only ever slower than Teams allows.",
     )
 
     @field_validator("openid_metadata_url")

@@ -45,6 +45,7 @@ from adapters.discord.rendering import (
     render_card,
     render_notice,
 )
+from adapters.pacing import SendLimit, SendPacer
 from approvals.card import ApprovalCard
 from approvals.clicks import Click as CoreClick
 from approvals.clicks import ClickOutcome, Foreign, ReasonPrompt, click_notice
@@ -70,6 +71,9 @@ each channel's bucket in ``X-RateLimit-*`` headers and discord.py waits for the 
 reset before a post that would exceed it, so a burst goes out at the bucket's pace (five
 at once, then the next five after the reset); an even spacing of our own on top would
 only slow it."""
+OVERALL_LIMIT = SendLimit(50, timedelta(seconds=1))
+"""What Discord allows one bot, all requests together. discord.py keeps it by itself; an
+``overall_limit`` of our own is for sending slower than that."""
 DEFAULT_RETRY_AFTER = timedelta(seconds=1)
 """The wait after a 429 that came without a usable ``Retry-After``."""
 MAX_RATELIMIT_WAIT = 30.0
@@ -230,6 +234,9 @@ class DiscordAdapter:
         platform: ``discord``.
         min_send_interval: least time between two posts to one channel (default none:
             discord.py keeps to the buckets Discord announces).
+
+    ``overall_limit``, when given, holds messages to all channels together to that window
+    (at most :data:`OVERALL_LIMIT`, which discord.py keeps anyway).
     """
 
     platform = PLATFORM
@@ -242,12 +249,18 @@ class DiscordAdapter:
         api_url: str = DEFAULT_API_URL,
         gateway_url: str = DEFAULT_GATEWAY_URL,
         min_send_interval: timedelta = DEFAULT_SEND_INTERVAL,
+        overall_limit: SendLimit | None = None,
         guild_ready_timeout: float = 2.0,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         if not bot_token:
             raise ValueError("Discord needs the bot token")
         self.min_send_interval = min_send_interval
+        self._pacer = (
+            SendPacer(overall=(overall_limit,), label=lambda channel: f"channel {channel}")
+            if overall_limit is not None
+            else None
+        )
         self._token = bot_token
         self._public_url = public_url
         self._api_url = api_url.rstrip("/")
@@ -482,13 +495,14 @@ class DiscordAdapter:
         channel = client.get_partial_messageable(channel_id)
         view = self._view(rendered)
         extra: dict[str, Any] = {"view": view} if view is not None else {}
-        message = await self._call(
-            channel.send(
+        message = await self._paced(
+            channel_id,
+            lambda: channel.send(
                 content=rendered.content,
                 embed=rendered.embed,
                 allowed_mentions=NO_MENTIONS,
                 **extra,
-            )
+            ),
         )
         return MessageRef(
             PLATFORM, {"channel_id": str(message.channel.id), "message_id": str(message.id)}
@@ -499,13 +513,14 @@ class DiscordAdapter:
         channel_id, message_id = _where(ref)
         rendered = render_card(card, public_url=self._public_url)
         message = client.get_partial_messageable(channel_id).get_partial_message(message_id)
-        await self._call(
-            message.edit(
+        await self._paced(
+            channel_id,
+            lambda: message.edit(
                 content=rendered.content,
                 embed=rendered.embed,
                 view=self._view(rendered),  # None removes the buttons
                 allowed_mentions=NO_MENTIONS,
-            )
+            ),
         )
 
     async def reply(self, ref: MessageRef, card: ApprovalCard, text: str) -> None:
@@ -514,10 +529,11 @@ class DiscordAdapter:
         reference = discord.MessageReference(
             message_id=message_id, channel_id=channel_id, fail_if_not_exists=False
         )
-        await self._call(
-            client.get_partial_messageable(channel_id).send(
+        await self._paced(
+            channel_id,
+            lambda: client.get_partial_messageable(channel_id).send(
                 content=render_notice(text), reference=reference, allowed_mentions=NO_MENTIONS
-            )
+            ),
         )
 
     @staticmethod
@@ -541,6 +557,14 @@ class DiscordAdapter:
             channel = str(dm.id)
             self._dm_channels[user] = channel
         return int(channel)
+
+    async def _paced(self, channel_id: int, request: Callable[[], Awaitable[T]]) -> T:
+        """Make one message request to ``channel_id``, once the ``overall_limit`` window
+        has room for it (a :class:`~adapters.pacing.PacingDelay` when it will not soon)."""
+        if self._pacer is None:
+            return await self._call(request())
+        async with self._pacer.slot(channel_id):
+            return await self._call(request())
 
     @staticmethod
     async def _call(request: Awaitable[T]) -> T:

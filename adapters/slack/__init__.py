@@ -19,4 +19,5 @@ def build_slack_adapter(settings: SlackSettings, *, public_url: str) -> SlackAda
         mode=settings.mode,
         api_url=str(settings.api_url),
         public_url=public_url,
+        min_send_interval=settings.pacing.per_channel,
     )

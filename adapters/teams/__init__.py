@@ -9,8 +9,10 @@ option explicitly, so nothing read there changes the adapter.
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from adapters.pacing import SendLimit
 from config.schema import TeamsSettings
 
 if TYPE_CHECKING:
@@ -25,8 +27,8 @@ MESSAGES_PATH = "/teams/messages"
 def build_teams_adapter(settings: TeamsSettings, *, public_url: str, **limits: Any) -> TeamsAdapter:
     """The Teams adapter for ``settings``; mount its ``router()`` on the application.
 
-    ``limits`` are :class:`TeamsAdapter`'s send limits (``conversation_limits``,
-    ``tenant_limit``), when not Teams' own.
+    The send limits are ``settings.pacing``'s; ``limits`` (:class:`TeamsAdapter`'s
+    ``conversation_limits``, ``tenant_limit``) replace them, for benchmarks against a fake.
 
     Raises:
         ValueError: the certificate file cannot be read as a certificate with its key.
@@ -50,6 +52,13 @@ def _build(settings: TeamsSettings, public_url: str, limits: dict[str, Any]) -> 
         client_secret=(settings.app_password.get_secret_value() if settings.app_password else None),
         certificate=certificate,
     )
+    pacing = settings.pacing
+    configured: dict[str, Any] = {
+        "conversation_limits": tuple(
+            SendLimit(count, period) for count, period in pacing.per_conversation.windows()
+        ),
+        "tenant_limit": SendLimit(pacing.per_tenant_per_second, timedelta(seconds=1)),
+    }
     return TeamsAdapter(
         app_id=settings.app_id,
         tenant_id=settings.tenant_id,
@@ -59,5 +68,5 @@ def _build(settings: TeamsSettings, public_url: str, limits: dict[str, Any]) -> 
         openid_metadata_url=str(settings.openid_metadata_url),
         token_issuer=settings.token_issuer,
         login_url=str(settings.login_url),
-        **limits,
+        **(configured | limits),
     )
