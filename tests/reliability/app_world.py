@@ -275,6 +275,8 @@ class AppWorld:
     email: FakeSmtpRelay | None = None
     accepted: list[str] = field(default_factory=list)
     """Ids of the requests the API answered 2xx for (invariant 1)."""
+    creates: int = 0
+    """Creates posted so far: the number a create without params sends as its ``n``."""
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @property
@@ -285,8 +287,15 @@ class AppWorld:
         return {"Authorization": f"Bearer {key or self.key}"}
 
     async def create(self, *, key: str | None = None, **body: Any) -> httpx.Response:
-        """POST /v1/approvals; a 2xx answer's id is remembered in :attr:`accepted`."""
-        payload = {"action": "deploy.web", "title": "Deploy web"} | body
+        """POST /v1/approvals; a 2xx answer's id is remembered in :attr:`accepted`.
+
+        Without ``params`` the body asks with ``{"n": <this create's number>}``, so each
+        create is a request of its own: the server answers an agent that asks again for what
+        it has pending with that pending request. A scenario that means the same payload
+        twice passes the same ``params``."""
+        self.creates += 1
+        payload = {"action": "deploy.web", "title": "Deploy web", "params": {"n": self.creates}}
+        payload |= body
         response = await self.client.post("/v1/approvals", json=payload, headers=self.auth(key))
         if response.is_success:
             self.accepted.append(response.json()["id"])

@@ -104,7 +104,12 @@ async def test_B13_paging_back_skips_what_the_viewer_may_not_see(store, clock):
     inbox, _carols, _alices = await _world(store, clock)
     for n in range(60):  # Carol's requests fill more than a page of the log
         await inbox.service.create(
-            CreateCommand(agent="deploy-bot", action="secret.rotate", title=f"Rotate {n}")
+            CreateCommand(
+                agent="deploy-bot",
+                action="secret.rotate",
+                title=f"Rotate {n}",
+                params={"secret": f"key-{n}"},
+            )
         )
     alice = await inbox.signed_in("alice")
     newest = (await alice.get("/audit")).text

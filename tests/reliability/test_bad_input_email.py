@@ -75,7 +75,8 @@ async def world(store: SqlStore, clock: ManualClock, tmp_path: Any) -> AsyncIter
     runtime = build_test_runtime(store, clock, email_rules(quorum=2))
     runtime.dispatcher.use_adapter("email", email_adapter(relay, runtime))
     request_id = await create(runtime)
-    other = await create(runtime, title="Another request")
+    other = await create(runtime, title="Another request", params={"table": "customers"})
+    assert other != request_id
     await runtime.dispatcher.drain()
     client = await confirm_client(runtime)
     try:

@@ -54,10 +54,12 @@ async def _create_staggered(runtime: Runtime) -> list[str]:
                 agent="a",
                 action="deploy.web",
                 title=f"Deploy {n}",
+                params={"deploy": n},
                 timeout=timedelta(seconds=1) + n * timedelta(milliseconds=300),
             )
         )
         assert isinstance(created, Created), created
+        assert created.is_new, created
         ids.append(created.request.id)
     return ids
 

@@ -221,11 +221,13 @@ async def _create_falling_due_together(
                 agent=AGENT,
                 action="cache.flush",
                 title=f"Flush cache {n}",
+                params={"cache": n},
                 timeout=timeout,
                 callback_url=receiver.url(n) if n % WEBHOOK_EVERY == 0 else None,
             )
         )
         assert isinstance(outcome, Created), outcome
+        assert outcome.is_new, outcome
         ids.append(outcome.request.id)
 
     # Time a first few creates (on a first guess), then open the window when the rest should

@@ -68,8 +68,11 @@ async def test_L5_cards_across_channels_never_hit_an_exhausted_bucket(
     adapter = await start_adapter(fake_discord, service)
     cards = []
     for n in range(per_channel):
-        outcome = await service.create(CreateCommand("bot", "deploy.web", f"card {n}"))
+        outcome = await service.create(
+            CreateCommand("bot", "deploy.web", f"card {n}", params={"card": n})
+        )
         assert isinstance(outcome, Created), outcome
+        assert outcome.is_new, outcome
         cards.append(build_card(outcome.request))
 
     async def post_all(channel: str) -> None:
@@ -120,9 +123,10 @@ async def test_L5_outbox_delivers_many_cards_in_order_with_a_429_in_between(
     for n in range(30):
         # Two agents: one agent's 21st card in a minute would join a digest (B8).
         outcome = await service.create(
-            CreateCommand(f"bot-{n // 15}", "deploy.web", f"card {n:02d}")
+            CreateCommand(f"bot-{n // 15}", "deploy.web", f"card {n:02d}", params={"card": n})
         )
         assert isinstance(outcome, Created), outcome
+        assert outcome.is_new, outcome
         ids.append(outcome.request.id)
     fake_discord.fail_next("create_message", Fault(429, retry_after=0.2, via=True))
     stop = asyncio.Event()

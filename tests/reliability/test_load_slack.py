@@ -78,10 +78,14 @@ async def test_L3_slack_429_retry_after_pauses_the_channel(
     for n in range(CARDS):
         outcome = await service.create(
             CreateCommand(
-                agent=f"agent-{n % AGENTS:02d}", action="deploy.web", title=f"card {n:03d}"
+                agent=f"agent-{n % AGENTS:02d}",
+                action="deploy.web",
+                title=f"card {n:03d}",
+                params={"card": n},
             )
         )
-        assert isinstance(outcome, Created)
+        assert isinstance(outcome, Created), outcome
+        assert outcome.is_new, outcome
         ids.append(outcome.request.id)
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run_forever(stop, idle=0.01))

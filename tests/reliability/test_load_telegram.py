@@ -35,6 +35,12 @@ RETRY_AFTER = 2
 SWEEP = timedelta(seconds=1)
 
 
+def deploy_params(n: int) -> dict[str, str]:
+    """The params of the ``n``-th deploy: a version of its own, so each card is a request of
+    its own (an agent asking again for what it has pending gets that request back)."""
+    return {"env": "prod", "version": f"1.2.{n}"}
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBotApi]:
     api = FakeBotApi()
@@ -65,7 +71,11 @@ async def test_L4_100_cards_to_one_group_keep_the_limit_wait_out_a_429_and_arriv
     ) as telegram:
         # From several agents: one agent's 21st card in a minute would join a digest (B8).
         requests = [
-            await telegram.create(title=f"Deploy {n}", agent=f"agent-{n // CARDS_PER_MINUTE}")
+            await telegram.create(
+                title=f"Deploy {n}",
+                agent=f"agent-{n // CARDS_PER_MINUTE}",
+                params=deploy_params(n),
+            )
             for n in range(CARDS)
         ]
         stop = asyncio.Event()
@@ -142,7 +152,9 @@ async def test_L4_fan_out_to_many_chats_holds_the_overall_per_chat_and_group_lim
         runtime=runtime,
         adapter_options=options,
     ) as telegram:
-        requests = [await telegram.create(title=f"Deploy {n}") for n in range(3)]
+        requests = [
+            await telegram.create(title=f"Deploy {n}", params=deploy_params(n)) for n in range(3)
+        ]
         stop = asyncio.Event()
         dispatcher = telegram.dispatcher
         running = asyncio.create_task(dispatcher.run_forever(stop, idle=0.02))

@@ -80,6 +80,8 @@ class InboxHarness:
     access: AccessStore
     store: SqlStore
     clock: ManualClock
+    creates: int = 0
+    """Requests created so far: the number a create without params asks with as its ``n``."""
     _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     def client(self) -> httpx.AsyncClient:
@@ -107,16 +109,22 @@ class InboxHarness:
         params: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ApprovalRequest:
+        """A new request of ``deploy-bot``. Without ``params`` it asks with
+        ``{"service": "web", "n": <this create's number>}``, so each is a request of its own:
+        the service answers an agent that asks again for what it has pending with that
+        pending request."""
+        self.creates += 1
         outcome = await self.service.create(
             CreateCommand(
                 agent="deploy-bot",
                 action=action,
                 title=title,
-                params={"service": "web"} if params is None else params,
+                params={"service": "web", "n": self.creates} if params is None else params,
                 **extra,
             )
         )
         assert isinstance(outcome, Created), outcome
+        assert outcome.is_new, outcome
         return outcome.request
 
     async def csrf_for(self, client: httpx.AsyncClient, request_id: str) -> str:
