@@ -74,7 +74,9 @@ async def run(store: SqlStore, name: str) -> None:
     def create_call(index: int):
         async def call():
             outcome = await service.create(
-                CreateCommand(agent="bench", action="deploy.x", title=f"r{index}")
+                CreateCommand(
+                    agent="bench", action="deploy.x", title=f"r{index}", params={"n": index}
+                )
             )
             assert isinstance(outcome, Created), outcome
             ids.append(outcome.request.id)

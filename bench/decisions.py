@@ -177,6 +177,7 @@ class Scene:
         self.agents = sorted(keys)
         self.web: httpx.AsyncClient | None = None
         self.csrf = ""
+        self.rounds_created = 0
 
     async def sign_in(self, login_token: str) -> None:
         """Sign the approver in to the web inbox, as the sign-in link's page does."""
@@ -191,17 +192,22 @@ class Scene:
         self.csrf = found.group(1)
 
     async def create_requests(self, client: httpx.AsyncClient) -> dict[str, tuple[str, str]]:
-        """One request per agent, the agents taking the paths in turn.
+        """One request per agent, the agents taking the paths in turn; its params name the
+        round and the agent's place, so no two requests of a run are alike (an identical ask
+        would be answered with the request still pending, not stored).
 
         Returns request id -> (agent, path), in the agents' order.
         """
         created: dict[str, tuple[str, str]] = {}
         gate = asyncio.Semaphore(16)
+        self.rounds_created += 1
+        round_number = self.rounds_created
 
         async def create(index: int, agent: str) -> tuple[str, str, str]:
             path = PATHS[index % len(PATHS)]
             action = f"{ACTIONS[path]}.deploy"
-            body = {"action": action, "title": f"{action} for {agent}", "params": {"n": index}}
+            params = {"round": round_number, "n": index}
+            body = {"action": action, "title": f"{action} for {agent}", "params": params}
             async with gate:
                 response = await client.post(
                     "/v1/approvals", json=body, headers=bearer(self.keys[agent])

@@ -246,7 +246,12 @@ async def seed_backlog(config_path: Path, cards_per_chat: int) -> None:
         for index in range(cards_per_chat):
             agent = AGENTS[index % len(AGENTS)]
             await service.create(
-                CreateCommand(agent=agent, action="deploy.web", title=f"Deploy {index}")
+                CreateCommand(
+                    agent=agent,
+                    action="deploy.web",
+                    title=f"Deploy {index}",
+                    params={"n": index},  # a request of its own, not the agent's pending twin
+                )
             )
     finally:
         await store.close()

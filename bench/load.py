@@ -5,6 +5,10 @@ It speaks just enough HTTP/1.1 over asyncio streams to post a JSON body and read
 with a ``Content-Length``. A general-purpose client costs far more per request (httpx's
 pool spends milliseconds of CPU per request at 64 connections on this machine), which on a
 two-core machine would measure the client rather than the servers.
+
+Each request's body comes from a :data:`Body` function, so that each can differ: signoff
+answers an ask identical to one still pending with that pending request, so a benchmark of
+creates gives every request a payload of its own.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from bench.harness import percentile
 
 HEADER_END = b"\r\n\r\n"
+
+Body = Callable[[], bytes]
+"""Makes the body of the next request (called once per request sent)."""
 
 
 @dataclass
@@ -67,16 +74,21 @@ class ProtocolError(Exception):
     """The server answered something this small client does not read."""
 
 
-def post_request(host: str, port: int, path: str, body: bytes, headers: Mapping[str, str]) -> bytes:
-    """The bytes of one keep-alive ``POST`` with a JSON body."""
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: {host}:{port}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+def post_requests(
+    host: str, port: int, path: str, headers: Mapping[str, str]
+) -> Callable[[bytes], bytes]:
+    """A function from a JSON body to the bytes of one keep-alive ``POST`` with it: the head
+    is formatted once, only its ``Content-Length`` per body."""
+    before = "\r\n".join(
+        [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json", ""]
+    ).encode("latin-1")
+    after = "".join(f"\r\n{name}: {value}" for name, value in headers.items()) + "\r\n\r\n"
+    tail = after.encode("latin-1")
+
+    def request(body: bytes) -> bytes:
+        return before + b"Content-Length: %d" % len(body) + tail + body
+
+    return request
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -103,7 +115,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 async def closed_loop(
     base_url: str,
     path: str,
-    body: bytes,
+    body: Body,
     *,
     connections: int,
     warmup: float,
@@ -111,14 +123,15 @@ async def closed_loop(
     headers: Mapping[str, str],
     expect_status: int = 201,
 ) -> LoadResult:
-    """POST ``body`` to ``path`` over ``connections`` keep-alive connections.
+    """POST to ``path`` over ``connections`` keep-alive connections, each request with the
+    next body ``body()`` makes.
 
     Requests answered within ``[warmup, warmup + duration)`` count; anything but
     ``expect_status`` counts as an error. A connection that fails is opened again.
     """
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    request = post_request(host, port, path, body, headers)
+    request = post_requests(host, port, path, headers)
     result = LoadResult(connections=connections, window=duration)
     started = time.perf_counter()
     window_start = started + warmup
@@ -135,7 +148,7 @@ async def closed_loop(
                 try:
                     if writer is None:
                         reader, writer = await asyncio.open_connection(host, port)
-                    writer.write(request)
+                    writer.write(request(body()))
                     status, answer = await read_response(reader)
                 except (OSError, asyncio.IncompleteReadError, ProtocolError) as exc:
                     if writer is not None:

@@ -4,9 +4,11 @@ Both servers run as their own process on 127.0.0.1 on a SQLite file: ``signoff s
 process, started through :mod:`bench.launcher` so that the agent API's rate limits are
 lifted; ``max_open`` is set high in the config) and :mod:`bench.baseline`. The same
 closed-loop generator (:mod:`bench.load`) posts the same create JSON to each at 1, 8 and 64
-concurrent connections. Reported: requests/s, p50 and p99 latency, and signoff / baseline;
-a request that a policy decides at once (``decision: approve``) against a plain create;
-and signoff on PostgreSQL, one process against two processes sharing the database.
+concurrent connections, every body with a request number of its own (an ask identical to one
+still pending would be answered with that request, not stored). Reported: requests/s, p50
+and p99 latency, and signoff / baseline; a request that a policy decides at once
+(``decision: approve``) against a plain create; and signoff on PostgreSQL, one process
+against two processes sharing the database.
 
 Run alone: .venv/bin/python -m bench.throughput [--quick]
 (PostgreSQL at $SIGNOFF_BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test;
@@ -16,6 +18,7 @@ the benchmark makes a scratch database of its own there and drops it afterwards.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -41,7 +44,7 @@ from bench.harness import (
     seed_agent_keys,
     standard_arguments,
 )
-from bench.load import LoadResult, closed_loop
+from bench.load import Body, LoadResult, closed_loop
 
 BENCHMARK = "1 Create throughput"
 AGENT = "bench-agent"
@@ -52,19 +55,42 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def _create_body(action: str) -> bytes:
-    return json.dumps(
+_NUMBERS = itertools.count(1)
+"""Request numbers, one per body sent to any server in this run: no two bodies are alike."""
+_NUMBER = "<request number>"
+
+
+def _create_bodies(action: str) -> Body:
+    """Create bodies for ``action``, each with a ``request`` param of its own.
+
+    signoff answers an ask identical to one its agent has pending with that request, without
+    storing anything; every create here must be a new request. The baseline is sent the
+    same bodies.
+    """
+    text = json.dumps(
         {
             "action": action,
             "title": "Deploy web 1.2.3 to production",
             "details": "Rolling deploy of the web tier, six replicas.",
-            "params": {"env": "prod", "service": "web", "version": "1.2.3", "replicas": 6},
+            "params": {
+                "env": "prod",
+                "service": "web",
+                "version": "1.2.3",
+                "replicas": 6,
+                "request": _NUMBER,
+            },
         }
-    ).encode()
+    )
+    head, tail = (part.encode() for part in text.split(json.dumps(_NUMBER)))
+
+    def body() -> bytes:
+        return head + str(next(_NUMBERS)).encode() + tail
+
+    return body
 
 
-CREATE_BODY = _create_body("deploy.web")
-AUTO_BODY = _create_body("auto.deploy")
+CREATE_BODIES = _create_bodies("deploy.web")
+AUTO_BODIES = _create_bodies("auto.deploy")
 
 CONFIG = """\
 version: 1
@@ -126,7 +152,7 @@ def _figure(result: LoadResult) -> str:
     return text
 
 
-async def _load(server: ServerProcess, body: bytes, connections: int, sizes: Sizes, key: str):
+async def _load(server: ServerProcess, body: Body, connections: int, sizes: Sizes, key: str):
     return await closed_loop(
         server.base_url,
         "/v1/approvals",
@@ -145,10 +171,10 @@ async def _interleaved(
     each) on the same server: the database grows with every run and a shared machine
     drifts, and taking turns spreads both evenly over the two."""
     half = replace(sizes, duration=sizes.duration / 2)
-    plain = await _load(server, CREATE_BODY, AUTO_CONNECTIONS, half, key)
-    auto = await _load(server, AUTO_BODY, AUTO_CONNECTIONS, half, key)
-    plain = plain.then(await _load(server, CREATE_BODY, AUTO_CONNECTIONS, half, key))
-    auto = auto.then(await _load(server, AUTO_BODY, AUTO_CONNECTIONS, half, key))
+    plain = await _load(server, CREATE_BODIES, AUTO_CONNECTIONS, half, key)
+    auto = await _load(server, AUTO_BODIES, AUTO_CONNECTIONS, half, key)
+    plain = plain.then(await _load(server, CREATE_BODIES, AUTO_CONNECTIONS, half, key))
+    auto = auto.then(await _load(server, AUTO_BODIES, AUTO_CONNECTIONS, half, key))
     return plain, auto
 
 
@@ -195,8 +221,8 @@ async def _sqlite_rows(sizes: Sizes, workdir: Path) -> list[Row]:
         await signoff.wait_ready()
         await baseline.wait_ready()
         for connections in sizes.connections:
-            ours = await _load(signoff, CREATE_BODY, connections, sizes, keys[AGENT])
-            theirs = await _load(baseline, CREATE_BODY, connections, sizes, "")
+            ours = await _load(signoff, CREATE_BODIES, connections, sizes, keys[AGENT])
+            theirs = await _load(baseline, CREATE_BODIES, connections, sizes, "")
             rows.append(Row(BENCHMARK, f"signoff, {_connections(connections)}", _figure(ours)))
             if connections == 1:
                 p50 = ours.p(0.5)
@@ -254,7 +280,7 @@ async def _postgres_rows(sizes: Sizes, workdir: Path) -> list[Row]:
                     await server.wait_ready()
                 share = POSTGRES_CONNECTIONS // processes
                 parts = await asyncio.gather(
-                    *(_load(server, CREATE_BODY, share, sizes, keys[AGENT]) for server in servers)
+                    *(_load(server, CREATE_BODIES, share, sizes, keys[AGENT]) for server in servers)
                 )
                 merged = parts[0]
                 for part in parts[1:]:

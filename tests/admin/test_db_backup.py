@@ -44,7 +44,12 @@ async def test_a_backup_under_live_traffic_is_one_committed_state(
     async def traffic() -> None:
         while not stop.is_set():
             outcome = await service.create(
-                CreateCommand(agent="deploy-bot", action="deploy.web", title="Deploy")
+                CreateCommand(
+                    agent="deploy-bot",
+                    action="deploy.web",
+                    title="Deploy",
+                    params={"n": len(created)},
+                )
             )
             assert isinstance(outcome, Created)
             created.append(outcome.request.id)

@@ -377,7 +377,13 @@ async def test_signoff_runs_on_the_copy_and_decides_the_old_requests(
         assert isinstance(again, AlreadyDecided)
         # New requests get new outbox rows after the copied ones.
         fresh = await created(
-            runtime, CreateCommand(agent="deploy-bot", action="deploy.web", title="After the move")
+            runtime,
+            CreateCommand(
+                agent="deploy-bot",
+                action="deploy.web",
+                title="After the move",
+                params={"moved": True},
+            ),
         )
         assert (await service.get(fresh)) is not None
         # Credentials made on SQLite work on PostgreSQL.
@@ -593,9 +599,15 @@ async def test_a_target_with_signoff_data_is_refused_and_left_alone(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     runtime = build_test_runtime(sqlite_store, clock, rules())
-    await created(runtime, CreateCommand(agent="deploy-bot", action="deploy.web", title="One"))
+    await created(
+        runtime,
+        CreateCommand(agent="deploy-bot", action="deploy.web", title="One", params={"n": 1}),
+    )
     await copy_sqlite_to_postgresql(sqlite_store.url, target_url)
-    await created(runtime, CreateCommand(agent="deploy-bot", action="deploy.web", title="Two"))
+    await created(
+        runtime,
+        CreateCommand(agent="deploy-bot", action="deploy.web", title="Two", params={"n": 2}),
+    )
 
     code, stderr = await signoff_copy(
         capsys, config_file(tmp_path, sqlite_store.url), with_password(target_url)
@@ -622,7 +634,10 @@ async def test_a_failed_copy_leaves_the_target_as_it_was(
     runtime = build_test_runtime(sqlite_store, clock, rules())
     for number in range(30):
         await created(
-            runtime, CreateCommand(agent="deploy-bot", action="deploy.web", title=f"#{number}")
+            runtime,
+            CreateCommand(
+                agent="deploy-bot", action="deploy.web", title=f"#{number}", params={"n": number}
+            ),
         )
     # SQLite keeps what PostgreSQL's varchar(200) refuses.
     edit_sqlite(sqlite_store, "UPDATE requests SET agent = ? WHERE rowid = 17", "x" * 201)
@@ -648,7 +663,10 @@ async def test_a_copy_whose_chain_does_not_verify_is_not_kept(
     runtime = build_test_runtime(sqlite_store, clock, rules())
     for number in range(5):
         await created(
-            runtime, CreateCommand(agent="deploy-bot", action="deploy.web", title=f"#{number}")
+            runtime,
+            CreateCommand(
+                agent="deploy-bot", action="deploy.web", title=f"#{number}", params={"n": number}
+            ),
         )
     edit_sqlite(sqlite_store, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
 

@@ -102,7 +102,7 @@ async def harness(tmp_path) -> AsyncIterator[Harness]:
 
 
 async def test_a_valid_change_routes_the_next_request_without_restart(harness):
-    before = await harness.create()
+    before = await harness.create(params={"n": 1})
     assert before.policy.name == "default"
 
     sha = harness.write(
@@ -120,7 +120,7 @@ async def test_a_valid_change_routes_the_next_request_without_restart(harness):
     assert result is not None
     assert result.applied
     assert result.sha256 == sha
-    after = await harness.create()
+    after = await harness.create(params={"n": 2})
     assert after.policy.name == "deploys"
     assert after.policy.levels[0].approvers == ("carol",)
     assert (await harness.runtime.service.get(before.id)).policy.name == "default"
@@ -208,7 +208,7 @@ async def test_a_person_left_in_people_but_taken_out_of_the_policy_cannot_vote(h
 
 
 async def test_a_pending_request_keeps_its_policy_snapshot(harness):
-    pending = await harness.create()
+    pending = await harness.create(params={"n": 1})
 
     harness.write(
         config_text(
@@ -221,7 +221,7 @@ async def test_a_pending_request_keeps_its_policy_snapshot(harness):
         )
     )
     assert (await harness.reloader.reload(SIGHUP_REASON)).applied
-    fresh = await harness.create()
+    fresh = await harness.create(params={"n": 2})
 
     stored = await harness.runtime.service.get(pending.id)
     assert stored.policy == pending.policy  # quorum 1, 30 minutes, alice and bob

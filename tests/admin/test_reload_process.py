@@ -48,6 +48,7 @@ class Setup:
         self.db = tmp_path / "reload.db"
         self.config = tmp_path / "signoff.yaml"
         self.key = ""
+        self.asked = 0
 
     def write(self, policies: str = "") -> str:
         text = (
@@ -66,11 +67,13 @@ class Setup:
         await store.close()
 
     async def create(self, base: str) -> dict[str, Any]:
+        """A new request: each ask has a payload of its own (a counter param)."""
+        self.asked += 1
         async with httpx.AsyncClient(base_url=base, trust_env=False) as agent:
             response = await agent.post(
                 "/v1/approvals",
                 headers={"Authorization": f"Bearer {self.key}"},
-                json={"action": "deploy.web", "title": "Deploy"},
+                json={"action": "deploy.web", "title": "Deploy", "params": {"n": self.asked}},
             )
         assert response.status_code == 201, response.text
         return response.json()

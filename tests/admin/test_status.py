@@ -63,7 +63,7 @@ async def seed(runtime, clock):
 
     await create("users.read")  # read-only: approved at once
     await create("db.drop_database")  # forbidden: denied at once
-    prod = [await create("db.migrate", params={"env": "prod"}) for _ in range(3)]
+    prod = [await create("db.migrate", params={"env": "prod", "n": n}) for n in range(3)]
     await create("cache.flush")  # expiring: times out after 10 minutes
     await service.vote(VoteCommand(prod[2].id, "slack", "U0ALICE", Verdict.DENY, reason="not now"))
     # Slack delivers; Telegram and Discord have no adapter, so their cards are dead letters.
@@ -72,7 +72,7 @@ async def seed(runtime, clock):
 
     clock.advance(T0_PLUS_16M)
     await service.process_due()  # prod-db escalates to level 2; cache.flush expires
-    defaults = [await create("deploy.web") for _ in range(3)]
+    defaults = [await create("deploy.web", params={"n": n}) for n in range(3)]
     await service.cancel(defaults[2].id, "deploy-bot")
     await create("docs.publish")  # lenient: the web inbox only, nothing to post
 

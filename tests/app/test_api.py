@@ -195,9 +195,9 @@ async def test_wait_above_sixty_seconds_is_422(api):
 async def test_per_agent_rate_limit_answers_429_with_retry_after(tmp_path):
     harness = await start_harness(tmp_path, per_agent=RateLimit(rate=0.5, burst=3))
     try:
-        statuses = [(await harness.create()).status_code for _ in range(5)]
+        statuses = [(await harness.create(params={"n": n})).status_code for n in range(5)]
         assert statuses[:3] == [201, 201, 201]
-        limited = await harness.create()
+        limited = await harness.create(params={"n": 5})
         assert_error(limited, 429, "rate_limited")
         assert int(limited.headers["Retry-After"]) >= 1
         # Another agent has its own bucket.
@@ -211,9 +211,9 @@ async def test_per_agent_rate_limit_answers_429_with_retry_after(tmp_path):
 async def test_max_open_answers_429(tmp_path):
     harness = await start_harness(tmp_path, max_open=2)
     try:
-        assert (await harness.create()).status_code == 201
-        assert (await harness.create()).status_code == 201
-        limited = await harness.create()
+        assert (await harness.create(params={"n": 1})).status_code == 201
+        assert (await harness.create(params={"n": 2})).status_code == 201
+        limited = await harness.create(params={"n": 3})
         assert_error(limited, 429, "too_many_open_requests")
         assert limited.headers["Retry-After"] == "30"
     finally:
@@ -248,8 +248,8 @@ async def test_long_poll_times_out_with_the_pending_state(api):
 
 
 async def test_list_filters_by_status_and_shows_only_own(api):
-    first = (await api.create()).json()["id"]
-    await api.create()
+    first = (await api.create(params={"n": 1})).json()["id"]
+    await api.create(params={"n": 2})
     await api.client.post(f"/v1/approvals/{first}/cancel", headers=api.auth())
     await api.client.post(
         "/v1/approvals",
@@ -311,7 +311,7 @@ async def test_replay_with_a_nan_body_is_422_not_500(api):
 async def test_concurrent_creates_cannot_pass_max_open(tmp_path):
     harness = await start_harness(tmp_path, max_open=3)
     try:
-        responses = await asyncio.gather(*(harness.create() for _ in range(15)))
+        responses = await asyncio.gather(*(harness.create(params={"n": n}) for n in range(15)))
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [201] * 3 + [429] * 12
     finally:

@@ -163,6 +163,12 @@ def title() -> str:
     return f"cli test {uuid.uuid4().hex[:12]}"
 
 
+def ask(name: str) -> tuple[str, ...]:
+    """``signoff request`` for a deploy of its own: the title is a param too, so the server
+    never answers it with another test's identical pending request."""
+    return ("request", "--action", "deploy.web", "--title", name, "--param", f"ticket={name}")
+
+
 def signoff(
     server: LiveServer, *args: str, cwd: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
@@ -247,7 +253,7 @@ def test_request_json_sends_params_details_and_timeout(server):
 
 
 def test_same_idempotency_key_returns_the_same_request(server):
-    args = ("request", "--action", "deploy.web", "--title", title(), "--json")
+    args = (*ask(title()), "--json")
     first = signoff(server, *args, "--idempotency-key", "deploy-42")
     again = signoff(server, *args, "--idempotency-key", "deploy-42")
     assert first.returncode == again.returncode == 0
@@ -256,7 +262,7 @@ def test_same_idempotency_key_returns_the_same_request(server):
 
 def test_request_wait_approved_exits_0_and_says_who(server):
     name = title()
-    process = start(server, "request", "--action", "deploy.web", "--title", name, "--wait")
+    process = start(server, *ask(name), "--wait")
     request = server.pending(name)
     server.vote(request.id, "alice", Verdict.APPROVE, "looks fine")
     code, out, _err = finish(process)
@@ -266,7 +272,7 @@ def test_request_wait_approved_exits_0_and_says_who(server):
 
 def test_request_wait_denied_exits_1_with_the_reason(server):
     name = title()
-    process = start(server, "request", "--action", "deploy.web", "--title", name, "--wait")
+    process = start(server, *ask(name), "--wait")
     request = server.pending(name)
     server.vote(request.id, "bob", Verdict.DENY, "not on a Friday")
     code, out, _err = finish(process)
@@ -284,9 +290,7 @@ def test_request_wait_expired_exits_3(server):
 
 def test_request_wait_cancelled_elsewhere_exits_4(server):
     name = title()
-    process = start(
-        server, "request", "--action", "deploy.web", "--title", name, "--wait", "--json"
-    )
+    process = start(server, *ask(name), "--wait", "--json")
     request = server.pending(name)
     outcome = server.call(server.runtime.service.cancel(request.id, AGENT, "superseded"))
     assert isinstance(outcome, Applied)
@@ -299,7 +303,7 @@ def test_request_wait_cancelled_elsewhere_exits_4(server):
 
 def test_ctrl_c_while_waiting_cancels_the_request_and_exits_4(server):
     name = title()
-    process = start(server, "request", "--action", "deploy.web", "--title", name, "--wait")
+    process = start(server, *ask(name), "--wait")
     request = server.pending(name)
     process.send_signal(signal.SIGINT)
     code, out, _err = finish(process)

@@ -42,10 +42,11 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClie
     await runtime.stop()
 
 
-async def create(client: httpx.AsyncClient, key: str) -> httpx.Response:
+async def create(client: httpx.AsyncClient, key: str, n: int) -> httpx.Response:
+    """Request ``n``: a payload of its own (``n`` is a param), so each is a new request."""
     return await client.post(
         "/v1/approvals",
-        json={"action": "deploy.web", "title": "Deploy"},
+        json={"action": "deploy.web", "title": "Deploy", "params": {"n": n}},
         headers={"Authorization": f"Bearer {key}"},
     )
 
@@ -56,13 +57,13 @@ async def test_an_agents_own_rate_holds_it_and_no_other(
     runtime, client = served
     slow = await runtime.access.create_agent_key("slow-bot")
     other = await runtime.access.create_agent_key("other-bot")
-    assert [(await create(client, slow)).status_code for _ in range(2)] == [201, 201]
-    refused = await create(client, slow)
+    assert [(await create(client, slow, n)).status_code for n in range(2)] == [201, 201]
+    refused = await create(client, slow, 2)
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.json()["error"]["code"]
     # The other agent has the default limit (bursts of 50).
-    assert [(await create(client, other)).status_code for _ in range(5)] == [201] * 5
+    assert [(await create(client, other, n)).status_code for n in range(5)] == [201] * 5
 
 
 def test_the_limits_read_from_the_config(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ async def test_stopping_ends_a_backlog_between_batches_and_leaves_the_rest_due(
     ids = []
     for n in range(12):
         created = await sqlite_service.create(
-            CreateCommand(agent="deploy-bot", action="cache.flush", title=f"#{n}")
+            CreateCommand(agent="deploy-bot", action="cache.flush", title=f"#{n}", params={"n": n})
         )
         assert isinstance(created, Created)
         ids.append(created.request.id)

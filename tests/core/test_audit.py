@@ -377,7 +377,11 @@ async def test_entries_forged_beyond_the_head_are_reported_at_the_first(service,
 async def test_concurrent_creates_keep_one_linear_chain(service, store):
     outcomes = await asyncio.gather(
         *(
-            service.create(CreateCommand(agent="deploy-bot", action="deploy.web", title=f"#{n}"))
+            service.create(
+                CreateCommand(
+                    agent="deploy-bot", action="deploy.web", title=f"#{n}", params={"n": n}
+                )
+            )
             for n in range(30)
         )
     )
@@ -392,7 +396,7 @@ async def test_concurrent_creates_keep_one_linear_chain(service, store):
 
 
 async def test_concurrent_votes_deliveries_and_creates_keep_the_chain_valid(service, store, clock):
-    ids = [await create(service, "deploy.web") for _ in range(20)]
+    ids = [await create(service, "deploy.web", {"n": n}) for n in range(20)]
     dispatcher = dispatcher_for(store, clock)
     await asyncio.gather(
         dispatcher.drain(),
@@ -410,8 +414,8 @@ async def test_concurrent_votes_deliveries_and_creates_keep_the_chain_valid(serv
 async def test_verify_sees_one_snapshot_while_another_process_appends(
     service, store, clock, monkeypatch
 ):
-    for _ in range(3):
-        await create(service, "deploy.web")
+    for n in range(3):
+        await create(service, "deploy.web", {"n": n})
     original = Reads.audit_entries
     appended: list[str] = []
 

@@ -133,8 +133,8 @@ async def test_a_button_that_is_not_signoffs_is_refused_and_audited(service, sto
 async def test_a_click_on_another_message_or_another_requests_card_is_refused(
     service, store, clock
 ):
-    first, first_ref = await posted_card(service, store, clock, title="First")
-    second, second_ref = await posted_card(service, store, clock, title="Second")
+    first, first_ref = await posted_card(service, store, clock, title="First", params={"n": 1})
+    second, second_ref = await posted_card(service, store, clock, title="Second", params={"n": 2})
     elsewhere = {**first_ref, "message": -1}
     for forged in (click(first, elsewhere), click(first, second_ref), click(second, None)):
         outcome = await service.handle_click(forged)

@@ -23,7 +23,9 @@ TELEGRAM_OPS = "telegram:channel:-1001234"
 async def create(
     service: ApprovalService, n: int, *, agent: str = "deploy-bot", **extra: Any
 ) -> str:
+    """Request ``n`` of ``agent``: its own payload (``n`` is a param), so a request of its own."""
     fields: dict[str, Any] = {"action": "deploy.web", "params": {}} | extra
+    fields["params"] = {**fields["params"], "n": n}
     outcome = await service.create(CreateCommand(agent=agent, title=f"Request {n}", **fields))
     assert isinstance(outcome, Created), outcome
     return outcome.request.id

@@ -72,14 +72,21 @@ class SignallingAdapter(RecordingAdapter):
 
 
 def deploy(title: str = "Deploy web") -> CreateCommand:
-    """Default policy: one card to the ops Slack channel."""
-    return CreateCommand(agent="deploy-bot", action="deploy.web", title=title)
+    """Default policy: one card to the ops Slack channel. The title is a param too, so
+    each title makes a request of its own (an identical pending ask is reused)."""
+    return CreateCommand(
+        agent="deploy-bot", action="deploy.web", title=title, params={"title": title}
+    )
 
 
 def migrate(title: str = "Migrate prod") -> CreateCommand:
-    """prod-db policy: cards to the ops Slack channel and the ops Telegram group."""
+    """prod-db policy: cards to the ops Slack channel and the ops Telegram group; a request
+    of its own for each title, as with :func:`deploy`."""
     return CreateCommand(
-        agent="deploy-bot", action="db.migrate", title=title, params={"env": "prod"}
+        agent="deploy-bot",
+        action="db.migrate",
+        title=title,
+        params={"env": "prod", "title": title},
     )
 
 

@@ -77,7 +77,9 @@ async def test_spent_links_go_once_their_request_is_final(service, store, clock)
     requests = []
     for title in ("Decided", "Still open"):
         created = await service.create(
-            CreateCommand(agent="deploy-bot", action="deploy.web", title=title)
+            CreateCommand(
+                agent="deploy-bot", action="deploy.web", title=title, params={"title": title}
+            )
         )
         assert isinstance(created, Created)
         requests.append(created.request.id)

@@ -240,9 +240,11 @@ async def test_concurrent_creates_respect_max_open(service):
     outcomes = await asyncio.gather(
         *(
             service.create(
-                CreateCommand(agent="flood-bot", action="deploy.web", title="t", max_open=3)
+                CreateCommand(
+                    agent="flood-bot", action="deploy.web", title="t", params={"n": n}, max_open=3
+                )
             )
-            for _ in range(20)
+            for n in range(20)
         )
     )
     created = [o for o in outcomes if isinstance(o, Created)]
@@ -255,9 +257,11 @@ async def test_concurrent_creates_respect_max_open(service):
     await service.cancel(created[0].request.id, "flood-bot")
     again = [
         await service.create(
-            CreateCommand(agent="flood-bot", action="deploy.web", title="t", max_open=3)
+            CreateCommand(
+                agent="flood-bot", action="deploy.web", title="t", params={"n": n}, max_open=3
+            )
         )
-        for _ in range(2)
+        for n in range(20, 22)
     ]
     assert [type(o) for o in again] == [Created, NotAllowed]
 

@@ -143,8 +143,8 @@ async def test_late_click_on_expired_request_says_expired(service, clock):
 
 
 async def test_sweeper_batches(service, clock):
-    for _ in range(7):
-        await create(service, action="deploy.web", params={})
+    for n in range(7):
+        await create(service, action="deploy.web", params={"n": n})
     clock.advance(31 * MIN)
     assert await service.process_due(limit=3) == 3
     assert await service.process_due(limit=3) == 3

@@ -140,10 +140,17 @@ async def test_reads_do_not_wait_for_the_writer(sqlite_store: SqlStore, clock):
 
 async def test_requests_under_one_policy_share_its_parsed_snapshot(service, store: SqlStore):
     """The policy snapshot is parsed once per distinct text, not once per row read."""
-    first = (await service.create(CreateCommand(agent="a", action="deploy.web", title="1"))).request
-    second = (
-        await service.create(CreateCommand(agent="a", action="deploy.web", title="2"))
+    first = (
+        await service.create(
+            CreateCommand(agent="a", action="deploy.web", title="1", params={"n": 1})
+        )
     ).request
+    second = (
+        await service.create(
+            CreateCommand(agent="a", action="deploy.web", title="2", params={"n": 2})
+        )
+    ).request
+    assert first.id != second.id
     one, two = await store.query(
         lambda reads: (reads.get_request(first.id), reads.get_request(second.id))
     )

@@ -100,7 +100,11 @@ async def test_two_processes_time_out_2000_requests_once_each_and_send_each_row_
             api.post(
                 f"{process.url}/v1/approvals",
                 headers={"Authorization": f"Bearer {keys[number % AGENTS]}"},
-                json={"action": f"lane{number % LANES:03d}.deploy", "title": f"Deploy #{number}"},
+                json={
+                    "action": f"lane{number % LANES:03d}.deploy",
+                    "title": f"Deploy #{number}",
+                    "params": {"n": number},
+                },
             ) as response,
         ):
             body = await response.json()
