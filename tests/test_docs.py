@@ -6,6 +6,7 @@ command quoted in them, in a code span or a shell block, is one the CLI accepts:
 subcommands exist and its options are that subcommand's; every ``make TARGET`` is a target
 of the Makefile.
 """
+
 from __future__ import annotations
 
 import argparse
