@@ -130,3 +130,17 @@ def scenario_policies(
             ),
         )
     )
+
+
+async def numbered_requests(service: ApprovalService, count: int) -> list[ApprovalRequest]:
+    """``count`` new ``deploy.web`` requests from ``deploy-bot``, ``Deploy 0`` on, each
+    asking with its own number (``{"n": n}``)."""
+    made = []
+    for n in range(count):
+        outcome = await service.create(
+            CreateCommand("deploy-bot", "deploy.web", f"Deploy {n}", params={"n": n})
+        )
+        assert isinstance(outcome, Created), outcome
+        assert outcome.is_new
+        made.append(outcome.request)
+    return made

@@ -10,12 +10,11 @@ from adapters.discord import DiscordAdapter
 from approvals.card import build_card
 from approvals.clock import ManualClock
 from approvals.directory import Destination, DestinationKind
-from approvals.model import CreateCommand
-from approvals.outcomes import Created
 from bot.app import build_chat_adapters
 from bot.runtime import Runtime
 from config import load_config_text
 from tests.adapters.discord.conftest import BOT_TOKEN, CHANNEL, PUBLIC_URL
+from tests.adapters.world import numbered_requests
 from tests.fakes.discord import FakeDiscord
 
 MS = timedelta(milliseconds=1)
@@ -54,13 +53,7 @@ async def test_slower_pacing_spaces_a_channel_and_holds_all_channels_together(
     dispatcher = sqlite_runtime.dispatcher
     dispatcher.use_adapter("discord", adapter)
     try:
-        requests = []
-        for n in range(2):
-            outcome = await sqlite_runtime.service.create(
-                CreateCommand("deploy-bot", "deploy.web", f"Deploy {n}", params={"n": n})
-            )
-            assert isinstance(outcome, Created)
-            requests.append(outcome.request)
+        requests = await numbered_requests(sqlite_runtime.service, 2)
 
         await dispatcher.drain()
         assert len(fake_discord.cards_in(CHANNEL)) == 1

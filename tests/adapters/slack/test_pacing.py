@@ -7,12 +7,11 @@ from datetime import timedelta
 
 from adapters.slack import SlackAdapter
 from approvals.clock import ManualClock
-from approvals.model import CreateCommand
-from approvals.outcomes import Created
 from bot.app import build_chat_adapters
 from bot.runtime import Runtime
 from config import load_config_text
 from tests.adapters.slack.conftest import BOT_TOKEN, CHANNEL, PUBLIC_URL, SIGNING_SECRET
+from tests.adapters.world import numbered_requests
 from tests.fakes.slack import FakeSlack
 
 MS = timedelta(milliseconds=1)
@@ -54,11 +53,7 @@ async def test_a_slower_per_channel_pacing_spaces_the_cards_in_a_channel(
     dispatcher = sqlite_runtime.dispatcher
     dispatcher.use_adapter("slack", adapter)
     try:
-        for n in range(3):
-            outcome = await sqlite_runtime.service.create(
-                CreateCommand("deploy-bot", "deploy.web", f"Deploy {n}", params={"n": n})
-            )
-            assert isinstance(outcome, Created)
+        await numbered_requests(sqlite_runtime.service, 3)
 
         await dispatcher.drain()
         assert len(fake_slack.posts_in(CHANNEL)) == 1

@@ -7,12 +7,11 @@ from datetime import timedelta
 
 from adapters.teams.adapter import TeamsAdapter
 from approvals.clock import ManualClock
-from approvals.model import CreateCommand
-from approvals.outcomes import Created
 from bot.app import build_chat_adapters
 from bot.runtime import Runtime
 from config import load_config_text
 from tests.adapters.teams.conftest import CHANNEL, PUBLIC_URL
+from tests.adapters.world import numbered_requests
 from tests.fakes.teams import FakeTeams
 
 CONFIG = """\
@@ -61,11 +60,7 @@ async def test_slower_pacing_holds_the_tenant_and_each_conversation(
     dispatcher = sqlite_runtime.dispatcher
     dispatcher.use_adapter("teams", adapter)
     try:
-        for n in range(3):
-            outcome = await sqlite_runtime.service.create(
-                CreateCommand("deploy-bot", "deploy.web", f"Deploy {n}", params={"n": n})
-            )
-            assert isinstance(outcome, Created)
+        await numbered_requests(sqlite_runtime.service, 3)
         await dispatcher.drain()
     finally:
         await adapter.stop()
