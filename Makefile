@@ -21,13 +21,13 @@ $(CREATED):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(SERVICE): pyproject.toml | $(CREATED)
-	$(BIN)/python -m pip install --quiet -e .
+$(SERVICE): pyproject.toml client/pyproject.toml | $(CREATED)
+	$(BIN)/python -m pip install --quiet -e ./client -e .
 	touch $(SERVICE)
 
 # The dev extra is a superset of the service's needs, so it satisfies `make run` too.
-$(DEV): pyproject.toml | $(CREATED)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(DEV): pyproject.toml client/pyproject.toml | $(CREATED)
+	$(BIN)/python -m pip install --quiet -e ./client -e '.[dev]'
 	touch $(SERVICE) $(DEV)
 
 install: $(SERVICE)

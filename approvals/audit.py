@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from approvals.canonical import canonical_json
+from signoff_client.canonical import canonical_json
 
 GENESIS_HASH = "0" * 64
 

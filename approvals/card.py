@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from approvals.canonical import canonical_json
 from approvals.machine import Event, Status
 from approvals.model import ApprovalRequest, Verdict
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
+from signoff_client.canonical import canonical_json
 
 SHORT_HASH_LENGTH = 12
 

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from approvals.canonical import canonical_json
 from approvals.machine import Status
 from approvals.policy import Policy
+from signoff_client.canonical import canonical_json
 
 SYSTEM_PLATFORM = "system"
 """Platform name recorded for decisions nobody clicked: policy auto-decisions and timeouts."""

@@ -2,7 +2,7 @@
 
 A receipt covers ``{id, payload_sha256, status, deciders, decided_at, expires}`` and is signed
 with Ed25519 over the canonical JSON of that object. An executor checks it (with
-``approvals.client.verify_receipt``) against the payload it is about to run, so an approval of
+``signoff_client.verify_receipt``) against the payload it is about to run, so an approval of
 one payload never authorizes another.
 
 Signing keys live in the database, so every process sharing it signs with the same key and
@@ -22,11 +22,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from approvals.canonical import canonical_json
 from approvals.clock import Clock
 from approvals.machine import Status
 from approvals.model import SYSTEM_PLATFORM, ApprovalRequest
 from approvals.store import SqlStore, WriteTx, credentials
+from signoff_client.canonical import canonical_json
 
 RECEIPT_TTL = timedelta(hours=1)
 """How long after the decision a receipt authorizes anything: run promptly, or ask again."""

@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 
 from approvals import flood
 from approvals.audit import AuditKind
-from approvals.canonical import CanonicalJsonError, payload_sha256
 from approvals.card import ApprovalCard, build_card
 from approvals.clicks import (
     MALFORMED_CLICK,
@@ -71,6 +70,7 @@ from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
 from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
 from approvals.store import links as link_rows
 from approvals.webhooks import new_event_id, webhook_destination
+from signoff_client.canonical import CanonicalJsonError, payload_sha256
 
 log = logging.getLogger(__name__)
 

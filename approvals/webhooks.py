@@ -9,7 +9,7 @@ with HMAC-SHA256 over ``"{timestamp}." + body`` with the agent's webhook secret:
     Signoff-Timestamp: 1764194400
     Signoff-Signature: v1=<hex>[,v1=<hex of the previous secret, for a day after rotation>]
 
-``approvals.client.verify_webhook`` checks all of it on the receiving side. Where a webhook
+``signoff_client.verify_webhook`` checks all of it on the receiving side. Where a webhook
 may go at all is :mod:`approvals.egress`'s decision: public addresses, and what
 ``webhooks.allow`` lists.
 """

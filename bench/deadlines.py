@@ -33,7 +33,6 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import bindparam, select, update
 
-from approvals.canonical import payload_sha256
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, new_request_id
 from approvals.service import audit_created
@@ -55,6 +54,7 @@ from bench.harness import (
 )
 from bot.app import rules_from
 from config import load_config
+from signoff_client.canonical import payload_sha256
 
 BENCHMARK = "3 Deadlines at scale"
 GOAL_LATENESS = 1.0

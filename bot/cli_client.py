@@ -28,8 +28,7 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
-from approvals.canonical import CanonicalJsonError, canonical_json, payload_sha256
-from approvals.client import (
+from signoff_client import (
     ApiError,
     Client,
     NetworkError,
@@ -38,7 +37,8 @@ from approvals.client import (
     SignoffError,
     wire,
 )
-from approvals.client.wire import NO_RETRIES
+from signoff_client.canonical import CanonicalJsonError, canonical_json, payload_sha256
+from signoff_client.wire import NO_RETRIES
 
 EXIT_APPROVED = 0
 EXIT_CREATED = 0
@@ -129,7 +129,7 @@ class ClientSettings:
 
 
 class ApprovalClient:
-    """The agent API for the command line: ``approvals.client.Client`` underneath (its
+    """The agent API for the command line: ``signoff_client.Client`` underneath (its
     transport, long-polls and retries), with JSON passed through as the server sent it and
     failures as ``ClientError`` for printing."""
 

@@ -27,10 +27,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 # nested in another (the listed approvals) only from typing_extensions (a pydantic dependency).
 from typing_extensions import TypedDict
 
-from approvals.client import Approval, AsyncClient, SignoffError, wire
-from approvals.client.errors import ApiError, ConfigurationError, NetworkError
 from bot import signoff_version
 from bot.mcp_command import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
+from signoff_client import Approval, AsyncClient, SignoffError, wire
+from signoff_client.errors import ApiError, ConfigurationError, NetworkError
 
 SERVER_NAME = "signoff"
 TIMEOUT_ACTOR = "timeout"

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from approvals.access import AccessStore
 from approvals.audit import AuditKind
-from approvals.canonical import canonical_json
 from approvals.outbox import OutboxDispatcher
 from approvals.ports import Adapter, SingletonInbound
 from approvals.service import ApprovalService
@@ -36,6 +35,7 @@ from bot.metrics import Metrics
 from bot.scheduler import DeadlineScheduler
 from bot.waiters import RequestWaiters
 from config import LoadedConfig
+from signoff_client.canonical import canonical_json
 
 if TYPE_CHECKING:
     from adapters.web import WebInbox

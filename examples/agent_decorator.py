@@ -6,7 +6,7 @@ two ``export`` lines its first start printed pasted into this shell (examples/RE
     .venv/bin/python examples/agent_decorator.py events_2019 events_2020
 
 ``.venv/bin/python`` is the checkout's environment, where ``make run`` installed signoff and
-its client, ``approvals.client``. Each call of ``drop_table`` asks for approval of its exact
+its client, ``signoff_client``. Each call of ``drop_table`` asks for approval of its exact
 arguments and blocks until a person decides in the web inbox (or Slack, Telegram, Discord).
 The body runs only when the call was approved and the signed receipt matches the arguments;
 otherwise it raises and nothing is dropped. The exit code is 1 when any table was refused.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from approvals.client import NotApproved, ReceiptError, require_approval
+from signoff_client import NotApproved, ReceiptError, require_approval
 
 
 @require_approval(

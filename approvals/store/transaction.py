@@ -23,7 +23,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from approvals.audit import AuditEntry, entry_hash
-from approvals.canonical import canonical_json
 from approvals.errors import ConcurrentUpdateError
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CastVote
@@ -47,6 +46,7 @@ from approvals.tables import (
     REQUESTS,
     VOTES,
 )
+from signoff_client.canonical import canonical_json
 
 # The statements built once (see approvals.store.queries for why).
 _INSERT_AUDIT = insert(AUDIT)

@@ -25,7 +25,6 @@ import httpx
 import pytest
 import uvicorn
 
-from approvals.canonical import payload_sha256
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, Verdict, VoteCommand
 from approvals.outcomes import Applied
@@ -42,6 +41,7 @@ from bot.http import build_http_app
 from bot.limits import RateLimit
 from bot.runtime import Runtime
 from config import load_config_text
+from signoff_client.canonical import payload_sha256
 
 SIGNOFF = Path(sys.executable).with_name("signoff")
 AGENT = "deploy-bot"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from approvals.canonical import canonical_json, payload_sha256
 from approvals.model import Verdict, VoteCommand
 from approvals.receipts import b64url_decode
+from signoff_client.canonical import canonical_json, payload_sha256
 
 
 async def test_receipt_of_a_decided_request_verifies_with_a_published_key(api):

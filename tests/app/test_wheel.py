@@ -102,22 +102,29 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     source = work / "source"  # a copy: a build writes build/ and *.egg-info into its source
     shutil.copytree(ROOT, source, ignore=NOT_SOURCES)
     dist = work / "dist"
-    build = ["pip", "wheel", "--verbose", "--no-deps", "--wheel-dir", str(dist), str(source)]
-    built = _run([sys.executable, "-m", *build], cwd=work, timeout=300)
+    build = ["pip", "wheel", "--verbose", "--no-deps", "--wheel-dir", str(dist)]
+    built = _run([sys.executable, "-m", *build, str(source)], cwd=work, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = dist.glob("signoff-*.whl")
+    (wheel,) = dist.glob("signoff-0*.whl")
+    # the server depends on the agent client, its own distribution under client/
+    client_built = _run([sys.executable, "-m", *build, str(source / "client")], work, 300)
+    assert client_built.returncode == 0, client_built.stdout + client_built.stderr
+    (client_wheel,) = dist.glob("signoff_client-*.whl")
 
     venv = work / "venv"
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], work, timeout=120)
     assert made.returncode == 0, made.stderr
     pip_into_venv = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
     added = _run(
-        [*pip_into_venv, "install", "--quiet", "--no-compile", str(wheel)], cwd=work, timeout=600
+        [*pip_into_venv, "install", "--quiet", "--no-compile", str(wheel), str(client_wheel)],
+        cwd=work,
+        timeout=600,
     )
     assert added.returncode == 0, added.stdout + added.stderr
     outside = work / "elsewhere"
     outside.mkdir()
-    yield Installed(wheel, built.stdout + built.stderr, venv, outside)
+    build_output = built.stdout + built.stderr + client_built.stdout + client_built.stderr
+    yield Installed(wheel, build_output, venv, outside)
     shutil.rmtree(venv)
 
 
@@ -153,8 +160,8 @@ def test_installed_signoff_runs_from_its_venv_not_the_checkout(installed):
         [
             str(installed.python),
             "-c",
-            "import json, approvals, adapters, bot, config; "
-            "print(json.dumps([m.__file__ for m in (approvals, adapters, bot, config)]))",
+            "import json, approvals, adapters, bot, config, signoff_client; "
+            "print(json.dumps([m.__file__ for m in (approvals, adapters, bot, config, signoff_client)]))",
         ],
         cwd=installed.outside,
         timeout=60,

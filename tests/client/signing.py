@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from approvals.canonical import canonical_json, payload_sha256
+from signoff_client.canonical import canonical_json, payload_sha256
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 

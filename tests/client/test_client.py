@@ -14,7 +14,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from approvals.client import (
+from signoff_client import (
     ApiError,
     Approval,
     AsyncClient,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from approvals.client import (
+from signoff_client import (
     AsyncClient,
     Cancelled,
     Client,

@@ -1,4 +1,4 @@
-"""What an agent pays for ``import approvals.client``: httpx and cryptography, not the server."""
+"""What an agent pays for ``import signoff_client``: httpx and cryptography, not the server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ SERVER_SIDE = ["sqlalchemy", "sqlmodel", "alembic", "fastapi", "uvicorn", "pydan
 def test_importing_the_client_loads_no_database_or_web_framework():
     probe = (
         "import json, sys\n"
-        "from approvals.client import (Client, AsyncClient, require_approval, verify_receipt,\n"
+        "from signoff_client import (Client, AsyncClient, require_approval, verify_receipt,\n"
         "    verify_webhook, Denied, Expired, Cancelled, ReceiptError, WebhookError)\n"
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
     )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from approvals.client import (
+from signoff_client import (
     ApiError,
     Client,
     ReceiptError,

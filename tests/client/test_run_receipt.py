@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from approvals.client import verify_receipt
 from bot.cli_client import ApprovalClient, ClientSettings, run_command
+from signoff_client import verify_receipt
 from tests.client.server import ServedSignoff, unique_title
 from tests.client.signing import SigningKey
 

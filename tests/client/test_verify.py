@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from approvals.client import (
+from signoff_client import (
     ApiError,
     NetworkError,
     ReceiptError,

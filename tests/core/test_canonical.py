@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approvals.canonical import (
+from signoff_client.canonical import (
     CanonicalJsonError,
     _needs_no_care,
     _write,

@@ -10,7 +10,6 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from approvals.canonical import canonical_json, payload_sha256
 from approvals.model import CreateCommand, Verdict, VoteCommand
 from approvals.outcomes import Applied, Created
 from approvals.receipts import (
@@ -20,6 +19,7 @@ from approvals.receipts import (
     ReceiptSigner,
     b64url_decode,
 )
+from signoff_client.canonical import canonical_json, payload_sha256
 
 
 async def create(service, command: CreateCommand):

@@ -1,7 +1,7 @@
 """B7: receipt misuse, refused by the verifier an executor runs before it acts.
 
 Receipts come from the real application (``GET /v1/approvals/{id}/receipt``, keys from
-``GET /v1/receipt-keys``) for requests decided there; ``approvals.client.verify_receipt``
+``GET /v1/receipt-keys``) for requests decided there; ``signoff_client.verify_receipt``
 must refuse each misuse of ``corpus/receipts.yaml`` with its code, and accept the control.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from approvals.client import ReceiptError, verify_receipt
 from approvals.model import Verdict, VoteCommand
 from approvals.outcomes import Applied
+from signoff_client import ReceiptError, verify_receipt
 from tests.reliability.app_world import APPROVERS, AppWorld, app_world
 from tests.reliability.corpus import cases
 

@@ -2,7 +2,7 @@
 
 It needs only httpx (and ``cryptography`` to check receipts)::
 
-    from approvals.client import Client, require_approval
+    from signoff_client import Client, require_approval
 
     with Client() as signoff:  # SIGNOFF_URL, SIGNOFF_API_KEY
         asked = signoff.request("db.drop_table", "Drop table users", params={"table": "users"})
@@ -15,9 +15,9 @@ It needs only httpx (and ``cryptography`` to check receipts)::
 ``verify_webhook`` checks a webhook delivery. Nothing here imports the server's modules.
 """
 
-from approvals.client.aio import AsyncClient
-from approvals.client.decorator import require_approval
-from approvals.client.errors import (
+from signoff_client.aio import AsyncClient
+from signoff_client.decorator import require_approval
+from signoff_client.errors import (
     ApiError,
     Cancelled,
     ConfigurationError,
@@ -30,11 +30,11 @@ from approvals.client.errors import (
     WaitTimeout,
     WebhookError,
 )
-from approvals.client.models import Approval, ApprovalStatus, Decision, Vote
-from approvals.client.outcome import approved_or_raise
-from approvals.client.sync import Client
-from approvals.client.verify import verify_receipt, verify_webhook, webhook_signature
-from approvals.client.wire import RetryPolicy
+from signoff_client.models import Approval, ApprovalStatus, Decision, Vote
+from signoff_client.outcome import approved_or_raise
+from signoff_client.sync import Client
+from signoff_client.verify import verify_receipt, verify_webhook, webhook_signature
+from signoff_client.wire import RetryPolicy
 
 __all__ = [
     "ApiError",

@@ -21,8 +21,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from approvals.canonical import CanonicalJsonError, canonical_json, payload_sha256
-from approvals.client.errors import ReceiptError, WebhookError
+from signoff_client.canonical import CanonicalJsonError, canonical_json, payload_sha256
+from signoff_client.errors import ReceiptError, WebhookError
 
 RECEIPT_ALGORITHM = "Ed25519"
 RECEIPT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

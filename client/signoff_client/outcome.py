@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from approvals.client.errors import Cancelled, Denied, Expired, WaitTimeout
-from approvals.client.models import Approval
+from signoff_client.errors import Cancelled, Denied, Expired, WaitTimeout
+from signoff_client.models import Approval
 
 
 def approved_or_raise(approval: Approval) -> Approval:

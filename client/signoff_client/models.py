@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from approvals.client.errors import SignoffError
+from signoff_client.errors import SignoffError
 
 ApprovalStatus = Literal["pending", "approved", "denied", "expired", "cancelled"]
 STATUSES: frozenset[str] = frozenset({"pending", "approved", "denied", "expired", "cancelled"})

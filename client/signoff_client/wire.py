@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import httpx
 
-from approvals.canonical import CanonicalJsonError, canonical_json
-from approvals.client.errors import (
+from signoff_client.canonical import CanonicalJsonError, canonical_json
+from signoff_client.errors import (
     ApiError,
     ConfigurationError,
     NetworkError,

@@ -11,10 +11,10 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
-from approvals.canonical import CanonicalJsonError, canonical_json
-from approvals.client.aio import AsyncClient
-from approvals.client.errors import ReceiptError, SignoffError, WaitTimeout
-from approvals.client.sync import Client
+from signoff_client.aio import AsyncClient
+from signoff_client.canonical import CanonicalJsonError, canonical_json
+from signoff_client.errors import ReceiptError, SignoffError, WaitTimeout
+from signoff_client.sync import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
 ParamsFrom = Callable[..., Mapping[str, Any]]

@@ -1,24 +1,25 @@
-"""``Client``: the agent API from ordinary (blocking) Python code."""
+"""``AsyncClient``: the agent API from asyncio code; the twin of ``Client``."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from approvals.client import wire
-from approvals.client.errors import ApiError, SignoffError
-from approvals.client.models import Approval
-from approvals.client.outcome import approved_or_raise
-from approvals.client.verify import verify_receipt
-from approvals.client.wire import Call, RetryHook, RetryPolicy
+from signoff_client import wire
+from signoff_client.errors import ApiError, SignoffError
+from signoff_client.models import Approval
+from signoff_client.outcome import approved_or_raise
+from signoff_client.verify import verify_receipt
+from signoff_client.wire import Call, RetryHook, RetryPolicy
 
 
-class Client:
-    """A blocking client for one signoff server and one agent API key.
+class AsyncClient:
+    """An asyncio client for one signoff server and one agent API key.
 
     Args:
         base_url: the server (default: ``$SIGNOFF_URL``, else ``http://127.0.0.1:8080``).
@@ -31,7 +32,8 @@ class Client:
     Raises:
         ConfigurationError: without an API key, or with a URL that is not http(s).
 
-    Use it as a context manager, or call ``close()``.
+    Use it as an async context manager, or call ``aclose()``. Methods are those of
+    ``Client``, as coroutines.
     """
 
     def __init__(
@@ -41,17 +43,17 @@ class Client:
         *,
         long_poll_seconds: int = wire.DEFAULT_LONG_POLL_SECONDS,
         retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = wire.USER_AGENT,
         on_retry: RetryHook | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = wire.Settings.resolve(base_url, api_key)
         self.long_poll_seconds = wire.check_long_poll_seconds(long_poll_seconds)
         self.retry = retry or RetryPolicy()
         self._on_retry = on_retry
         self._sleep = sleep
-        self._http = httpx.Client(
+        self._http = httpx.AsyncClient(
             base_url=self.settings.base_url,
             transport=transport,
             headers=self.settings.headers(user_agent),
@@ -62,23 +64,23 @@ class Client:
     def base_url(self) -> str:
         return self.settings.base_url
 
-    def close(self) -> None:
-        self._http.close()
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
-    def __enter__(self) -> Client:
+    async def __aenter__(self) -> AsyncClient:
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        await self.aclose()
 
     # -- the agent API ---------------------------------------------------------------------
 
-    def request(
+    async def request(
         self,
         action: str,
         title: str,
@@ -106,13 +108,20 @@ class Client:
             callback_url=callback_url,
         )
         key = idempotency_key or wire.new_idempotency_key()
-        return Approval.from_json(self.perform(wire.create_call(body, key)))
+        return Approval.from_json(await self.perform(wire.create_call(body, key)))
 
-    def get(self, request_id: str) -> Approval:
+    async def get(self, request_id: str) -> Approval:
         """The request's current state."""
-        return Approval.from_json(self.perform(wire.get_call(request_id)))
+        return Approval.from_json(await self.perform(wire.get_call(request_id)))
 
-    def wait(self, request_id: str, *, timeout: float | None = None) -> Approval:
+    # ``timeout`` here is not a cancellation: running out of it returns the request still
+    # pending (the same API as ``Client.wait``), which ``asyncio.timeout`` cannot express.
+    async def wait(
+        self,
+        request_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Approval:
         """Wait until the request is final, or until ``timeout`` seconds have passed.
 
         Waiting is a series of long-polls of at most ``long_poll_seconds`` each, so it can
@@ -125,48 +134,55 @@ class Client:
             SignoffError: the server could not be reached or answered with an error; its
                 ``request_id`` names this request, which may still be pending.
         """
-        return Approval.from_json(self.wait_json(request_id, timeout=timeout))
+        return Approval.from_json(await self.wait_json(request_id, timeout=timeout))
 
-    def wait_approved(self, request_id: str, *, timeout: float | None = None) -> Approval:
+    async def wait_approved(
+        self,
+        request_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Approval:
         """Wait, then return the request if approved.
 
         Raises:
             Denied, Expired, Cancelled: the request was not approved.
             WaitTimeout: ``timeout`` ran out while it was still pending.
         """
-        return approved_or_raise(self.wait(request_id, timeout=timeout))
+        return approved_or_raise(await self.wait(request_id, timeout=timeout))
 
-    def cancel(self, request_id: str, reason: str | None = None) -> Approval:
+    async def cancel(self, request_id: str, reason: str | None = None) -> Approval:
         """Withdraw a pending request.
 
         Raises:
             ApiError: ``already_decided`` (409) when it was decided first.
         """
         try:
-            return Approval.from_json(self.perform(wire.cancel_call(request_id, reason)))
+            return Approval.from_json(await self.perform(wire.cancel_call(request_id, reason)))
         except ApiError as exc:
             if exc.status != 409:
                 raise
             # A retry after a lost answer finds its own cancel done: that is success.
-            current = self.get(request_id)
+            current = await self.get(request_id)
             if current.status == "cancelled":
                 return current
             raise
 
-    def list_approvals(self, *, status: str | None = None, limit: int = 100) -> list[Approval]:
+    async def list_approvals(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[Approval]:
         """This agent's requests, newest first, optionally only those with ``status``."""
-        answer = self.perform(wire.list_call(status, limit))
+        answer = await self.perform(wire.list_call(status, limit))
         return [Approval.from_json(item) for item in answer.get("approvals", [])]
 
-    def receipt(self, request_id: str) -> dict[str, Any]:
+    async def receipt(self, request_id: str) -> dict[str, Any]:
         """The signed receipt of a final request (``ApiError`` 409 ``not_final`` before)."""
-        return self.perform(wire.receipt_call(request_id))
+        return await self.perform(wire.receipt_call(request_id))
 
-    def receipt_keys(self) -> dict[str, Any]:
+    async def receipt_keys(self) -> dict[str, Any]:
         """The server's receipt public keys: ``{"keys": [...]}``."""
-        return self.perform(wire.receipt_keys_call())
+        return await self.perform(wire.receipt_keys_call())
 
-    def verified_receipt(
+    async def verified_receipt(
         self, request_id: str, action: str, params: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Fetch the keys and the receipt and check it approves exactly ``action`` + ``params``.
@@ -174,13 +190,18 @@ class Client:
         Raises:
             ReceiptError: when it does not; never act then.
         """
-        keys = self.receipt_keys()
-        receipt = self.receipt(request_id)
+        keys = await self.receipt_keys()
+        receipt = await self.receipt(request_id)
         return verify_receipt(receipt, action, params, keys, request_id=request_id)
 
     # -- lower level -----------------------------------------------------------------------
 
-    def wait_json(self, request_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+    async def wait_json(
+        self,
+        request_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
         """``wait``, returning the request JSON exactly as the server sent it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -188,7 +209,7 @@ class Client:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 hold = wire.next_slice(self.long_poll_seconds, remaining)
                 started = time.monotonic()
-                answer = self.perform(wire.get_call(request_id, hold), deadline=deadline)
+                answer = await self.perform(wire.get_call(request_id, hold), deadline=deadline)
                 current = wire.check_request_json(answer, self.base_url)
                 if current["status"] != "pending":
                     return current
@@ -197,12 +218,12 @@ class Client:
                     return current
                 pause = wire.MIN_POLL_INTERVAL - (now - started)
                 if pause > 0:
-                    self._sleep(pause if deadline is None else min(pause, deadline - now))
+                    await self._sleep(pause if deadline is None else min(pause, deadline - now))
         except SignoffError as exc:
             exc.request_id = request_id  # it exists: the caller can wait for it again
             raise
 
-    def perform(
+    async def perform(
         self, call: Call, *, retry: RetryPolicy | None = None, deadline: float | None = None
     ) -> dict[str, Any]:
         """Make one API call, retrying what the retry policy allows; the JSON answered.
@@ -214,7 +235,7 @@ class Client:
         failures = 0
         while True:
             try:
-                return self._perform_once(call, deadline)
+                return await self._perform_once(call, deadline)
             except SignoffError as exc:
                 delay = wire.retry_delay(policy, exc, failures, deadline)
                 if delay is None:
@@ -222,11 +243,11 @@ class Client:
                 failures += 1
                 if self._on_retry is not None:
                     self._on_retry(exc, delay)
-                self._sleep(delay)
+                await self._sleep(delay)
 
-    def _perform_once(self, call: Call, deadline: float | None) -> dict[str, Any]:
+    async def _perform_once(self, call: Call, deadline: float | None) -> dict[str, Any]:
         try:
-            response = self._http.request(
+            response = await self._http.request(
                 call.method,
                 call.path,
                 json=call.json,

@@ -1,25 +1,24 @@
-"""``AsyncClient``: the agent API from asyncio code; the twin of ``Client``."""
+"""``Client``: the agent API from ordinary (blocking) Python code."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from approvals.client import wire
-from approvals.client.errors import ApiError, SignoffError
-from approvals.client.models import Approval
-from approvals.client.outcome import approved_or_raise
-from approvals.client.verify import verify_receipt
-from approvals.client.wire import Call, RetryHook, RetryPolicy
+from signoff_client import wire
+from signoff_client.errors import ApiError, SignoffError
+from signoff_client.models import Approval
+from signoff_client.outcome import approved_or_raise
+from signoff_client.verify import verify_receipt
+from signoff_client.wire import Call, RetryHook, RetryPolicy
 
 
-class AsyncClient:
-    """An asyncio client for one signoff server and one agent API key.
+class Client:
+    """A blocking client for one signoff server and one agent API key.
 
     Args:
         base_url: the server (default: ``$SIGNOFF_URL``, else ``http://127.0.0.1:8080``).
@@ -32,8 +31,7 @@ class AsyncClient:
     Raises:
         ConfigurationError: without an API key, or with a URL that is not http(s).
 
-    Use it as an async context manager, or call ``aclose()``. Methods are those of
-    ``Client``, as coroutines.
+    Use it as a context manager, or call ``close()``.
     """
 
     def __init__(
@@ -43,17 +41,17 @@ class AsyncClient:
         *,
         long_poll_seconds: int = wire.DEFAULT_LONG_POLL_SECONDS,
         retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None,
         user_agent: str = wire.USER_AGENT,
         on_retry: RetryHook | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = wire.Settings.resolve(base_url, api_key)
         self.long_poll_seconds = wire.check_long_poll_seconds(long_poll_seconds)
         self.retry = retry or RetryPolicy()
         self._on_retry = on_retry
         self._sleep = sleep
-        self._http = httpx.AsyncClient(
+        self._http = httpx.Client(
             base_url=self.settings.base_url,
             transport=transport,
             headers=self.settings.headers(user_agent),
@@ -64,23 +62,23 @@ class AsyncClient:
     def base_url(self) -> str:
         return self.settings.base_url
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def close(self) -> None:
+        self._http.close()
 
-    async def __aenter__(self) -> AsyncClient:
+    def __enter__(self) -> Client:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        self.close()
 
     # -- the agent API ---------------------------------------------------------------------
 
-    async def request(
+    def request(
         self,
         action: str,
         title: str,
@@ -108,20 +106,13 @@ class AsyncClient:
             callback_url=callback_url,
         )
         key = idempotency_key or wire.new_idempotency_key()
-        return Approval.from_json(await self.perform(wire.create_call(body, key)))
+        return Approval.from_json(self.perform(wire.create_call(body, key)))
 
-    async def get(self, request_id: str) -> Approval:
+    def get(self, request_id: str) -> Approval:
         """The request's current state."""
-        return Approval.from_json(await self.perform(wire.get_call(request_id)))
+        return Approval.from_json(self.perform(wire.get_call(request_id)))
 
-    # ``timeout`` here is not a cancellation: running out of it returns the request still
-    # pending (the same API as ``Client.wait``), which ``asyncio.timeout`` cannot express.
-    async def wait(
-        self,
-        request_id: str,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> Approval:
+    def wait(self, request_id: str, *, timeout: float | None = None) -> Approval:
         """Wait until the request is final, or until ``timeout`` seconds have passed.
 
         Waiting is a series of long-polls of at most ``long_poll_seconds`` each, so it can
@@ -134,55 +125,48 @@ class AsyncClient:
             SignoffError: the server could not be reached or answered with an error; its
                 ``request_id`` names this request, which may still be pending.
         """
-        return Approval.from_json(await self.wait_json(request_id, timeout=timeout))
+        return Approval.from_json(self.wait_json(request_id, timeout=timeout))
 
-    async def wait_approved(
-        self,
-        request_id: str,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> Approval:
+    def wait_approved(self, request_id: str, *, timeout: float | None = None) -> Approval:
         """Wait, then return the request if approved.
 
         Raises:
             Denied, Expired, Cancelled: the request was not approved.
             WaitTimeout: ``timeout`` ran out while it was still pending.
         """
-        return approved_or_raise(await self.wait(request_id, timeout=timeout))
+        return approved_or_raise(self.wait(request_id, timeout=timeout))
 
-    async def cancel(self, request_id: str, reason: str | None = None) -> Approval:
+    def cancel(self, request_id: str, reason: str | None = None) -> Approval:
         """Withdraw a pending request.
 
         Raises:
             ApiError: ``already_decided`` (409) when it was decided first.
         """
         try:
-            return Approval.from_json(await self.perform(wire.cancel_call(request_id, reason)))
+            return Approval.from_json(self.perform(wire.cancel_call(request_id, reason)))
         except ApiError as exc:
             if exc.status != 409:
                 raise
             # A retry after a lost answer finds its own cancel done: that is success.
-            current = await self.get(request_id)
+            current = self.get(request_id)
             if current.status == "cancelled":
                 return current
             raise
 
-    async def list_approvals(
-        self, *, status: str | None = None, limit: int = 100
-    ) -> list[Approval]:
+    def list_approvals(self, *, status: str | None = None, limit: int = 100) -> list[Approval]:
         """This agent's requests, newest first, optionally only those with ``status``."""
-        answer = await self.perform(wire.list_call(status, limit))
+        answer = self.perform(wire.list_call(status, limit))
         return [Approval.from_json(item) for item in answer.get("approvals", [])]
 
-    async def receipt(self, request_id: str) -> dict[str, Any]:
+    def receipt(self, request_id: str) -> dict[str, Any]:
         """The signed receipt of a final request (``ApiError`` 409 ``not_final`` before)."""
-        return await self.perform(wire.receipt_call(request_id))
+        return self.perform(wire.receipt_call(request_id))
 
-    async def receipt_keys(self) -> dict[str, Any]:
+    def receipt_keys(self) -> dict[str, Any]:
         """The server's receipt public keys: ``{"keys": [...]}``."""
-        return await self.perform(wire.receipt_keys_call())
+        return self.perform(wire.receipt_keys_call())
 
-    async def verified_receipt(
+    def verified_receipt(
         self, request_id: str, action: str, params: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Fetch the keys and the receipt and check it approves exactly ``action`` + ``params``.
@@ -190,18 +174,13 @@ class AsyncClient:
         Raises:
             ReceiptError: when it does not; never act then.
         """
-        keys = await self.receipt_keys()
-        receipt = await self.receipt(request_id)
+        keys = self.receipt_keys()
+        receipt = self.receipt(request_id)
         return verify_receipt(receipt, action, params, keys, request_id=request_id)
 
     # -- lower level -----------------------------------------------------------------------
 
-    async def wait_json(
-        self,
-        request_id: str,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> dict[str, Any]:
+    def wait_json(self, request_id: str, *, timeout: float | None = None) -> dict[str, Any]:
         """``wait``, returning the request JSON exactly as the server sent it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -209,7 +188,7 @@ class AsyncClient:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 hold = wire.next_slice(self.long_poll_seconds, remaining)
                 started = time.monotonic()
-                answer = await self.perform(wire.get_call(request_id, hold), deadline=deadline)
+                answer = self.perform(wire.get_call(request_id, hold), deadline=deadline)
                 current = wire.check_request_json(answer, self.base_url)
                 if current["status"] != "pending":
                     return current
@@ -218,12 +197,12 @@ class AsyncClient:
                     return current
                 pause = wire.MIN_POLL_INTERVAL - (now - started)
                 if pause > 0:
-                    await self._sleep(pause if deadline is None else min(pause, deadline - now))
+                    self._sleep(pause if deadline is None else min(pause, deadline - now))
         except SignoffError as exc:
             exc.request_id = request_id  # it exists: the caller can wait for it again
             raise
 
-    async def perform(
+    def perform(
         self, call: Call, *, retry: RetryPolicy | None = None, deadline: float | None = None
     ) -> dict[str, Any]:
         """Make one API call, retrying what the retry policy allows; the JSON answered.
@@ -235,7 +214,7 @@ class AsyncClient:
         failures = 0
         while True:
             try:
-                return await self._perform_once(call, deadline)
+                return self._perform_once(call, deadline)
             except SignoffError as exc:
                 delay = wire.retry_delay(policy, exc, failures, deadline)
                 if delay is None:
@@ -243,11 +222,11 @@ class AsyncClient:
                 failures += 1
                 if self._on_retry is not None:
                     self._on_retry(exc, delay)
-                await self._sleep(delay)
+                self._sleep(delay)
 
-    async def _perform_once(self, call: Call, deadline: float | None) -> dict[str, Any]:
+    def _perform_once(self, call: Call, deadline: float | None) -> dict[str, Any]:
         try:
-            response = await self._http.request(
+            response = self._http.request(
                 call.method,
                 call.path,
                 json=call.json,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from approvals.client.models import Approval
+    from signoff_client.models import Approval
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 """Answers that mean "not now" (rate limited, busy, a proxy in between failing)."""
