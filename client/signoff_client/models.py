@@ -43,7 +43,10 @@ class Approval:
     """A request for approval as the API reports it.
 
     ``params`` is the exact payload the approvers saw; ``payload_sha256`` is the SHA-256 of
-    the canonical JSON of ``{action, params}``, which the receipt signs. ``raw`` keeps the
+    the canonical JSON of ``{action, params}``, which the receipt signs. When an approver
+    changed the params before approving (a policy with ``edits: allowed``),
+    ``edited_params`` holds what was approved and ``edited_payload_sha256`` its hash, which
+    the receipt signs instead: run ``params_to_run``, never ``params``. ``raw`` keeps the
     JSON object as it came, for printing or passing on.
     """
 
@@ -62,6 +65,8 @@ class Approval:
     decided_at: datetime | None
     decision: Decision | None
     votes: tuple[Vote, ...]
+    edited_params: dict[str, Any] | None = None
+    edited_payload_sha256: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -72,6 +77,21 @@ class Approval:
     @property
     def approved(self) -> bool:
         return self.status == "approved"
+
+    @property
+    def edited(self) -> bool:
+        """True when the approvers changed the params before approving."""
+        return self.edited_params is not None
+
+    @property
+    def params_to_run(self) -> dict[str, Any]:
+        """The params that may run: the edited ones when an approver changed them."""
+        return self.edited_params if self.edited_params is not None else self.params
+
+    @property
+    def payload_sha256_to_run(self) -> str:
+        """The hash the receipt binds: of the edited payload when there is one."""
+        return self.edited_payload_sha256 or self.payload_sha256
 
     @property
     def approvers(self) -> tuple[str, ...]:
@@ -146,10 +166,20 @@ class Approval:
                     )
                     for vote in data.get("votes") or ()
                 ),
+                edited_params=_edited_params(data.get("edited_params")),
+                edited_payload_sha256=data.get("edited_payload_sha256") or None,
                 raw=data,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SignoffError(f"the server's answer is not a signoff request: {exc!r}") from exc
+
+
+def _edited_params(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"edited_params must be an object, got {type(value).__name__}")
+    return dict(value)
 
 
 def _text(value: Any) -> str:
