@@ -41,6 +41,10 @@ class CastVote:
     identity: str
     reason: str | None
     cast_at: datetime
+    payload_sha256: str | None = None
+    """The hash of the payload the person saw and voted on: the original, or an approver's
+    edit of it. ``None`` only before it is read back from a stored request (votes stored
+    before edits existed were all about the original)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +53,7 @@ class CastVote:
             "platform": self.platform,
             "reason": self.reason,
             "cast_at": self.cast_at.isoformat(),
+            "payload_sha256": self.payload_sha256,
         }
 
 
@@ -115,14 +120,36 @@ class ApprovalRequest:
     votes: tuple[CastVote, ...] = ()
     callback_url: str | None = None
     version: int = 1
+    edited_params: dict[str, Any] | None = None
+    edited_payload_sha256: str | None = None
+    """An approver's edit of ``params`` and its hash: while pending, the proposal the
+    other approvers are asked to approve; once approved, what was approved (and what the
+    receipt binds). ``None`` while nobody has edited."""
 
     @property
     def policy_name(self) -> str:
         return self.policy.name
 
+    @property
+    def proposal_params(self) -> dict[str, Any]:
+        """The params an approval counts for now: the latest edit, else the original."""
+        return self.edited_params if self.edited_params is not None else self.params
+
+    @property
+    def proposal_sha256(self) -> str:
+        """The hash of :attr:`proposal_params` (with the action)."""
+        return self.edited_payload_sha256 or self.payload_sha256
+
     def approvals(self) -> frozenset[str]:
-        """Distinct persons who approved."""
-        return frozenset(v.person for v in self.votes if v.verdict is Verdict.APPROVE)
+        """Distinct persons who approved the current proposal. An approval of an earlier
+        proposal (the original, before an edit) does not count for the edited one."""
+        proposal = self.proposal_sha256
+        return frozenset(
+            v.person
+            for v in self.votes
+            if v.verdict is Verdict.APPROVE
+            and (v.payload_sha256 or self.payload_sha256) == proposal
+        )
 
     def level_starts(self) -> list[datetime]:
         """When each level begins: level i starts after the timeouts of levels before it."""
@@ -205,6 +232,12 @@ class VoteCommand:
     verdict: Verdict
     reason: str | None = None
     link: LinkUse | None = None
+    shown_payload_sha256: str | None = None
+    edited_params: dict[str, Any] | None = None
+    """``shown_payload_sha256`` is the hash of the payload the person's page showed (the
+    web inbox's forms carry it); ``None`` from a chat card, which always shows the
+    original. ``edited_params`` is an approval with edits: the params the person approves
+    instead of the proposal they were shown."""
 
 
 def public_json(request: ApprovalRequest) -> dict[str, Any]:
@@ -227,4 +260,10 @@ def public_json(request: ApprovalRequest) -> dict[str, Any]:
         "decided_at": request.decided_at.isoformat() if request.decided_at else None,
         "decision": decision.to_json() if decision else None,
         "votes": [vote.to_json() for vote in request.votes],
+        # Only an approval binds an edit; while pending an edit is a proposal, and a denied
+        # request approved nothing.
+        "edited_params": request.edited_params if request.status is Status.APPROVED else None,
+        "edited_payload_sha256": (
+            request.edited_payload_sha256 if request.status is Status.APPROVED else None
+        ),
     }

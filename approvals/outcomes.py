@@ -26,6 +26,8 @@ class RefusalCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # a reused Idempotency-Key, another body
     TOO_MANY_OPEN = "too_many_open_requests"  # the agent's max_open pending requests reached
     INVALID = "invalid"  # the command itself is malformed
+    EDITS_FORBIDDEN = "edits_forbidden"  # the policy does not let approvers change params
+    STALE_PROPOSAL = "stale_proposal"  # the person saw another payload than the one proposed
     KEY_REVOKED = "unauthorized"  # the agent's API key was revoked since it was last checked
 
 

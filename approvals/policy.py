@@ -34,6 +34,16 @@ class TimeoutOutcome(StrEnum):
     APPROVE = "approve"
 
 
+class EditsRule(StrEnum):
+    """Whether an approver may change a request's params before approving it.
+
+    ``forbidden`` is the default: an approval then covers exactly what the agent asked for.
+    """
+
+    ALLOWED = "allowed"
+    FORBIDDEN = "forbidden"
+
+
 class PredicateOp(StrEnum):
     """Operators a params predicate may use."""
 
@@ -392,6 +402,7 @@ class Policy:
     on_timeout: TimeoutOutcome = TimeoutOutcome.DENY
     min_timeout: timedelta | None = None
     max_timeout: timedelta | None = None
+    edits: EditsRule = EditsRule.FORBIDDEN
 
     def __post_init__(self) -> None:
         if self.decision is AutoDecision.ASK and not self.levels:
@@ -410,6 +421,11 @@ class Policy:
         asks or denies does.
         """
         return self.decision is AutoDecision.APPROVE
+
+    @property
+    def allows_edits(self) -> bool:
+        """Whether an approver may approve the request with changed params."""
+        return self.edits is EditsRule.ALLOWED
 
     @property
     def total_timeout(self) -> timedelta:
@@ -441,6 +457,7 @@ class Policy:
             "on_timeout": self.on_timeout.value,
             "min_timeout_seconds": _seconds(self.min_timeout),
             "max_timeout_seconds": _seconds(self.max_timeout),
+            "edits": self.edits.value,
         }
 
     @classmethod
@@ -455,6 +472,8 @@ class Policy:
             on_timeout=TimeoutOutcome(data.get("on_timeout", "deny")),
             min_timeout=_delta(data.get("min_timeout_seconds")),
             max_timeout=_delta(data.get("max_timeout_seconds")),
+            # Snapshots taken before the key existed forbid edits, as the default does.
+            edits=EditsRule(data.get("edits", EditsRule.FORBIDDEN.value)),
         )
 
 

@@ -1,7 +1,9 @@
 """Signed receipts: proof that a request reached its final state, bound to its exact payload.
 
 A receipt covers ``{id, payload_sha256, status, deciders, decided_at, expires}`` and is signed
-with Ed25519 over the canonical JSON of that object. An executor checks it (with
+with Ed25519 over the canonical JSON of that object. When approvers changed the params before
+approving, ``payload_sha256`` is the hash of the edited payload and the receipt adds
+``edited: true`` and ``original_payload_sha256``. An executor checks it (with
 ``signoff_client.verify_receipt``) against the payload it is about to run, so an approval of
 one payload never authorizes another.
 
@@ -91,7 +93,7 @@ def receipt_body(request: ApprovalRequest) -> dict[str, Any]:
     """The signed part of a final request's receipt."""
     if not request.status.is_final or request.decided_at is None:
         raise ReceiptNotFinal(f"request {request.id} is {request.status.value}; no receipt yet")
-    return {
+    body: dict[str, Any] = {
         "id": request.id,
         "payload_sha256": request.payload_sha256,
         "status": request.status.value,
@@ -99,6 +101,15 @@ def receipt_body(request: ApprovalRequest) -> dict[str, Any]:
         "decided_at": receipt_time(request.decided_at),
         "expires": receipt_time(request.decided_at + RECEIPT_TTL),
     }
+    if request.status is Status.APPROVED and request.edited_payload_sha256 is not None:
+        # Approved with edits: the receipt binds the edited payload, so only the edited
+        # params verify; it says so, and which payload the agent originally asked for.
+        body.update(
+            payload_sha256=request.edited_payload_sha256,
+            edited=True,
+            original_payload_sha256=request.payload_sha256,
+        )
+    return body
 
 
 class ReceiptSigner:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -70,7 +71,7 @@ from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
 from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
 from approvals.store import links as link_rows
 from approvals.webhooks import new_event_id, webhook_destination
-from signoff_client.canonical import CanonicalJsonError, payload_sha256
+from signoff_client.canonical import CanonicalJsonError, canonical_json, payload_sha256
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,112 @@ def judge_vote(request: ApprovalRequest, command: VoteCommand, rules: Rules) -> 
     if needs_reason and not (command.reason and command.reason.strip()):
         return NotAllowed(RefusalCode.REASON_REQUIRED, "this policy needs a reason to deny")
     return person.name
+
+
+@dataclass(frozen=True)
+class ProposedEdit:
+    """An approval with edits, checked: the params the person approves and their hash."""
+
+    params: dict[str, Any]
+    payload_sha256: str
+
+
+def judge_payload(
+    request: ApprovalRequest, command: VoteCommand
+) -> ProposedEdit | NotAllowed | None:
+    """Check what payload a vote is about (after :func:`judge_vote` let the person vote).
+
+    An approval counts only for the payload the person saw: a page that showed another
+    proposal than the current one (someone edited meanwhile) is refused, never counted
+    for what the person did not see, and the person may decide again on the new page. A
+    chat card shows the original params, so once they are edited its Approve is refused
+    and the person is sent to the inbox. A deny needs no such check: denying any version
+    of the request denies it. Returns the checked edit, ``None`` for a plain vote, or the
+    refusal.
+    """
+    if command.verdict is Verdict.DENY:
+        return (
+            None
+            if command.edited_params is None
+            else NotAllowed(RefusalCode.INVALID, "only an approval can carry edited params")
+        )
+    shown = command.shown_payload_sha256
+    if shown is None and request.edited_payload_sha256 is not None:
+        return NotAllowed(
+            RefusalCode.STALE_PROPOSAL,
+            "an approver edited this request's params; review the edited proposal in the "
+            "signoff inbox and approve it there",
+        )
+    if shown is not None and shown != request.proposal_sha256:
+        return NotAllowed(
+            RefusalCode.STALE_PROPOSAL,
+            "the params changed since your page showed them (an approver edited them); "
+            "nothing was recorded: review the current proposal and decide again",
+        )
+    if command.edited_params is None:
+        return None
+    if not request.policy.allows_edits:
+        return NotAllowed(
+            RefusalCode.EDITS_FORBIDDEN,
+            f"policy {request.policy.name} does not allow editing params; approve or deny "
+            "them as asked",
+        )
+    problem = edited_params_problem(command.edited_params)
+    if problem is not None:
+        return NotAllowed(RefusalCode.INVALID, problem)
+    try:
+        digest = payload_sha256(request.action, command.edited_params)
+    except CanonicalJsonError as exc:
+        return NotAllowed(RefusalCode.INVALID, f"the edited params are not plain JSON: {exc}")
+    if digest == request.proposal_sha256:
+        return None  # unchanged: a plain approval of what was shown
+    return ProposedEdit(dict(command.edited_params), digest)
+
+
+MAX_EDITED_PARAMS_BYTES = 256 * 1024
+"""The largest edited params, as canonical JSON: no larger than an agent may send."""
+MAX_EDITED_PARAMS_DEPTH = 32
+"""How deep edited params may nest: as deep as an agent's."""
+
+
+def edited_params_problem(params: object) -> str | None:
+    """What is wrong with edited params, in words for the person who typed them, or
+    ``None``. The limits are those of a create, so an edit never makes a payload the agent
+    API would refuse."""
+    if not isinstance(params, dict):
+        return "the edited params must be a JSON object ({...})"
+    if _nesting(params) > MAX_EDITED_PARAMS_DEPTH:
+        return f"the edited params may nest at most {MAX_EDITED_PARAMS_DEPTH} levels"
+    try:
+        size = len(canonical_json(params))
+    except CanonicalJsonError as exc:
+        return f"the edited params are not plain JSON: {exc}"
+    if size > MAX_EDITED_PARAMS_BYTES:
+        return f"the edited params are larger than {MAX_EDITED_PARAMS_BYTES // 1024} KiB"
+    return None
+
+
+def _nesting(value: object, level: int = 0) -> int:
+    if level > MAX_EDITED_PARAMS_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_nesting(item, level + 1) for item in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_nesting(item, level + 1) for item in value), default=level + 1)
+    return level
+
+
+def _edit_audit(
+    request: ApprovalRequest, vote: CastVote, edit: ProposedEdit | None
+) -> dict[str, object]:
+    """What a vote's audit entry adds when edits are involved: both hashes, and the edit."""
+    data: dict[str, object] = {
+        "payload_sha256": vote.payload_sha256,
+        "original_payload_sha256": request.payload_sha256,
+    }
+    if edit is not None:
+        data.update(edited_payload_sha256=edit.payload_sha256, edited_params=edit.params)
+    return data
 
 
 class ApprovalService:
@@ -593,6 +700,13 @@ class ApprovalService:
         judged = judge_vote(request, command, rules)
         if isinstance(judged, str) and command.link is not None:
             judged = self._spend_link(tx, request, command.link, now) or judged
+        edit: ProposedEdit | None = None
+        if isinstance(judged, str):
+            judged_payload = judge_payload(request, command)
+            if isinstance(judged_payload, NotAllowed):
+                judged = judged_payload
+            else:
+                edit = judged_payload
         if not isinstance(judged, str):
             self._audit_refusal(tx, request, command, judged, now)
             return judged
@@ -603,13 +717,15 @@ class ApprovalService:
             identity=command.identity,
             reason=command.reason,
             cast_at=now,
+            payload_sha256=edit.payload_sha256 if edit else request.proposal_sha256,
         )
-        votes = (*request.votes, vote)
+        changes: dict[str, object] = {"votes": (*request.votes, vote)}
+        if edit is not None:
+            changes.update(edited_params=edit.params, edited_payload_sha256=edit.payload_sha256)
+        counted = replace(request, **changes)  # type: ignore[arg-type]
         if command.verdict is Verdict.DENY:
             event = Event.DENY
-        elif len({v.person for v in votes if v.verdict is Verdict.APPROVE}) >= (
-            request.policy.quorum
-        ):
+        elif len(counted.approvals()) >= request.policy.quorum:
             event = Event.APPROVE
         else:
             event = Event.VOTE
@@ -621,26 +737,24 @@ class ApprovalService:
                 platform=command.platform,
                 reason=command.reason,
             )
-        updated = _transition(request, event, now, decision=decision, votes=votes)
+        updated = _transition(request, event, now, decision=decision, **changes)
         tx.insert_vote(request.id, vote)
         tx.update_request(request, updated)
         if updated.status.is_final:
-            self._audit_final(tx, updated, now)
+            self._audit_final(tx, updated, now, edited_by=judged if edit else None)
         else:
-            tx.append_audit(
-                AuditKind.VOTED,
-                at=now,
-                actor=judged,
-                request_id=request.id,
-                data={
-                    "verdict": vote.verdict.value,
-                    "platform": vote.platform,
-                    "identity": vote.identity,
-                    "approvals": len(updated.approvals()),
-                    "quorum": updated.policy.quorum,
-                },
-            )
-        self._edit_cards(tx, updated, now)
+            data: dict[str, object] = {
+                "verdict": vote.verdict.value,
+                "platform": vote.platform,
+                "identity": vote.identity,
+                "approvals": len(updated.approvals()),
+                "quorum": updated.policy.quorum,
+            }
+            if vote.payload_sha256 != request.payload_sha256 or edit is not None:
+                data.update(_edit_audit(updated, vote, edit))
+            tx.append_audit(AuditKind.VOTED, at=now, actor=judged, request_id=request.id, data=data)
+        note = f"Edited by {judged}: approve the edited params in the inbox" if edit else None
+        self._edit_cards(tx, updated, now, note=note)
         crash_point(CrashPoint.DURING_DECISION)
         return Applied(updated, event)
 
@@ -962,21 +1076,40 @@ class ApprovalService:
                 edits.append(QueuedMessage(request.id, delivery.destination, EDIT, now, payload))
         tx.enqueue_many(edits)
 
-    def _audit_final(self, tx: WriteTx, request: ApprovalRequest, now: datetime) -> None:
+    def _audit_final(
+        self,
+        tx: WriteTx,
+        request: ApprovalRequest,
+        now: datetime,
+        *,
+        edited_by: str | None = None,
+    ) -> None:
         decision = request.decision
         assert decision is not None
+        data: dict[str, object] = {
+            "status": request.status.value,
+            "platform": decision.platform,
+            "reason": decision.reason,
+            "deciders": _deciders(request),
+            "payload_sha256": request.payload_sha256,
+        }
+        if request.edited_payload_sha256 is not None:
+            # Both hashes: what the agent asked for (above) and what was proposed instead.
+            data.update(
+                edited_payload_sha256=request.edited_payload_sha256,
+                edited_params=request.edited_params,
+                approved_payload_sha256=(
+                    request.edited_payload_sha256 if request.status is Status.APPROVED else None
+                ),
+            )
+            if edited_by is not None:
+                data["edited_by"] = edited_by
         tx.append_audit(
             _FINAL_AUDIT_KIND[request.status],
             at=now,
             actor=decision.by,
             request_id=request.id,
-            data={
-                "status": request.status.value,
-                "platform": decision.platform,
-                "reason": decision.reason,
-                "deciders": _deciders(request),
-                "payload_sha256": request.payload_sha256,
-            },
+            data=data,
         )
         if request.callback_url:
             # Queued with the decision itself, so the agent hears about it even if this

@@ -80,6 +80,9 @@ class RequestRow(SQLModel, table=True):
     decision: dict[str, Any] | None = _json(nullable=True)
     callback_url: str | None = Field(default=None, sa_column=Column(Text))
     version: int = Field(sa_column=Column(Integer, nullable=False))
+    # An approver's edit of params (plain JSON, like params) and its hash; NULL unless edited.
+    edited_params: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    edited_payload_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
 
 
 class VoteRow(SQLModel, table=True):
@@ -96,6 +99,9 @@ class VoteRow(SQLModel, table=True):
     identity: str = Field(sa_column=Column(String(200), nullable=False))
     reason: str | None = Field(default=None, sa_column=Column(Text))
     cast_at: datetime = _when()
+    # The payload the person voted on (the original or an edit); NULL for votes stored
+    # before edits existed, which were all about the original.
+    payload_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
 
 
 class AuditRow(SQLModel, table=True):

@@ -129,6 +129,17 @@ class SignedReceipt(BaseModel):
     deciders: list[str]
     decided_at: str
     expires: str
+    edited: bool | None = Field(
+        default=None,
+        description="Present (true) only when approvers edited the params before approving.",
+    )
+    original_payload_sha256: str | None = Field(
+        default=None,
+        description=(
+            "With `edited`: the hash of the payload the agent asked for; `payload_sha256` is "
+            "the edited one, which the receipt binds."
+        ),
+    )
 
 
 class ReceiptOut(BaseModel):
@@ -165,6 +176,10 @@ class VoteOut(BaseModel):
     platform: str
     reason: str | None
     cast_at: datetime
+    payload_sha256: str | None = Field(
+        default=None,
+        description="The payload the person voted on: the original, or an approver's edit.",
+    )
 
 
 class DecisionOut(BaseModel):
@@ -192,6 +207,20 @@ class ApprovalOut(BaseModel):
     decided_at: datetime | None
     decision: DecisionOut | None
     votes: list[VoteOut]
+    edited_params: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "When approved with edits: the params an approver changed them to, which are what "
+            "was approved (run these, not `params`); null otherwise."
+        ),
+    )
+    edited_payload_sha256: str | None = Field(
+        default=None,
+        description=(
+            "When approved with edits: the hash of the edited payload, which the receipt "
+            "binds; null otherwise."
+        ),
+    )
 
 
 class ApprovalList(BaseModel):
@@ -443,6 +472,8 @@ class AgentApi:
             "/approvals/{request_id}/receipt",
             response_model=ReceiptOut,
             response_model_by_alias=True,
+            # The signed object goes out exactly as signed: the edit fields only when set.
+            response_model_exclude_unset=True,
             summary="Signed receipt of a final request",
         )
         async def get_receipt(

@@ -106,6 +106,7 @@ def _build_policy(settings: SignoffSettings, policy: PolicySettings) -> Policy:
         on_timeout=policy.on_timeout,
         min_timeout=policy.min_timeout,
         max_timeout=policy.max_timeout,
+        edits=policy.edits,
     )
 
 

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from approvals.egress import allow_entry_problem
-from approvals.policy import AutoDecision, PredicateOp, TimeoutOutcome
+from approvals.policy import AutoDecision, EditsRule, PredicateOp, TimeoutOutcome
 from approvals.store import async_database_url
 from config.durations import format_duration, format_interval, parse_duration, parse_interval
 from config.environment import EnvText
@@ -1293,6 +1293,13 @@ class LevelSettings(_Section):
         return value
 
 
+def _edits_rule(value: object) -> object:
+    """Only the two words are accepted: YAML's ``yes``/``true`` must not mean "allowed"."""
+    if value not in {rule.value for rule in EditsRule}:
+        raise ValueError(f"edits must be `allowed` or `forbidden`, not {value!r}")
+    return value
+
+
 class PolicySettings(_Section):
     """One policy: which requests it governs and what they need. See DESIGN.md."""
 
@@ -1331,6 +1338,16 @@ class PolicySettings(_Section):
     )
     max_timeout: Duration | None = Field(
         default=None, description="The longest timeout an agent may ask for."
+    )
+    edits: Annotated[EditsRule, BeforeValidator(_edits_rule)] = Field(
+        default=EditsRule.FORBIDDEN,
+        description=(
+            "Whether an approver may change the request's `params` before approving "
+            "(`allowed`) or only approve or deny them as asked (`forbidden`). An approval "
+            "with edits binds the edited params: the receipt signs their hash, and a quorum "
+            "counts only approvals of the same params. Edits are made in the web inbox; "
+            "chat cards link there."
+        ),
     )
 
     @field_validator("levels")

@@ -68,6 +68,7 @@ _REQUEST_WITH_VOTES = (
         VOTES.c.identity,
         VOTES.c.reason,
         VOTES.c.cast_at,
+        VOTES.c.payload_sha256.label("vote_payload_sha256"),
     )
     .select_from(REQUESTS.outerjoin(VOTES, VOTES.c.request_id == REQUESTS.c.id))
     .where(REQUESTS.c.id == bindparam("request_id"))
@@ -91,7 +92,8 @@ def request_from_joined_rows(rows: Sequence[Row[Any]]) -> ApprovalRequest | None
 
 
 _VOTES_OF = (
-    select(VOTES)
+    # The vote's payload hash under its own label, as in the joined query above.
+    select(VOTES, VOTES.c.payload_sha256.label("vote_payload_sha256"))
     .where(VOTES.c.request_id.in_(bindparam("request_ids", expanding=True)))
     .order_by(VOTES.c.id)
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,8 @@ def request_values(request: ApprovalRequest) -> dict[str, Any]:
         "decision": request.decision.to_json() if request.decision else None,
         "callback_url": request.callback_url,
         "version": request.version,
+        "edited_params": request.edited_params,
+        "edited_payload_sha256": request.edited_payload_sha256,
     }
 
 
@@ -96,6 +98,8 @@ def mutable_values(request: ApprovalRequest) -> dict[str, Any]:
         "decided_at": request.decided_at,
         "decision": request.decision.to_json() if request.decision else None,
         "version": request.version,
+        "edited_params": request.edited_params,
+        "edited_payload_sha256": request.edited_payload_sha256,
     }
 
 
@@ -107,10 +111,16 @@ def vote_from_row(row: Row[Any]) -> CastVote:
         identity=row.identity,
         reason=row.reason,
         cast_at=row.cast_at,
+        payload_sha256=row.vote_payload_sha256,
     )
 
 
 def request_from_row(row: Row[Any], votes: Sequence[CastVote]) -> ApprovalRequest:
+    # A vote stored before edits existed was about the original payload.
+    votes = [
+        vote if vote.payload_sha256 else replace(vote, payload_sha256=row.payload_sha256)
+        for vote in votes
+    ]
     return ApprovalRequest(
         id=row.id,
         agent=row.agent,
@@ -132,6 +142,8 @@ def request_from_row(row: Row[Any], votes: Sequence[CastVote]) -> ApprovalReques
         votes=tuple(votes),
         callback_url=row.callback_url,
         version=row.version,
+        edited_params=row.edited_params,
+        edited_payload_sha256=row.edited_payload_sha256,
     )
 
 

@@ -289,6 +289,7 @@ class WriteTx(SyncReads):
                 "identity": vote.identity,
                 "reason": vote.reason,
                 "cast_at": vote.cast_at,
+                "payload_sha256": vote.payload_sha256,
             },
         )
 

@@ -31,6 +31,10 @@ policies:
     quorum: 2
     require_reason: true
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 15m}}]
+  - name: editable
+    match: {{action: "deploy.scale"}}
+    edits: allowed
+    levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
   - name: default
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
 """

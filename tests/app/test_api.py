@@ -12,6 +12,7 @@ from approvals.access import AccessStore
 from approvals.clock import SystemClock
 from approvals.model import Verdict, VoteCommand
 from bot.limits import RateLimit
+from signoff_client.canonical import payload_sha256
 from tests.app.conftest import start_harness
 
 
@@ -34,8 +35,9 @@ async def test_create_then_get_returns_the_documented_shape(api):
     assert set(body) == {
         "id", "status", "action", "title", "details", "params", "payload_sha256",
         "requested_by", "policy", "level", "created_at", "deadline", "decided_at",
-        "decision", "votes",
+        "decision", "votes", "edited_params", "edited_payload_sha256",
     }  # fmt: skip
+    assert (body["edited_params"], body["edited_payload_sha256"]) == (None, None)
     assert body["status"] == "pending"
     assert body["policy"] == "default"
     assert body["requested_by"] == "carol"
@@ -317,3 +319,47 @@ async def test_concurrent_creates_cannot_pass_max_open(tmp_path):
     finally:
         await harness.client.aclose()
         await harness.runtime.stop()
+
+
+async def test_an_approval_with_edits_answers_the_edited_params_and_their_hash(api):
+    created = (await api.create(action="deploy.scale", params={"replicas": 10})).json()
+    edited = {"replicas": 3}
+    await api.runtime.service.vote(
+        VoteCommand(
+            created["id"],
+            "web",
+            "alice",
+            Verdict.APPROVE,
+            shown_payload_sha256=created["payload_sha256"],
+            edited_params=edited,
+        )
+    )
+
+    answer = (await api.client.get(f"/v1/approvals/{created['id']}", headers=api.auth())).json()
+    receipt = await api.client.get(f"/v1/approvals/{created['id']}/receipt", headers=api.auth())
+
+    assert answer["status"] == "approved"
+    assert answer["params"] == {"replicas": 10}
+    assert answer["payload_sha256"] == created["payload_sha256"]
+    assert answer["edited_params"] == edited
+    assert answer["edited_payload_sha256"] == payload_sha256("deploy.scale", edited)
+    assert answer["votes"][0]["payload_sha256"] == answer["edited_payload_sha256"]
+    signed = receipt.json()["receipt"]
+    assert signed["payload_sha256"] == answer["edited_payload_sha256"]
+    assert signed["edited"] is True
+    assert signed["original_payload_sha256"] == created["payload_sha256"]
+
+
+async def test_a_plain_approval_answers_null_edits(api):
+    created = (await api.create(action="deploy.scale", params={"replicas": 10})).json()
+    await api.runtime.service.vote(VoteCommand(created["id"], "web", "alice", Verdict.APPROVE))
+
+    answer = (await api.client.get(f"/v1/approvals/{created['id']}", headers=api.auth())).json()
+    receipt = (
+        await api.client.get(f"/v1/approvals/{created['id']}/receipt", headers=api.auth())
+    ).json()
+
+    assert (answer["edited_params"], answer["edited_payload_sha256"]) == (None, None)
+    assert answer["votes"][0]["payload_sha256"] == created["payload_sha256"]
+    assert "edited" not in receipt["receipt"]
+    assert "original_payload_sha256" not in receipt["receipt"]
