@@ -43,6 +43,7 @@ from approvals.deadlines import (
     schedule_after,
 )
 from approvals.directory import Directory
+from approvals.edits import edited_params_problem
 from approvals.links import DecisionLinks
 from approvals.log_context import about_request
 from approvals.machine import Event, Status, next_status
@@ -71,7 +72,7 @@ from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
 from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
 from approvals.store import links as link_rows
 from approvals.webhooks import new_event_id, webhook_destination
-from signoff_client.canonical import CanonicalJsonError, canonical_json, payload_sha256
+from signoff_client.canonical import CanonicalJsonError, payload_sha256
 
 log = logging.getLogger(__name__)
 
@@ -235,39 +236,6 @@ def judge_payload(
     if digest == request.proposal_sha256:
         return None  # unchanged: a plain approval of what was shown
     return ProposedEdit(dict(command.edited_params), digest)
-
-
-MAX_EDITED_PARAMS_BYTES = 256 * 1024
-"""The largest edited params, as canonical JSON: no larger than an agent may send."""
-MAX_EDITED_PARAMS_DEPTH = 32
-"""How deep edited params may nest: as deep as an agent's."""
-
-
-def edited_params_problem(params: object) -> str | None:
-    """What is wrong with edited params, in words for the person who typed them, or
-    ``None``. The limits are those of a create, so an edit never makes a payload the agent
-    API would refuse."""
-    if not isinstance(params, dict):
-        return "the edited params must be a JSON object ({...})"
-    if _nesting(params) > MAX_EDITED_PARAMS_DEPTH:
-        return f"the edited params may nest at most {MAX_EDITED_PARAMS_DEPTH} levels"
-    try:
-        size = len(canonical_json(params))
-    except CanonicalJsonError as exc:
-        return f"the edited params are not plain JSON: {exc}"
-    if size > MAX_EDITED_PARAMS_BYTES:
-        return f"the edited params are larger than {MAX_EDITED_PARAMS_BYTES // 1024} KiB"
-    return None
-
-
-def _nesting(value: object, level: int = 0) -> int:
-    if level > MAX_EDITED_PARAMS_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_nesting(item, level + 1) for item in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_nesting(item, level + 1) for item in value), default=level + 1)
-    return level
 
 
 def _edit_audit(

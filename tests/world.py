@@ -37,6 +37,7 @@ from approvals.directory import Destination, DestinationKind, Directory, Person
 from approvals.outbox import OutboxDispatcher
 from approvals.policy import (
     AutoDecision,
+    EditsRule,
     Level,
     Match,
     ParamPredicate,
@@ -256,6 +257,30 @@ def make_policies() -> PolicySet:
 @pytest.fixture
 def rules() -> Rules:
     return Rules(policies=make_policies(), directory=make_directory())
+
+
+def editable_rules() -> Rules:
+    """The standard rules with two policies that let approvers edit params in front:
+    ``scale`` (``scale.*``, one approval) and ``scale-twice`` (``rescale.*``, quorum 2),
+    both approved by alice, bob or dave and shown in the web inbox."""
+    level = Level(approvers=("alice", "bob", "dave"), notify=("web",), timeout=timedelta(hours=1))
+    editable = (
+        Policy(
+            name="scale",
+            match=Match(actions=("scale.*",)),
+            levels=(level,),
+            edits=EditsRule.ALLOWED,
+        ),
+        Policy(
+            name="scale-twice",
+            match=Match(actions=("rescale.*",)),
+            levels=(level,),
+            quorum=2,
+            edits=EditsRule.ALLOWED,
+        ),
+    )
+    policies = make_policies()
+    return Rules(PolicySet(editable + policies.policies), make_directory())
 
 
 def build_test_runtime(

@@ -11,8 +11,9 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-MAX_FORM_BYTES = 64 * 1024
-"""Far above any real form (a reason is at most a few thousand characters)."""
+MAX_FORM_BYTES = 1024 * 1024
+"""Far above any real form: a reason is at most a few thousand characters, and edited
+params at most 256 KiB of JSON, which URL-encoding can make up to three times longer."""
 
 MAX_FORM_FIELDS = 10
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"

@@ -36,10 +36,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from adapters.web.forms import FormError, read_form
-from adapters.web.text import pretty_json, relative, utc, visible
+from adapters.web.text import pretty_json, read_edited_params, relative, utc, visible
 from approvals.access import SESSION_TTL, WebSession
 from approvals.card import ApprovalCard
 from approvals.directory import WEB_PLATFORM, Destination
+from approvals.edits import edited_params_problem, param_changes
 from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.flood import is_digest_id
 from approvals.inbox import FailedSignIns, InboxReads, WebSessions
@@ -72,6 +73,11 @@ _DONE_MESSAGES = {
     "approved": "You approved this request.",
     "denied": "You denied this request.",
     "voted": "Your approval was counted. The request needs more approvals before it is approved.",
+    "edited": "You approved this request with your edited params; those are what the agent runs.",
+    "proposed": (
+        "Your edited params were counted as your approval. The other approvers are now asked "
+        "to approve them; approvals of the original params do not count for them."
+    ),
 }
 """Confirmation after a vote, chosen by a fixed key so no text is reflected from the URL."""
 
@@ -533,12 +539,17 @@ class WebInbox:
         notice: str | None = None,
         error: str | None = None,
         reason: str = "",
+        typed_params: str | None = None,
     ) -> Response:
         if not _REQUEST_ID.fullmatch(request_id):
             return self._not_found(request, session)
         view = await self._reads.request_for(session.person, request_id)
         if view is None:
             return self._not_found(request, session)
+        shown = view.item.request
+        changes = (
+            [] if shown.edited_params is None else param_changes(shown.params, shown.edited_params)
+        )
         return self._render(
             request,
             "request.html",
@@ -553,6 +564,12 @@ class WebInbox:
             error=error,
             reason=reason,
             max_reason_length=MAX_REASON_LENGTH,
+            changes=changes,
+            # What the edit form holds: the person's own text after a refusal, else the
+            # params now proposed, to change from.
+            params_text=(
+                typed_params if typed_params is not None else pretty_json(shown.proposal_params)
+            ),
         )
 
     # -- votes ------------------------------------------------------------------------------
@@ -574,20 +591,44 @@ class WebInbox:
         if not _REQUEST_ID.fullmatch(request_id):
             return self._not_found(request, session)
         typed_reason = form.get("reason", "")
+        # An approval with edits: the form's params (JSON object text). Read only for an
+        # approval; a deny carries no payload.
+        typed_params = form.get("params") if verdict is Verdict.APPROVE else None
+        edited_params: dict[str, Any] | None = None
+        if typed_params is not None:
+            parsed = read_edited_params(typed_params)
+            problem = parsed if isinstance(parsed, str) else edited_params_problem(parsed)
+            if problem is not None:
+                return await self._refused(
+                    request,
+                    session,
+                    request_id,
+                    status=422,
+                    message=f"Nothing was recorded: {problem}.",
+                    typed_params=typed_params,
+                )
+            assert isinstance(parsed, dict)
+            edited_params = parsed
         command = VoteCommand(
             request_id=request_id,
             platform=WEB_PLATFORM,
             identity=session.person,
             verdict=verdict,
             reason=typed_reason if typed_reason.strip() else None,
+            # The payload the page showed: a vote counts only for what the person saw.
+            shown_payload_sha256=form.get("payload_sha256") or None,
+            edited_params=edited_params,
         )
         if self._sink is None:
             return self._not_ready(request, session)
         outcome: Outcome = await self._sink.vote(command)
         if isinstance(outcome, Applied):
-            return self._redirect(
-                request, f"/requests/{request_id}?done={_DONE_KEYS[outcome.event]}"
-            )
+            done = _DONE_KEYS[outcome.event]
+            updated = outcome.request
+            mine = updated.votes[-1].payload_sha256 if updated.votes else None
+            if edited_params is not None and mine == updated.edited_payload_sha256:
+                done = "edited" if updated.status.is_final else "proposed"
+            return self._redirect(request, f"/requests/{request_id}?done={done}")
         if isinstance(outcome, NotFound):
             return self._not_found(request, session)
         if isinstance(outcome, AlreadyDecided):
@@ -598,23 +639,48 @@ class WebInbox:
                 status=409,
                 notice=f"Nothing changed: {outcome.message}.",
             )
-        status = 422 if outcome.code in (RefusalCode.REASON_REQUIRED, RefusalCode.INVALID) else 403
+        if outcome.code in (RefusalCode.REASON_REQUIRED, RefusalCode.INVALID):
+            status = 422
+        elif outcome.code is RefusalCode.STALE_PROPOSAL:
+            status = 409
+        else:
+            status = 403
+        return await self._refused(
+            request,
+            session,
+            request_id,
+            status=status,
+            message=f"Your vote was not counted: {outcome.message}.",
+            reason=typed_reason,
+            # After a stale page, show the current proposal rather than the old text.
+            typed_params=None if outcome.code is RefusalCode.STALE_PROPOSAL else typed_params,
+        )
+
+    async def _refused(
+        self,
+        request: Request,
+        session: WebSession,
+        request_id: str,
+        *,
+        status: int,
+        message: str,
+        reason: str = "",
+        typed_params: str | None = None,
+    ) -> Response:
+        """The request page again with why nothing was counted, keeping what was typed."""
         shown = await self._detail(
             request,
             session,
             request_id,
             status=status,
-            error=f"Your vote was not counted: {outcome.message}.",
-            reason=typed_reason,
+            error=message,
+            reason=reason,
+            typed_params=typed_params,
         )
         if shown.status_code == 404:
             # The person may not see this request: say no, without showing it.
             return self._message(
-                request,
-                "Vote not counted",
-                f"Your vote was not counted: {outcome.message}.",
-                status=status,
-                session=session,
+                request, "Vote not counted", message, status=status, session=session
             )
         return shown
 

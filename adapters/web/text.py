@@ -42,3 +42,34 @@ def relative(moment: datetime, now: datetime) -> str:
     else:
         amount = f"{int(seconds // 86400)} days"
     return f"in {amount}" if future else f"{amount} ago"
+
+
+def read_edited_params(text: str) -> dict[str, Any] | str:
+    """The params an approver typed (JSON object text), or what is wrong with them.
+
+    Stricter than ``json.loads``: a key given twice, ``NaN`` and ``Infinity`` are refused
+    rather than quietly resolved, since the approver must approve exactly what they see.
+    """
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice")
+            seen[key] = value
+        return seen
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    if not text.strip():
+        return "the edited params are empty; write a JSON object such as {}"
+    try:
+        value = json.loads(text, object_pairs_hook=unique_keys, parse_constant=no_constant)
+    except RecursionError:
+        return "the edited params nest too deeply"
+    except ValueError as exc:
+        return f"the edited params are not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return "the edited params must be a JSON object ({...}), not a list or a single value"
+    return value

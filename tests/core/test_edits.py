@@ -4,21 +4,19 @@ edited payload (policy permission, four-eyes, quorum per payload, audit, receipt
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from approvals.edits import MAX_EDITED_PARAMS_BYTES
 from approvals.machine import Event, Status
 from approvals.model import CreateCommand, Verdict, VoteCommand, public_json
 from approvals.outcomes import Applied, Created, NotAllowed, RefusalCode
-from approvals.policy import EditsRule, Level, Match, Policy
 from approvals.receipts import ReceiptSigner
-from approvals.service import MAX_EDITED_PARAMS_BYTES, Rules
+from approvals.service import Rules
 from signoff_client import ReceiptError, verify_receipt
 from signoff_client.canonical import payload_sha256
-from tests.world import make_directory, make_policies
+from tests.world import editable_rules
 
 ORIGINAL = {"service": "api", "replicas": 10}
 EDITED = {"service": "api", "replicas": 3}
@@ -26,25 +24,7 @@ EDITED = {"service": "api", "replicas": 3}
 
 @pytest.fixture
 def rules() -> Rules:
-    """The standard rules, with two policies that allow edits in front of them."""
-    level = Level(approvers=("alice", "bob", "dave"), notify=("web",), timeout=timedelta(hours=1))
-    editable = (
-        Policy(
-            name="scale",
-            match=Match(actions=("scale.*",)),
-            levels=(level,),
-            edits=EditsRule.ALLOWED,
-        ),
-        Policy(
-            name="scale-twice",
-            match=Match(actions=("rescale.*",)),
-            levels=(level,),
-            quorum=2,
-            edits=EditsRule.ALLOWED,
-        ),
-    )
-    policies = make_policies()
-    return Rules(replace(policies, policies=editable + policies.policies), make_directory())
+    return editable_rules()
 
 
 def nested(depth: int) -> dict[str, Any]:

@@ -5,7 +5,8 @@ The application runs with Slack, Telegram, Discord and the web inbox. From
 account and the requester on their own request are refused on every platform and audited;
 one human clicking on three platforms and in the inbox counts once towards a quorum that
 counts persons; agent API keys reach no decision route. From ``corpus/web_forms.yaml``:
-forged inbox votes (CSRF, session, ids, oversized reason) are refused and record nothing.
+forged inbox votes (CSRF, session, ids, oversized reason, edited params where the policy
+forbids them or that are no JSON object, a stale payload hash) are refused and record nothing.
 Every run ends with the invariant checker.
 """
 
@@ -172,6 +173,9 @@ async def test_B4_forged_web_inbox_votes_are_refused_and_record_nothing(world, e
         form["csrf_token"] = csrf_token_in((await bob.get(f"/requests/{request_id}")).text)
     if "reason" in entry:
         form["reason"] = entry["reason"] * int(entry.get("repeat_reason", 1))
+    for field in ("params", "payload_sha256"):
+        if field in entry:
+            form[field] = entry[field]
     client = alice
     if entry.get("session") == "none":
         client = await world.signed_in("p03")
@@ -183,7 +187,7 @@ async def test_B4_forged_web_inbox_votes_are_refused_and_record_nothing(world, e
     target = entry.get("path_id", request_id)
     audit_before = await _audit(world)
 
-    response = await client.post(f"/requests/{target}/deny", data=form)
+    response = await client.post(f"/requests/{target}/{entry.get('verdict', 'deny')}", data=form)
 
     assert response.status_code == entry["expect"], response.text[:300]
     request = await world.get(request_id)

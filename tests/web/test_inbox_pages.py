@@ -410,7 +410,7 @@ async def test_bad_form_input_gets_a_4xx_page_and_records_nothing(inbox):
         (400, b"csrf_token=" + csrf.encode() + b"&reason=a%00b", urlencoded),
         (400, b"csrf_token=" + csrf.encode() + b"&csrf_token=" + csrf.encode(), urlencoded),
         (400, b"&".join([b"f%d=x" % n for n in range(50)]), urlencoded),
-        (413, b"csrf_token=" + csrf.encode() + b"&reason=" + b"x" * 100_000, urlencoded),
+        (413, b"csrf_token=" + csrf.encode() + b"&reason=" + b"x" * 1_100_000, urlencoded),
         (415, b'{"csrf_token": "' + csrf.encode() + b'"}', {"content-type": "application/json"}),
         (415, b"csrf_token=" + csrf.encode(), {}),
     ]
