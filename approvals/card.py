@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from approvals.machine import Event, Status
-from approvals.model import ApprovalRequest, Verdict
+from approvals.model import ApprovalRequest
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
 from signoff_client.canonical import canonical_json
 
@@ -61,6 +61,16 @@ class ApprovalCard:
     note: str | None = None
     requested_by: str | None = None
     """The human the agent acts for, if it said (untrusted agent text)."""
+    edits_allowed: bool = False
+    """Whether approvers may change the params before approving (the policy's ``edits``).
+    Edits are made on the request's inbox page, so a pending card shows a link there (a
+    URL button where the platform has them: a link, never a decision)."""
+
+    @property
+    def edit_link(self) -> bool:
+        """Whether the card offers :data:`EDIT_LINK_TEXT`: pending, under a policy that
+        allows edits."""
+        return self.edits_allowed and self.buttons
 
     @property
     def short_hash(self) -> str:
@@ -70,6 +80,10 @@ class ApprovalCard:
 def inbox_url(public_url: str, request_id: str) -> str:
     """The web inbox page of a request: where every card links for the whole request."""
     return f"{public_url.rstrip('/')}/requests/{request_id}"
+
+
+EDIT_LINK_TEXT = "Edit in inbox"
+"""The card's link to the request's inbox page where the policy lets approvers edit."""
 
 
 def inbox_link_text(*, hidden_params: int = 0, cut: bool = False) -> str:
@@ -105,6 +119,13 @@ def _status_line(request: ApprovalRequest) -> str:
     if request.status is Status.PENDING:
         have = len(request.approvals())
         need = request.policy.quorum
+        if request.edited_params is not None:
+            # Chat buttons approve what the card shows, the original: the edit is approved
+            # on the inbox page, which shows it.
+            return (
+                f"Pending: params edited by an approver, {have} of {need} approvals of the "
+                "edit; approve it in the signoff inbox"
+            )
         if need > 1:
             return f"Pending: {have} of {need} approvals"
         return "Pending: waiting for a decision"
@@ -118,8 +139,11 @@ def _status_line(request: ApprovalRequest) -> str:
     elif request.status is Status.CANCELLED:
         line = f"Cancelled by the requesting agent{when}"
     else:
-        approvers = [v.person for v in request.votes if v.verdict is Verdict.APPROVE]
+        counted = request.approvals()  # of the approved payload only, in voting order
+        approvers = [v.person for v in request.votes if v.person in counted]
         who = ", ".join(approvers) if request.status is Status.APPROVED else decision.by
+        if request.status is Status.APPROVED and request.edited_params is not None:
+            verb = "Approved with edited params"
         line = f"{verb} by {who}{when}"
     if decision.reason:
         line += f" (reason: {decision.reason})"
@@ -156,6 +180,7 @@ def build_card(
         require_reason=request.policy.require_reason,
         note=" · ".join(line for line in (warning, note) if line) or None,
         requested_by=request.requested_by,
+        edits_allowed=request.policy.allows_edits,
     )
 
 

@@ -25,6 +25,7 @@ import asyncio
 import atexit
 import os
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,12 @@ def make_policies() -> PolicySet:
 @pytest.fixture
 def rules() -> Rules:
     return Rules(policies=make_policies(), directory=make_directory())
+
+
+def allowing_edits(rules: Rules) -> Rules:
+    """``rules`` with every policy letting approvers edit params (``edits: allowed``)."""
+    policies = tuple(replace(policy, edits=EditsRule.ALLOWED) for policy in rules.policies.policies)
+    return Rules(PolicySet(policies), rules.directory)
 
 
 def editable_rules() -> Rules:

@@ -543,9 +543,13 @@ class DiscordAdapter:
             return None
         view = discord.ui.View(timeout=None)
         for button in rendered.buttons:
-            item: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-                label=button.label, style=button.style, custom_id=button.custom_id
-            )
+            item: discord.ui.Button[discord.ui.View]
+            if button.url is not None:
+                item = discord.ui.Button(label=button.label, style=button.style, url=button.url)
+            else:
+                item = discord.ui.Button(
+                    label=button.label, style=button.style, custom_id=button.custom_id
+                )
             view.add_item(item)
         view.stop()  # a stopped view is rendered but never stored or dispatched
         return view

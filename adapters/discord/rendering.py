@@ -18,7 +18,7 @@ import discord
 from discord.utils import escape_mentions
 
 from adapters.discord.references import Verb, encode
-from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
 from approvals.machine import Status
 from approvals.text import reveal_invisible
 
@@ -108,11 +108,13 @@ def fit(text: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class Button:
-    """One button: what it says, how it looks, and the reference it carries."""
+    """One button: what it says, how it looks, and the reference it carries; or, for a
+    link button, the URL it opens (Discord sends no interaction for those)."""
 
     label: str
     style: discord.ButtonStyle
-    custom_id: str
+    custom_id: str | None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,19 +126,26 @@ class DiscordCard:
     buttons: tuple[Button, ...]
 
 
-def action_buttons(card: ApprovalCard) -> tuple[Button, ...]:
-    """Approve / Deny, plus "Deny with reason" where a reason is optional."""
+def action_buttons(card: ApprovalCard, *, public_url: str = "") -> tuple[Button, ...]:
+    """Approve / Deny, plus "Deny with reason" where a reason is optional, and an "Edit in
+    inbox" link button where the policy allows edits."""
     approve = Button("Approve", discord.ButtonStyle.success, encode(Verb.APPROVE, card.request_id))
     reason_id = encode(Verb.DENY_WITH_REASON, card.request_id)
-    assert MAX_BUTTONS_PER_ROW >= 3
+    assert MAX_BUTTONS_PER_ROW >= 4
+    buttons: tuple[Button, ...]
     if card.require_reason:
         # The policy wants a reason: Deny opens the reason modal.
-        return approve, Button("Deny…", discord.ButtonStyle.danger, reason_id)
-    return (
-        approve,
-        Button("Deny", discord.ButtonStyle.danger, encode(Verb.DENY, card.request_id)),
-        Button("Deny with reason…", discord.ButtonStyle.secondary, reason_id),
-    )
+        buttons = (approve, Button("Deny…", discord.ButtonStyle.danger, reason_id))
+    else:
+        buttons = (
+            approve,
+            Button("Deny", discord.ButtonStyle.danger, encode(Verb.DENY, card.request_id)),
+            Button("Deny with reason…", discord.ButtonStyle.secondary, reason_id),
+        )
+    if card.edit_link and public_url:
+        url = inbox_url(public_url, card.request_id)
+        buttons += (Button(EDIT_LINK_TEXT, discord.ButtonStyle.link, None, url=url),)
+    return buttons
 
 
 def embed_length(embed: discord.Embed) -> int:
@@ -203,7 +212,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
     return DiscordCard(
         content=content[:MAX_CONTENT],
         embed=embed,
-        buttons=action_buttons(card) if card.buttons else (),
+        buttons=action_buttons(card, public_url=public_url) if card.buttons else (),
     )
 
 

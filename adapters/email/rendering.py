@@ -17,7 +17,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
 from approvals.text import cut, reveal_invisible
 
 SUBJECT_TITLE_LIMIT = 100
@@ -138,9 +138,11 @@ def render_card(
     status = cuts(card.status_line, NOTE_LIMIT)
     inbox = inbox_url(public_url, card.request_id)
     inbox_text = inbox_link_text(hidden_params=hidden, cut=cuts.any)
+    # Where the policy allows edits: a link to the inbox page, where they are made.
+    edit = inbox if card.edit_link else None
     return RenderedMail(
-        text=_text(intro, title, status, facts, details, params, urls, inbox, inbox_text),
-        html=_html(intro, title, status, facts, details, params, urls, inbox, inbox_text),
+        text=_text(intro, title, status, facts, details, params, urls, inbox, inbox_text, edit),
+        html=_html(intro, title, status, facts, details, params, urls, inbox, inbox_text, edit),
     )
 
 
@@ -154,6 +156,7 @@ def _text(
     urls: DecisionUrls | None,
     inbox: str,
     inbox_text: str,
+    edit: str | None,
 ) -> str:
     lines: list[str] = []
     if intro:
@@ -172,6 +175,8 @@ def _text(
             f"Approve: {urls.approve}",
             f"Deny: {urls.deny}",
         ]
+    if edit is not None:
+        lines += ["", f"{EDIT_LINK_TEXT} (change the params, then approve): {edit}"]
     lines += ["", f"{inbox_text}: {inbox}", ""]
     return "\n".join(lines)
 
@@ -190,6 +195,7 @@ def _html(
     urls: DecisionUrls | None,
     inbox: str,
     inbox_text: str,
+    edit: str | None,
 ) -> str:
     parts = ['<!doctype html><html><body style="font-family:sans-serif">']
     if intro:
@@ -214,6 +220,11 @@ def _html(
             f'<a href="{_e(urls.deny)}">Deny</a></p>'
             "<p><small>Opening a link decides nothing: it shows the request and a button "
             "to confirm.</small></p>"
+        )
+    if edit is not None:
+        parts.append(
+            f'<p><a href="{_e(edit)}">{_e(EDIT_LINK_TEXT)}</a> '
+            "<small>(change the params, then approve)</small></p>"
         )
     parts.append(f'<p><a href="{_e(inbox)}">{_e(inbox_text)}</a></p></body></html>')
     return "".join(parts)

@@ -37,6 +37,7 @@ from adapters.slack.blocks import (
     APPROVE_ACTION,
     DENY_ACTION,
     DENY_WITH_REASON_ACTION,
+    EDIT_LINK_ACTION,
     REASON_BLOCK,
     REASON_INPUT,
     REASON_VIEW,
@@ -228,6 +229,7 @@ class SlackAdapter:
         self._app.action(APPROVE_ACTION)(self._on_approve)
         self._app.action(DENY_ACTION)(self._on_deny)
         self._app.action(DENY_WITH_REASON_ACTION)(self._on_deny_with_reason)
+        self._app.action(EDIT_LINK_ACTION)(self._on_edit_link)
         self._app.view(REASON_VIEW)(self._on_reason_submitted)
         self._team_id: str | None = None
         self._dm_channels: dict[str, str] = {}
@@ -398,6 +400,11 @@ class SlackAdapter:
     async def _on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         await self._guarded(body, self._take_vote_click(body, Verdict.APPROVE))
+
+    async def _on_edit_link(self, ack: AsyncAck) -> None:
+        # A URL button: Slack opened the inbox page for the person and tells us of the
+        # click, which is no vote. Acknowledged so Slack shows no error.
+        await ack()
 
     async def _on_deny(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()

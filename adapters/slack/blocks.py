@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.slack.references import encode_value
-from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
 from approvals.text import reveal_invisible
 
 # Slack's limits (https://docs.slack.dev/reference/block-kit).
@@ -60,6 +60,9 @@ ELLIPSIS = "…"
 
 APPROVE_ACTION = "signoff_approve"
 DENY_ACTION = "signoff_deny"
+EDIT_LINK_ACTION = "signoff_edit_link"
+"""The "Edit in inbox" URL button's action: Slack reports its clicks too; they decide
+nothing and are only acknowledged."""
 DENY_WITH_REASON_ACTION = "signoff_deny_reason"
 ACTIONS_BLOCK = "signoff_actions"
 REASON_VIEW = "signoff_deny_reason"
@@ -137,8 +140,9 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
-def action_buttons(card: ApprovalCard) -> dict[str, Any]:
-    """Approve / Deny, plus "Deny with reason" where a reason is optional."""
+def action_buttons(card: ApprovalCard, *, public_url: str = "") -> dict[str, Any]:
+    """Approve / Deny, plus "Deny with reason" where a reason is optional, and "Edit in
+    inbox" (a link to the request's page) where the policy allows edits."""
     value = encode_value(card.request_id)
     buttons = [_button("Approve", APPROVE_ACTION, value, "primary")]
     if card.require_reason:
@@ -147,6 +151,10 @@ def action_buttons(card: ApprovalCard) -> dict[str, Any]:
     else:
         buttons.append(_button("Deny", DENY_ACTION, value, "danger"))
         buttons.append(_button("Deny with reason…", DENY_WITH_REASON_ACTION, value))
+    if card.edit_link and public_url:
+        link = _button(EDIT_LINK_TEXT, EDIT_LINK_ACTION, value)
+        link["url"] = inbox_url(public_url, card.request_id)
+        buttons.append(link)
     return {"type": "actions", "block_id": ACTIONS_BLOCK, "elements": buttons}
 
 
@@ -186,7 +194,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
         {"type": "section", "text": _literal(f"Status: {fit(card.status_line, STATUS_LIMIT)}")}
     )
     if card.buttons:
-        blocks.append(action_buttons(card))
+        blocks.append(action_buttons(card, public_url=public_url))
     assert len(blocks) <= MAX_BLOCKS
     if card.buttons:
         text = f"Approval needed: {fit(card.title, TITLE_LIMIT)}"

@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from approvals.card import ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
 from approvals.machine import Status
 from approvals.text import cut, reveal_invisible
 
@@ -192,7 +192,11 @@ def render_card(card: ApprovalCard, *, public_url: str) -> dict[str, Any]:
     link_title = inbox_link_text(hidden_params=hidden, cut=cut.any)
     if hidden or cut.any:
         params.append(label(f"{link_title}.", isSubtle=True))
-    adaptive = _card([*body, *params], tail, [*actions, _open_url(link_title, url)])
+    links = [_open_url(link_title, url)]
+    if card.edit_link:
+        # Action.OpenUrl: opens the request's inbox page, where edits are made; no decision.
+        links.append(_open_url(EDIT_LINK_TEXT, url))
+    adaptive = _card([*body, *params], tail, [*actions, *links])
     assert card_size(adaptive) <= CARD_BUDGET, card_size(adaptive)
     return adaptive
 

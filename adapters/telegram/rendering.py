@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
-from approvals.card import ApprovalCard, inbox_link_text, inbox_url
+from approvals.card import EDIT_LINK_TEXT, ApprovalCard, inbox_link_text, inbox_url
 from approvals.clicks import ClickOutcome, click_notice
 from approvals.machine import Status
 from approvals.outcomes import Applied
@@ -142,6 +142,9 @@ def _compose(card: ApprovalCard, public_url: str, params: str, params_cut: bool)
     message.text(_untrusted(card.status_line, STATUS_LIMIT), "code")
     message.text("\n")
     message.link(inbox_link_text(cut=params_cut), inbox_url(public_url, card.request_id))
+    if card.edit_link and not edit_button_allowed(public_url):
+        message.text(" · ")
+        message.link(EDIT_LINK_TEXT, inbox_url(public_url, card.request_id))
     return message
 
 
@@ -153,10 +156,18 @@ def _params_text(card: ApprovalCard) -> str:
     return "\n".join(lines)
 
 
-def keyboard_for(card: ApprovalCard) -> InlineKeyboardMarkup | None:
+def edit_button_allowed(public_url: str) -> bool:
+    """Whether "Edit in inbox" can be a URL button: Telegram refuses buttons that open
+    local or plain-HTTP addresses, so a card served from such a URL says it as a link in
+    the text instead."""
+    return public_url.startswith("https://")
+
+
+def keyboard_for(card: ApprovalCard, public_url: str = "") -> InlineKeyboardMarkup | None:
     """Approve / Deny buttons while the request is pending; none once it is final.
 
-    When the policy needs a reason to deny, the plain Deny button is left out.
+    When the policy needs a reason to deny, the plain Deny button is left out. Where the
+    policy allows edits, an "Edit in inbox" URL button opens the request's inbox page.
     """
     if not card.buttons:
         return None
@@ -181,6 +192,9 @@ def keyboard_for(card: ApprovalCard) -> InlineKeyboardMarkup | None:
             ],
             [InlineKeyboardButton("💬 Deny with reason", callback_data=with_reason)],
         ]
+    if card.edit_link and edit_button_allowed(public_url):
+        url = inbox_url(public_url, card.request_id)
+        rows.append([InlineKeyboardButton(f"✏️ {EDIT_LINK_TEXT}", url=url)])
     return InlineKeyboardMarkup(rows)
 
 
@@ -201,7 +215,9 @@ def render_card(card: ApprovalCard, public_url: str) -> RenderedCard:
         budget = max(MAX_MESSAGE_LENGTH - without - overhead, 1)
         message = _compose(card, public_url, truncate(params, budget), params_cut=True)
     assert message.length <= MAX_MESSAGE_LENGTH, "a card must fit in one Telegram message"
-    return RenderedCard(text=message.html(), keyboard=keyboard_for(card), length=message.length)
+    return RenderedCard(
+        text=message.html(), keyboard=keyboard_for(card, public_url), length=message.length
+    )
 
 
 def render_notice(text: str) -> str:

@@ -255,3 +255,18 @@ async def test_a_plain_receipt_has_no_edit_fields(service, store, clock):
         "decided_at",
         "expires",
     }
+
+
+async def test_cards_offer_the_edit_link_only_where_edits_are_allowed(service):
+    editable = await create(service, "rescale.web")
+    fixed = await create(service, "deploy.web")
+
+    assert service.card_for(editable).edit_link
+    assert not service.card_for(fixed).edit_link
+    edited = await service.vote(approve(editable, "alice", edited=EDITED))
+    line = service.card_for(edited.request).status_line
+    assert "params edited by an approver, 1 of 2 approvals of the edit" in line
+    approved = await service.vote(approve(edited.request, "bob"))
+    card = service.card_for(approved.request)
+    assert not card.edit_link
+    assert card.status_line.startswith("Approved with edited params by alice, bob")
