@@ -13,7 +13,8 @@ from typing import Any, TypeVar, cast
 
 from signoff_client.aio import AsyncClient
 from signoff_client.canonical import CanonicalJsonError, canonical_json
-from signoff_client.errors import ReceiptError, SignoffError, WaitTimeout
+from signoff_client.errors import EditedParamsError, ReceiptError, SignoffError, WaitTimeout
+from signoff_client.models import Approval
 from signoff_client.sync import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +46,12 @@ def require_approval(
     from the arguments again right before running: if an argument changed while waiting,
     nothing runs.
 
+    When the approvers edited the params (a policy with ``edits: allowed``), the function
+    runs with the edited params as its arguments, and only after the receipt was checked
+    against them: the original call was not approved. Edited params that do not bind to
+    the signature (or a function whose params come from ``params_from``) raise
+    ``EditedParamsError`` and nothing runs.
+
     Args:
         action: the action name, such as ``db.drop_table``.
         title: one line for the approvers, or a function of the params that makes it.
@@ -61,6 +68,7 @@ def require_approval(
         TypeError: an argument has no JSON form (before anything is asked).
         Denied, Expired, Cancelled: the request was not approved.
         ReceiptError: the receipt does not cover the call as it is now.
+        EditedParamsError: approved with edited params that cannot be run.
         WaitTimeout: ``timeout`` (plus the grace) ran out.
         SignoffError: any other failure talking to signoff.
     """
@@ -88,6 +96,18 @@ def require_approval(
                     f"the call's params cannot be derived again: {exc}", code="payload_mismatch"
                 ) from exc
 
+        def edited_call(
+            approval: Approval, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            if params_from is not None:
+                raise EditedParamsError(
+                    approval,
+                    f"{func.__qualname__} takes its params from params_from, so edited params "
+                    "cannot be turned back into its arguments",
+                )
+            assert approval.edited_params is not None
+            return _bind_edited(func, signature, args, kwargs, approval)
+
         def title_for(params: dict[str, Any]) -> str:
             return title(params) if callable(title) else title
 
@@ -110,6 +130,10 @@ def require_approval(
                     except (WaitTimeout, asyncio.CancelledError):
                         await _cancel_quietly_async(api, asked.id)
                         raise
+                    if approval.edited_params is not None:
+                        run_args, run_kwargs = edited_call(approval, args, kwargs)
+                        await api.verified_receipt(approval.id, action, approval.edited_params)
+                        return await func(*run_args, **run_kwargs)
                     await api.verified_receipt(approval.id, action, params_again(args, kwargs))
                 return await func(*args, **kwargs)
 
@@ -132,6 +156,10 @@ def require_approval(
                 except (WaitTimeout, KeyboardInterrupt):
                     _cancel_quietly(api, asked.id)
                     raise
+                if approval.edited_params is not None:
+                    run_args, run_kwargs = edited_call(approval, args, kwargs)
+                    api.verified_receipt(approval.id, action, approval.edited_params)
+                    return func(*run_args, **run_kwargs)
                 api.verified_receipt(approval.id, action, params_again(args, kwargs))
             return func(*args, **kwargs)
 
@@ -162,6 +190,56 @@ def _params_from_signature(
                 "int, float, bool, None), or give params_from= to choose the params"
             ) from exc
     return _detached(arguments)
+
+
+def _bind_edited(
+    func: Callable[..., Any],
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    approval: Approval,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call with the approvers' edited params as its arguments (the receiver, ``self``
+    or ``cls``, kept from the call), or :class:`EditedParamsError` when they do not bind:
+    the edit must name exactly the function's parameters, ``*args`` as a list and
+    ``**kwargs`` as an object."""
+    edited = approval.edited_params
+    assert edited is not None
+    original = signature.bind(*args, **kwargs)
+    names = list(signature.parameters)
+    receiver = names[0] if names and names[0] in _RECEIVER_NAMES else None
+    expected = [name for name in names if name != receiver]
+    missing = [name for name in expected if name not in edited]
+    unknown = sorted(set(edited) - set(expected))
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown {', '.join(unknown)}")
+        raise EditedParamsError(
+            approval,
+            f"the edited params do not fit {func.__qualname__}{signature} ({'; '.join(problems)})",
+        )
+    arguments: dict[str, Any] = {}
+    if receiver is not None and receiver in original.arguments:
+        arguments[receiver] = original.arguments[receiver]
+    for name in expected:
+        value = _detached({"value": edited[name]})["value"]
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if not isinstance(value, list):
+                raise EditedParamsError(
+                    approval, f"the edited {name!r} must be a list (it is *{name})"
+                )
+            value = tuple(value)
+        elif kind is inspect.Parameter.VAR_KEYWORD and not isinstance(value, dict):
+            raise EditedParamsError(
+                approval, f"the edited {name!r} must be an object (it is **{name})"
+            )
+        arguments[name] = value
+    bound = inspect.BoundArguments(signature, arguments)
+    return bound.args, bound.kwargs
 
 
 def _params_from_callable(

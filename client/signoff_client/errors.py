@@ -161,6 +161,27 @@ class ReceiptError(SignoffError):
         self.code = code
 
 
+class EditedParamsError(SignoffError):
+    """The approvers edited the params, and the edit cannot be run as the code is called.
+
+    Raised by ``require_approval`` when the edited params do not bind to the decorated
+    function's signature (a parameter added, removed or of the wrong shape), or when its
+    params come from ``params_from`` and so cannot be turned back into arguments. Nothing
+    ran: neither the original call (which was not approved) nor a guess at the edit.
+
+    Attributes:
+        approval: the approved request, with ``edited_params``.
+        reason: what does not fit, in words.
+    """
+
+    def __init__(self, approval: Approval, reason: str) -> None:
+        super().__init__(
+            f"request {approval.id} was approved with edited params that cannot be run: {reason}"
+        )
+        self.approval = approval
+        self.reason = reason
+
+
 class WebhookError(SignoffError):
     """A webhook delivery is not a genuine, fresh one from signoff: answer it with 400.
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -53,6 +54,10 @@ policies:
   - name: two-people
     match: {{action: "pair.*"}}
     quorum: 2
+    levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
+  - name: editable
+    match: {{action: "edit.*"}}
+    edits: allowed
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
   - name: default
     levels: [{{approvers: [alice, bob], notify: [web], timeout: 30m}}]
@@ -100,6 +105,22 @@ class Approver:
         )
         assert answer.status_code == 303, f"{verdict} was refused: {answer.text[:500]}"
 
+    def approve_with_edits(self, request_id: str, params: dict[str, Any]) -> None:
+        """Edit and approve in the inbox: ``params`` instead of what the page shows."""
+        page = self.http.get(f"/requests/{request_id}")
+        assert page.status_code == 200, page.text
+        shown = re.search(r'name="payload_sha256" value="([0-9a-f]{64})"', page.text)
+        assert shown is not None, "the page offers no approval"
+        answer = self.http.post(
+            f"/requests/{request_id}/approve",
+            data={
+                "csrf_token": csrf_token_in(page.text),
+                "payload_sha256": shown.group(1),
+                "params": json.dumps(params),
+            },
+        )
+        assert answer.status_code == 303, f"edit and approve was refused: {answer.text[:500]}"
+
 
 @dataclass
 class ServedSignoff:
@@ -123,6 +144,11 @@ class ServedSignoff:
 
     def approve(self, request_id: str, person: str = "alice", reason: str | None = None) -> None:
         self.approvers[person].decide(request_id, "approve", reason)
+
+    def approve_with_edits(
+        self, request_id: str, params: dict[str, Any], person: str = "alice"
+    ) -> None:
+        self.approvers[person].approve_with_edits(request_id, params)
 
     def deny(self, request_id: str, person: str = "bob", reason: str | None = None) -> None:
         self.approvers[person].decide(request_id, "deny", reason)
