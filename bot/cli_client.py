@@ -28,6 +28,7 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
+from approvals.edits import param_changes
 from signoff_client import (
     ApiError,
     Client,
@@ -579,17 +580,66 @@ def run_command(
         if mismatch:
             say(("refusing to run", "bold red"), f": {mismatch}")
             return EXIT_ERROR
+        to_run = argv
+        approved_params = spec.params
+        edited = approval.get("edited_params")
+        if edited is not None:
+            # Approved with edits: the original argv was not approved, so it never runs.
+            edit = _edited_command(approval, spec)
+            if isinstance(edit, str):
+                say(("refusing to run", "bold red"), f": {edit}")
+                return EXIT_ERROR
+            to_run, approved_params = edit, edited
+            for change in param_changes(spec.params, edited):
+                say("approvers edited the command: ", change.describe())
         # The answer above could come from anything that speaks the API; the signed receipt
         # proves that signoff itself approved exactly this argv in this directory.
         try:
-            client.verified_receipt(asked.request_id, spec.action, spec.params)
+            client.verified_receipt(asked.request_id, spec.action, approved_params)
         except ReceiptError as exc:
             say(("refusing to run", "bold red"), f": {exc}")
             return EXIT_ERROR
     finally:
         client.close()
-    say(outcome_line(approval), "; receipt verified; running ", (shlex.join(argv), "bold"))
-    return execute(argv)
+    edited_note = " with edits" if to_run is not argv else ""
+    say(
+        outcome_line(approval),
+        f"; receipt verified; running{edited_note} ",
+        (shlex.join(to_run), "bold"),
+    )
+    return execute(to_run)
+
+
+def _edited_command(approval: dict[str, Any], spec: RequestSpec) -> list[str] | str:
+    """The argv the approvers edited the command to, or why it will not be run.
+
+    Approvers may change the command, not where it runs: an edit of ``cwd``, of the
+    params' shape, or to a program that is not found here is refused (nothing runs).
+    """
+    edited = approval.get("edited_params")
+    if not isinstance(edited, dict) or set(edited) != {"argv", "cwd"}:
+        return "the approvers' edit is not a command (it must keep exactly argv and cwd)"
+    if edited["cwd"] != spec.params["cwd"]:
+        return (
+            f"the approvers changed the directory to {edited['cwd']!r}; signoff run only runs "
+            f"where it was asked ({spec.params['cwd']!r})"
+        )
+    new_argv = edited["argv"]
+    if (
+        not isinstance(new_argv, list)
+        or not new_argv
+        or not all(isinstance(part, str) and part and "\x00" not in part for part in new_argv)
+    ):
+        return "the approvers' argv is not a non-empty list of words"
+    try:
+        edited_hash = payload_sha256(spec.action, edited)
+    except CanonicalJsonError:
+        return "the approvers' edit has no JSON form"
+    if approval.get("edited_payload_sha256") != edited_hash:
+        return "the edited payload hash does not match the edited command"
+    if shutil.which(new_argv[0]) is None:
+        return f"the edited command {new_argv[0]!r} is not found or not executable"
+    return [str(part) for part in new_argv]
 
 
 def _payload_mismatch(approval: dict[str, Any], *, expected_id: str, spec: RequestSpec) -> str:
