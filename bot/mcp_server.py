@@ -14,6 +14,7 @@ through the model. Only the protocol goes to stdout; logs go to stderr.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import time
@@ -38,7 +39,8 @@ TIMEOUT_ACTOR = "timeout"
 INSTRUCTIONS = (
     "signoff puts a human between you and risky actions. Before an action that needs "
     "approval, call request_approval with the exact parameters you will use. Perform the "
-    "action only if the status is 'approved', and only with exactly those parameters. "
+    "action only if the status is 'approved', and only with exactly those parameters, "
+    "or, when the answer has edited_params (an approver changed them), exactly those. "
     "'pending' means no decision yet: call get_approval with the id to keep waiting. "
     "'denied', 'expired' and 'cancelled' mean do not perform it. If a tool answers with "
     "an error, nothing was approved: do not perform the action; tell the user what the "
@@ -51,7 +53,8 @@ Give the machine name of the action (such as "db.drop_table"), a one-line title 
 approver, optional details, and in params the exact parameters you will use. The call waits
 up to about {wait} seconds for a person to decide, then returns the request's status:
 - "approved": you may perform exactly this action with exactly these params (anything
-  different needs a new request);
+  different needs a new request); when edited_params is not null, an approver changed
+  the params before approving: use exactly edited_params instead, never your original;
 - "denied", "expired" or "cancelled": do NOT perform the action; tell the user, with the
   reason if one is given;
 - "pending": nobody has decided yet. Call get_approval with the returned id to keep waiting,
@@ -86,6 +89,8 @@ class ApprovalResult(TypedDict):
     title: str
     params: dict[str, Any]
     payload_sha256: str
+    edited_params: dict[str, Any] | None
+    edited_payload_sha256: str | None
     deadline: str
     decided_by: str | None
     reason: str | None
@@ -116,6 +121,8 @@ def result_for(approval: Approval) -> ApprovalResult:
         "title": approval.title,
         "params": approval.params,
         "payload_sha256": approval.payload_sha256,
+        "edited_params": approval.edited_params,
+        "edited_payload_sha256": approval.edited_payload_sha256,
         "deadline": approval.deadline.isoformat(),
         "decided_by": ", ".join(approval.deciders) or None,
         "reason": reason,
@@ -139,6 +146,13 @@ def next_step(approval: Approval) -> str:
             who = f"Approved by {people}{because}"
         else:
             who = f"Approved without a person deciding ({decision.by}{because})"
+        if approval.edited_params is not None:
+            edited = json.dumps(approval.edited_params, ensure_ascii=False, sort_keys=True)
+            return (
+                f"{who}, with the params EDITED by the approvers. Perform this action only "
+                f"with exactly edited_params ({edited}), NOT the params you asked with; "
+                "anything different needs a new request."
+            )
         return (
             f"{who}. You may now perform exactly this action with exactly these params; "
             "anything different needs a new request."
