@@ -666,8 +666,6 @@ class ApprovalService:
             caught_up.append(current)
             request = current
         judged = judge_vote(request, command, rules)
-        if isinstance(judged, str) and command.link is not None:
-            judged = self._spend_link(tx, request, command.link, now) or judged
         edit: ProposedEdit | None = None
         if isinstance(judged, str):
             judged_payload = judge_payload(request, command)
@@ -675,6 +673,9 @@ class ApprovalService:
                 judged = judged_payload
             else:
                 edit = judged_payload
+        # Spent only for a vote that counts: a refused one leaves the link usable.
+        if isinstance(judged, str) and command.link is not None:
+            judged = self._spend_link(tx, request, command.link, now) or judged
         if not isinstance(judged, str):
             self._audit_refusal(tx, request, command, judged, now)
             return judged

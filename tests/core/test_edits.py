@@ -4,16 +4,18 @@ edited payload (policy permission, four-eyes, quorum per payload, audit, receipt
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from approvals.edits import MAX_EDITED_PARAMS_BYTES
 from approvals.machine import Event, Status
-from approvals.model import CreateCommand, Verdict, VoteCommand, public_json
+from approvals.model import CreateCommand, LinkUse, Verdict, VoteCommand, public_json
 from approvals.outcomes import Applied, Created, NotAllowed, RefusalCode
 from approvals.receipts import ReceiptSigner
 from approvals.service import Rules
+from approvals.store import links as link_rows
 from signoff_client import ReceiptError, verify_receipt
 from signoff_client.canonical import payload_sha256
 from tests.world import editable_rules
@@ -270,3 +272,19 @@ async def test_cards_offer_the_edit_link_only_where_edits_are_allowed(service):
     card = service.card_for(approved.request)
     assert not card.edit_link
     assert card.status_line.startswith("Approved with edited params by alice, bob")
+
+
+async def test_an_email_approve_link_after_an_edit_is_refused_and_stays_unspent(
+    service, store, clock
+):
+    request = await create(service, "rescale.web")
+    await service.vote(approve(request, "alice", edited=EDITED))
+    link = LinkUse(nonce="n" * 32, expires_at=clock.now() + timedelta(hours=1))
+
+    outcome = await service.vote(
+        VoteCommand(request.id, "slack", "U0BOB", Verdict.APPROVE, link=link)
+    )
+
+    assert isinstance(outcome, NotAllowed)
+    assert outcome.code is RefusalCode.STALE_PROPOSAL
+    assert not await store.run(lambda tx: link_rows.link_is_spent(tx, link.nonce))
