@@ -389,6 +389,9 @@ class Policy:
     decision: AutoDecision = AutoDecision.ASK
     quorum: int = 1
     require_reason: bool = False
+    deny_repeat: timedelta | None = None
+    """Denial memory: how long after people denied a request the agent's same ask is
+    denied at once (``None``: not at all)."""
     on_timeout: TimeoutOutcome = TimeoutOutcome.DENY
     min_timeout: timedelta | None = None
     max_timeout: timedelta | None = None
@@ -437,6 +440,7 @@ class Policy:
             "decision": self.decision.value,
             "quorum": self.quorum,
             "require_reason": self.require_reason,
+            "deny_repeat_seconds": _seconds(self.deny_repeat),
             "levels": [level.to_json() for level in self.levels],
             "on_timeout": self.on_timeout.value,
             "min_timeout_seconds": _seconds(self.min_timeout),
@@ -451,6 +455,7 @@ class Policy:
             decision=AutoDecision(data.get("decision", "ask")),
             quorum=int(data.get("quorum", 1)),
             require_reason=bool(data.get("require_reason", False)),
+            deny_repeat=_delta(data.get("deny_repeat_seconds")),
             levels=tuple(Level.from_json(level) for level in data["levels"]),
             on_timeout=TimeoutOutcome(data.get("on_timeout", "deny")),
             min_timeout=_delta(data.get("min_timeout_seconds")),

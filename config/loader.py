@@ -103,6 +103,7 @@ def _build_policy(settings: SignoffSettings, policy: PolicySettings) -> Policy:
         decision=policy.decision,
         quorum=policy.quorum,
         require_reason=policy.require_reason,
+        deny_repeat=policy.deny_repeat,
         on_timeout=policy.on_timeout,
         min_timeout=policy.min_timeout,
         max_timeout=policy.max_timeout,

@@ -102,6 +102,9 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A positive duration written as ``30s``, ``15m``, ``1h30m``, ``2d`` or whole seconds."""
 
+MAX_DENY_REPEAT = timedelta(days=30)
+"""The longest denial memory a policy may ask for."""
+
 
 def _non_empty_text(value: str) -> str:
     if not value.strip():
@@ -1314,6 +1317,15 @@ class PolicySettings(_Section):
         ),
     )
     require_reason: bool = Field(default=False, description="Whether a deny must say why.")
+    deny_repeat: Duration | None = Field(
+        default=None,
+        description=(
+            "Denial memory: for this long after people deny a request (e.g. `30m`), the same "
+            "agent asking the same thing again (the same action and params) is denied at "
+            "once, citing that denial and its reason, and no one is asked. Left out, an "
+            "agent may ask again at once. Only for policies that ask people; at most 30 days."
+        ),
+    )
     levels: list[LevelSettings] = Field(
         default_factory=list,
         validate_default=True,
@@ -1340,6 +1352,24 @@ class PolicySettings(_Section):
     ) -> list[LevelSettings]:
         if not value and info.data.get("decision") is AutoDecision.ASK:
             raise ValueError("required when decision is ask: who should be asked?")
+        return value
+
+    @field_validator("deny_repeat")
+    @classmethod
+    def _repeat_only_when_asking(
+        cls, value: timedelta | None, info: ValidationInfo
+    ) -> timedelta | None:
+        if value is None:
+            return value
+        if info.data.get("decision") is not AutoDecision.ASK:
+            raise ValueError(
+                "only for a policy that asks people (decision: ask); this policy decides "
+                "every request itself"
+            )
+        if value > MAX_DENY_REPEAT:
+            raise ValueError(
+                f"at most {format_duration(MAX_DENY_REPEAT)}, not {format_duration(value)}"
+            )
         return value
 
     @field_validator("max_timeout")

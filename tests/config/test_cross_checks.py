@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
+
 from tests.config.helpers import MINIMAL, load, problem_at, problems
 
 
@@ -164,3 +168,33 @@ def test_cross_checks_wait_for_the_schema() -> None:
     text = config_with(PEOPLE, "  oncall: [nobody]\n", POLICY.replace("30m", "soon"))
 
     assert [p.key_path for p in problems(text)] == ["policies[0].levels[0].timeout"]
+
+
+def test_deny_repeat_is_read_into_the_policy() -> None:
+    policy = POLICY + "    deny_repeat: 30m\n"
+
+    loaded = load(config_with(PEOPLE, "  oncall: [alice]\n", policy))
+
+    default = loaded.policy_set().named("default")
+    assert default is not None
+    assert default.deny_repeat == timedelta(minutes=30)
+
+
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        pytest.param("    deny_repeat: soon\n", "expected a duration", id="not a duration"),
+        pytest.param("    deny_repeat: 31d\n", "at most 30d, not 31d", id="too long"),
+        pytest.param(
+            "    decision: deny\n    deny_repeat: 30m\n",
+            "only for a policy that asks people",
+            id="policy decides itself",
+        ),
+    ],
+)
+def test_deny_repeat_errors_name_the_key_and_line(written: str, says: str) -> None:
+    found = problems(config_with(PEOPLE, "  oncall: [alice]\n", POLICY + written))
+
+    problem = problem_at(found, "policies[0].deny_repeat")
+    assert problem.line == 10 + written.count("\n")
+    assert says in problem.message
