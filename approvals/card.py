@@ -19,6 +19,7 @@ from datetime import datetime
 from approvals.machine import Event, Status
 from approvals.model import ApprovalRequest, Verdict
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
+from approvals.policy import Risk
 from signoff_client.canonical import canonical_json
 
 SHORT_HASH_LENGTH = 12
@@ -61,6 +62,10 @@ class ApprovalCard:
     note: str | None = None
     requested_by: str | None = None
     """The human the agent acts for, if it said (untrusted agent text)."""
+    risk: Risk | None = None
+    """The policy's risk rating, shown first as a coloured label (``None``: not rated)."""
+    summary: str | None = None
+    """The policy's ``describe`` line for this request, shown first (partly agent text)."""
 
     @property
     def short_hash(self) -> str:
@@ -156,6 +161,22 @@ def build_card(
         require_reason=request.policy.require_reason,
         note=" · ".join(line for line in (warning, note) if line) or None,
         requested_by=request.requested_by,
+        risk=request.policy.risk,
+        summary=describe_request(request),
+    )
+
+
+def describe_request(request: ApprovalRequest) -> str | None:
+    """The policy's ``describe`` line for ``request``, or ``None`` when it has none."""
+    template = request.policy.describe
+    if template is None:
+        return None
+    return template.render(
+        action=request.action,
+        agent=request.agent,
+        title=request.title,
+        requested_by=request.requested_by,
+        params=request.params,
     )
 
 

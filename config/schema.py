@@ -35,8 +35,9 @@ from pydantic import (
     model_validator,
 )
 
+from approvals.describe import DescribeTemplate
 from approvals.egress import allow_entry_problem
-from approvals.policy import AutoDecision, PredicateOp, TimeoutOutcome
+from approvals.policy import AutoDecision, PredicateOp, Risk, TimeoutOutcome
 from approvals.store import async_database_url
 from config.durations import format_duration, format_interval, parse_duration, parse_interval
 from config.environment import EnvText
@@ -101,6 +102,12 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A positive duration written as ``30s``, ``15m``, ``1h30m``, ``2d`` or whole seconds."""
+
+
+def _describe_template(value: str) -> str:
+    DescribeTemplate.parse(value)  # raises ValueError saying what is wrong, and where
+    return value
+
 
 MAX_DENY_REPEAT = timedelta(days=30)
 """The longest denial memory a policy may ask for."""
@@ -1303,6 +1310,24 @@ class PolicySettings(_Section):
     match: Annotated[MatchSettings, BeforeValidator(_none_as_empty)] = Field(
         default_factory=MatchSettings,
         description="Which requests the policy governs; left out (or `{}`), every request.",
+    )
+    risk: Risk | None = Field(
+        default=None,
+        description=(
+            "How much harm an approved request can do: `low`, `medium`, `high` or "
+            "`critical`. Every card and the inbox show it first, as a coloured label."
+        ),
+    )
+    describe: Annotated[str, AfterValidator(_describe_template)] | None = Field(
+        default=None,
+        description=(
+            "One line saying what the request will do, shown first on every card and in the "
+            'inbox: a template such as "Pay {params.amount.value} {params.amount.currency} '
+            'to {params.payee.name}". Placeholders: `{action}`, `{agent}`, `{title}`, '
+            "`{requested_by}` and `{params.<key>.<key>...}` (a number indexes a list); "
+            "`{{` and `}}` are literal braces. A value the request lacks shows as "
+            "`(no params.<key>)`."
+        ),
     )
     decision: AutoDecision = Field(
         default=AutoDecision.ASK,

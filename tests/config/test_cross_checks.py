@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from approvals.policy import Risk
 from tests.config.helpers import MINIMAL, load, problem_at, problems
 
 
@@ -197,4 +198,44 @@ def test_deny_repeat_errors_name_the_key_and_line(written: str, says: str) -> No
 
     problem = problem_at(found, "policies[0].deny_repeat")
     assert problem.line == 10 + written.count("\n")
+    assert says in problem.message
+
+
+def test_risk_and_describe_are_read_into_the_policy() -> None:
+    policy = POLICY + '    risk: high\n    describe: "Pay {params.amount} to {params.payee.name}"\n'
+
+    loaded = load(config_with(PEOPLE, "  oncall: [alice]\n", policy))
+
+    default = loaded.policy_set().named("default")
+    assert default is not None
+    assert default.risk is Risk.HIGH
+    assert default.describe is not None
+    assert default.describe.source == "Pay {params.amount} to {params.payee.name}"
+
+
+@pytest.mark.parametrize(
+    ("written", "key", "says"),
+    [
+        pytest.param(
+            "    risk: severe\n", "risk", "'low', 'medium', 'high' or 'critical'", id="risk"
+        ),
+        pytest.param(
+            '    describe: "Pay {params.amount"\n',
+            "describe",
+            "the '{' at character 5 is never closed",
+            id="describe unclosed",
+        ),
+        pytest.param(
+            '    describe: "Pay {amount}"\n',
+            "describe",
+            "unknown placeholder {amount}",
+            id="describe unknown placeholder",
+        ),
+    ],
+)
+def test_risk_and_describe_errors_name_the_key_and_line(written: str, key: str, says: str) -> None:
+    found = problems(config_with(PEOPLE, "  oncall: [alice]\n", POLICY + written))
+
+    problem = problem_at(found, f"policies[0].{key}")
+    assert problem.line == 11
     assert says in problem.message
