@@ -72,6 +72,15 @@ class ApprovalCard:
         return self.payload_sha256[:SHORT_HASH_LENGTH]
 
 
+RISK_MARKS = {Risk.LOW: "🟢", Risk.MEDIUM: "🟡", Risk.HIGH: "🟠", Risk.CRITICAL: "🔴"}
+"""The colour of each risk where a platform can only colour with characters."""
+
+
+def risk_label(risk: Risk) -> str:
+    """The label every platform shows first for a rated policy: ``🔴 Critical risk``."""
+    return f"{RISK_MARKS[risk]} {risk.value.capitalize()} risk"
+
+
 def inbox_url(public_url: str, request_id: str) -> str:
     """The web inbox page of a request: where every card links for the whole request."""
     return f"{public_url.rstrip('/')}/requests/{request_id}"
