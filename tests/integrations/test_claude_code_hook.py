@@ -11,6 +11,7 @@ says what it was told.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.web.test_end_to_end import free_port
 pytestmark = pytest.mark.slow
 
 PROMPT = "Write the marker file."
+EXAMPLE_SETTINGS = Path(__file__).resolve().parents[2] / "examples" / "claude_code_settings.json"
 HOOK_TIMEOUT = 30
 """The hook entry's ``timeout``: above every ``--wait`` here."""
 
@@ -64,10 +66,21 @@ def signoff_env(served: ServedSignoff, **overrides: str) -> dict[str, str]:
     return {"SIGNOFF_URL": served.base_url, "SIGNOFF_API_KEY": served.api_key, **overrides}
 
 
+def project_from_the_example(tmp_path: Path) -> ClaudeProject:
+    """examples/claude_code_settings.json as its README says to use it: with the full path
+    of ``signoff`` in ``"command"``."""
+    settings = json.loads(EXAMPLE_SETTINGS.read_text(encoding="utf-8"))
+    for entry in settings["hooks"]["PreToolUse"]:
+        for handler in entry["hooks"]:
+            handler["command"] = handler["command"].replace("signoff", str(SIGNOFF), 1)
+    return ClaudeProject.make(tmp_path, settings)
+
+
 def test_an_approved_call_runs_and_signoff_was_asked_for_exactly_it(signoff_server, tmp_path):
+    """With the settings example, word for word but for the command's path."""
     marker = tmp_path / "marker"
     arguments = bash_writing(marker)
-    project = project_with_hook(tmp_path, "--wait", "20")
+    project = project_from_the_example(tmp_path)
     env = signoff_env(signoff_server, SIGNOFF_REQUESTED_BY="carol")
     title = f"Bash: echo ran > {marker}"
     with (
