@@ -65,7 +65,9 @@ def test_the_readme_shows_the_agent_sdk_example_as_run_here():
 def test_the_settings_example_gives_the_hook_a_timeout_above_its_wait_and_blocks_on_failure():
     [entry] = json.loads(SETTINGS.read_text())["hooks"]["PreToolUse"]
     [handler] = entry["hooks"]
-    wait = int(re.fullmatch(r"signoff hook claude-code --wait (\d+)", handler["command"])[1])
+    command = re.fullmatch(r"signoff hook claude-code --wait (\d+)", handler["command"])
+    assert command is not None, handler["command"]
+    wait = int(command[1])
     assert handler["timeout"] > wait
     assert handler["onFailure"] == "block"
     assert "Bash" in entry["matcher"].split("|")
