@@ -159,7 +159,7 @@ def test_signoff_unreachable_blocks_the_call_even_where_an_allow_rule_matches(
     signoff_server, tmp_path
 ):
     marker = tmp_path / "marker"
-    project = project_with_hook(tmp_path, "--wait", "2")
+    project = project_with_hook(tmp_path, "--wait", "1")
     nowhere = signoff_env(signoff_server, SIGNOFF_URL=f"http://127.0.0.1:{free_port()}")
     with FakeAnthropic(calls_once("Bash", bash_writing(marker))) as model:
         project.run(model, ["-p", PROMPT, "--allowedTools=Bash"], nowhere)
