@@ -169,7 +169,7 @@ def details_for(
         lines.append(f"The model describes it as: {description.strip()}")
     if cwd:
         lines.append(f"Working directory: {cwd}")
-    lines.append("The parameters below are exactly what will run.")
+    lines.append("The params are the tool's input exactly as it will run.")
     return "\n".join(lines)
 
 
