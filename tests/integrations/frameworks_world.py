@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,31 @@ def unique(name: str) -> str:
     """``name`` with a random tail: call ids, thread ids and table names no other test uses
     (the tests share a server, which answers an identical pending ask with that request)."""
     return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+class InboxClicks(threading.Thread):
+    """Approvers who decide requests in the web inbox, each once it is pending, in order:
+    ``(title, "approve" | "deny", person, reason)``. For tests whose agent blocks while
+    it waits for the decisions."""
+
+    def __init__(
+        self, served: ServedSignoff, decisions: list[tuple[str, str, str, str | None]]
+    ) -> None:
+        super().__init__(daemon=True)
+        self.served = served
+        self.decisions = decisions
+        self.errors: list[BaseException] = []
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for title, verdict, person, reason in self.decisions:
+                asked = self.served.pending_titled(title)
+                getattr(self.served, verdict)(asked["id"], person, reason)
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def finish(self) -> None:
+        self.join(timeout=30)
+        assert not self.is_alive(), "the approvers are still waiting for a request"
+        assert self.errors == []
