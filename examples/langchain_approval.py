@@ -83,7 +83,7 @@ def main(table: str, model: BaseChatModel | str) -> int:
     )
     with Client() as signoff:  # SIGNOFF_URL, SIGNOFF_API_KEY
         while output.interrupts:
-            print("waiting for a decision in signoff on drop_table")
+            print("waiting for a person's decision on drop_table")
             command = review_interrupts(output, signoff, config=config)
             output = agent.invoke(command, config, version="v2")
     messages = output.value["messages"]

@@ -68,7 +68,7 @@ async def main(table: str, model: Model | str) -> int:
         result = await Runner.run(agent, f"Drop the table {table}.")
         while result.interruptions:
             for call in result.interruptions:
-                print(f"waiting for a decision in signoff on {call.name}({call.arguments})")
+                print(f"waiting for a person's decision on {call.name}({call.arguments})")
             state = await resolve_interruptions(result, signoff)
             result = await Runner.run(agent, state)
     for item in result.new_items:

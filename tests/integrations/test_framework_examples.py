@@ -42,7 +42,7 @@ def test_openai_agents_example_drops_the_table_once_alice_approves(frameworks_se
     approvers.finish()
     assert agent.returncode == 0, err
     assert out.splitlines() == [
-        'waiting for a decision in signoff on drop_table({"table":"events_2019"})',
+        'waiting for a person\'s decision on drop_table({"table":"events_2019"})',
         "tool: dropped analytics.events_2019",
         "agent: I asked to drop the table; see the tool's answer above.",
     ]
@@ -56,7 +56,7 @@ def test_langchain_example_drops_nothing_when_bob_denies(frameworks_server, clon
     approvers.finish()
     assert agent.returncode == 1, err
     waiting, told, said = out.splitlines()
-    assert waiting == "waiting for a decision in signoff on drop_table"
+    assert waiting == "waiting for a person's decision on drop_table"
     assert told.startswith(
         "tool: User rejected the tool call for `drop_table` with reason: Not run: denied by bob"
     )
