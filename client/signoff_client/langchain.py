@@ -20,7 +20,8 @@ and ``per_call`` (one ``ToolApprovalRequest`` per call).
 
 - approved → ``{"type": "approve"}``; approved with params an approver edited (a policy with
   ``edits: allowed``) → ``{"type": "edit", "edited_action": {"name", "args": <edited>}}``,
-  so exactly the approved arguments run;
+  so exactly the approved arguments run; either only when the request's signed receipt,
+  checked with the server's keys, approves exactly the arguments that will run;
 - denied, expired, cancelled, an error, or no decision within ``timeout`` → ``{"type":
   "reject", "message": ...}`` saying who decided and why: the model reads it.
 
@@ -231,12 +232,19 @@ def review_interrupts(
     deadline = None if timeout is None else time.monotonic() + timeout
     decisions: list[Decision] = []
     for call, outcome in zip(calls, filed, strict=True):
-        if isinstance(outcome, Approval):
-            try:
-                outcome = _final(client, outcome, deadline)
-            except SignoffError as exc:
-                outcome = exc
-        decisions.append(_decide(call, outcome))
+        if isinstance(outcome, Exception):
+            decisions.append(decision_for_error(outcome, call))
+            continue
+        try:
+            approval = _final(client, outcome, deadline)
+            decision = decision_for(approval, call)
+            if (runs := _arguments_run(decision, call)) is not None:
+                client.verified_receipt(approval.id, call.action, runs)
+        except DecisionNotAllowed:
+            raise
+        except SignoffError as exc:
+            decision = decision_for_error(exc, call)
+        decisions.append(decision)
     return resume_command(calls, decisions)
 
 
@@ -269,12 +277,19 @@ async def areview_interrupts(
     deadline = None if timeout is None else time.monotonic() + timeout
     decisions: list[Decision] = []
     for call, outcome in zip(calls, filed, strict=True):
-        if isinstance(outcome, Approval):
-            try:
-                outcome = await _afinal(client, outcome, deadline)
-            except SignoffError as exc:
-                outcome = exc
-        decisions.append(_decide(call, outcome))
+        if isinstance(outcome, Exception):
+            decisions.append(decision_for_error(outcome, call))
+            continue
+        try:
+            approval = await _afinal(client, outcome, deadline)
+            decision = decision_for(approval, call)
+            if (runs := _arguments_run(decision, call)) is not None:
+                await client.verified_receipt(approval.id, call.action, runs)
+        except DecisionNotAllowed:
+            raise
+        except SignoffError as exc:
+            decision = decision_for_error(exc, call)
+        decisions.append(decision)
     return resume_command(calls, decisions)
 
 
@@ -377,10 +392,14 @@ def idempotency_key(*parts: str) -> str:
 # -- from signoff's answer to a decision ------------------------------------------------------
 
 
-def _decide(call: GatedCall, outcome: Approval | Exception) -> Decision:
-    if isinstance(outcome, Exception):
-        return decision_for_error(outcome, call)
-    return decision_for(outcome, call)
+def _arguments_run(decision: Decision, call: GatedCall) -> dict[str, Any] | None:
+    """The arguments the tool runs with under ``decision`` (None when it does not run):
+    what the signed receipt must approve."""
+    if decision["type"] == "approve":
+        return call.args
+    if decision["type"] == "edit":
+        return dict(decision["edited_action"]["args"])
+    return None
 
 
 def _edit(name: str, args: Mapping[str, Any]) -> Decision:

@@ -24,8 +24,10 @@ The SDK pauses a run at a tool call whose ``needs_approval`` says so, and resume
   the idempotency key is made from the call's ``call_id``, so the request filed by
   ``needs_approval`` is found again, and a run resumed from JSON in another process never
   makes a second request. It waits for each decision and approves or rejects the call in
-  the state. It fails closed: a denial, an expiry, a cancel, an error, or no decision
-  within ``timeout`` rejects the call, and the model reads why.
+  the state; a call is approved only when the request's signed receipt, checked with the
+  server's keys, approves exactly its action and arguments. It fails closed: a denial, an
+  expiry, a cancel, an error, or no decision within ``timeout`` rejects the call, and the
+  model reads why.
 - The SDK cannot run other arguments than the model's. An approval with edited params is
   therefore a rejection whose message names the approved arguments, so the model can call
   the tool again with exactly those (a new request, which the approvers see once more).
@@ -94,6 +96,14 @@ class ToolCallVerdict:
 
     approved: bool
     message: str | None = None
+
+
+@dataclass(frozen=True)
+class Filed:
+    """A paused call's request, as signoff answered the ask."""
+
+    asked: ToolCallRequest
+    approval: Approval
 
 
 def describe_call(
@@ -196,7 +206,8 @@ def needs_approval(
     """A ``needs_approval`` callable for the function tool named ``tool_name``.
 
     It files each call with signoff at once and answers ``False`` (run it) only when a
-    policy approved it then and there; otherwise ``True`` (pause), errors included.
+    policy approved it then and there and the signed receipt covers exactly this call;
+    otherwise ``True`` (pause), errors included.
     ``tool_name`` must be the tool's name (``gate`` sets it for you): the resolver names the
     request from the paused call, and a different name would not find this request.
     """
@@ -207,11 +218,14 @@ def needs_approval(
         asked = describe_call(tool_name, params, call_id, scope=scope, action_prefix=action_prefix)
         try:
             approval = await _ask(client, asked)
+            if not approval.approved or approval.edited_params is not None:
+                return True
+            await _check_receipt(client, approval.id, asked)
         except SignoffError as exc:
             # Pausing is the safe answer; resolve_interruptions asks again and reports.
             logger.warning("signoff could not be asked about %s: %s", asked.title, exc)
             return True
-        return not (approval.approved and approval.edited_params is None)
+        return False
 
     return file_with_signoff
 
@@ -248,23 +262,20 @@ async def resolve_interruptions(
     Resume with ``Runner.run(agent, state)``.
     """
     state = _state_of(result_or_state)
-    items = state.get_interruptions()
-    asked: list[tuple[ToolApprovalItem, ToolCallRequest | ToolCallVerdict]] = [
-        (item, _request_for(item, scope, action_prefix)) for item in items
-    ]
-    filed: list[tuple[ToolApprovalItem, str, Approval | ToolCallVerdict]] = []
-    for item, request in asked:  # every card goes out before the first wait
-        if isinstance(request, ToolCallVerdict):
-            filed.append((item, _tool_name(item), request))
+    filed: list[tuple[ToolApprovalItem, Filed | ToolCallVerdict]] = []
+    for item in state.get_interruptions():  # every card goes out before the first wait
+        asked = _request_for(item, scope, action_prefix)
+        if isinstance(asked, ToolCallVerdict):
+            filed.append((item, asked))
             continue
         try:
-            filed.append((item, request.tool_name, await _ask(client, request)))
+            filed.append((item, Filed(asked, await _ask(client, asked))))
         except SignoffError as exc:
-            filed.append((item, request.tool_name, verdict_for_error(exc, request.tool_name)))
+            filed.append((item, verdict_for_error(exc, asked.tool_name)))
     deadline = None if timeout is None else time.monotonic() + timeout
-    for item, tool_name, outcome in filed:
-        if isinstance(outcome, Approval):
-            outcome = await _await_verdict(client, outcome, tool_name, deadline)
+    for item, outcome in filed:
+        if isinstance(outcome, Filed):
+            outcome = await _await_verdict(client, outcome, deadline)
         _apply(state, item, outcome)
     return state
 
@@ -280,26 +291,26 @@ def resolve_interruptions_sync(
     """``resolve_interruptions`` with a blocking ``Client``, for code around
     ``Runner.run_sync``."""
     state = _state_of(result_or_state)
-    filed: list[tuple[ToolApprovalItem, str, Approval | ToolCallVerdict]] = []
+    filed: list[tuple[ToolApprovalItem, Filed | ToolCallVerdict]] = []
     for item in state.get_interruptions():
-        request = _request_for(item, scope, action_prefix)
-        if isinstance(request, ToolCallVerdict):
-            filed.append((item, _tool_name(item), request))
+        asked = _request_for(item, scope, action_prefix)
+        if isinstance(asked, ToolCallVerdict):
+            filed.append((item, asked))
             continue
         try:
             approval = client.request(
-                request.action,
-                request.title,
-                params=request.params,
-                idempotency_key=request.idempotency_key,
+                asked.action,
+                asked.title,
+                params=asked.params,
+                idempotency_key=asked.idempotency_key,
             )
-            filed.append((item, request.tool_name, approval))
+            filed.append((item, Filed(asked, approval)))
         except SignoffError as exc:
-            filed.append((item, request.tool_name, verdict_for_error(exc, request.tool_name)))
+            filed.append((item, verdict_for_error(exc, asked.tool_name)))
     deadline = None if timeout is None else time.monotonic() + timeout
-    for item, tool_name, outcome in filed:
-        if isinstance(outcome, Approval):
-            outcome = _await_verdict_sync(client, outcome, tool_name, deadline)
+    for item, outcome in filed:
+        if isinstance(outcome, Filed):
+            outcome = _await_verdict_sync(client, outcome, deadline)
         _apply(state, item, outcome)
     return state
 
@@ -356,26 +367,40 @@ async def _ask(client: AsyncClient | Client, asked: ToolCallRequest) -> Approval
     )
 
 
+async def _check_receipt(
+    client: AsyncClient | Client, request_id: str, asked: ToolCallRequest
+) -> None:
+    """Raise ``ReceiptError`` unless the signed receipt approves exactly this call."""
+    if isinstance(client, AsyncClient):
+        await client.verified_receipt(request_id, asked.action, asked.params)
+    else:
+        await asyncio.to_thread(client.verified_receipt, request_id, asked.action, asked.params)
+
+
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 async def _await_verdict(
-    client: AsyncClient, approval: Approval, tool_name: str, deadline: float | None
+    client: AsyncClient, filed: Filed, deadline: float | None
 ) -> ToolCallVerdict:
+    asked, approval = filed.asked, filed.approval
     try:
         if not approval.is_final:
             approval = await client.wait(approval.id, timeout=_remaining(deadline))
         if not approval.is_final:
             approval = await _withdraw(client, approval)
+        verdict = _verdict_after_wait(approval, asked.tool_name)
+        if verdict.approved:
+            # The SDK runs the model's arguments: the signed receipt must cover exactly them.
+            await client.verified_receipt(approval.id, asked.action, asked.params)
     except SignoffError as exc:
-        return verdict_for_error(exc, tool_name)
-    return _verdict_after_wait(approval, tool_name)
+        return verdict_for_error(exc, asked.tool_name)
+    return verdict
 
 
-def _await_verdict_sync(
-    client: Client, approval: Approval, tool_name: str, deadline: float | None
-) -> ToolCallVerdict:
+def _await_verdict_sync(client: Client, filed: Filed, deadline: float | None) -> ToolCallVerdict:
+    asked, approval = filed.asked, filed.approval
     try:
         if not approval.is_final:
             approval = client.wait(approval.id, timeout=_remaining(deadline))
@@ -386,9 +411,12 @@ def _await_verdict_sync(
                 if exc.status != 409:
                     raise
                 approval = client.get(approval.id)  # decided just now: that decision holds
+        verdict = _verdict_after_wait(approval, asked.tool_name)
+        if verdict.approved:
+            client.verified_receipt(approval.id, asked.action, asked.params)
     except SignoffError as exc:
-        return verdict_for_error(exc, tool_name)
-    return _verdict_after_wait(approval, tool_name)
+        return verdict_for_error(exc, asked.tool_name)
+    return verdict
 
 
 _WITHDRAWN = "the agent stopped waiting for a decision"

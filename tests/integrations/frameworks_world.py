@@ -27,6 +27,7 @@ from tests.client.server import (
     _credentials_in_process,
     _wait_until_healthy,
 )
+from tests.client.signing import SigningKey
 from tests.web.test_end_to_end import free_port
 
 POLICY_APPROVED_TOOL = "list_tables"
@@ -137,3 +138,27 @@ class InboxClicks(threading.Thread):
         self.join(timeout=30)
         assert not self.is_alive(), "the approvers are still waiting for a request"
         assert self.errors == []
+
+
+def foreign_receipt_keys() -> httpx.Response:
+    """A ``GET /v1/receipt-keys`` answer listing a key the server never signed with."""
+    return httpx.Response(200, json={"keys": [SigningKey().entry()]})
+
+
+class ForeignReceiptKeys(httpx.HTTPTransport):
+    """The network between agent and server, handing out someone else's receipt keys: no
+    receipt verifies, as when an answer did not come from the server."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/receipt-keys":
+            return foreign_receipt_keys()
+        return super().handle_request(request)
+
+
+class AsyncForeignReceiptKeys(httpx.AsyncHTTPTransport):
+    """``ForeignReceiptKeys`` for an ``AsyncClient``."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/receipt-keys":
+            return foreign_receipt_keys()
+        return await super().handle_async_request(request)

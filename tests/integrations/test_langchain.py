@@ -35,6 +35,7 @@ from signoff_client.langchain import (
 from tests.client.server import ServedSignoff
 from tests.integrations.frameworks_world import (
     POLICY_APPROVED_TOOL,
+    ForeignReceiptKeys,
     InboxClicks,
     frameworks_server,
     unique,
@@ -220,6 +221,30 @@ def test_a_denial_that_the_review_cannot_express_keeps_the_run_paused(frameworks
     clicks.finish()
     assert warehouse.dropped == []
     assert agent.get_state(config).interrupts  # still waiting for an answer
+
+
+def test_an_approval_whose_receipt_does_not_verify_is_rejected(frameworks_server):
+    warehouse = Warehouse()
+    table = unique("payments")
+    calls = [call("drop_table", table=table)]
+    agent = warehouse.agent(calls, mode="per_call")
+    config = {"configurable": {"thread_id": unique("thread")}}
+    paused = agent.invoke({"messages": [("user", "drop payments")]}, config, version="v2")
+    clicks = InboxClicks(
+        frameworks_server, [(title("drop_table", table), "approve", "alice", None)]
+    )
+    with Client(
+        frameworks_server.base_url, frameworks_server.api_key, transport=ForeignReceiptKeys()
+    ) as signoff:
+        command = review_interrupts(paused, signoff, config=config)
+    clicks.finish()
+    done = agent.invoke(command, config, version="v2")
+
+    assert warehouse.dropped == []
+    assert str(tool_messages(done)[calls[0]["id"]].content).startswith(
+        "User rejected the tool call for `drop_table` with reason: Not run: approval for "
+        "drop_table could not be obtained (receipt refused"
+    )
 
 
 def test_the_thread_id_is_required():

@@ -30,6 +30,7 @@ from signoff_client.openai_agents import (
 from tests.client.server import ServedSignoff
 from tests.integrations.frameworks_world import (
     POLICY_APPROVED_TOOL,
+    AsyncForeignReceiptKeys,
     frameworks_server,
     unique,
 )
@@ -225,6 +226,25 @@ async def test_signoff_out_of_reach_pauses_the_call_and_then_rejects_it():
     assert database.dropped == []
     told = tool_output_sent_to(model, call_id)
     assert told.startswith("Not run: approval for drop_table could not be obtained")
+
+
+async def test_an_approval_whose_receipt_does_not_verify_runs_nothing(frameworks_server):
+    database = Database()
+    async with AsyncClient(
+        frameworks_server.base_url,
+        frameworks_server.api_key,
+        transport=AsyncForeignReceiptKeys(),
+    ) as signoff:
+        agent, model, call_id = scripted_agent(database, signoff, POLICY_APPROVED_TOOL, {})
+        paused = await Runner.run(agent, "what tables are there?")
+        # The policy approved it, but no receipt proves that: the call waits instead of running.
+        assert [item.call_id for item in paused.interruptions] == [call_id]
+        resumed = await Runner.run(agent, await resolve_interruptions(paused, signoff))
+
+    assert database.listed == 0
+    assert resumed.final_output == "done"
+    told = tool_output_sent_to(model, call_id)
+    assert told.startswith("Not run: approval for list_tables could not be obtained (receipt")
 
 
 # -- the decision mapping, from answers as the API writes them ---------------------------------
