@@ -424,9 +424,7 @@ def _not_approved(approval: Approval, tool_name: str) -> str:
             what = f"denied by the policy {approval.policy or '(unnamed)'}"
     elif approval.status == "expired":
         what = "the request expired without a decision"
-    elif (
-        approval.status == "cancelled" and decision is not None and decision.reason == (_WITHDRAWN)
-    ):
+    elif approval.status == "cancelled" and decision is not None and decision.reason == _WITHDRAWN:
         what, reason = "nobody decided in time", ""
     elif approval.status == "cancelled":
         what = "the request was cancelled"

@@ -70,6 +70,8 @@ ACTION_PREFIX = "openai-agents"
 MAX_TITLE_CHARS = 200
 _MAX_KEY_CHARS = 200  # the server's limit on an Idempotency-Key
 _KEY_CHARACTERS = re.compile(r"^[!-~]+$")  # visible ASCII, as the server accepts
+_WITHDRAWN = "the agent stopped waiting for a decision"
+"""The reason of the cancel that withdraws a request nobody decided within ``timeout``."""
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +173,8 @@ def verdict_for(approval: Approval, tool_name: str) -> ToolCallVerdict:
             what = f"denied by the policy {approval.policy or '(unnamed)'}"
     elif approval.status == "expired":
         what = "the request expired without a decision"
+    elif approval.status == "cancelled" and decision is not None and decision.reason == _WITHDRAWN:
+        what, reason = "nobody decided in time", ""
     elif approval.status == "cancelled":
         what = "the request was cancelled"
     else:
@@ -390,7 +394,7 @@ async def _await_verdict(
             approval = await client.wait(approval.id, timeout=_remaining(deadline))
         if not approval.is_final:
             approval = await _withdraw(client, approval)
-        verdict = _verdict_after_wait(approval, asked.tool_name)
+        verdict = verdict_for(approval, asked.tool_name)
         if verdict.approved:
             # The SDK runs the model's arguments: the signed receipt must cover exactly them.
             await client.verified_receipt(approval.id, asked.action, asked.params)
@@ -411,15 +415,12 @@ def _await_verdict_sync(client: Client, filed: Filed, deadline: float | None) ->
                 if exc.status != 409:
                     raise
                 approval = client.get(approval.id)  # decided just now: that decision holds
-        verdict = _verdict_after_wait(approval, asked.tool_name)
+        verdict = verdict_for(approval, asked.tool_name)
         if verdict.approved:
             client.verified_receipt(approval.id, asked.action, asked.params)
     except SignoffError as exc:
         return verdict_for_error(exc, asked.tool_name)
     return verdict
-
-
-_WITHDRAWN = "the agent stopped waiting for a decision"
 
 
 async def _withdraw(client: AsyncClient, approval: Approval) -> Approval:
@@ -431,17 +432,3 @@ async def _withdraw(client: AsyncClient, approval: Approval) -> Approval:
         if exc.status != 409:
             raise
         return await client.get(approval.id)
-
-
-def _verdict_after_wait(approval: Approval, tool_name: str) -> ToolCallVerdict:
-    if (
-        approval.status == "cancelled"
-        and approval.decision
-        and approval.decision.reason == (_WITHDRAWN)
-    ):
-        return ToolCallVerdict(
-            approved=False,
-            message=f"Not run: nobody decided in time (signoff request {approval.id} was "
-            "withdrawn).",
-        )
-    return verdict_for(approval, tool_name)

@@ -247,6 +247,30 @@ def test_an_approval_whose_receipt_does_not_verify_is_rejected(frameworks_server
     )
 
 
+async def test_nobody_deciding_in_time_withdraws_the_request_and_rejects_the_call(
+    frameworks_server,
+):
+    warehouse = Warehouse()
+    table = unique("archive")
+    calls = [call("drop_table", table=table)]
+    agent = warehouse.agent(calls, mode="batched")
+    config = {"configurable": {"thread_id": unique("thread")}}
+    paused = await agent.ainvoke({"messages": [("user", "drop archive")]}, config, version="v2")
+    async with AsyncClient(frameworks_server.base_url, frameworks_server.api_key) as signoff:
+        command = await areview_interrupts(paused, signoff, config=config, timeout=0.3)
+    done = await agent.ainvoke(command, config, version="v2")
+
+    assert warehouse.dropped == []
+    assert str(tool_messages(done)[calls[0]["id"]].content).startswith(
+        "User rejected the tool call for `drop_table` with reason: Not run: nobody decided in "
+        "time (signoff request "
+    )
+    (asked,) = await asyncio.to_thread(
+        frameworks_server.requests_titled, title("drop_table", table)
+    )
+    assert asked["status"] == "cancelled"
+
+
 def test_the_thread_id_is_required():
     with (
         Client("http://127.0.0.1:9", "so_key") as signoff,
