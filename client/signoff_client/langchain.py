@@ -56,6 +56,7 @@ ACTION_PREFIX = "langchain"
 """Actions are named ``langchain.<tool name>``: match them in policies."""
 
 MAX_TITLE_CHARS = 200
+MAX_DETAILS_CHARS = 20_000  # the server's limit on a request's details
 _MAX_KEY_CHARS = 200  # the server's limit on an Idempotency-Key
 _KEY_CHARACTERS = re.compile(r"^[!-~]+$")  # visible ASCII, as the server accepts
 _WITHDRAWN = "the agent stopped waiting for a decision"
@@ -360,7 +361,7 @@ def _gated_call(
         position=position,
         name=name,
         args=args,
-        description=str(request.get("description") or ""),
+        description=str(request.get("description") or "")[:MAX_DETAILS_CHARS],
         allowed_decisions=allowed,
         action=f"{action_prefix}.{name}",
         title=call_title(name, args),
