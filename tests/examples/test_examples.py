@@ -44,7 +44,11 @@ SIGNOFF_PATH = 'echo "$PWD/.venv/bin/signoff"'
 OPENAI_AGENTS = ".venv/bin/python examples/openai_agents_approval.py events_2019"
 LANGCHAIN = ".venv/bin/python examples/langchain_approval.py events_2019"
 """Run by tests/integrations/test_framework_examples.py."""
-TESTED = {DECORATOR, DEPLOY, DEPLOY_WITHIN, SIGNOFF_PATH, OPENAI_AGENTS, LANGCHAIN}
+CLAUDE_SDK = (
+    '.venv/bin/python examples/claude_sdk_agent.py "Create notes.txt saying hello, then show it"'
+)
+"""Run by tests/integrations/test_claude_examples.py."""
+TESTED = {DECORATOR, DEPLOY, DEPLOY_WITHIN, SIGNOFF_PATH, OPENAI_AGENTS, LANGCHAIN, CLAUDE_SDK}
 """Every command the README shows, but for the ``export`` lines."""
 EXPORTED = {"SIGNOFF_URL", "SIGNOFF_API_KEY"}
 """What the ``export`` lines set (the first start prints them); the tests set them so."""

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.client.server import ServedSignoff
+from tests.examples.test_examples import CLAUDE_SDK
 from tests.fakes.anthropic import Conversation, FakeAnthropic, Say, ToolCall, Turn
 from tests.integrations.claude_cli import RUN_WITHIN, cli_environ
 from tests.waiting import wait_until
@@ -27,9 +28,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "examples" / "README.md"
-SDK_EXAMPLE = (
-    '.venv/bin/python examples/claude_sdk_agent.py "Create notes.txt saying hello, then show it"'
-)
+SDK_EXAMPLE = CLAUDE_SDK
 SETTINGS = ROOT / "examples" / "claude_code_settings.json"
 
 
