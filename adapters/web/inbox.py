@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from adapters.web.forms import FormError, read_form
 from adapters.web.text import pretty_json, relative, utc, visible
 from approvals.access import SESSION_TTL, WebSession
-from approvals.card import ApprovalCard, risk_label
+from approvals.card import ApprovalCard
 from approvals.directory import WEB_PLATFORM, Destination
 from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.flood import is_digest_id
@@ -131,9 +131,7 @@ class WebInbox:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._templates.filters.update(
-            visible=visible, utc=utc, pretty_json=pretty_json, risk_label=risk_label
-        )
+        self._templates.filters.update(visible=visible, utc=utc, pretty_json=pretty_json)
         self._stylesheet = STYLESHEET.read_bytes()
 
     # -- the adapter contract ---------------------------------------------------------------
