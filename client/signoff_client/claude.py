@@ -43,9 +43,9 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import PreToolUseHookSpecificOutput, SyncHookJSONOutput
 
-from signoff_client import wire
+from signoff_client._tool_calls import awithdraw, remaining
 from signoff_client.aio import AsyncClient
-from signoff_client.errors import ApiError, ReceiptError, SignoffError
+from signoff_client.errors import ReceiptError, SignoffError
 from signoff_client.hooks.claude_code import (
     DEFAULT_WAIT_SECONDS,
     WITHDRAW_SECONDS,
@@ -188,8 +188,7 @@ async def gate(
     deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
     current = await _create(client, asked, requested_by, deadline)
     if not current.is_final:
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        current = await client.wait(current.id, timeout=remaining)
+        current = await client.wait(current.id, timeout=remaining(deadline))
     withdrawn = False
     if not current.is_final and on_timeout != "defer" and wait_seconds is not None:
         current, withdrawn = await _withdraw(client, current, wait_seconds), True
@@ -216,15 +215,7 @@ async def _withdraw(client: AsyncClient, pending: Approval, wait_seconds: float)
     """Cancel a request nobody decided in time; the request as it is afterwards (a
     decision that came in meanwhile wins; unreachable, it stays pending and unrun)."""
     deadline = time.monotonic() + WITHDRAW_SECONDS
-    cancel = wire.cancel_call(pending.id, withdraw_reason(wait_seconds))
     try:
-        return Approval.from_json(await client.perform(cancel, deadline=deadline))
-    except ApiError as exc:
-        if exc.status != 409:
-            return pending
-        try:
-            return await client.get(pending.id)
-        except SignoffError:
-            return pending
+        return await awithdraw(client, pending, withdraw_reason(wait_seconds), deadline=deadline)
     except SignoffError:
         return pending

@@ -37,9 +37,6 @@ interrupt again, from another process too, finds the same requests.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,19 +44,25 @@ from typing import Any
 
 from langgraph.types import Command, GraphOutput, Interrupt
 
+from signoff_client._tool_calls import MAX_TITLE_CHARS as MAX_TITLE_CHARS
+from signoff_client._tool_calls import (
+    afinal_or_withdrawn,
+    approved_with_changes,
+    final_or_withdrawn,
+    not_approved,
+    not_obtained,
+)
+from signoff_client._tool_calls import call_title as call_title
+from signoff_client._tool_calls import idempotency_key as idempotency_key
 from signoff_client.aio import AsyncClient
-from signoff_client.errors import ApiError, SignoffError
+from signoff_client.errors import SignoffError
 from signoff_client.models import Approval
 from signoff_client.sync import Client
 
 ACTION_PREFIX = "langchain"
 """Actions are named ``langchain.<tool name>``: match them in policies."""
 
-MAX_TITLE_CHARS = 200
 MAX_DETAILS_CHARS = 20_000  # the server's limit on a request's details
-_MAX_KEY_CHARS = 200  # the server's limit on an Idempotency-Key
-_KEY_CHARACTERS = re.compile(r"^[!-~]+$")  # visible ASCII, as the server accepts
-_WITHDRAWN = "the agent stopped waiting for a decision"
 _ALL_DECISIONS = ("approve", "edit", "reject", "respond")
 
 Decision = dict[str, Any]
@@ -104,19 +107,14 @@ def decision_for(approval: Approval, call: GatedCall) -> Decision:
         elif "edit" in allowed:
             return _edit(call.name, approval.edited_params)
         else:
-            edited = json.dumps(approval.edited_params, ensure_ascii=False, sort_keys=True)
-            return refusal(
-                f"{_deciders(approval)} approved this call of {call.name} only with changed "
-                f"arguments: {edited}, which this tool's review does not accept. To go "
-                f"ahead, call {call.name} again with exactly these arguments.",
-                call,
-            )
-    return refusal(_not_approved(approval, call.name), call)
+            unsendable = ", which this tool's review does not accept"
+            return refusal(approved_with_changes(approval, call.name, why_not_run=unsendable), call)
+    return refusal(not_approved(approval, call.name), call)
 
 
 def decision_for_error(error: Exception, call: GatedCall) -> Decision:
     """The refusal of a call whose approval could not be had."""
-    return refusal(f"approval for {call.name} could not be obtained ({error}).", call)
+    return refusal(not_obtained(error, call.name), call)
 
 
 def refusal(message: str, call: GatedCall) -> Decision:
@@ -237,7 +235,7 @@ def review_interrupts(
             decisions.append(decision_for_error(outcome, call))
             continue
         try:
-            approval = _final(client, outcome, deadline)
+            approval = final_or_withdrawn(client, outcome, deadline)
             decision = decision_for(approval, call)
             if (runs := _arguments_run(decision, call)) is not None:
                 client.verified_receipt(approval.id, call.action, runs)
@@ -282,7 +280,7 @@ async def areview_interrupts(
             decisions.append(decision_for_error(outcome, call))
             continue
         try:
-            approval = await _afinal(client, outcome, deadline)
+            approval = await afinal_or_withdrawn(client, outcome, deadline)
             decision = decision_for(approval, call)
             if (runs := _arguments_run(decision, call)) is not None:
                 await client.verified_receipt(approval.id, call.action, runs)
@@ -369,27 +367,6 @@ def _gated_call(
     )
 
 
-def call_title(tool_name: str, args: Mapping[str, Any]) -> str:
-    """``drop_table(table="users")``, shortened to ``MAX_TITLE_CHARS``."""
-    arguments = ", ".join(
-        f"{name}={json.dumps(value, ensure_ascii=False, default=str)}"
-        for name, value in args.items()
-    )
-    title = f"{tool_name}({arguments})"
-    if len(title) > MAX_TITLE_CHARS:
-        title = title[: MAX_TITLE_CHARS - 1] + "…"
-    return title
-
-
-def idempotency_key(*parts: str) -> str:
-    """The parts joined with ``:``; their SHA-256 instead when that is too long or not
-    visible ASCII (a thread id may be anything; the server accepts neither)."""
-    key = ":".join(part for part in parts if part)
-    if len(key) <= _MAX_KEY_CHARS and _KEY_CHARACTERS.match(key):
-        return key
-    return f"{parts[0]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
 # -- from signoff's answer to a decision ------------------------------------------------------
 
 
@@ -405,68 +382,6 @@ def _arguments_run(decision: Decision, call: GatedCall) -> dict[str, Any] | None
 
 def _edit(name: str, args: Mapping[str, Any]) -> Decision:
     return {"type": "edit", "edited_action": {"name": name, "args": dict(args)}}
-
-
-def _deciders(approval: Approval) -> str:
-    return " and ".join(approval.deciders) or (
-        approval.decision.by if approval.decision else "signoff"
-    )
-
-
-def _not_approved(approval: Approval, tool_name: str) -> str:
-    decision = approval.decision
-    reason = f": {decision.reason}" if decision is not None and decision.reason else ""
-    if approval.status == "denied":
-        if decision is not None and decision.by == "timeout":
-            what = "nobody decided in time"
-        elif approval.decided_by_people:
-            what = f"denied by {_deciders(approval)}"
-        else:
-            what = f"denied by the policy {approval.policy or '(unnamed)'}"
-    elif approval.status == "expired":
-        what = "the request expired without a decision"
-    elif approval.status == "cancelled" and decision is not None and decision.reason == _WITHDRAWN:
-        what, reason = "nobody decided in time", ""
-    elif approval.status == "cancelled":
-        what = "the request was cancelled"
-    else:
-        what = "no decision yet"
-    return (
-        f"{what}{reason} (signoff request {approval.id}). Do not call {tool_name} again for "
-        "this unless the user asks."
-    )
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _final(client: Client, approval: Approval, deadline: float | None) -> Approval:
-    """The request once final; cancelled when ``deadline`` passes first (a decision that
-    came just before the cancel holds)."""
-    if not approval.is_final:
-        approval = client.wait(approval.id, timeout=_remaining(deadline))
-    if approval.is_final:
-        return approval
-    try:
-        return client.cancel(approval.id, _WITHDRAWN)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-        return client.get(approval.id)
-
-
-async def _afinal(client: AsyncClient, approval: Approval, deadline: float | None) -> Approval:
-    if not approval.is_final:
-        approval = await client.wait(approval.id, timeout=_remaining(deadline))
-    if approval.is_final:
-        return approval
-    try:
-        return await client.cancel(approval.id, _WITHDRAWN)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-        return await client.get(approval.id)
 
 
 __all__ = [

@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -59,19 +57,23 @@ from agents import (
     ToolApprovalItem,
 )
 
+from signoff_client._tool_calls import MAX_TITLE_CHARS as MAX_TITLE_CHARS
+from signoff_client._tool_calls import (
+    afinal_or_withdrawn,
+    approved_with_changes,
+    final_or_withdrawn,
+    not_approved,
+    not_obtained,
+)
+from signoff_client._tool_calls import call_title as call_title
+from signoff_client._tool_calls import idempotency_key as idempotency_key
 from signoff_client.aio import AsyncClient
-from signoff_client.errors import ApiError, SignoffError
+from signoff_client.errors import SignoffError
 from signoff_client.models import Approval
 from signoff_client.sync import Client
 
 ACTION_PREFIX = "openai-agents"
 """Actions are named ``openai-agents.<tool name>``: match them in policies."""
-
-MAX_TITLE_CHARS = 200
-_MAX_KEY_CHARS = 200  # the server's limit on an Idempotency-Key
-_KEY_CHARACTERS = re.compile(r"^[!-~]+$")  # visible ASCII, as the server accepts
-_WITHDRAWN = "the agent stopped waiting for a decision"
-"""The reason of the cancel that withdraws a request nobody decided within ``timeout``."""
 
 logger = logging.getLogger(__name__)
 
@@ -126,77 +128,23 @@ def describe_call(
     )
 
 
-def call_title(tool_name: str, params: Mapping[str, Any]) -> str:
-    """``drop_table(table="users")``, shortened to ``MAX_TITLE_CHARS``."""
-    arguments = ", ".join(
-        f"{name}={json.dumps(value, ensure_ascii=False, default=str)}"
-        for name, value in params.items()
-    )
-    title = f"{tool_name}({arguments})"
-    if len(title) > MAX_TITLE_CHARS:
-        title = title[: MAX_TITLE_CHARS - 1] + "…"
-    return title
-
-
-def idempotency_key(*parts: str) -> str:
-    """The parts joined with ``:``; their SHA-256 instead when that is too long or not
-    visible ASCII (which the server refuses in a key)."""
-    key = ":".join(part for part in parts if part)
-    if len(key) <= _MAX_KEY_CHARS and _KEY_CHARACTERS.match(key):
-        return key
-    return f"{parts[0]}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
 def verdict_for(approval: Approval, tool_name: str) -> ToolCallVerdict:
     """Approve only an approved request with unchanged params; reject anything else, saying
     who decided and why."""
+    if approval.status == "approved" and approval.edited_params is None:
+        return ToolCallVerdict(approved=True)
     if approval.status == "approved":
-        if approval.edited_params is None:
-            return ToolCallVerdict(approved=True)
-        edited = json.dumps(approval.edited_params, ensure_ascii=False, sort_keys=True)
-        return ToolCallVerdict(
-            approved=False,
-            message=(
-                f"Not run: {_deciders(approval)} approved this call of {tool_name} only with "
-                f"changed arguments: {edited}. To go ahead, call {tool_name} again with "
-                "exactly these arguments."
-            ),
-        )
-    decision = approval.decision
-    reason = f": {decision.reason}" if decision is not None and decision.reason else ""
-    if approval.status == "denied":
-        if decision is not None and decision.by == "timeout":
-            what = "nobody decided in time"
-        elif approval.decided_by_people:
-            what = f"denied by {_deciders(approval)}"
-        else:
-            what = f"denied by the policy {approval.policy or '(unnamed)'}"
-    elif approval.status == "expired":
-        what = "the request expired without a decision"
-    elif approval.status == "cancelled" and decision is not None and decision.reason == _WITHDRAWN:
-        what, reason = "nobody decided in time", ""
-    elif approval.status == "cancelled":
-        what = "the request was cancelled"
+        message = approved_with_changes(approval, tool_name)
     else:
-        what = "no decision yet"
-    return ToolCallVerdict(
-        approved=False,
-        message=f"Not run: {what}{reason} (signoff request {approval.id}). "
-        f"Do not call {tool_name} again for this unless the user asks.",
-    )
+        message = not_approved(approval, tool_name)
+    return ToolCallVerdict(approved=False, message=f"Not run: {message}")
 
 
 def verdict_for_error(error: Exception, tool_name: str) -> ToolCallVerdict:
     """Reject a call whose approval could not be had."""
     return ToolCallVerdict(
         approved=False,
-        message=f"Not run: approval for {tool_name} could not be obtained ({error}).",
-    )
-
-
-def _deciders(approval: Approval) -> str:
-    return " and ".join(approval.deciders) or (
-        approval.decision.by if approval.decision else "signoff"
+        message=f"Not run: {not_obtained(error, tool_name)}",
     )
 
 
@@ -381,19 +329,12 @@ async def _check_receipt(
         await asyncio.to_thread(client.verified_receipt, request_id, asked.action, asked.params)
 
 
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
 async def _await_verdict(
     client: AsyncClient, filed: Filed, deadline: float | None
 ) -> ToolCallVerdict:
     asked, approval = filed.asked, filed.approval
     try:
-        if not approval.is_final:
-            approval = await client.wait(approval.id, timeout=_remaining(deadline))
-        if not approval.is_final:
-            approval = await _withdraw(client, approval)
+        approval = await afinal_or_withdrawn(client, approval, deadline)
         verdict = verdict_for(approval, asked.tool_name)
         if verdict.approved:
             # The SDK runs the model's arguments: the signed receipt must cover exactly them.
@@ -406,29 +347,10 @@ async def _await_verdict(
 def _await_verdict_sync(client: Client, filed: Filed, deadline: float | None) -> ToolCallVerdict:
     asked, approval = filed.asked, filed.approval
     try:
-        if not approval.is_final:
-            approval = client.wait(approval.id, timeout=_remaining(deadline))
-        if not approval.is_final:
-            try:
-                approval = client.cancel(approval.id, _WITHDRAWN)
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                approval = client.get(approval.id)  # decided just now: that decision holds
+        approval = final_or_withdrawn(client, approval, deadline)
         verdict = verdict_for(approval, asked.tool_name)
         if verdict.approved:
             client.verified_receipt(approval.id, asked.action, asked.params)
     except SignoffError as exc:
         return verdict_for_error(exc, asked.tool_name)
     return verdict
-
-
-async def _withdraw(client: AsyncClient, approval: Approval) -> Approval:
-    """Cancel a request nobody decided in time, so nobody approves a call that will not
-    run; a decision that came first wins."""
-    try:
-        return await client.cancel(approval.id, _WITHDRAWN)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-        return await client.get(approval.id)

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 from signoff_client import wire
-from signoff_client.errors import ApiError, ReceiptError, SignoffError
+from signoff_client._tool_calls import is_usable_key, remaining, withdraw
+from signoff_client.errors import ReceiptError, SignoffError
 from signoff_client.models import Approval
 from signoff_client.sync import Client
 
@@ -77,7 +78,6 @@ and the approver must see what will actually run."""
 
 _NOT_IN_ACTION = re.compile(r"[^A-Za-z0-9_.:/-]")
 """Characters signoff does not accept in an action name."""
-_IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,200}$")
 _ACTION_MAX_CHARS = 200
 
 OnTimeout = Literal["deny", "ask", "defer"]
@@ -178,7 +178,7 @@ def idempotency_key_for(tool_use_id: str | None, prefix: str = IDEMPOTENCY_PREFI
     if not tool_use_id:
         return None
     key = f"{prefix}:{tool_use_id}"
-    return key if _IDEMPOTENCY_KEY.match(key) else None
+    return key if is_usable_key(key) else None
 
 
 def describe_call(
@@ -382,8 +382,7 @@ def gate(
     answer = client.perform(create_call(asked, requested_by), deadline=deadline)
     current = Approval.from_json(answer)
     if not current.is_final:
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        current = client.wait(current.id, timeout=remaining)
+        current = client.wait(current.id, timeout=remaining(deadline))
     withdrawn = False
     if not current.is_final and on_timeout != "defer" and wait_seconds is not None:
         current, withdrawn = _withdraw(client, current, wait_seconds), True
@@ -402,20 +401,13 @@ def gate(
 def _withdraw(client: Client, pending: Approval, wait_seconds: float) -> Approval:
     """Cancel a request nobody decided in time; the request as it is afterwards.
 
-    A decision that came in meanwhile wins (the cancel is refused with 409). When signoff
-    cannot be reached the request is left pending, and the call is still not run.
+    A decision that came in meanwhile wins. When signoff cannot be reached the request is
+    left pending, and the call is still not run: the hook must answer before Claude Code
+    gives up on it, so withdrawing may take only ``WITHDRAW_SECONDS``.
     """
     deadline = time.monotonic() + WITHDRAW_SECONDS
-    cancel = wire.cancel_call(pending.id, withdraw_reason(wait_seconds))
     try:
-        return Approval.from_json(client.perform(cancel, deadline=deadline))
-    except ApiError as exc:
-        if exc.status != 409:
-            return pending
-        try:
-            return client.get(pending.id)
-        except SignoffError:
-            return pending
+        return withdraw(client, pending, withdraw_reason(wait_seconds), deadline=deadline)
     except SignoffError:
         return pending
 
