@@ -19,6 +19,7 @@ from datetime import datetime
 from approvals.machine import Event, Status
 from approvals.model import ApprovalRequest
 from approvals.outcomes import AlreadyDecided, Applied, NotAllowed, NotFound, Outcome
+from approvals.policy import Risk
 from signoff_client.canonical import canonical_json
 
 SHORT_HASH_LENGTH = 12
@@ -72,9 +73,23 @@ class ApprovalCard:
         allows edits."""
         return self.edits_allowed and self.buttons
 
+    risk: Risk | None = None
+    """The policy's risk rating, shown first as a coloured label (``None``: not rated)."""
+    summary: str | None = None
+    """The policy's ``describe`` line for this request, shown first (partly agent text)."""
+
     @property
     def short_hash(self) -> str:
         return self.payload_sha256[:SHORT_HASH_LENGTH]
+
+
+RISK_MARKS = {Risk.LOW: "🟢", Risk.MEDIUM: "🟡", Risk.HIGH: "🟠", Risk.CRITICAL: "🔴"}
+"""The colour of each risk where a platform can only colour with characters."""
+
+
+def risk_label(risk: Risk) -> str:
+    """The label every platform shows first for a rated policy: ``🔴 Critical risk``."""
+    return f"{RISK_MARKS[risk]} {risk.value.capitalize()} risk"
 
 
 def inbox_url(public_url: str, request_id: str) -> str:
@@ -181,6 +196,22 @@ def build_card(
         note=" · ".join(line for line in (warning, note) if line) or None,
         requested_by=request.requested_by,
         edits_allowed=request.policy.allows_edits,
+        risk=request.policy.risk,
+        summary=describe_request(request),
+    )
+
+
+def describe_request(request: ApprovalRequest) -> str | None:
+    """The policy's ``describe`` line for ``request``, or ``None`` when it has none."""
+    template = request.policy.describe
+    if template is None:
+        return None
+    return template.render(
+        action=request.action,
+        agent=request.agent,
+        title=request.title,
+        requested_by=request.requested_by,
+        params=request.params,
     )
 
 

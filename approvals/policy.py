@@ -15,6 +15,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from approvals.describe import DescribeTemplate
+
 _MISSING = object()
 
 
@@ -24,6 +26,16 @@ class AutoDecision(StrEnum):
     ASK = "ask"
     APPROVE = "approve"
     DENY = "deny"
+
+
+class Risk(StrEnum):
+    """How much harm an approved request of a policy can do, as the admin rates it: every
+    card and the inbox show it as a coloured label, first."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
 
 
 class TimeoutOutcome(StrEnum):
@@ -396,9 +408,15 @@ class Policy:
     name: str
     levels: tuple[Level, ...]
     match: Match = field(default_factory=Match)
+    risk: Risk | None = None
+    describe: DescribeTemplate | None = None
+    """The line every card and the inbox show first (see :mod:`approvals.describe`)."""
     decision: AutoDecision = AutoDecision.ASK
     quorum: int = 1
     require_reason: bool = False
+    deny_repeat: timedelta | None = None
+    """Denial memory: how long after people denied a request the agent's same ask is
+    denied at once (``None``: not at all)."""
     on_timeout: TimeoutOutcome = TimeoutOutcome.DENY
     min_timeout: timedelta | None = None
     max_timeout: timedelta | None = None
@@ -450,9 +468,12 @@ class Policy:
         return {
             "name": self.name,
             "match": self.match.to_json(),
+            "risk": self.risk.value if self.risk else None,
+            "describe": self.describe.source if self.describe else None,
             "decision": self.decision.value,
             "quorum": self.quorum,
             "require_reason": self.require_reason,
+            "deny_repeat_seconds": _seconds(self.deny_repeat),
             "levels": [level.to_json() for level in self.levels],
             "on_timeout": self.on_timeout.value,
             "min_timeout_seconds": _seconds(self.min_timeout),
@@ -465,9 +486,12 @@ class Policy:
         return cls(
             name=data["name"],
             match=Match.from_json(data.get("match", {})),
+            risk=Risk(data["risk"]) if data.get("risk") else None,
+            describe=DescribeTemplate.parse(data["describe"]) if data.get("describe") else None,
             decision=AutoDecision(data.get("decision", "ask")),
             quorum=int(data.get("quorum", 1)),
             require_reason=bool(data.get("require_reason", False)),
+            deny_repeat=_delta(data.get("deny_repeat_seconds")),
             levels=tuple(Level.from_json(level) for level in data["levels"]),
             on_timeout=TimeoutOutcome(data.get("on_timeout", "deny")),
             min_timeout=_delta(data.get("min_timeout_seconds")),

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -68,7 +68,7 @@ from approvals.outcomes import (
     Outcome,
     RefusalCode,
 )
-from approvals.policy import AutoDecision, PolicySet, TimeoutOutcome
+from approvals.policy import AutoDecision, Policy, PolicySet, TimeoutOutcome
 from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
 from approvals.store import links as link_rows
 from approvals.webhooks import new_event_id, webhook_destination
@@ -126,6 +126,26 @@ def _transition(
         assert decision is not None, "a final transition needs its decision"
         changes.update(decision=decision, decided_at=now, next_due_at=None, next_remind_at=None)
     return replace(request, status=status, version=request.version + 1, **changes)  # type: ignore[arg-type]
+
+
+def _repeat_denial_reason(earlier: ApprovalRequest, policy: Policy) -> str:
+    """Why a repeated ask was denied at once: the earlier denial (who, when, which request,
+    their reason) and until when the policy remembers it."""
+    assert earlier.decision is not None
+    assert earlier.decided_at is not None
+    assert policy.deny_repeat is not None
+    decision = earlier.decision
+    said = f': "{decision.reason}"' if decision.reason else " (no reason given)"
+    until = earlier.decided_at + policy.deny_repeat
+    return (
+        f"{decision.by} denied this same request ({earlier.id}) at "
+        f"{_utc_time(earlier.decided_at)}{said}. Policy {policy.name} denies it again at "
+        f"once until {_utc_time(until)} (deny_repeat)."
+    )
+
+
+def _utc_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def judge_vote(request: ApprovalRequest, command: VoteCommand, rules: Rules) -> Outcome | str:
@@ -446,7 +466,25 @@ class ApprovalService:
                 command.agent, command.idempotency_key, command.fingerprint(), request.id, now
             )
         decided = None
-        if policy.decision is not AutoDecision.ASK:
+        earlier = self._denied_before(tx, request, now)
+        if earlier is not None:
+            # Denial memory: people said no to this very ask a moment ago; nobody is asked
+            # again, and the agent hears whose no it was and why.
+            if slot_claimed:
+                tx.release_open_slot(command.agent)
+                slot_claimed = False
+            decided = _transition(
+                request,
+                Event.DENY,
+                now,
+                decision=Decision(
+                    verdict=Status.DENIED,
+                    by=f"policy:{policy.name}",
+                    platform=SYSTEM_PLATFORM,
+                    reason=_repeat_denial_reason(earlier, policy),
+                ),
+            )
+        elif policy.decision is not AutoDecision.ASK:
             # Decided by policy: the request is stored final at once, one row, no update.
             event = Event.APPROVE if policy.decision is AutoDecision.APPROVE else Event.DENY
             decided = _transition(
@@ -467,6 +505,19 @@ class ApprovalService:
             return Created(request)
         self._audit_final(tx, decided, now)
         return Created(decided)
+
+    @staticmethod
+    def _denied_before(
+        tx: WriteTx, request: ApprovalRequest, now: datetime
+    ) -> ApprovalRequest | None:
+        """The agent's same ask that people denied within the policy's ``deny_repeat``, if
+        the policy remembers denials (a read only then: the common create pays nothing)."""
+        policy = request.policy
+        if policy.decision is not AutoDecision.ASK or policy.deny_repeat is None:
+            return None
+        return tx.last_denial_by_people(
+            request.agent, request.payload_sha256, since=now - policy.deny_repeat
+        )
 
     @staticmethod
     def _reuse(

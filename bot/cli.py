@@ -3,7 +3,8 @@
 Admin commands: serve, config check, db upgrade|backup|copy, audit verify|export,
 agents add|list|revoke|webhook-secret, receipt-keys list|rotate|remove (in ``bot.cli_keys``),
 login-link. Client commands (``request``, ``run``, in ``bot.cli_client``) talk to a running
-server over the agent API.
+server over the agent API; ``hook claude-code`` is the client's Claude Code hook
+(``signoff_client.hooks.claude_code``).
 
 Exit codes: 0 success (or approved), 1 a check found a problem (a broken audit chain) or the
 request was denied, 3 expired, 4 cancelled, 2 usage or config error. Every command that reads
@@ -51,6 +52,7 @@ from config import (
     parse_duration,
 )
 from config.loader import DEFAULT_SOURCE
+from signoff_client.hooks import claude_code
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -652,6 +654,17 @@ def _parser() -> argparse.ArgumentParser:
         "--output", default="signoff-teams.zip", metavar="FILE", help="default: %(default)s"
     )
 
+    hook_cmd = commands.add_parser("hook", help="approval hooks for agent tools")
+    hook_sub = hook_cmd.add_subparsers(dest="action", required=True, metavar="AGENT")
+    claude_code.add_arguments(
+        hook_sub.add_parser(
+            "claude-code",
+            help=claude_code.HELP,
+            description=claude_code.DESCRIPTION,
+            epilog=claude_code.EPILOG,
+        )
+    )
+
     mcp_command.add_arguments(
         commands.add_parser(
             "mcp",
@@ -697,6 +710,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             from bot.mcp_server import serve  # goes to bot.mcp_command without the rest
 
             return serve(wait_seconds=args.wait_seconds)
+        if args.command == "hook":  # reached through run() only: bot.entry goes straight
+            return claude_code.run(args)  # to the hook without loading the rest
         if args.command in ("request", "run"):
             return _client_command(args)
         if args.command == "status":

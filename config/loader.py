@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from approvals.describe import DescribeTemplate
 from approvals.directory import Destination, DestinationKind, Directory, Person
 from approvals.policy import Level, Match, ParamPredicate, Policy, PolicySet
 from config.checks import find_problems
@@ -100,9 +101,12 @@ def _build_policy(settings: SignoffSettings, policy: PolicySettings) -> Policy:
         name=policy.name,
         levels=levels,
         match=match,
+        risk=policy.risk,
+        describe=DescribeTemplate.parse(policy.describe) if policy.describe else None,
         decision=policy.decision,
         quorum=policy.quorum,
         require_reason=policy.require_reason,
+        deny_repeat=policy.deny_repeat,
         on_timeout=policy.on_timeout,
         min_timeout=policy.min_timeout,
         max_timeout=policy.max_timeout,

@@ -35,8 +35,9 @@ from pydantic import (
     model_validator,
 )
 
+from approvals.describe import DescribeTemplate
 from approvals.egress import allow_entry_problem
-from approvals.policy import AutoDecision, EditsRule, PredicateOp, TimeoutOutcome
+from approvals.policy import AutoDecision, EditsRule, PredicateOp, Risk, TimeoutOutcome
 from approvals.store import async_database_url
 from config.durations import format_duration, format_interval, parse_duration, parse_interval
 from config.environment import EnvText
@@ -101,6 +102,15 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A positive duration written as ``30s``, ``15m``, ``1h30m``, ``2d`` or whole seconds."""
+
+
+def _describe_template(value: str) -> str:
+    DescribeTemplate.parse(value)  # raises ValueError saying what is wrong, and where
+    return value
+
+
+MAX_DENY_REPEAT = timedelta(days=30)
+"""The longest denial memory a policy may ask for."""
 
 
 def _non_empty_text(value: str) -> str:
@@ -1308,6 +1318,24 @@ class PolicySettings(_Section):
         default_factory=MatchSettings,
         description="Which requests the policy governs; left out (or `{}`), every request.",
     )
+    risk: Risk | None = Field(
+        default=None,
+        description=(
+            "How much harm an approved request can do: `low`, `medium`, `high` or "
+            "`critical`. Every card and the inbox show it first, as a coloured label."
+        ),
+    )
+    describe: Annotated[str, AfterValidator(_describe_template)] | None = Field(
+        default=None,
+        description=(
+            "One line saying what the request will do, shown first on every card and in the "
+            'inbox: a template such as "Pay {params.amount.value} {params.amount.currency} '
+            'to {params.payee.name}". Placeholders: `{action}`, `{agent}`, `{title}`, '
+            "`{requested_by}` and `{params.<key>.<key>...}` (a number indexes a list); "
+            "`{{` and `}}` are literal braces. A value the request lacks shows as "
+            "`(no params.<key>)`."
+        ),
+    )
     decision: AutoDecision = Field(
         default=AutoDecision.ASK,
         description=(
@@ -1321,6 +1349,15 @@ class PolicySettings(_Section):
         ),
     )
     require_reason: bool = Field(default=False, description="Whether a deny must say why.")
+    deny_repeat: Duration | None = Field(
+        default=None,
+        description=(
+            "Denial memory: for this long after people deny a request (e.g. `30m`), the same "
+            "agent asking the same thing again (the same action and params) is denied at "
+            "once, citing that denial and its reason, and no one is asked. Left out, an "
+            "agent may ask again at once. Only for policies that ask people; at most 30 days."
+        ),
+    )
     levels: list[LevelSettings] = Field(
         default_factory=list,
         validate_default=True,
@@ -1357,6 +1394,24 @@ class PolicySettings(_Section):
     ) -> list[LevelSettings]:
         if not value and info.data.get("decision") is AutoDecision.ASK:
             raise ValueError("required when decision is ask: who should be asked?")
+        return value
+
+    @field_validator("deny_repeat")
+    @classmethod
+    def _repeat_only_when_asking(
+        cls, value: timedelta | None, info: ValidationInfo
+    ) -> timedelta | None:
+        if value is None:
+            return value
+        if info.data.get("decision") is not AutoDecision.ASK:
+            raise ValueError(
+                "only for a policy that asks people (decision: ask); this policy decides "
+                "every request itself"
+            )
+        if value > MAX_DENY_REPEAT:
+            raise ValueError(
+                f"at most {format_duration(MAX_DENY_REPEAT)}, not {format_duration(value)}"
+            )
         return value
 
     @field_validator("max_timeout")

@@ -18,7 +18,14 @@ import discord
 from discord.utils import escape_mentions
 
 from adapters.discord.references import Verb, encode
-from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import (
+    EDIT_LINK_TEXT,
+    ApprovalCard,
+    Cuts,
+    inbox_link_text,
+    inbox_url,
+    risk_label,
+)
 from approvals.machine import Status
 from approvals.text import reveal_invisible
 
@@ -43,6 +50,7 @@ MAX_TEXT_INPUT = 4000
 
 # Our own budgets, well inside Discord's, so a card stays readable and within the total.
 TITLE_LIMIT = 200
+SUMMARY_LIMIT = 300
 DETAILS_LIMIT = 800
 NAME_LIMIT = 200
 """Agent and action names."""
@@ -179,8 +187,10 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
     status = f"**{card.status.value.capitalize()}**: {fit(card.status_line, STATUS_LIMIT)}"
     note = fit(card.note, NOTE_LIMIT) if card.note else None
     footer = f"signoff request {card.request_id}"
+    first = headline(card)
     reserved = (
-        len("Status")
+        (len(first) + 6 if first else 0)  # bold, and the blank line after it
+        + len("Status")
         + len(status)
         + (len("Note") + len(note) if note else 0)
         + len(footer)
@@ -197,7 +207,9 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
         shown_params += 1
     hidden = len(card.fields) - shown_params
     link = f"[{inbox_link_text(hidden_params=hidden, cut=cut.any)}]({url})"
-    embed.description = f"{details}\n\n{link}" if details else link
+    embed.description = "\n\n".join(
+        part for part in (f"**{first}**" if first else "", details, link) if part
+    )
     if note:
         embed.add_field(name="Note", value=note, inline=False)
     embed.add_field(name="Status", value=status, inline=False)
@@ -206,7 +218,8 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
     assert embed_length(embed) <= MAX_EMBED_TOTAL, embed_length(embed)
     plain_title = fit(card.title, TITLE_LIMIT)
     if card.buttons:
-        content = f"Approval needed: {plain_title}"
+        # What a notification shows: the policy's words first, when it has them.
+        content = f"Approval needed: {first or plain_title}"
     else:
         content = f"{plain_title}: {fit(card.status_line, STATUS_LIMIT)}"
     return DiscordCard(
@@ -214,6 +227,15 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
         embed=embed,
         buttons=action_buttons(card, public_url=public_url) if card.buttons else (),
     )
+
+
+def headline(card: ApprovalCard) -> str | None:
+    """The card's first line: the policy's risk label and its describe line (made inert),
+    when the policy has them."""
+    parts = [risk_label(card.risk)] if card.risk else []
+    if card.summary:
+        parts.append(fit(card.summary, SUMMARY_LIMIT))
+    return " · ".join(parts) or None
 
 
 def render_notice(text: str) -> str:

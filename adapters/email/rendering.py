@@ -17,12 +17,21 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import (
+    EDIT_LINK_TEXT,
+    ApprovalCard,
+    Cuts,
+    inbox_link_text,
+    inbox_url,
+    risk_label,
+)
+from approvals.policy import Risk
 from approvals.text import cut, reveal_invisible
 
 SUBJECT_TITLE_LIMIT = 100
 """Characters of the title in the Subject; long subjects are folded and cut by clients."""
 TITLE_LIMIT = 300
+SUMMARY_LIMIT = 300
 NAME_LIMIT = 200
 DETAILS_LIMIT = 4000
 NOTE_LIMIT = 600
@@ -137,47 +146,69 @@ def render_card(
     hidden = len(card.fields) - len(shown_fields)
     status = cuts(card.status_line, NOTE_LIMIT)
     inbox = inbox_url(public_url, card.request_id)
-    inbox_text = inbox_link_text(hidden_params=hidden, cut=cuts.any)
-    # Where the policy allows edits: a link to the inbox page, where they are made.
-    edit = inbox if card.edit_link else None
-    return RenderedMail(
-        text=_text(intro, title, status, facts, details, params, urls, inbox, inbox_text, edit),
-        html=_html(intro, title, status, facts, details, params, urls, inbox, inbox_text, edit),
+    lead = [risk_label(card.risk)] if card.risk else []
+    if card.summary:
+        lead.append(cuts(card.summary, SUMMARY_LIMIT))
+    shown = _Shown(
+        intro=intro,
+        lead=" · ".join(lead),
+        risk=card.risk,
+        title=title,
+        status=status,
+        facts=facts,
+        details=details,
+        params=params,
+        urls=urls,
+        inbox=inbox,
+        inbox_text=inbox_link_text(hidden_params=hidden, cut=cuts.any),
+        edit=inbox if card.edit_link else None,
     )
+    return RenderedMail(text=_text(shown), html=_html(shown))
 
 
-def _text(
-    intro: str | None,
-    title: str,
-    status: str,
-    facts: list[tuple[str, str]],
-    details: str,
-    params: list[tuple[str, str]],
-    urls: DecisionUrls | None,
-    inbox: str,
-    inbox_text: str,
-    edit: str | None,
-) -> str:
+@dataclass(frozen=True)
+class _Shown:
+    """What one message shows of a card, each text already fitted to its limit."""
+
+    intro: str | None
+    lead: str
+    """The policy's risk label and describe line (empty when it has neither)."""
+    risk: Risk | None
+    title: str
+    status: str
+    facts: list[tuple[str, str]]
+    details: str
+    params: list[tuple[str, str]]
+    urls: DecisionUrls | None
+    inbox: str
+    inbox_text: str
+    edit: str | None
+    """Where the policy allows edits: the inbox page, where they are made."""
+
+
+def _text(shown: _Shown) -> str:
     lines: list[str] = []
-    if intro:
-        lines += [intro, ""]
-    lines += [title, status, ""]
-    lines += [f"{label}: {value}" for label, value in facts]
-    if details:
-        lines += ["", details]
-    if params:
+    if shown.intro:
+        lines += [shown.intro, ""]
+    if shown.lead:
+        lines += [shown.lead, ""]
+    lines += [shown.title, shown.status, ""]
+    lines += [f"{label}: {value}" for label, value in shown.facts]
+    if shown.details:
+        lines += ["", shown.details]
+    if shown.params:
         lines += ["", "Parameters:"]
-        lines += [f"  {label}: {value}" for label, value in params]
-    if urls is not None:
+        lines += [f"  {label}: {value}" for label, value in shown.params]
+    if shown.urls is not None:
         lines += [
             "",
             "Opening a link decides nothing: it shows the request and a button to confirm.",
-            f"Approve: {urls.approve}",
-            f"Deny: {urls.deny}",
+            f"Approve: {shown.urls.approve}",
+            f"Deny: {shown.urls.deny}",
         ]
-    if edit is not None:
-        lines += ["", f"{EDIT_LINK_TEXT} (change the params, then approve): {edit}"]
-    lines += ["", f"{inbox_text}: {inbox}", ""]
+    if shown.edit is not None:
+        lines += ["", f"{EDIT_LINK_TEXT} (change the params, then approve): {shown.edit}"]
+    lines += ["", f"{shown.inbox_text}: {shown.inbox}", ""]
     return "\n".join(lines)
 
 
@@ -185,48 +216,52 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _html(
-    intro: str | None,
-    title: str,
-    status: str,
-    facts: list[tuple[str, str]],
-    details: str,
-    params: list[tuple[str, str]],
-    urls: DecisionUrls | None,
-    inbox: str,
-    inbox_text: str,
-    edit: str | None,
-) -> str:
+RISK_COLOURS = {
+    Risk.LOW: "#1a7f37",
+    Risk.MEDIUM: "#9a6700",
+    Risk.HIGH: "#bc4c00",
+    Risk.CRITICAL: "#cf222e",
+}
+"""The risk label's colour in HTML mail (readable on white)."""
+
+
+def _html(shown: _Shown) -> str:
     parts = ['<!doctype html><html><body style="font-family:sans-serif">']
-    if intro:
-        parts.append(f"<p><strong>{_e(intro)}</strong></p>")
-    parts.append(f"<h2>{_e(title)}</h2><p>{_e(status)}</p><table>")
+    if shown.intro:
+        parts.append(f"<p><strong>{_e(shown.intro)}</strong></p>")
+    if shown.lead:
+        colour = RISK_COLOURS[shown.risk] if shown.risk else "inherit"
+        parts.append(
+            f'<p style="font-size:1.15em;color:{colour}"><strong>{_e(shown.lead)}</strong></p>'
+        )
+    parts.append(f"<h2>{_e(shown.title)}</h2><p>{_e(shown.status)}</p><table>")
     parts += [
-        f'<tr><th align="left">{_e(label)}</th><td>{_e(value)}</td></tr>' for label, value in facts
+        f'<tr><th align="left">{_e(label)}</th><td>{_e(value)}</td></tr>'
+        for label, value in shown.facts
     ]
     parts.append("</table>")
-    if details:
-        parts.append(f'<pre style="white-space:pre-wrap">{_e(details)}</pre>')
-    if params:
+    if shown.details:
+        parts.append(f'<pre style="white-space:pre-wrap">{_e(shown.details)}</pre>')
+    if shown.params:
         parts.append("<h3>Parameters</h3><table>")
         parts += [
             f'<tr><th align="left">{_e(label)}</th><td><code>{_e(value)}</code></td></tr>'
-            for label, value in params
+            for label, value in shown.params
         ]
         parts.append("</table>")
-    if urls is not None:
+    if shown.urls is not None:
         parts.append(
-            f'<p><a href="{_e(urls.approve)}">Approve</a> &nbsp; '
-            f'<a href="{_e(urls.deny)}">Deny</a></p>'
+            f'<p><a href="{_e(shown.urls.approve)}">Approve</a> &nbsp; '
+            f'<a href="{_e(shown.urls.deny)}">Deny</a></p>'
             "<p><small>Opening a link decides nothing: it shows the request and a button "
             "to confirm.</small></p>"
         )
-    if edit is not None:
+    if shown.edit is not None:
         parts.append(
-            f'<p><a href="{_e(edit)}">{_e(EDIT_LINK_TEXT)}</a> '
+            f'<p><a href="{_e(shown.edit)}">{_e(EDIT_LINK_TEXT)}</a> '
             "<small>(change the params, then approve)</small></p>"
         )
-    parts.append(f'<p><a href="{_e(inbox)}">{_e(inbox_text)}</a></p></body></html>')
+    parts.append(f'<p><a href="{_e(shown.inbox)}">{_e(shown.inbox_text)}</a></p></body></html>')
     return "".join(parts)
 
 

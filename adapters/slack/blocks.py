@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.slack.references import encode_value
-from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import (
+    EDIT_LINK_TEXT,
+    ApprovalCard,
+    Cuts,
+    inbox_link_text,
+    inbox_url,
+    risk_label,
+)
 from approvals.text import reveal_invisible
 
 # Slack's limits (https://docs.slack.dev/reference/block-kit).
@@ -27,6 +34,8 @@ MAX_BLOCKS = 50
 """Blocks in one message."""
 MAX_MESSAGE_TEXT = 4000
 """The top-level ``text`` in practice (Slack truncates far later, but clients cope badly)."""
+MAX_HEADER_TEXT = 150
+"""A header block's text."""
 MAX_SECTION_TEXT = 3000
 """A section block's text."""
 MAX_FIELD_TEXT = 2000
@@ -46,6 +55,7 @@ MAX_INPUT_LENGTH = 3000
 
 # Our own budgets, well inside Slack's, so a card stays readable.
 TITLE_LIMIT = 300
+SUMMARY_LIMIT = 300
 DETAILS_LIMIT = 1500
 PARAM_LABEL_LIMIT = 100
 PARAM_VALUE_LIMIT = 300
@@ -163,7 +173,13 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
     url = inbox_url(public_url, card.request_id)
     cut = Cuts(fit_and_tell)
     title = cut(card.title, TITLE_LIMIT)
-    blocks: list[dict[str, Any]] = [
+    first = headline(card)
+    blocks: list[dict[str, Any]] = []
+    if first:
+        # A header block is what Slack shows largest, but it holds only 150 characters.
+        kind = "header" if len(first) <= MAX_HEADER_TEXT else "section"
+        blocks.append({"type": kind, "text": _literal(first)})
+    blocks += [
         {"type": "section", "text": _literal(f"Approval request: {title}")},
         {
             "type": "section",
@@ -197,10 +213,20 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
         blocks.append(action_buttons(card, public_url=public_url))
     assert len(blocks) <= MAX_BLOCKS
     if card.buttons:
-        text = f"Approval needed: {fit(card.title, TITLE_LIMIT)}"
+        # The notification's text: what a phone shows before the card is opened.
+        text = f"Approval needed: {first or fit(card.title, TITLE_LIMIT)}"
     else:
         text = f"{fit(card.title, TITLE_LIMIT)}: {fit(card.status_line, STATUS_LIMIT)}"
     return SlackMessage(text=text[:MAX_MESSAGE_TEXT], blocks=blocks)
+
+
+def headline(card: ApprovalCard) -> str | None:
+    """The card's first line: the policy's risk label and its describe line, when the
+    policy has them."""
+    parts = [risk_label(card.risk)] if card.risk else []
+    if card.summary:
+        parts.append(fit(card.summary, SUMMARY_LIMIT))
+    return " · ".join(parts) or None
 
 
 def render_notice(text: str) -> str:

@@ -23,8 +23,16 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from approvals.card import EDIT_LINK_TEXT, ApprovalCard, Cuts, inbox_link_text, inbox_url
+from approvals.card import (
+    EDIT_LINK_TEXT,
+    ApprovalCard,
+    Cuts,
+    inbox_link_text,
+    inbox_url,
+    risk_label,
+)
 from approvals.machine import Status
+from approvals.policy import Risk
 from approvals.text import cut, reveal_invisible
 
 CARD_VERSION = "1.5"
@@ -33,6 +41,7 @@ CARD_BUDGET = 28_000
 """Bytes of JSON a card may take (Teams counts UTF-16 units; this counts UTF-8 bytes,
 which is never less for the text a card holds)."""
 TITLE_LIMIT = 300
+SUMMARY_LIMIT = 300
 NAME_LIMIT = 200
 """Agent, action, policy and parameter names."""
 DETAILS_LIMIT = 2000
@@ -51,6 +60,15 @@ DENY_WITH_REASON = "signoff.deny_with_reason"
 ACTIONS = (APPROVE, DENY, DENY_WITH_REASON)
 REASON_INPUT = "reason"
 """The id of the reason box; its text arrives as ``data.reason``."""
+
+_RISK_COLOURS = {
+    Risk.LOW: "good",
+    Risk.MEDIUM: "warning",
+    Risk.HIGH: "attention",
+    Risk.CRITICAL: "attention",
+}
+"""The Adaptive Card text colour of each risk label (Teams has four: good, warning,
+attention, accent; the label's mark tells high from critical)."""
 
 _STATUS_STYLE = {
     Status.PENDING: ("Approval needed", "warning"),
@@ -144,7 +162,13 @@ def render_card(card: ApprovalCard, *, public_url: str) -> dict[str, Any]:
     url = inbox_url(public_url, card.request_id)
     cut = Cuts(fit_and_tell)
     heading, colour = _STATUS_STYLE.get(card.status, ("Approval request", "default"))
-    body: list[dict[str, Any]] = [
+    body: list[dict[str, Any]] = []
+    # The policy's risk and describe line come first, before anything the agent wrote.
+    if card.risk:
+        body.append(label(risk_label(card.risk), weight="Bolder", color=_RISK_COLOURS[card.risk]))
+    if card.summary:
+        body.append(rich(run(cut(card.summary, SUMMARY_LIMIT), weight="Bolder", size="Medium")))
+    body += [
         label(heading, weight="Bolder", color=colour, size="Medium"),
         rich(run(cut(card.title, TITLE_LIMIT), weight="Bolder", size="Large")),
     ]

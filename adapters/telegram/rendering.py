@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
-from approvals.card import EDIT_LINK_TEXT, ApprovalCard, inbox_link_text, inbox_url
+from approvals.card import EDIT_LINK_TEXT, ApprovalCard, inbox_link_text, inbox_url, risk_label
 from approvals.clicks import ClickOutcome, click_notice
 from approvals.machine import Status
 from approvals.outcomes import Applied
@@ -26,6 +26,7 @@ MAX_TOAST_LENGTH = 200
 """Telegram's limit on an ``answerCallbackQuery`` text."""
 
 TITLE_LIMIT = 256
+SUMMARY_LIMIT = 300
 NAME_LIMIT = 128
 """Agent, action, policy and param names."""
 DETAILS_LIMIT = 1024
@@ -106,6 +107,13 @@ def _untrusted(text: str, limit: int) -> str:
 
 def _compose(card: ApprovalCard, public_url: str, params: str, params_cut: bool) -> _Message:
     message = _Message()
+    # What the policy says the request is and how risky, before anything the agent wrote.
+    if card.risk:
+        message.text(risk_label(card.risk), "b")
+        message.text(" · " if card.summary else "\n")
+    if card.summary:
+        message.text(_untrusted(card.summary, SUMMARY_LIMIT), "b")
+        message.text("\n")
     message.text(_HEADERS.get(card.status, card.status.value), "b")
     message.text("\n")
     message.text(_untrusted(card.title, TITLE_LIMIT) or "(untitled)", "code")

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 
 from approvals.machine import Status
-from approvals.model import ApprovalRequest, CastVote
+from approvals.model import SYSTEM_PLATFORM, ApprovalRequest, CastVote
 from approvals.store.rows import request_from_row, vote_from_row
 from approvals.tables import (
     AGENT_KEYS,
@@ -179,6 +179,32 @@ def pending_twin(request: ApprovalRequest) -> Query:
         "payload_sha256": request.payload_sha256,
         "requested_by": request.requested_by,
         "callback_url": request.callback_url,
+    }
+
+
+_LAST_DENIAL_BY_PEOPLE = (
+    select(REQUESTS.c.id)
+    .where(
+        REQUESTS.c.agent == bindparam("agent"),
+        REQUESTS.c.status == Status.DENIED.value,
+        REQUESTS.c.payload_sha256 == bindparam("payload_sha256"),
+        REQUESTS.c.decided_at > bindparam("since"),
+        # People's denials only: not a timeout, a policy's own decision, or an earlier
+        # repeat denied at once (each of those has the platform "system").
+        REQUESTS.c.decision["platform"].as_string() != SYSTEM_PLATFORM,
+    )
+    .order_by(REQUESTS.c.decided_at.desc(), REQUESTS.c.id.desc())
+    .limit(1)
+)
+
+
+def last_denial_by_people(agent: str, payload_sha256: str, since: datetime) -> Query:
+    """The agent's latest request with this payload that people denied at ``since`` or
+    later (the agent, status and payload index narrows it to those very requests)."""
+    return _LAST_DENIAL_BY_PEOPLE, {
+        "agent": agent,
+        "payload_sha256": payload_sha256,
+        "since": since,
     }
 
 

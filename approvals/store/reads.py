@@ -67,6 +67,15 @@ class SyncReads:
         found = self.conn.execute(*queries.pending_twin(request)).scalar_one_or_none()
         return None if found is None else self.get_request(str(found))
 
+    def last_denial_by_people(
+        self, agent: str, payload_sha256: str, since: datetime
+    ) -> ApprovalRequest | None:
+        """The agent's latest request with this payload that people denied since ``since``
+        (see :func:`approvals.store.queries.last_denial_by_people`), or ``None``."""
+        query = queries.last_denial_by_people(agent, payload_sha256, since)
+        found = self.conn.execute(*query).scalar_one_or_none()
+        return None if found is None else self.get_request(str(found))
+
     def next_outbox_ready_at(self, now: datetime) -> datetime | None:
         """The earliest moment after ``now`` when a pending outbox row becomes sendable."""
         value = self.conn.execute(*queries.next_outbox_ready_time(now)).scalar_one()

@@ -25,12 +25,13 @@ import pytest
 
 from approvals.audit import AuditEntry
 from approvals.clock import ManualClock
+from approvals.describe import DescribeTemplate
 from approvals.directory import WEB_PLATFORM, Destination, Directory, Person
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CreateCommand, Verdict
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
-from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
+from approvals.policy import Level, Match, Policy, PolicySet, Risk, TimeoutOutcome
 from approvals.ports import Adapter
 from approvals.service import ApprovalService, Rules
 from approvals.store import SqlStore
@@ -50,6 +51,9 @@ RETRY_AFTER = timedelta(seconds=30)
 PLAIN, WITH_REASON, QUORUM = "contract.plain", "contract.reason", "contract.quorum"
 """Actions of the three contract policies: one approval decides; a deny needs a reason;
 two approvals decide."""
+RATED = "contract.rated"
+"""The action of the contract policy rated critical, with a describe line."""
+RATED_DESCRIBE = "Deploy to {params.env}, run {params.run}"
 
 POSTS, REPLIES, MESSAGES, RATE_LIMITS = "posts", "replies", "messages", "rate limits"
 """Capabilities: the channel posts cards as messages that are edited when decided; it posts
@@ -145,6 +149,14 @@ def contract_rules(driver: PlatformDriver) -> Rules:
                 name="quorum",
                 match=Match(actions=(QUORUM,)),
                 quorum=2,
+                levels=(level(),),
+                on_timeout=TimeoutOutcome.DENY,
+            ),
+            Policy(
+                name="rated",
+                match=Match(actions=(RATED,)),
+                risk=Risk.CRITICAL,
+                describe=DescribeTemplate.parse(RATED_DESCRIBE),
                 levels=(level(),),
                 on_timeout=TimeoutOutcome.DENY,
             ),
@@ -278,6 +290,19 @@ class AdapterContract:
         assert f"Run {PLAIN}" in shown.text
         assert any("Approve" in label for label in shown.buttons)
         assert any("Deny" in label for label in shown.buttons)
+
+    async def test_the_card_shows_the_risk_and_the_describe_line_first(
+        self, world: ContractWorld
+    ) -> None:
+        request_id = await world.posted(RATED)
+        run = (await world.request(request_id)).params["run"]
+        shown = await world.driver.shown(request_id)
+        label, line = "🔴 Critical risk", f"Deploy to prod, run {run}"
+        assert label in shown.text
+        assert line in shown.text
+        assert shown.text.index(label) < shown.text.index(f"Run {RATED}")
+        plain = await world.driver.shown(await world.posted())
+        assert "risk" not in plain.text.lower()
 
     async def test_approve_decides_and_the_card_shows_it(self, world: ContractWorld) -> None:
         request_id = await world.posted()

@@ -160,8 +160,8 @@ def test_installed_signoff_runs_from_its_venv_not_the_checkout(installed):
         [
             str(installed.python),
             "-c",
-            "import json, approvals, adapters, bot, config, signoff_client; "
-            "print(json.dumps([m.__file__ for m in (approvals, adapters, bot, config, signoff_client)]))",
+            "import json, approvals, adapters, bot, config, signoff_client as client; "
+            "print(json.dumps([m.__file__ for m in (approvals, adapters, bot, config, client)]))",
         ],
         cwd=installed.outside,
         timeout=60,

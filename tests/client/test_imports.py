@@ -1,4 +1,5 @@
-"""What an agent pays for ``import signoff_client``: httpx and cryptography, not the server."""
+"""What an agent pays for ``import signoff_client``: httpx and cryptography, not the server
+nor an agent framework."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import subprocess
 import sys
 
 SERVER_SIDE = ["sqlalchemy", "sqlmodel", "alembic", "fastapi", "uvicorn", "pydantic", "mcp"]
+AGENT_FRAMEWORKS = ["openai", "agents", "langchain", "langchain_core", "langgraph"]
+"""Loaded only by the integrations that need them (``signoff_client.openai_agents``,
+``signoff_client.langchain``), never by ``import signoff_client``."""
 
 
-def test_importing_the_client_loads_no_database_or_web_framework():
+def test_importing_the_client_loads_no_database_web_or_agent_framework():
     probe = (
         "import json, sys\n"
         "from signoff_client import (Client, AsyncClient, require_approval, verify_receipt,\n"
@@ -22,3 +26,4 @@ def test_importing_the_client_loads_no_database_or_web_framework():
     loaded = set(json.loads(result.stdout))
     assert "httpx" in loaded
     assert loaded.isdisjoint(SERVER_SIDE), sorted(loaded & set(SERVER_SIDE))
+    assert loaded.isdisjoint(AGENT_FRAMEWORKS), sorted(loaded & set(AGENT_FRAMEWORKS))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
+
+from approvals.policy import Risk
 from tests.config.helpers import MINIMAL, load, problem_at, problems
 
 
@@ -164,3 +169,73 @@ def test_cross_checks_wait_for_the_schema() -> None:
     text = config_with(PEOPLE, "  oncall: [nobody]\n", POLICY.replace("30m", "soon"))
 
     assert [p.key_path for p in problems(text)] == ["policies[0].levels[0].timeout"]
+
+
+def test_deny_repeat_is_read_into_the_policy() -> None:
+    policy = POLICY + "    deny_repeat: 30m\n"
+
+    loaded = load(config_with(PEOPLE, "  oncall: [alice]\n", policy))
+
+    default = loaded.policy_set().named("default")
+    assert default is not None
+    assert default.deny_repeat == timedelta(minutes=30)
+
+
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        pytest.param("    deny_repeat: soon\n", "expected a duration", id="not a duration"),
+        pytest.param("    deny_repeat: 31d\n", "at most 30d, not 31d", id="too long"),
+        pytest.param(
+            "    decision: deny\n    deny_repeat: 30m\n",
+            "only for a policy that asks people",
+            id="policy decides itself",
+        ),
+    ],
+)
+def test_deny_repeat_errors_name_the_key_and_line(written: str, says: str) -> None:
+    found = problems(config_with(PEOPLE, "  oncall: [alice]\n", POLICY + written))
+
+    problem = problem_at(found, "policies[0].deny_repeat")
+    assert problem.line == 10 + written.count("\n")
+    assert says in problem.message
+
+
+def test_risk_and_describe_are_read_into_the_policy() -> None:
+    policy = POLICY + '    risk: high\n    describe: "Pay {params.amount} to {params.payee.name}"\n'
+
+    loaded = load(config_with(PEOPLE, "  oncall: [alice]\n", policy))
+
+    default = loaded.policy_set().named("default")
+    assert default is not None
+    assert default.risk is Risk.HIGH
+    assert default.describe is not None
+    assert default.describe.source == "Pay {params.amount} to {params.payee.name}"
+
+
+@pytest.mark.parametrize(
+    ("written", "key", "says"),
+    [
+        pytest.param(
+            "    risk: severe\n", "risk", "'low', 'medium', 'high' or 'critical'", id="risk"
+        ),
+        pytest.param(
+            '    describe: "Pay {params.amount"\n',
+            "describe",
+            "the '{' at character 5 is never closed",
+            id="describe unclosed",
+        ),
+        pytest.param(
+            '    describe: "Pay {amount}"\n',
+            "describe",
+            "unknown placeholder {amount}",
+            id="describe unknown placeholder",
+        ),
+    ],
+)
+def test_risk_and_describe_errors_name_the_key_and_line(written: str, key: str, says: str) -> None:
+    found = problems(config_with(PEOPLE, "  oncall: [alice]\n", POLICY + written))
+
+    problem = problem_at(found, f"policies[0].{key}")
+    assert problem.line == 11
+    assert says in problem.message

@@ -41,7 +41,14 @@ DECORATOR = ".venv/bin/python examples/agent_decorator.py events_2019 events_202
 DEPLOY = "examples/run_deploy.sh 1.4"
 DEPLOY_WITHIN = "examples/run_deploy.sh 1.4 5s"
 SIGNOFF_PATH = 'echo "$PWD/.venv/bin/signoff"'
-TESTED = {DECORATOR, DEPLOY, DEPLOY_WITHIN, SIGNOFF_PATH}
+OPENAI_AGENTS = ".venv/bin/python examples/openai_agents_approval.py events_2019"
+LANGCHAIN = ".venv/bin/python examples/langchain_approval.py events_2019"
+"""Run by tests/integrations/test_framework_examples.py."""
+CLAUDE_SDK = (
+    '.venv/bin/python examples/claude_sdk_agent.py "Create notes.txt saying hello, then show it"'
+)
+"""Run by tests/integrations/test_claude_examples.py."""
+TESTED = {DECORATOR, DEPLOY, DEPLOY_WITHIN, SIGNOFF_PATH, OPENAI_AGENTS, LANGCHAIN, CLAUDE_SDK}
 """Every command the README shows, but for the ``export`` lines."""
 EXPORTED = {"SIGNOFF_URL", "SIGNOFF_API_KEY"}
 """What the ``export`` lines set (the first start prints them); the tests set them so."""

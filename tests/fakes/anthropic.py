@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -128,6 +129,9 @@ class FakeAnthropic:
     script_errors: list[BaseException] = field(default_factory=list)
     _calls: dict[str, _SentCall] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _id_prefix: str = field(default_factory=lambda: f"toolu_fake_{secrets.token_hex(6)}")
+    """Tool call ids differ between fakes, as the real API's do: tests that share one
+    signoff server use them in idempotency keys."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -212,7 +216,7 @@ class FakeAnthropic:
         request.answer = turn
         call_id = None
         if isinstance(turn, ToolCall):
-            call_id = f"toolu_fake_{next(self._ids):04d}"
+            call_id = f"{self._id_prefix}_{next(self._ids):04d}"
             with self._lock:
                 self._calls[call_id] = _SentCall(turn.name, turn.input, time.monotonic())
         message = _message(turn, call_id, body.get("model") or self.model)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import json
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,8 +34,8 @@ from tests.fakes.anthropic import (
     ToolResult,
     Turn,
 )
+from tests.integrations.claude_cli import claude_cli, cli_environ
 from tests.waiting import wait_until
-from tests.world import missing_prerequisite
 
 pytestmark = pytest.mark.slow
 
@@ -57,23 +55,6 @@ RUN_WITHIN = 60.0
 PROMPT = "Drop the old users table once it is approved."
 MAX_CALLS = 10
 """The scripted model gives up after this many tool calls."""
-NOT_PASSED = (
-    *("SIGNOFF_", "ANTHROPIC_", "CLAUDE", "MCP_", "ENABLE_TOOL_SEARCH"),
-    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
-)
-"""Variables of the tests' environment that Claude Code does not get (prefixes)."""
-
-
-def claude_cli() -> Path:
-    """The Claude Code CLI bundled in the claude-agent-sdk wheel."""
-    spec = importlib.util.find_spec("claude_agent_sdk")
-    if spec is None or spec.origin is None:
-        missing_prerequisite("claude-agent-sdk is not installed (pip install -e '.[dev]')")
-        raise AssertionError("unreachable")
-    cli = Path(spec.origin).parent / "_bundled" / "claude"
-    if not os.access(cli, os.X_OK):
-        missing_prerequisite(f"claude-agent-sdk has no bundled Claude Code CLI at {cli}")
-    return cli
 
 
 @dataclass
@@ -119,22 +100,6 @@ class PrintRun:
         return result
 
 
-def _cli_environ(home: Path, model_url: str, extra: dict[str, str]) -> dict[str, str]:
-    """The tests' environment for Claude Code, without keys, settings or proxies of ours:
-    a temporary home, the fake model, no traffic but the model's."""
-    environment = {k: v for k, v in os.environ.items() if not k.upper().startswith(NOT_PASSED)}
-    environment.update(
-        HOME=str(home),
-        ANTHROPIC_BASE_URL=model_url,
-        ANTHROPIC_API_KEY="sk-ant-fake-key",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-        # Otherwise MCP tools hide behind a search tool that the scripted model does not use.
-        ENABLE_TOOL_SEARCH="false",
-    )
-    environment.update(extra)
-    return environment
-
-
 @contextlib.contextmanager
 def claude_print(
     tmp_path: Path,
@@ -150,7 +115,7 @@ def claude_print(
     home, project = tmp_path / "home", tmp_path / "project"
     home.mkdir()
     project.mkdir()
-    cli, environment = str(claude_cli()), _cli_environ(home, model.url, cli_env)
+    cli, environment = str(claude_cli()), cli_environ(home, model.url, cli_env)
     options = [part for name, value in signoff_env.items() for part in ("-e", f"{name}={value}")]
     command = [str(SIGNOFF), "mcp", "--wait-seconds", str(wait_seconds)]
     added = subprocess.run(

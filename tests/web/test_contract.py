@@ -68,7 +68,8 @@ class WebDriver:
     async def shown(self, request_id: str) -> Shown:
         page = await (await self._client("alice")).get(f"/requests/{request_id}")
         assert page.status_code == 200, page.text
-        return Shown(html.unescape(TAGS.sub(" ", page.text)), VOTE_BUTTON.findall(page.text))
+        body = page.text[page.text.index("<body") :]  # what the page shows, not its <title>
+        return Shown(html.unescape(TAGS.sub(" ", body)), VOTE_BUTTON.findall(page.text))
 
     async def _post(self, person: str, path: str, form: dict[str, str]) -> None:
         self.last_post = (person, path, form)
