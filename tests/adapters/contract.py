@@ -297,7 +297,8 @@ class AdapterContract:
         request_id = await world.posted(RATED)
         run = (await world.request(request_id)).params["run"]
         shown = await world.driver.shown(request_id)
-        label, line = "🔴 Critical risk", f"Deploy to prod, run {run}"
+        # Chat cards mark the label 🔴; the inbox colours it with CSS instead.
+        label, line = "Critical risk", f"Deploy to prod, run {run}"
         assert label in shown.text
         assert line in shown.text
         assert shown.text.index(label) < shown.text.index(f"Run {RATED}")
