@@ -13,7 +13,7 @@ CREATED := $(VENV)/pyvenv.cfg
 SERVICE := $(VENV)/.installed-service
 DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint format install dev bench clean
+.PHONY: run test lint format install dev bench screenshots clean
 
 $(CREATED):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -51,6 +51,13 @@ test: lint
 
 bench: $(DEV)
 	$(BIN)/python -m bench
+
+# Every web inbox page at 360x740, 390x844 and 1280x800, as PNGs in docs/screenshots/
+# (needs Debian's chromium at /usr/bin/chromium; CI=true makes its absence an error).
+screenshots: $(DEV)
+	rm -f docs/screenshots/*.png
+	CI=true SIGNOFF_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider \
+		tests/web/test_inbox_layout.py -k no_page_scrolls_sideways
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

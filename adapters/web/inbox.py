@@ -20,6 +20,7 @@ Content-Security-Policy.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
@@ -33,7 +34,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from adapters.web.forms import FormError, read_form
 from adapters.web.text import pretty_json, read_edited_params, relative, utc, visible
@@ -43,10 +44,10 @@ from approvals.directory import WEB_PLATFORM, Destination
 from approvals.edits import edited_params_problem, param_changes
 from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.flood import is_digest_id
-from approvals.inbox import FailedSignIns, InboxReads, WebSessions
+from approvals.inbox import FailedSignIns, InboxItem, InboxReads, WebSessions
 from approvals.links import DecisionLinks, LinkClaim
-from approvals.machine import Event
-from approvals.model import MAX_REASON_LENGTH, Verdict, VoteCommand
+from approvals.machine import Event, Status
+from approvals.model import MAX_REASON_LENGTH, ApprovalRequest, Verdict, VoteCommand
 from approvals.outcomes import AlreadyDecided, Applied, NotFound, Outcome, RefusalCode
 from approvals.ports import MessageRef, VoteSink
 
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "signoff_session"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STYLESHEET = Path(__file__).parent / "static" / "inbox.css"
+LIVE_SCRIPT = Path(__file__).parent / "static" / "live.js"
+LIVE_EVERY = timedelta(seconds=5)
+"""How often a page about pending requests asks whether what it shows changed."""
 
 _LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}")
 """Sign-in tokens are URL-safe random text; anything else is not worth a database lookup."""
@@ -122,6 +126,7 @@ class WebInbox:
         public_url: str,
         failures: FailedSignIns | None = None,
         links: DecisionLinks | None = None,
+        live_every: timedelta = LIVE_EVERY,
     ) -> None:
         self._reads = reads
         self._links = links
@@ -139,6 +144,8 @@ class WebInbox:
         )
         self._templates.filters.update(visible=visible, utc=utc, pretty_json=pretty_json)
         self._stylesheet = STYLESHEET.read_bytes()
+        self._live_script = LIVE_SCRIPT.read_bytes()
+        self._live_every_ms = max(int(live_every.total_seconds() * 1000), 100)
 
     # -- the adapter contract ---------------------------------------------------------------
 
@@ -178,6 +185,9 @@ class WebInbox:
             ("/requests/{request_id}/approve", self.approve, "POST"),
             ("/requests/{request_id}/deny", self.deny, "POST"),
             ("/static/inbox.css", self.stylesheet, "GET"),
+            ("/static/live.js", self.live_script, "GET"),
+            ("/live/inbox", self.live_inbox, "GET"),
+            ("/live/requests/{request_id}", self.live_request, "GET"),
             (CONFIRM_PATH, self.confirm_page, "GET"),
             (CONFIRM_PATH, self.confirm_page, "HEAD"),
             (CONFIRM_PATH, self.confirm, "POST"),
@@ -269,6 +279,7 @@ class WebInbox:
         **context: Any,
     ) -> HTMLResponse:
         now = self._reads.now()
+        context.setdefault("live", None)  # only pages about pending requests follow them
         html = self._templates.get_template(template).render(
             root=http.scope.get("root_path", ""),
             session=session,
@@ -478,6 +489,7 @@ class WebInbox:
             session=session,
             rows=pending.items,
             scanned_all=pending.complete,
+            live=self._live(request, "/live/inbox", _rows_token(pending.items)),
         )
 
     async def history_page(self, request: Request) -> Response:
@@ -569,6 +581,11 @@ class WebInbox:
             # params now proposed, to change from.
             params_text=(
                 typed_params if typed_params is not None else pretty_json(shown.proposal_params)
+            ),
+            live=(
+                self._live(request, f"/live/requests/{request_id}", _request_token(shown))
+                if shown.status is Status.PENDING
+                else None
             ),
         )
 
@@ -811,3 +828,45 @@ class WebInbox:
 
     async def stylesheet(self, request: Request) -> Response:
         return Response(self._stylesheet, media_type="text/css")
+
+    async def live_script(self, request: Request) -> Response:
+        return Response(self._live_script, media_type="text/javascript")
+
+    # -- live pages ---------------------------------------------------------------------------
+
+    def _live(self, http: Request, path: str, token: str) -> dict[str, Any]:
+        """What a page needs to follow what it shows: where to ask, and what it showed."""
+        root = http.scope.get("root_path", "")
+        return {"url": f"{root}{path}", "token": token, "every_ms": self._live_every_ms}
+
+    async def live_inbox(self, request: Request) -> Response:
+        """The token of the person's pending list: it changes when the list would."""
+        session = await self._session(request)
+        if session is None:
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        pending = await self._reads.pending_for(session.person)
+        return JSONResponse({"token": _rows_token(pending.items)})
+
+    async def live_request(self, request: Request, request_id: str) -> Response:
+        """The token of one request's page: it changes with every change of the request."""
+        session = await self._session(request)
+        if session is None:
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        view = None
+        if _REQUEST_ID.fullmatch(request_id):
+            view = await self._reads.request_for(session.person, request_id)
+        if view is None:
+            return JSONResponse({"error": "no such request"}, status_code=404)
+        return JSONResponse({"token": _request_token(view.item.request)})
+
+
+def _request_token(request: ApprovalRequest) -> str:
+    """What a request page showed, in a word: every change of the request bumps its version."""
+    return f"{request.status.value}:{request.version}"
+
+
+def _rows_token(rows: list[InboxItem]) -> str:
+    """What a pending list showed, in a word: which requests, in which versions, and which
+    of them the person may vote on."""
+    shown = "|".join(f"{row.request.id}:{row.request.version}:{row.can_vote}" for row in rows)
+    return hashlib.sha256(shown.encode()).hexdigest()[:16]

@@ -8,6 +8,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,18 @@ def csrf_token_in(html: str) -> str:
     return found.group(1)
 
 
-async def build_inbox_app(runtime: Runtime, *, public_url: str = TEST_BASE_URL) -> FastAPI:
+LIVE_EVERY = timedelta(milliseconds=200)
+"""How often the live inbox's pages ask whether they changed (the product asks every 5 s)."""
+
+
+async def build_inbox_app(
+    runtime: Runtime, *, public_url: str = TEST_BASE_URL, live_every: timedelta = LIVE_EVERY
+) -> FastAPI:
     """The inbox's pages on an app, built from the runtime's parts as ``build_runtime``
     builds it (at ``public_url``), started with the runtime's service as its sink."""
-    web = WebInbox(InboxQueries(runtime.service), runtime.access, public_url=public_url)
+    web = WebInbox(
+        InboxQueries(runtime.service), runtime.access, public_url=public_url, live_every=live_every
+    )
     await web.start(runtime.service)
     app = FastAPI()
     app.include_router(web.router())

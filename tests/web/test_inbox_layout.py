@@ -201,3 +201,23 @@ async def test_no_page_scrolls_sideways(live_inbox, browser_page, name, size):
         )
     scroll_width, inner_width = widths
     assert scroll_width <= inner_width, f"{name} is {scroll_width} px wide in {inner_width} px"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+async def test_the_request_page_shows_what_is_approved_before_the_approve_button(
+    live_inbox, browser_page, size
+):
+    page: Page = browser_page
+    await page.set_viewport_size({"width": size[0], "height": size[1]})
+    await request_page(page, live_inbox)
+    approve = await page.get_by_role("button", name="Approve").bounding_box()
+    lead = await page.locator(".lead").bounding_box()
+    iban = await page.get_by_text("DE89 3704 0044 0532 0130 00").bounding_box()
+    assert approve is not None
+    assert lead is not None
+    assert iban is not None
+    assert lead["y"] < approve["y"]
+    assert iban["y"] + iban["height"] <= approve["y"]
+    await expect(page.locator(".lead")).to_contain_text(
+        "High risk Pay 48250 EUR to Müller & Söhne Maschinenbau GmbH"
+    )
