@@ -237,6 +237,8 @@ def serve_signoff(
     signoff: Path = SIGNOFF,
     unset: Iterable[str] = (),
     credentials_by_command: bool = False,
+    config_template: str = CONFIG,
+    **config_fields: str,
 ) -> Iterator[ServedSignoff]:
     """Start ``signoff serve`` in ``workdir`` on a fresh database (it migrates it itself);
     stop it (SIGTERM, then kill) afterwards.
@@ -244,12 +246,15 @@ def serve_signoff(
     ``signoff`` is the command started, in ``workdir``, with the tests' environment without
     the ``unset`` variables. Once it serves, the credentials are made on its database: with
     this checkout's code in the test process, or with ``credentials_by_command`` by that
-    command's own ``agents add`` and ``login-link``.
+    command's own ``agents add`` and ``login-link``. ``config_template`` is the config
+    written (a ``str.format`` template of ``port``, ``db``, ``agent`` and ``config_fields``).
     """
     port = free_port()
     db = workdir / "signoff.db"
     config = workdir / "signoff.yaml"
-    config.write_text(CONFIG.format(port=port, db=db, agent=AGENT), encoding="utf-8")
+    config.write_text(
+        config_template.format(port=port, db=db, agent=AGENT, **config_fields), encoding="utf-8"
+    )
     log_path = workdir / "serve.log"
     base = f"http://127.0.0.1:{port}"
     approvers: dict[str, Approver] = {}

@@ -8,9 +8,7 @@ decide by posting the web inbox's forms) with policies of these tests: calls of 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,16 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli import SIGNOFF, signoff_environ
-from tests.client.server import (
-    AGENT,
-    Approver,
-    ServedSignoff,
-    _credentials_in_process,
-    _wait_until_healthy,
-)
+from tests.client.server import ServedSignoff, serve_signoff
 from tests.client.signing import SigningKey
-from tests.web.test_end_to_end import free_port
 
 POLICY_APPROVED_TOOL = "list_tables"
 """The tool whose calls a policy approves at once, in both frameworks."""
@@ -54,50 +44,8 @@ policies:
 def serve_frameworks_signoff(workdir: Path, *, extra_policies: str = "") -> Iterator[ServedSignoff]:
     """``signoff serve`` with this module's policies (plus ``extra_policies``, YAML list
     items indented by two spaces) on a fresh database; stopped afterwards."""
-    port = free_port()
-    db = workdir / "signoff.db"
-    config = workdir / "signoff.yaml"
-    config.write_text(
-        CONFIG.format(port=port, db=db, agent=AGENT, extra_policies=extra_policies),
-        encoding="utf-8",
-    )
-    log_path = workdir / "serve.log"
-    base = f"http://127.0.0.1:{port}"
-    approvers: dict[str, Approver] = {}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(SIGNOFF), "serve", "--config", str(config)],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=signoff_environ({"PYTHONUNBUFFERED": "1"}, ()),
-        )
-        try:
-            _wait_until_healthy(process, base, log_path)
-            credentials = asyncio.run(_credentials_in_process(db))
-            for person, token in credentials.sign_in_tokens.items():
-                http = httpx.Client(base_url=base, timeout=30)
-                signed_in = http.post("/login", data={"token": token})
-                assert signed_in.status_code == 303, signed_in.text
-                approvers[person] = Approver(person, http)
-            yield ServedSignoff(
-                base,
-                credentials.api_key,
-                credentials.webhook_secret,
-                config,
-                process,
-                log_path,
-                approvers=approvers,
-            )
-        finally:
-            for approver in approvers.values():
-                approver.http.close()
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serve_signoff(workdir, config_template=CONFIG, extra_policies=extra_policies) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

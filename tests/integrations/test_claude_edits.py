@@ -11,7 +11,6 @@ writes another.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ from typing import Any
 import pytest
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
 
-import tests.client.server as served_signoff
 from signoff_client import AsyncClient
 from signoff_client.claude import can_use_tool
 from tests.cli import SIGNOFF
-from tests.client.server import ServedSignoff, serve_signoff
+from tests.client.server import CONFIG, ServedSignoff, serve_signoff
 from tests.fakes.anthropic import Conversation, FakeAnthropic, Say, ToolCall, Turn
 from tests.integrations.claude_cli import (
     RUN_WITHIN,
@@ -49,12 +47,8 @@ PROMPT = "Write the marker file."
 @pytest.fixture(scope="module")
 def editable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSignoff]:
     """A ``signoff serve`` of this module's own, whose Claude actions approvers may edit."""
-    config = served_signoff.CONFIG.replace("policies:\n", "policies:\n" + EDITABLE, 1)
-    with contextlib.ExitStack() as stack:
-        # The config is written when the server starts; other servers keep the usual one.
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(served_signoff, "CONFIG", config)
-            served = stack.enter_context(serve_signoff(tmp_path_factory.mktemp("edits")))
+    config = CONFIG.replace("policies:\n", "policies:\n" + EDITABLE, 1)
+    with serve_signoff(tmp_path_factory.mktemp("edits"), config_template=config) as served:
         yield served
 
 
