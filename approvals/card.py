@@ -42,7 +42,7 @@ class ApprovalCard:
         fields: the request's ``params``, one field per top-level key, values as JSON text.
         status_line: one line saying where the request stands ("Waiting for 1 more approval").
         buttons: whether Approve / Deny are offered (only while pending).
-        note: an extra line, e.g. "Escalated to level 2" or "Reminder".
+        note: an extra line, e.g. "Escalated to level 1" or "Reminder".
     """
 
     request_id: str
@@ -77,6 +77,13 @@ class ApprovalCard:
     """The policy's risk rating, shown first as a coloured label (``None``: not rated)."""
     summary: str | None = None
     """The policy's ``describe`` line for this request, shown first (partly agent text)."""
+    levels: int = 1
+    """How many escalation levels the request's policy has."""
+
+    @property
+    def level_text(self) -> str:
+        """The card's level as every platform shows it (:func:`level_label`)."""
+        return level_label(self.level, self.levels)
 
     @property
     def short_hash(self) -> str:
@@ -85,6 +92,25 @@ class ApprovalCard:
 
 RISK_MARKS = {Risk.LOW: "🟢", Risk.MEDIUM: "🟡", Risk.HIGH: "🟠", Risk.CRITICAL: "🔴"}
 """The colour of each risk where a platform can only colour with characters."""
+
+
+_POSITIONS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
+def level_label(level: int, levels: int) -> str:
+    """How cards and pages name an escalation level: by the 0-based number the agent API,
+    ``signoff status``, ``signoff explain`` and the audit use, followed by where it stands
+    in words, so nobody needs to know that the numbering starts at 0: ``0 (first of 2)``,
+    ``1 (last of 2)``, ``0 (the only level)``."""
+    if levels <= 1:
+        return f"{level} (the only level)"
+    if level == levels - 1:
+        position = "last"
+    elif level < len(_POSITIONS):
+        position = _POSITIONS[level]
+    else:
+        return f"{level} (of 0-{levels - 1})"
+    return f"{level} ({position} of {levels})"
 
 
 def risk_label(risk: Risk) -> str:
@@ -198,6 +224,7 @@ def build_card(
         edits_allowed=request.policy.allows_edits,
         risk=request.policy.risk,
         summary=describe_request(request),
+        levels=len(request.policy.levels),
     )
 
 

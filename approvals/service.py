@@ -989,7 +989,7 @@ class ApprovalService:
                 },
             )
             crash_point(CrashPoint.DURING_ESCALATION)
-            note = f"Escalated to level {step.to_level + 1}: {', '.join(approvers)}"
+            note = f"Escalated to level {step.to_level}: {', '.join(approvers)}"
             self._edit_cards(tx, updated, now, note=note)
             self._notify_level(tx, updated, step.to_level, now, note=note)
             return updated
@@ -1174,7 +1174,7 @@ def _change_summary(request: ApprovalRequest) -> str:
         return f"{request.status.value} by {request.decision.by} (policy {request.policy.name})"
     approvals = len(request.approvals())
     return (
-        f"{request.status.value} at level {request.level + 1} (policy {request.policy.name}, "
+        f"{request.status.value} at level {request.level} (policy {request.policy.name}, "
         f"{approvals} of {request.policy.quorum} approvals)"
     )
 

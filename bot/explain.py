@@ -144,7 +144,8 @@ class LevelPlan:
     """One escalation level of the chosen policy, worked out.
 
     Attributes:
-        number: 1 for the first level.
+        number: 0 for the first level, as the agent API, status, cards and pages number
+            levels.
         approvers: approver names as written (people and groups).
         groups: group name -> its members, for the groups among ``approvers``.
         persons: the persons those names stand for.
@@ -245,7 +246,7 @@ def _seconds(delta: timedelta | None) -> float | None:
 
 def _level_json(level: LevelPlan) -> dict[str, Any]:
     return {
-        "level": level.number - 1,  # 0-based, as the agent API and status report it
+        "level": level.number,
         "approvers": list(level.approvers),
         "groups": {name: list(members) for name, members in level.groups.items()},
         "persons": list(level.persons),
@@ -407,19 +408,19 @@ def _plan_levels(
     plans: list[LevelPlan] = []
     starts_after = timedelta(0)
     for number, (level, written) in enumerate(
-        zip(policy.levels, policy_settings.levels, strict=True), start=1
+        zip(policy.levels, policy_settings.levels, strict=True)
     ):
-        reached = number == 1 or starts_after < deadline
-        is_last = number == len(policy.levels)
+        reached = number == 0 or starts_after < deadline
+        is_last = number == len(policy.levels) - 1
         ends_at = deadline if is_last else min(starts_after + level.timeout, deadline)
         length = max(ends_at - starts_after, timedelta(0))
         reminders = 0
         if level.remind_every is not None and reached:
             reminders = max(math.ceil(length / level.remind_every) - 1, 0)
         may_decide = [
-            person for person in policy.approvers_through(number - 1) if person != requested_by
+            person for person in policy.approvers_through(number) if person != requested_by
         ]
-        ordered = [p for lv in policy.levels[:number] for p in lv.approvers]
+        ordered = [p for lv in policy.levels[: number + 1] for p in lv.approvers]
         plans.append(
             LevelPlan(
                 number=number,
@@ -452,7 +453,7 @@ def _level_end(policy: Policy, number: int, ends_after: timedelta, deadline: tim
         f"at {format_duration(deadline)} with no decision, on_timeout "
         f"{policy.on_timeout.value}: {_OUTCOME_WORDS[policy.on_timeout]}"
     )
-    if number == len(policy.levels) or ends_after >= deadline:
+    if number == len(policy.levels) - 1 or ends_after >= deadline:
         return final
     return f"escalates to level {number + 1} after {format_duration(ends_after)}"
 
@@ -608,7 +609,7 @@ def _decision_words(decision: AutoDecision) -> str:
 
 
 def _render_level(level: LevelPlan) -> list[str]:
-    when = "from the start" if level.number == 1 else f"after {format_duration(level.starts_after)}"
+    when = "from the start" if level.number == 0 else f"after {format_duration(level.starts_after)}"
     head = f"level {level.number} ({when}, for {format_duration(level.timeout)}"
     if level.remind_every is not None:
         head += (

@@ -439,7 +439,7 @@ def render(report: StatusReport) -> str:
         for group in report.pending:
             table.add_row(
                 group.policy,
-                str(group.level + 1),
+                str(group.level),
                 str(group.count),
                 _until(group.next_due_at, now),
                 _until(group.earliest_deadline, now),

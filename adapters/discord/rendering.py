@@ -175,7 +175,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
     embed.add_field(name="Agent", value=cut(card.agent, NAME_LIMIT) or "-", inline=True)
     embed.add_field(name="Action", value=cut(card.action, NAME_LIMIT) or "-", inline=True)
     embed.add_field(name="Policy", value=fit(card.policy, NAME_LIMIT) or "-", inline=True)
-    embed.add_field(name="Level", value=str(card.level + 1), inline=True)
+    embed.add_field(name="Level", value=card.level_text, inline=True)
     deadline = int(card.deadline.timestamp())
     embed.add_field(
         name="Deadline",

@@ -131,7 +131,7 @@ def render_card(
         facts.append(("On behalf of", cuts(card.requested_by, NAME_LIMIT)))
     facts += [
         ("Deadline", _when(card.deadline)),
-        ("Level", str(card.level + 1)),
+        ("Level", card.level_text),
         ("Policy", cuts(card.policy, NAME_LIMIT)),
         ("Payload SHA-256", card.short_hash),
     ]

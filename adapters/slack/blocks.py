@@ -187,7 +187,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
                 _literal(f"Agent: {cut(card.agent, PARAM_VALUE_LIMIT)}"),
                 _literal(f"Action: {cut(card.action, PARAM_VALUE_LIMIT)}"),
                 _literal(f"Policy: {fit(card.policy, PARAM_VALUE_LIMIT)}"),
-                _literal(f"Level: {card.level + 1}"),
+                _literal(f"Level: {card.level_text}"),
                 _literal(f"Deadline: {card.deadline:%Y-%m-%d %H:%M} UTC"),
                 _literal(f"Payload SHA-256: {card.short_hash}"),
             ],

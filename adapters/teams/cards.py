@@ -182,7 +182,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> dict[str, Any]:
         body.append(labelled("On behalf of", cut(card.requested_by, NAME_LIMIT)))
     body += [
         labelled("Policy", fit(card.policy, NAME_LIMIT)),
-        labelled("Level", str(card.level + 1)),
+        labelled("Level", card.level_text),
         labelled("Deadline", f"{card.deadline:%Y-%m-%d %H:%M} UTC"),
         labelled("Payload SHA-256", card.short_hash, monospace=True),
     ]

@@ -140,7 +140,7 @@ def _compose(card: ApprovalCard, public_url: str, params: str, params_cut: bool)
     message.text(" · ")
     message.text("Policy: ", "b")
     message.text(_untrusted(card.policy, NAME_LIMIT), "code")
-    message.text(f" · level {card.level + 1}\n")
+    message.text(f" · level {card.level_text}\n")
     message.text("Deadline: ", "b")
     message.text(f"{card.deadline:%Y-%m-%d %H:%M} UTC\n")
     if card.note:

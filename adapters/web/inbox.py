@@ -39,7 +39,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from adapters.web.forms import FormError, read_form
 from adapters.web.text import pretty_json, read_edited_params, relative, utc, visible
 from approvals.access import SESSION_TTL, WebSession
-from approvals.card import ApprovalCard
+from approvals.card import ApprovalCard, level_label
 from approvals.directory import WEB_PLATFORM, Destination
 from approvals.edits import edited_params_problem, param_changes
 from approvals.errors import ConcurrentUpdateError, StoreBusyError
@@ -143,6 +143,7 @@ class WebInbox:
             lstrip_blocks=True,
         )
         self._templates.filters.update(visible=visible, utc=utc, pretty_json=pretty_json)
+        self._templates.globals.update(level_label=level_label)
         self._stylesheet = STYLESHEET.read_bytes()
         self._live_script = LIVE_SCRIPT.read_bytes()
         self._live_every_ms = max(int(live_every.total_seconds() * 1000), 100)

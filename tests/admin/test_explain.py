@@ -94,7 +94,7 @@ def test_production_database_change_asks_two_levels_with_four_eyes(example):
         ("ops-telegram", ["telegram chat -1001234"]),
     ]
     assert first.reminders == 2  # at 5m and 10m; at 15m it escalates instead
-    assert first.then == "escalates to level 2 after 15m"
+    assert first.then == "escalates to level 1 after 15m"
     assert second.persons == ("carol", "erin")
     assert second.may_decide == ("alice", "dave", "carol", "erin")
     dm, discord = second.notify
@@ -103,15 +103,15 @@ def test_production_database_change_asks_two_levels_with_four_eyes(example):
     assert [t.describe() for t in discord.targets] == ["discord channel 300001"]
     assert second.then.startswith("at 1h15m with no decision, on_timeout deny")
     text = render(result)
-    assert "level 1 (from the start, for 15m; reminders every 5m, 2 at most)" in text
+    assert "level 0 (from the start, for 15m; reminders every 5m, 2 at most)" in text
     assert "asks: oncall (alice, bob), dbas (bob, dave) -> alice, bob, dave" in text
-    assert "level 2 (after 15m, for 1h)" in text
+    assert "level 1 (after 15m, for 1h)" in text
     assert "timeout: 1h15m in all; an agent may ask for 5m to 4h" in text
     assert "at the end: with no decision after 1h15m, on_timeout deny: the request is denied" in (
         text
     )
     assert (
-        "four-eyes: bob is an approver (level 1) but asked for this request (requested_by), "
+        "four-eyes: bob is an approver (level 0) but asked for this request (requested_by), "
         "so bob cannot decide it" in text
     )
 

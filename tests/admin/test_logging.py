@@ -147,7 +147,7 @@ async def test_service_and_outbox_lines_about_a_request_carry_its_id(
     records = lines(captured)
     about = [r for r in records if request_id in r["message"] or r.get("request_id")]
     messages = [r["message"] for r in about]
-    assert f"request {request_id} pending at level 1 (policy prod-db, 0 of 2 approvals)" in (
+    assert f"request {request_id} pending at level 0 (policy prod-db, 0 of 2 approvals)" in (
         messages
     )
     assert f"request {request_id} approved by bob (policy prod-db)" in messages
@@ -200,7 +200,7 @@ async def test_serve_with_json_logs_writes_one_object_per_line(tmp_path: Path):
     assert any(m.startswith("Uvicorn running on") for m in messages)  # uvicorn's lines too
     about = [r for r in records if request_id in r["message"]]
     assert [r["message"] for r in about] == [
-        f"request {request_id} pending at level 1 (policy default, 0 of 1 approvals)",
+        f"request {request_id} pending at level 0 (policy default, 0 of 1 approvals)",
         f"request {request_id} cancelled by deploy-bot (policy default)",
     ]
     assert all(r["request_id"] == request_id for r in about)

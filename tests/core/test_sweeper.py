@@ -81,7 +81,7 @@ async def test_escalation_lets_the_next_level_vote_and_dms_them(service, store, 
     assert ("send", "discord:user:200003") in discord.kinds()
     # The first level's cards were told where the request went.
     notes = [c.card.note for c in slack.calls if c.kind == "edit"]
-    assert any(note and "Escalated to level 2: carol" in note for note in notes)
+    assert any(note and "Escalated to level 1: carol" in note for note in notes)
 
 
 async def test_on_timeout_expire_and_approve(service, clock):

@@ -209,7 +209,7 @@ def _step_name(step: TimeOut | Escalate | Remind) -> str:
     if isinstance(step, TimeOut):
         return "timeout"
     if isinstance(step, Escalate):
-        return f"escalation to level {step.to_level + 1}"
+        return f"escalation to level {step.to_level}"
     return "reminder"
 
 

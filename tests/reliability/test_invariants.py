@@ -113,7 +113,7 @@ async def test_2_a_missed_escalation_is_caught(service, store, clock):
         )
     ).request
     second_level_starts = request.level_starts()[1]
-    with pytest.raises(AssertionError, match="escalation to level 2"):
+    with pytest.raises(AssertionError, match="escalation to level 1"):
         await check_invariants(store, now=second_level_starts + 3 * SWEEP, sweep_interval=SWEEP)
 
 

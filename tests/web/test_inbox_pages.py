@@ -174,7 +174,7 @@ async def test_inbox_lists_the_pending_requests_a_person_approves_newest_first(i
     assert alice_page.count("your vote") == 3
     assert "db.migrate" in alice_page
     assert "prod-db" in alice_page
-    assert "1 of 2" in alice_page  # level
+    assert "0 (first of 2)" in alice_page  # level
     assert "Pending: 0 of 2 approvals" in alice_page
     assert "2030-01-01 01:16 UTC" in alice_page  # prod-db: 15 min at level 1, then 1 h
 
@@ -212,7 +212,7 @@ async def test_request_page_shows_the_full_payload_and_its_audit_trail(inbox):
         "needs 2 approvals",
         "a deny needs a reason",
         "2030-01-01 01:15 UTC",  # the final deadline
-        "goes to level 2 at 2030-01-01 00:15 UTC",
+        "goes to level 1 at 2030-01-01 00:15 UTC",
         "Pending: 0 of 2 approvals",
         request.payload_sha256,
         "No votes yet",

@@ -135,9 +135,9 @@ def test_final_card_has_no_buttons_and_says_the_outcome():
 
 
 def test_note_is_shown():
-    rendered = render_card(a_card(note="Escalated to level 2: carol"), public_url=URL)
+    rendered = render_card(a_card(note="Escalated to level 1: carol"), public_url=URL)
     fields = rendered.embed.to_dict()["fields"]
-    assert fields[-2] == {"name": "Note", "value": "Escalated to level 2: carol", "inline": False}
+    assert fields[-2] == {"name": "Note", "value": "Escalated to level 1: carol", "inline": False}
 
 
 def test_huge_and_many_params_stay_within_limits_and_link_to_the_inbox():

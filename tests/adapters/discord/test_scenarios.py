@@ -201,7 +201,7 @@ async def test_escalation_from_the_channel_to_approvers_dms(discord_world):
     opened = world.fake.calls_to("create_dm")
     assert [str(c.body["recipient_id"]) for c in opened] == [CAROL]
     channel_card = await world.card(request_id)
-    assert "Escalated to level 2: carol" in channel_card.all_text
+    assert "Escalated to level 1: carol" in channel_card.all_text
     dm_card = await world.card(request_id, f"discord:user:{CAROL}")
     assert dm_card.channel_id == world.fake.dm_channels[CAROL]
     assert dm_card.buttons

@@ -100,8 +100,8 @@ async def test_an_unanswered_telegram_card_escalates_to_email_and_is_decided_the
         [mail] = relay.to(BOB)
         assert about(mail, request_id)
         assert is_first(mail)
-        assert "Escalated to level 2" in body(mail)
-        assert "Escalated to level 2" in telegram.chat_messages(GROUP)[0].text
+        assert "Escalated to level 1" in body(mail)
+        assert "Escalated to level 1" in telegram.chat_messages(GROUP)[0].text
 
         approve = links_in(mail)[Verdict.APPROVE]
         assert (await client.get(approve)).status_code == 200

@@ -171,7 +171,7 @@ async def test_escalation_from_the_channel_to_approvers_dms(slack):
     opened = slack.fake.calls_to("conversations.open")
     assert [c.params["users"] for c in opened] == [DAVE]
     channel_card = await slack.card(request_id)
-    assert "Escalated to level 2: dave" in channel_card.all_text
+    assert "Escalated to level 1: dave" in channel_card.all_text
     dm_card = await slack.card(request_id, f"slack:user:{DAVE}")
     assert dm_card.channel == "D" + DAVE
 

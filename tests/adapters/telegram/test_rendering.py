@@ -112,7 +112,7 @@ def test_malformed_button_data_is_refused(data):
 
 
 def test_a_card_shows_everything_an_approver_needs():
-    card = make_card(details="Rolls out 1.2.3", note="Escalated to level 2: carol")
+    card = make_card(details="Rolls out 1.2.3", note="Escalated to level 1: carol")
     rendered = render_card(card, PUBLIC_URL)
     text, entities = parse_html(rendered.text)
     assert utf16_length(text) == rendered.length
@@ -126,7 +126,7 @@ def test_a_card_shows_everything_an_approver_needs():
         "abababababab",
         "deploy",
         "2030-01-01 12:30 UTC",
-        "Escalated to level 2: carol",
+        "Escalated to level 1: carol",
         "Pending: waiting for a decision",
     ):
         assert expected in text
