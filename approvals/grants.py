@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -210,6 +211,25 @@ class GrantRevoked:
 
     grant: Grant
     already_ended: bool
+
+
+MATCHED_TEXT_LIMIT = 80
+"""How much of a grant's matched values a one-line listing shows."""
+
+
+def matched_text(grant: Grant, limit: int = MATCHED_TEXT_LIMIT) -> str:
+    """What a grant covers, in one line: ``all params {...}`` or ``params.table="users"``
+    (agent text: escape it where it is shown)."""
+    if not grant.match_paths:
+        text = "all params " + json.dumps(grant.matched.get("params"), ensure_ascii=False)
+    else:
+        text = ", ".join(
+            f"{path}={json.dumps(grant.matched[path], ensure_ascii=False)}"
+            if path in grant.matched
+            else f"{path} absent"
+            for path in grant.match_paths
+        )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def grant_length(asked: Iterable[timedelta | None]) -> timedelta | None:
