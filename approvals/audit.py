@@ -35,6 +35,8 @@ class AuditKind(StrEnum):
     CONFIG_LOADED = "config_loaded"
     CONFIG_REJECTED = "config_rejected"
     CLOCK_STEPPED = "clock_stepped"
+    GRANTED = "granted"
+    GRANT_ENDED = "grant_ended"
 
 
 @dataclass(frozen=True)

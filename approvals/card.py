@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from approvals.machine import Event, Status
 from approvals.model import ApprovalRequest
@@ -84,6 +84,15 @@ class ApprovalCard:
     def level_text(self) -> str:
         """The card's level as every platform shows it (:func:`level_label`)."""
         return level_label(self.level, self.levels)
+
+    grant_choices: tuple[timedelta, ...] = ()
+    """The "Approve for ..." lengths a pending card offers (the policy's ``grants``,
+    :mod:`approvals.grants`); empty where the policy has none."""
+
+    @property
+    def approve_for(self) -> tuple[timedelta, ...]:
+        """The "Approve for ..." lengths to show now: only while pending."""
+        return self.grant_choices if self.buttons else ()
 
     @property
     def short_hash(self) -> str:
@@ -179,6 +188,12 @@ def _status_line(request: ApprovalRequest) -> str:
         line = f"{verb} automatically by policy {decision.by.removeprefix('policy:')}{when}"
     elif request.status is Status.CANCELLED:
         line = f"Cancelled by the requesting agent{when}"
+    elif decision.by_grant and decision.grant is not None:
+        grant = decision.grant
+        line = (
+            f"Approved by {' and '.join(grant.given_by)}'s grant {grant.id} (until "
+            f"{grant.until:%Y-%m-%d %H:%M} UTC){when}"
+        )
     else:
         counted = request.approvals()  # of the approved payload only, in voting order
         approvers = [v.person for v in request.votes if v.person in counted]
@@ -186,6 +201,9 @@ def _status_line(request: ApprovalRequest) -> str:
         if request.status is Status.APPROVED and request.edited_params is not None:
             verb = "Approved with edited params"
         line = f"{verb} by {who}{when}"
+        if decision.grant is not None:
+            # This approval also gave a time-boxed grant.
+            line += f", for the same requests until {decision.grant.until:%Y-%m-%d %H:%M} UTC"
     if decision.reason:
         line += f" (reason: {decision.reason})"
     return line
@@ -225,6 +243,7 @@ def build_card(
         risk=request.policy.risk,
         summary=describe_request(request),
         levels=len(request.policy.levels),
+        grant_choices=request.policy.grants.choices() if request.policy.grants else (),
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from approvals.card import outcome_notice
@@ -66,6 +67,8 @@ class Click:
         reason: the reason typed in the form, for a deny with a reason.
         foreign: set when the adapter found the click comes from outside signoff's
             installation.
+        grant_for: an "Approve for ..." button's length: the approval also asks to give
+            a time-boxed grant that long (:mod:`approvals.grants`).
     """
 
     platform: str
@@ -76,6 +79,7 @@ class Click:
     verdict: Verdict
     reason: str | None = None
     foreign: Foreign | None = None
+    grant_for: timedelta | None = None
 
     @property
     def actor(self) -> str:

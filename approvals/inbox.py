@@ -16,9 +16,10 @@ from approvals.access import WebSession
 from approvals.audit import AuditEntry
 from approvals.card import ApprovalCard
 from approvals.directory import WEB_PLATFORM
+from approvals.grants import Grant, GrantRevoked
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, Verdict, VoteCommand
-from approvals.outcomes import NotAllowed
+from approvals.outcomes import NotAllowed, NotFound
 from approvals.service import ApprovalService, judge_vote
 from approvals.store import AuditVerification, SyncReads
 
@@ -115,6 +116,17 @@ class InboxReads(Protocol):
         when ``None``): an admin's are all; anyone else's are those of the requests they
         may see."""
 
+    async def grants_for(self, person: str) -> list[Grant]:
+        """The live time-boxed grants ``person`` may see and revoke, soonest to end first:
+        an admin's are all; anyone else's are those they gave and those of the policies
+        they approve for."""
+
+    async def revoke_grant(
+        self, person: str, grant_id: str, reason: str | None
+    ) -> GrantRevoked | NotFound | NotAllowed:
+        """The grants page's one change: ``person`` ends a grant at once (refused unless
+        they gave it, approve for its policy or are an admin)."""
+
 
 class InboxQueries:
     """The core's answers to :class:`InboxReads`, read from the service's store."""
@@ -171,6 +183,26 @@ class InboxQueries:
         if request is None:
             return None
         return RequestView(self._item(request, person), audit)
+
+    async def grants_for(self, person: str) -> list[Grant]:
+        rules = self._service.rules
+        if person in rules.directory.admins:
+            return await self._service.live_grants()
+
+        def approves_for(grant: Grant) -> bool:
+            policy = rules.policies.named(grant.policy)
+            return policy is not None and person in policy.approvers_through(len(policy.levels) - 1)
+
+        return [
+            grant
+            for grant in await self._service.live_grants()
+            if person in grant.given_by or approves_for(grant)
+        ]
+
+    async def revoke_grant(
+        self, person: str, grant_id: str, reason: str | None
+    ) -> GrantRevoked | NotFound | NotAllowed:
+        return await self._service.revoke_grant(grant_id, by=person, person=person, reason=reason)
 
     async def audit_page(self, person: str, before: int | None) -> AuditPage:
         verification = await self._service.store.verify_audit()

@@ -9,12 +9,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from approvals.grants import GrantRef
 from approvals.machine import Status
 from approvals.policy import Policy
 from signoff_client.canonical import canonical_json
 
 SYSTEM_PLATFORM = "system"
 """Platform name recorded for decisions nobody clicked: policy auto-decisions and timeouts."""
+GRANT_PLATFORM = "grant"
+"""Platform name recorded for approvals a time-boxed grant made (:mod:`approvals.grants`)."""
 MAX_REASON_LENGTH = 2000
 """The longest reason a person may give with a vote, in characters."""
 
@@ -45,9 +48,12 @@ class CastVote:
     """The hash of the payload the person saw and voted on: the original, or an approver's
     edit of it. ``None`` only before it is read back from a stored request (votes stored
     before edits existed were all about the original)."""
+    grant_for: timedelta | None = None
+    """An approval *for a while* ("Approve for 1 h"): how long a grant the person asked
+    to give (:mod:`approvals.grants`); ``None`` for a plain vote."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "person": self.person,
             "verdict": self.verdict.value,
             "platform": self.platform,
@@ -55,6 +61,9 @@ class CastVote:
             "cast_at": self.cast_at.isoformat(),
             "payload_sha256": self.payload_sha256,
         }
+        if self.grant_for is not None:
+            data["grant_seconds"] = int(self.grant_for.total_seconds())
+        return data
 
 
 @dataclass(frozen=True)
@@ -67,29 +76,42 @@ class Decision:
             the deadline decided, or the agent's name when it cancelled.
         platform: where the decision was made (``slack``, ``web``, ``api``, ``system``...).
         reason: the reason given, if any.
+        grant: the time-boxed grant that approved the request at once (``by`` is then
+            ``grant:<id>`` and ``platform`` is ``grant``), or the grant an approval gave.
     """
 
     verdict: Status
     by: str
     platform: str
     reason: str | None = None
+    grant: GrantRef | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "verdict": self.verdict.value,
             "by": self.by,
             "platform": self.platform,
             "reason": self.reason,
         }
+        if self.grant is not None:
+            data["grant"] = self.grant.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:
+        grant = data.get("grant")
         return cls(
             verdict=Status(data["verdict"]),
             by=data["by"],
             platform=data["platform"],
             reason=data.get("reason"),
+            grant=GrantRef.from_json(grant) if grant else None,
         )
+
+    @property
+    def by_grant(self) -> bool:
+        """Whether a grant approved the request at once (nobody was asked)."""
+        return self.grant is not None and self.platform == GRANT_PLATFORM
 
 
 @dataclass(frozen=True)
@@ -238,6 +260,9 @@ class VoteCommand:
     web inbox's forms carry it); ``None`` from a chat card, which always shows the
     original. ``edited_params`` is an approval with edits: the params the person approves
     instead of the proposal they were shown."""
+    grant_for: timedelta | None = None
+    """An approval for a while ("Approve for 1 h"): the length of the grant asked for;
+    refused when the policy has no grants or allows less (:mod:`approvals.grants`)."""
 
 
 def public_json(request: ApprovalRequest) -> dict[str, Any]:

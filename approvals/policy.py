@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from approvals.describe import DescribeTemplate
+from approvals.grants import GrantRule
 
 _MISSING = object()
 
@@ -417,6 +418,9 @@ class Policy:
     deny_repeat: timedelta | None = None
     """Denial memory: how long after people denied a request the agent's same ask is
     denied at once (``None``: not at all)."""
+    grants: GrantRule | None = None
+    """Time-boxed grants: whether and how an approver may approve for a while
+    (:mod:`approvals.grants`; ``None``: not at all)."""
     on_timeout: TimeoutOutcome = TimeoutOutcome.DENY
     min_timeout: timedelta | None = None
     max_timeout: timedelta | None = None
@@ -474,6 +478,7 @@ class Policy:
             "quorum": self.quorum,
             "require_reason": self.require_reason,
             "deny_repeat_seconds": _seconds(self.deny_repeat),
+            "grants": self.grants.to_json() if self.grants else None,
             "levels": [level.to_json() for level in self.levels],
             "on_timeout": self.on_timeout.value,
             "min_timeout_seconds": _seconds(self.min_timeout),
@@ -492,6 +497,7 @@ class Policy:
             quorum=int(data.get("quorum", 1)),
             require_reason=bool(data.get("require_reason", False)),
             deny_repeat=_delta(data.get("deny_repeat_seconds")),
+            grants=GrantRule.from_json(data["grants"]) if data.get("grants") else None,
             levels=tuple(Level.from_json(level) for level in data["levels"]),
             on_timeout=TimeoutOutcome(data.get("on_timeout", "deny")),
             min_timeout=_delta(data.get("min_timeout_seconds")),

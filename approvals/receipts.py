@@ -3,7 +3,9 @@
 A receipt covers ``{id, payload_sha256, status, deciders, decided_at, expires}`` and is signed
 with Ed25519 over the canonical JSON of that object. When approvers changed the params before
 approving, ``payload_sha256`` is the hash of the edited payload and the receipt adds
-``edited: true`` and ``original_payload_sha256``. An executor checks it (with
+``edited: true`` and ``original_payload_sha256``. When a time-boxed grant approved the
+request at once, the receipt adds ``grant: {id, given_by, given_at, until}`` and its
+``deciders`` are the grant's givers. An executor checks it (with
 ``signoff_client.verify_receipt``) against the payload it is about to run, so an approval of
 one payload never authorizes another.
 
@@ -78,8 +80,11 @@ class ReceiptNotFinal(Exception):
 
 
 def receipt_deciders(request: ApprovalRequest) -> list[str]:
-    """The people whose votes decided the request; nobody for timeouts, cancels and policies."""
+    """The people whose votes decided the request; nobody for timeouts, cancels and policies.
+    For a request a time-boxed grant approved: the people who gave the grant."""
     decision = request.decision
+    if decision is not None and decision.by_grant and decision.grant is not None:
+        return list(decision.grant.given_by)
     if decision is None or decision.platform == SYSTEM_PLATFORM:
         return []
     if request.status is Status.APPROVED:
@@ -109,6 +114,16 @@ def receipt_body(request: ApprovalRequest) -> dict[str, Any]:
             edited=True,
             original_payload_sha256=request.payload_sha256,
         )
+    decision = request.decision
+    if decision is not None and decision.by_grant and decision.grant is not None:
+        # Approved at once by a time-boxed grant: whose, given when, lasting until when.
+        grant = decision.grant
+        body["grant"] = {
+            "id": grant.id,
+            "given_by": list(grant.given_by),
+            "given_at": receipt_time(grant.given_at),
+            "until": receipt_time(grant.until),
+        }
     return body
 
 

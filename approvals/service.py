@@ -44,10 +44,20 @@ from approvals.deadlines import (
 )
 from approvals.directory import Directory
 from approvals.edits import edited_params_problem
+from approvals.grants import (
+    Grant,
+    GrantRevoked,
+    approval_reason,
+    grant_id_for,
+    grant_length,
+    grant_length_problem,
+    stale_because,
+)
 from approvals.links import DecisionLinks
 from approvals.log_context import about_request
 from approvals.machine import Event, Status, next_status
 from approvals.model import (
+    GRANT_PLATFORM,
     MAX_REASON_LENGTH,
     SYSTEM_PLATFORM,
     ApprovalRequest,
@@ -70,6 +80,7 @@ from approvals.outcomes import (
 )
 from approvals.policy import AutoDecision, Policy, PolicySet, TimeoutOutcome
 from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
+from approvals.store import grants as grant_rows
 from approvals.store import links as link_rows
 from approvals.webhooks import new_event_id, webhook_destination
 from signoff_client.canonical import CanonicalJsonError, payload_sha256
@@ -256,6 +267,31 @@ def judge_payload(
     if digest == request.proposal_sha256:
         return None  # unchanged: a plain approval of what was shown
     return ProposedEdit(dict(command.edited_params), digest)
+
+
+def judge_grant(
+    request: ApprovalRequest, command: VoteCommand, rules: Rules, edit: ProposedEdit | None
+) -> NotAllowed | None:
+    """Check an approval *for a while* ("Approve for 1 h"), after the vote itself was
+    judged: the policy (as configured now) must allow grants that long, and a grant only
+    ever covers the agent's own params, never an approver's edit of them."""
+    if command.grant_for is None:
+        return None
+    if command.verdict is Verdict.DENY:
+        return NotAllowed(RefusalCode.INVALID, "only an approval can be given for a while")
+    live = rules.policies.named(request.policy.name)
+    problem = grant_length_problem(
+        live.grants if live else None, request.policy.name, command.grant_for
+    )
+    if problem is not None:
+        return NotAllowed(RefusalCode.GRANTS_FORBIDDEN, problem)
+    if edit is not None or request.edited_payload_sha256 is not None:
+        return NotAllowed(
+            RefusalCode.GRANTS_FORBIDDEN,
+            "a grant covers only the params the agent asked for, and these were edited; "
+            "approve without a grant",
+        )
+    return None
 
 
 def _edit_audit(
@@ -484,6 +520,23 @@ class ApprovalService:
                     reason=_repeat_denial_reason(earlier, policy),
                 ),
             )
+        elif (grant := self._live_grant(tx, request, rules, now)) is not None:
+            # A time-boxed grant: an approver said yes to this very ask for a while.
+            if slot_claimed:
+                tx.release_open_slot(command.agent)
+                slot_claimed = False
+            decided = _transition(
+                request,
+                Event.APPROVE,
+                now,
+                decision=Decision(
+                    verdict=Status.APPROVED,
+                    by=f"grant:{grant.id}",
+                    platform=GRANT_PLATFORM,
+                    reason=approval_reason(grant),
+                    grant=grant.ref(),
+                ),
+            )
         elif policy.decision is not AutoDecision.ASK:
             # Decided by policy: the request is stored final at once, one row, no update.
             event = Event.APPROVE if policy.decision is AutoDecision.APPROVE else Event.DENY
@@ -518,6 +571,157 @@ class ApprovalService:
         return tx.last_denial_by_people(
             request.agent, request.payload_sha256, since=now - policy.deny_repeat
         )
+
+    @staticmethod
+    def _live_grant(
+        tx: WriteTx, request: ApprovalRequest, rules: Rules, now: datetime
+    ) -> Grant | None:
+        """The live grant that approves ``request`` at once, if its policy has grants (a
+        read only then: the create path of other policies pays nothing).
+
+        Checked here, at each use, against the config in force: a grant whose giver is no
+        longer an approver, or whose policy's grants changed, approves nothing, even if no
+        reload in this process ended it. Four-eyes: a grant never approves a request made
+        on behalf of one of its givers (nor of a name that looks like one).
+        """
+        policy = request.policy
+        rule = policy.grants
+        if policy.decision is not AutoDecision.ASK or rule is None:
+            return None
+        match_key = rule.match_key(request.action, request.params)
+        found = grant_rows.live_grants_for(tx, request.agent, request.action, match_key, now)
+        if not found:
+            return None
+        approvers = policy.approvers_through(len(policy.levels) - 1)
+        requester = rules.directory.requester_match(request.requested_by).persons
+        for grant in found:
+            if grant.policy != policy.name or stale_because(grant, rule, approvers):
+                continue
+            if requester.intersection(grant.given_by):
+                continue
+            return grant
+        return None
+
+    @staticmethod
+    def _give_grant(request: ApprovalRequest, rules: Rules, now: datetime) -> Grant | None:
+        """The grant an approval gives, or ``None``: every counted approval must have
+        asked for one (a quorum's grant needs the quorum), it lasts the shortest length
+        asked (and no longer than the policy allows now), and it covers only the agent's
+        own params (an approval of edited params gives none)."""
+        live = rules.policies.named(request.policy.name)
+        rule = live.grants if live else None
+        if rule is None or request.edited_payload_sha256 is not None:
+            return None
+        approvers = request.approvals()
+        asked = [
+            vote.grant_for
+            for vote in request.votes
+            if vote.person in approvers and vote.verdict is Verdict.APPROVE
+        ]
+        length = grant_length(asked)
+        if length is None:
+            return None
+        length = min(length, rule.max)
+        return Grant(
+            id=grant_id_for(request.id),
+            policy=request.policy.name,
+            agent=request.agent,
+            action=request.action,
+            match_key=rule.match_key(request.action, request.params),
+            match_paths=rule.match,
+            matched=rule.matched_values(request.params),
+            given_by=tuple(sorted(approvers)),
+            given_at=now,
+            expires_at=now + length,
+            source_request_id=request.id,
+        )
+
+    # -- grants -----------------------------------------------------------------------------
+
+    async def live_grants(self) -> list[Grant]:
+        """Every grant live now, soonest to end first."""
+        now = self._clock.now()
+        return await self._store.query(lambda reads: grant_rows.live_grants(reads, now))
+
+    async def revoke_grant(
+        self, grant_id: str, *, by: str, person: str | None, reason: str | None = None
+    ) -> GrantRevoked | NotFound | NotAllowed:
+        """End a grant at once, audited.
+
+        Args:
+            grant_id: the grant's id.
+            by: who revokes, as the audit names them.
+            person: the signed-in person revoking (web inbox): only a giver, an approver of
+                the grant's policy or an admin may. ``None`` for an admin's own tool (the
+                CLI, which has the database).
+            reason: why, if said.
+        """
+        now = self._clock.now()
+        rules = self._rules
+
+        def revoke(tx: WriteTx) -> GrantRevoked | NotFound | NotAllowed:
+            found = grant_rows.grant(tx, grant_id)
+            if found is None:
+                return NotFound(grant_id)
+            if person is not None and not self._may_revoke(found, person, rules):
+                return NotAllowed(
+                    RefusalCode.NOT_AN_APPROVER,
+                    f"{person} may not revoke grant {grant_id}: only its givers, the "
+                    f"approvers of policy {found.policy} and admins may",
+                )
+            if not found.is_live(now):
+                return GrantRevoked(found, already_ended=True)
+            grant_rows.end_grants(tx, [found.id], at=now, by=by, reason=reason)
+            tx.append_audit(
+                AuditKind.GRANT_ENDED,
+                at=now,
+                actor=by,
+                request_id=found.source_request_id,
+                data={"grant": found.id, "why": "revoked", "reason": reason},
+            )
+            ended = grant_rows.grant(tx, grant_id)
+            assert ended is not None
+            return GrantRevoked(ended, already_ended=False)
+
+        return await self._store.run(revoke)
+
+    @staticmethod
+    def _may_revoke(grant: Grant, person: str, rules: Rules) -> bool:
+        if person in grant.given_by or person in rules.directory.admins:
+            return True
+        policy = rules.policies.named(grant.policy)
+        return policy is not None and person in policy.approvers_through(len(policy.levels) - 1)
+
+    async def end_stale_grants(self) -> list[tuple[Grant, str]]:
+        """End every live grant the config in force no longer supports (a giver taken out
+        of its policy's approvers, its policy's grants removed or changed), audited; what a
+        config reload calls. Returns each ended grant with why."""
+        now = self._clock.now()
+        rules = self._rules
+
+        def end(tx: WriteTx) -> list[tuple[Grant, str]]:
+            stale: list[tuple[Grant, str]] = []
+            for grant in grant_rows.live_grants(tx, now):
+                policy = rules.policies.named(grant.policy)
+                rule = policy.grants if policy else None
+                approvers = (
+                    policy.approvers_through(len(policy.levels) - 1) if policy else frozenset()
+                )
+                why = stale_because(grant, rule, approvers)
+                if why is not None:
+                    stale.append((grant, why))
+            for grant, why in stale:
+                grant_rows.end_grants(tx, [grant.id], at=now, by="config", reason=why)
+                tx.append_audit(
+                    AuditKind.GRANT_ENDED,
+                    at=now,
+                    actor="config",
+                    request_id=grant.source_request_id,
+                    data={"grant": grant.id, "why": "config", "reason": why},
+                )
+            return stale
+
+        return await self._store.run(end)
 
     @staticmethod
     def _reuse(
@@ -625,7 +829,12 @@ class ApprovalService:
         assert click.request_id is not None
         reason = click.reason.strip() if click.reason and click.reason.strip() else None
         command = VoteCommand(
-            click.request_id, click.platform, click.identity, click.verdict, reason
+            click.request_id,
+            click.platform,
+            click.identity,
+            click.verdict,
+            reason,
+            grant_for=click.grant_for,
         )
         return self._vote_once(tx, command, rules, caught_up)
 
@@ -724,6 +933,7 @@ class ApprovalService:
                 judged = judged_payload
             else:
                 edit = judged_payload
+                judged = judge_grant(request, command, rules, edit) or judged
         # Spent only for a vote that counts: a refused one leaves the link usable.
         if isinstance(judged, str) and command.link is not None:
             judged = self._spend_link(tx, request, command.link, now) or judged
@@ -738,6 +948,7 @@ class ApprovalService:
             reason=command.reason,
             cast_at=now,
             payload_sha256=edit.payload_sha256 if edit else request.proposal_sha256,
+            grant_for=command.grant_for,
         )
         changes: dict[str, object] = {"votes": (*request.votes, vote)}
         if edit is not None:
@@ -750,16 +961,25 @@ class ApprovalService:
         else:
             event = Event.VOTE
         decision = None
+        given = None
         if event is not Event.VOTE:
+            if event is Event.APPROVE:
+                given = self._give_grant(counted, rules, now)
             decision = Decision(
                 verdict=next_status(request.status, event),
                 by=judged,
                 platform=command.platform,
                 reason=command.reason,
+                grant=given.ref() if given else None,
             )
         updated = _transition(request, event, now, decision=decision, **changes)
         tx.insert_vote(request.id, vote)
         tx.update_request(request, updated)
+        if given is not None:
+            grant_rows.add_grant(tx, given)
+            tx.append_audit(
+                AuditKind.GRANTED, at=now, actor=judged, request_id=request.id, data=given.to_json()
+            )
         if updated.status.is_final:
             self._audit_final(tx, updated, now, edited_by=judged if edit else None)
         else:
@@ -772,6 +992,8 @@ class ApprovalService:
             }
             if vote.payload_sha256 != request.payload_sha256 or edit is not None:
                 data.update(_edit_audit(updated, vote, edit))
+            if vote.grant_for is not None:
+                data["grant_seconds"] = int(vote.grant_for.total_seconds())
             tx.append_audit(AuditKind.VOTED, at=now, actor=judged, request_id=request.id, data=data)
         note = f"Edited by {judged}: approve the edited params in the inbox" if edit else None
         self._edit_cards(tx, updated, now, note=note)
@@ -1113,6 +1335,8 @@ class ApprovalService:
             "deciders": _deciders(request),
             "payload_sha256": request.payload_sha256,
         }
+        if decision.grant is not None:
+            data["grant"] = decision.grant.to_json()
         if request.edited_payload_sha256 is not None:
             # Both hashes: what the agent asked for (above) and what was proposed instead.
             data.update(
@@ -1163,6 +1387,9 @@ def audit_created(tx: WriteTx, request: ApprovalRequest, at: datetime) -> None:
 def _deciders(request: ApprovalRequest) -> list[str]:
     """Who made the decision: every approver for an approval, else the one who decided."""
     assert request.decision is not None
+    if request.decision.by_grant:
+        assert request.decision.grant is not None
+        return list(request.decision.grant.given_by)
     if request.status is Status.APPROVED and request.decision.platform != SYSTEM_PLATFORM:
         return sorted(request.approvals())
     return [request.decision.by]

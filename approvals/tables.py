@@ -102,6 +102,8 @@ class VoteRow(SQLModel, table=True):
     # The payload the person voted on (the original or an edit); NULL for votes stored
     # before edits existed, which were all about the original.
     payload_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
+    # "Approve for ...": the length in seconds of the grant the person asked to give.
+    grant_seconds: int | None = Field(default=None, sa_column=Column(Integer))
 
 
 class AuditRow(SQLModel, table=True):
@@ -302,3 +304,35 @@ class SpentLinkRow(SQLModel, table=True):
 
 LINK_KEYS = table_of(LinkKeyRow)
 SPENT_LINKS = table_of(SpentLinkRow)
+
+
+class GrantRow(SQLModel, table=True):
+    """A time-boxed grant (:mod:`approvals.grants`): the agent's later requests with the
+    same action and matched params are approved at once until ``expires_at``."""
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        # The create path's lookup: this agent's grants for this action and these values.
+        Index("ix_grants_lookup", "agent", "action", "match_key", "expires_at"),
+        # The live grants, soonest to end first (status, the inbox, the CLI).
+        Index("ix_grants_expires", "expires_at"),
+    )
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    policy_name: str = Field(sa_column=Column(String(200), nullable=False))
+    action: str = Field(sa_column=Column(String(200), nullable=False))
+    agent: str = Field(sa_column=Column(String(200), nullable=False))
+    match_key: str = Field(sa_column=Column(String(64), nullable=False))
+    # Plain JSON, like params: the matched values are agent params.
+    match_paths: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    matched: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    given_by: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    given_at: datetime = _when()
+    expires_at: datetime = _when()
+    source_request_id: str = Field(sa_column=Column(String(64), nullable=False))
+    revoked_at: datetime | None = _when(nullable=True)
+    revoked_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    revoke_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+GRANTS = table_of(GrantRow)

@@ -122,6 +122,13 @@ class CreateApproval(BaseModel):
         return value
 
 
+class ReceiptGrant(BaseModel):
+    grant_id: str = Field(alias="id")
+    given_by: list[str]
+    given_at: str
+    until: str
+
+
 class SignedReceipt(BaseModel):
     receipt_id: str = Field(alias="id")
     payload_sha256: str
@@ -138,6 +145,13 @@ class SignedReceipt(BaseModel):
         description=(
             "With `edited`: the hash of the payload the agent asked for; `payload_sha256` is "
             "the edited one, which the receipt binds."
+        ),
+    )
+    grant: ReceiptGrant | None = Field(
+        default=None,
+        description=(
+            "Present only when a time-boxed grant approved the request at once: the grant, "
+            "who gave it (also `deciders`), when, and until when it lasts."
         ),
     )
 
@@ -180,6 +194,17 @@ class VoteOut(BaseModel):
         default=None,
         description="The payload the person voted on: the original, or an approver's edit.",
     )
+    grant_seconds: int | None = Field(
+        default=None,
+        description='An approval "for a while": the length of the grant the person asked for.',
+    )
+
+
+class GrantOut(BaseModel):
+    grant_id: str = Field(alias="id")
+    given_by: list[str]
+    given_at: datetime
+    until: datetime
 
 
 class DecisionOut(BaseModel):
@@ -187,6 +212,13 @@ class DecisionOut(BaseModel):
     by: str
     platform: str
     reason: str | None
+    grant: GrantOut | None = Field(
+        default=None,
+        description=(
+            "A time-boxed grant: the one that approved the request at once (`platform` is "
+            "`grant`), or the one this approval gave (`platform` is where it was given)."
+        ),
+    )
 
 
 class ApprovalOut(BaseModel):

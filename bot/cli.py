@@ -2,6 +2,7 @@
 
 Admin commands: serve, config check, db upgrade|backup|copy, audit verify|export,
 agents add|list|revoke|webhook-secret, receipt-keys list|rotate|remove (in ``bot.cli_keys``),
+grants list|revoke (in ``bot.cli_grants``),
 login-link. Client commands (``request``, ``run``, in ``bot.cli_client``) talk to a running
 server over the agent API; ``hook claude-code`` is the client's Claude Code hook
 (``signoff_client.hooks.claude_code``).
@@ -42,7 +43,7 @@ from approvals.store.copy import (
     copy_sqlite_to_postgresql,
     display_url,
 )
-from bot import cli_client, cli_keys, mcp_command, signoff_version
+from bot import cli_client, cli_grants, cli_keys, mcp_command, signoff_version
 from config import (
     ConfigError,
     LoadedConfig,
@@ -535,6 +536,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("name", metavar="NAME")
     cli_keys.add_webhook_secret_parser(agents_sub, with_config)
     cli_keys.add_receipt_keys_parser(commands, with_config)
+    cli_grants.add_grants_parser(commands, with_config)
 
     login = with_config(
         commands.add_parser("login-link", help="print a single-use web inbox sign-in link")
@@ -766,6 +768,8 @@ async def _admin_command(args: argparse.Namespace, config: LoadedConfig) -> int:
         return await _agents_revoke(config, args.name)
     if args.command == "receipt-keys":
         return await cli_keys.receipt_keys_command(args, config)
+    if args.command == "grants":
+        return await cli_grants.grants_command(args, config)
     if args.command == "login-link":
         return await _login_link(config, args.person, args.ttl, as_json=args.json)
     return await _audit_verify(config)

@@ -10,7 +10,9 @@ agent API, logging and the chat adapters whose settings changed follow, and a
 
 What a reload does not change: requests already pending keep the policy snapshot they were
 made with (timeouts, quorum, levels), except that who may vote is always judged against
-the current people and policies, so someone taken out of the config can no longer decide.
+the current people and policies, so someone taken out of the config can no longer decide;
+and time-boxed grants the new config no longer supports (their giver is no longer an
+approver, their policy's grants were removed or changed) end, audited.
 The listen address, the database and turning the web inbox on or off take a restart; a
 reload that changes them says so in the log, the audit entry and ``/readyz``.
 """
@@ -299,6 +301,10 @@ class ConfigReloader:
 
         # The swap: from here on new requests, votes and deadline steps use the new rules.
         runtime.service.reconfigure(rules_from(new))
+        # Grants the new config no longer supports end now, audited (a giver taken out of
+        # the approvers, a policy's grants removed or changed). Each use re-checks too.
+        for grant, why in await runtime.service.end_stale_grants():
+            log.info("config reload ended grant %s: %s", grant.id, why)
         runtime.agent_api.settings = new.settings
         if runtime.agent_api.limiter.follows_config:
             runtime.agent_api.limiter.configure(*api_limits(new.settings))

@@ -26,7 +26,9 @@ from rich.table import Table
 
 from approvals.audit import AuditKind
 from approvals.clock import Clock
+from approvals.grants import Grant, matched_text
 from approvals.store import SqlStore, SyncReads, status_queries
+from approvals.store import grants as grant_rows
 from config import ConfigError, LoadedConfig, format_duration
 from config.loader import MAX_CONFIG_BYTES
 from config.schema import SECRETS_FROM_ENVIRONMENT, DatabaseSettings, ServerSettings
@@ -120,6 +122,8 @@ class StatusReport:
     last_config_rejection: ConfigEvent | None
     config_problems: tuple[str, ...] = ()
     """Problems of the config file as it is now on disk (empty when it loads)."""
+    grants: tuple[Grant, ...] = ()
+    """The time-boxed grants live now, soonest to end first."""
 
     @property
     def pending_total(self) -> int:
@@ -171,6 +175,7 @@ class StatusReport:
             },
             "last_config_load": _event_json(self.last_config_load),
             "last_config_rejection": _event_json(self.last_config_rejection),
+            "grants": [grant.to_json() for grant in self.grants],
         }
 
 
@@ -259,13 +264,14 @@ async def collect_status(
     """
     if isinstance(target, LoadedConfig):
         target = StatusTarget.of(target)
-    figures = await store.query(_read_figures)
+    now = clock.now()
+    figures = await store.query(lambda reads: _read_figures(reads, now))
     loaded, rejected = figures.last_config_load, figures.last_config_rejection
     if rejected is not None and loaded is not None and rejected.seq < loaded.seq:
         rejected = None  # a later load superseded it
     server = await probe_server(target.server, http=http)
     return StatusReport(
-        now=clock.now(),
+        now=now,
         config_source=target.source,
         config_problems=target.config_problems,
         database=safe_url(target.database_url),
@@ -274,6 +280,7 @@ async def collect_status(
         server=server,
         last_config_load=loaded,
         last_config_rejection=rejected,
+        grants=figures.grants,
     )
 
 
@@ -285,14 +292,16 @@ class _DatabaseFigures:
     outbox: tuple[PlatformOutbox, ...]
     last_config_load: ConfigEvent | None
     last_config_rejection: ConfigEvent | None
+    grants: tuple[Grant, ...]
 
 
-def _read_figures(reads: SyncReads) -> _DatabaseFigures:
+def _read_figures(reads: SyncReads, now: datetime) -> _DatabaseFigures:
     return _DatabaseFigures(
         pending=_pending_groups(reads),
         outbox=_outbox_by_platform(reads),
         last_config_load=_last_config_event(reads, AuditKind.CONFIG_LOADED.value),
         last_config_rejection=_last_config_event(reads, AuditKind.CONFIG_REJECTED.value),
+        grants=tuple(grant_rows.live_grants(reads, now)),
     )
 
 
@@ -458,6 +467,23 @@ def render(report: StatusReport) -> str:
                 oldest = f"{format_duration(max(now - row.oldest_pending_at, timedelta(0)))} ago"
             table.add_row(row.platform, str(row.pending), str(row.dead), oldest)
         out.print(table)
+
+    out.print()
+    out.print(f"live grants: {len(report.grants)}")
+    if report.grants:
+        table = _table(("GRANT", "POLICY", "AGENT", "ACTION", "SAME", "GIVEN BY", "ENDS"))
+        for grant in report.grants:
+            table.add_row(
+                grant.id,
+                grant.policy,
+                grant.agent,
+                grant.action,
+                matched_text(grant),
+                ", ".join(grant.given_by),
+                _until(grant.expires_at, now),
+            )
+        out.print(table)
+        out.print("  end one with: signoff grants revoke GRANT")
 
     out.print()
     server = report.server

@@ -107,6 +107,7 @@ def _build_policy(settings: SignoffSettings, policy: PolicySettings) -> Policy:
         quorum=policy.quorum,
         require_reason=policy.require_reason,
         deny_repeat=policy.deny_repeat,
+        grants=policy.grants.rule() if policy.grants else None,
         on_timeout=policy.on_timeout,
         min_timeout=policy.min_timeout,
         max_timeout=policy.max_timeout,

@@ -37,6 +37,7 @@ from pydantic import (
 
 from approvals.describe import DescribeTemplate
 from approvals.egress import allow_entry_problem
+from approvals.grants import MAX_GRANT, PARAMS_PREFIX, GrantRule
 from approvals.policy import AutoDecision, EditsRule, PredicateOp, Risk, TimeoutOutcome
 from approvals.store import async_database_url
 from config.durations import format_duration, format_interval, parse_duration, parse_interval
@@ -1303,6 +1304,55 @@ class LevelSettings(_Section):
         return value
 
 
+def _grant_match_path(value: str) -> str:
+    rest = value.removeprefix(PARAMS_PREFIX)
+    if rest == value or not _PARAM_PATH.fullmatch(rest):
+        raise ValueError(
+            f"{value!r} is not a params path: write params. and dot-separated keys without "
+            "spaces, such as params.table"
+        )
+    return value
+
+
+class GrantsSettings(_Section):
+    """Time-boxed grants: an approver may approve a request for a while."""
+
+    max: Duration = Field(
+        description=(
+            "The longest grant an approver may give (e.g. `1h`; at most 7 days). Approvers "
+            "are offered 15 min and 1 h where shorter than this, and this."
+        )
+    )
+    match: list[Annotated[str, AfterValidator(_grant_match_path)]] | None = Field(
+        default=None,
+        description=(
+            "What a later request must share with the approved one to be approved by the "
+            "grant, besides the agent and the action: the values at these params paths "
+            "(`[params.table]`). Left out: all of params (the very same payload)."
+        ),
+    )
+
+    @field_validator("max")
+    @classmethod
+    def _at_most_a_week(cls, value: timedelta) -> timedelta:
+        if value > MAX_GRANT:
+            raise ValueError(f"at most {format_duration(MAX_GRANT)}, not {format_duration(value)}")
+        return value
+
+    @field_validator("match")
+    @classmethod
+    def _some_paths(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("name at least one params path, or leave match out (all params)")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each params path once")
+        return value
+
+    def rule(self) -> GrantRule:
+        """The core's value for these settings."""
+        return GrantRule(max=self.max, match=tuple(self.match or ()))
+
+
 def _edits_rule(value: object) -> object:
     """Only the two words are accepted: YAML's ``yes``/``true`` must not mean "allowed"."""
     if value not in {rule.value for rule in EditsRule}:
@@ -1358,6 +1408,17 @@ class PolicySettings(_Section):
             "agent may ask again at once. Only for policies that ask people; at most 30 days."
         ),
     )
+    grants: GrantsSettings | None = Field(
+        default=None,
+        description=(
+            'Time-boxed grants: an approver may answer "Approve for ..." (15 min, 1 h, up '
+            "to `max`), and while the grant lasts the same agent's requests with the same "
+            "action and params (or the same values at the `match` paths) are approved at "
+            "once by it, audited and receipted as such. Under a quorum, every approval must "
+            "ask for a grant (it lasts the shortest asked). A grant never approves a request "
+            "made on behalf of one of its givers. Only for policies that ask people."
+        ),
+    )
     levels: list[LevelSettings] = Field(
         default_factory=list,
         validate_default=True,
@@ -1411,6 +1472,18 @@ class PolicySettings(_Section):
         if value > MAX_DENY_REPEAT:
             raise ValueError(
                 f"at most {format_duration(MAX_DENY_REPEAT)}, not {format_duration(value)}"
+            )
+        return value
+
+    @field_validator("grants")
+    @classmethod
+    def _grants_only_when_asking(
+        cls, value: GrantsSettings | None, info: ValidationInfo
+    ) -> GrantsSettings | None:
+        if value is not None and info.data.get("decision") is not AutoDecision.ASK:
+            raise ValueError(
+                "only for a policy that asks people (decision: ask); this policy decides "
+                "every request itself"
             )
         return value
 

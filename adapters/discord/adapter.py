@@ -640,7 +640,11 @@ class DiscordAdapter:
         if sink is None:
             await self._tell(interaction, "signoff is starting or stopping; please try again.")
             return
-        outcome = await sink.handle_click(self._core_click(click, verdict, reason))
+        grant_seconds = reference.grant_seconds if reference is not None else None
+        grant_for = None if grant_seconds is None else timedelta(seconds=grant_seconds)
+        outcome = await sink.handle_click(
+            self._core_click(click, verdict, reason, grant_for=grant_for)
+        )
         await self._tell_outcome(interaction, outcome)
 
     async def _take_reason_click(self, interaction: discord.Interaction[Any], click: Click) -> None:
@@ -678,7 +682,14 @@ class DiscordAdapter:
         modal.stop()  # its submission comes to _on_interaction like any click
         await interaction.response.send_modal(modal)
 
-    def _core_click(self, click: Click, verdict: Verdict, reason: str | None) -> CoreClick:
+    def _core_click(
+        self,
+        click: Click,
+        verdict: Verdict,
+        reason: str | None,
+        *,
+        grant_for: timedelta | None = None,
+    ) -> CoreClick:
         """The click as the core takes it: the application check is Discord's own."""
         client = self._client
         ours = str(client.application_id) if client and client.application_id else None
@@ -701,6 +712,7 @@ class DiscordAdapter:
             verdict=verdict,
             reason=reason,
             foreign=foreign,
+            grant_for=grant_for,
         )
 
     async def _tell_outcome(

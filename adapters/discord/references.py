@@ -16,7 +16,10 @@ MAX_CUSTOM_ID = 100
 """Discord's limit on a component's or a modal's ``custom_id``."""
 
 PREFIX = "so1"
-"""Version 1 of the format: ``so1:<verb>:<request id>``."""
+"""Version 1 of the format: ``so1:<verb>:<request id>``; an "Approve for ..." button's verb
+is ``g<seconds>``, the length of the grant it asks for (a wish the core checks)."""
+GRANT_PREFIX = "g"
+_GRANT_SECONDS = re.compile(r"[0-9]{1,9}")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 
@@ -36,9 +39,11 @@ class Verb(StrEnum):
 class Reference:
     verb: Verb
     request_id: str
+    grant_seconds: int | None = None
+    """An "Approve for ..." button (verb approve): the grant length it asks for."""
 
 
-def encode(verb: Verb, request_id: str) -> str:
+def encode(verb: Verb, request_id: str, grant_seconds: int | None = None) -> str:
     """The ``custom_id`` for ``verb`` on ``request_id``.
 
     Raises:
@@ -46,7 +51,8 @@ def encode(verb: Verb, request_id: str) -> str:
     """
     if not _REQUEST_ID.fullmatch(request_id):
         raise ValueError(f"request id {request_id!r} cannot be put in a custom_id")
-    custom_id = f"{PREFIX}:{verb.value}:{request_id}"
+    said = verb.value if grant_seconds is None else f"{GRANT_PREFIX}{grant_seconds}"
+    custom_id = f"{PREFIX}:{said}:{request_id}"
     assert len(custom_id) <= MAX_CUSTOM_ID
     return custom_id
 
@@ -58,10 +64,13 @@ def decode(custom_id: object) -> Reference | None:
     parts = custom_id.split(":")
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
+    if not _REQUEST_ID.fullmatch(parts[2]):
+        return None
+    seconds = parts[1].removeprefix(GRANT_PREFIX)
+    if seconds != parts[1] and _GRANT_SECONDS.fullmatch(seconds):
+        return Reference(Verb.APPROVE, parts[2], grant_seconds=int(seconds))
     try:
         verb = Verb(parts[1])
     except ValueError:
-        return None
-    if not _REQUEST_ID.fullmatch(parts[2]):
         return None
     return Reference(verb, parts[2])

@@ -26,6 +26,7 @@ from approvals.card import (
     inbox_url,
     risk_label,
 )
+from approvals.grants import length_text
 from approvals.machine import Status
 from approvals.text import reveal_invisible
 
@@ -150,6 +151,15 @@ def action_buttons(card: ApprovalCard, *, public_url: str = "") -> tuple[Button,
             Button("Deny", discord.ButtonStyle.danger, encode(Verb.DENY, card.request_id)),
             Button("Deny with reason…", discord.ButtonStyle.secondary, reason_id),
         )
+    # Time-boxed grants: approve, and the agent's same requests for that long.
+    buttons += tuple(
+        Button(
+            f"Approve for {length_text(length)}",
+            discord.ButtonStyle.success,
+            encode(Verb.APPROVE, card.request_id, int(length.total_seconds())),
+        )
+        for length in card.approve_for
+    )
     if card.edit_link and public_url:
         url = inbox_url(public_url, card.request_id)
         buttons += (Button(EDIT_LINK_TEXT, discord.ButtonStyle.link, None, url=url),)

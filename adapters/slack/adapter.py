@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.slack.blocks import (
     APPROVE_ACTION,
+    APPROVE_FOR_ACTION,
     DENY_ACTION,
     DENY_WITH_REASON_ACTION,
     EDIT_LINK_ACTION,
@@ -47,7 +48,7 @@ from adapters.slack.blocks import (
     render_card,
     render_notice,
 )
-from adapters.slack.references import decode_value, encode_value
+from adapters.slack.references import decode_grant_value, decode_value, encode_value
 from approvals.card import ApprovalCard
 from approvals.clicks import Click as CoreClick
 from approvals.clicks import ClickOutcome, Foreign, ReasonPrompt, click_notice
@@ -227,6 +228,7 @@ class SlackAdapter:
             signing_secret=signing_secret or "unused-in-socket-mode",
         )
         self._app.action(APPROVE_ACTION)(self._on_approve)
+        self._app.action(APPROVE_FOR_ACTION)(self._on_approve_for)
         self._app.action(DENY_ACTION)(self._on_deny)
         self._app.action(DENY_WITH_REASON_ACTION)(self._on_deny_with_reason)
         self._app.action(EDIT_LINK_ACTION)(self._on_edit_link)
@@ -401,6 +403,31 @@ class SlackAdapter:
         await ack()
         await self._guarded(body, self._take_vote_click(body, Verdict.APPROVE))
 
+    async def _on_approve_for(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await self._guarded(body, self._take_approve_for(body))
+
+    async def _take_approve_for(self, body: dict[str, Any]) -> None:
+        """An "Approve for ..." choice: an approval that also asks for a time-boxed grant
+        of the chosen length (the core checks it against the policy)."""
+        click = parse_click(body)
+        if click is None:
+            return
+        actions = body.get("actions")
+        action = _dict(actions[0]) if isinstance(actions, list) and actions else {}
+        option = _text(_dict(action.get("selected_option")).get("value"))
+        chosen = decode_grant_value(option)
+        if chosen is None:
+            click = replace(click, raw_value=option)
+            # Not one of our options: the core refuses and audits it as a foreign button.
+            await self._take_admitted_vote(click, Verdict.APPROVE, None)
+            return
+        request_id, seconds = chosen
+        click = replace(click, raw_value=encode_value(request_id))
+        await self._take_admitted_vote(
+            click, Verdict.APPROVE, None, grant_for=timedelta(seconds=seconds)
+        )
+
     async def _on_edit_link(self, ack: AsyncAck) -> None:
         # A URL button: Slack opened the inbox page for the person and tells us of the
         # click, which is no vote. Acknowledged so Slack shows no error.
@@ -464,9 +491,16 @@ class SlackAdapter:
         if click is not None:
             await self._take_admitted_vote(click, verdict, None)
 
-    async def _take_admitted_vote(self, click: Click, verdict: Verdict, reason: str | None) -> None:
+    async def _take_admitted_vote(
+        self,
+        click: Click,
+        verdict: Verdict,
+        reason: str | None,
+        *,
+        grant_for: timedelta | None = None,
+    ) -> None:
         """Hand the click to the core, which checks, judges, counts or refuses, and audits."""
-        core_click = await self._core_click(click, verdict, reason)
+        core_click = await self._core_click(click, verdict, reason, grant_for=grant_for)
         sink = await self._running_sink(click) if core_click is not None else None
         if core_click is not None and sink is not None:
             await self._tell_outcome(click, await sink.handle_click(core_click))
@@ -502,7 +536,12 @@ class SlackAdapter:
         await self._client.views_open(trigger_id=click.trigger_id, view=view)
 
     async def _core_click(
-        self, click: Click, verdict: Verdict, reason: str | None
+        self,
+        click: Click,
+        verdict: Verdict,
+        reason: str | None,
+        *,
+        grant_for: timedelta | None = None,
     ) -> CoreClick | None:
         """The click as the core takes it; ``None`` (the person told) while our own
         workspace is unknown because Slack cannot be reached."""
@@ -529,6 +568,7 @@ class SlackAdapter:
             verdict=verdict,
             reason=reason,
             foreign=foreign,
+            grant_for=grant_for,
         )
 
     async def _running_sink(self, click: Click) -> VoteSink | None:

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.slack.references import encode_value
+from adapters.slack.references import encode_grant_value, encode_value
 from approvals.card import (
     EDIT_LINK_TEXT,
     ApprovalCard,
@@ -27,6 +27,7 @@ from approvals.card import (
     inbox_url,
     risk_label,
 )
+from approvals.grants import length_text
 from approvals.text import reveal_invisible
 
 # Slack's limits (https://docs.slack.dev/reference/block-kit).
@@ -69,6 +70,9 @@ REASON_LIMIT = 2000
 ELLIPSIS = "…"
 
 APPROVE_ACTION = "signoff_approve"
+APPROVE_FOR_ACTION = "signoff_approve_for"
+"""The "Approve for ..." select of a policy with time-boxed grants."""
+APPROVE_FOR_TEXT = "Approve for…"
 DENY_ACTION = "signoff_deny"
 EDIT_LINK_ACTION = "signoff_edit_link"
 """The "Edit in inbox" URL button's action: Slack reports its clicks too; they decide
@@ -150,11 +154,30 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
+def _approve_for(card: ApprovalCard) -> dict[str, Any]:
+    """A select next to Approve: approve, and the same requests for that long."""
+    options = [
+        {
+            "text": _plain(f"Approve for {length_text(length)}"),
+            "value": encode_grant_value(card.request_id, int(length.total_seconds())),
+        }
+        for length in card.approve_for
+    ]
+    return {
+        "type": "static_select",
+        "action_id": APPROVE_FOR_ACTION,
+        "placeholder": _plain(APPROVE_FOR_TEXT),
+        "options": options,
+    }
+
+
 def action_buttons(card: ApprovalCard, *, public_url: str = "") -> dict[str, Any]:
     """Approve / Deny, plus "Deny with reason" where a reason is optional, and "Edit in
     inbox" (a link to the request's page) where the policy allows edits."""
     value = encode_value(card.request_id)
     buttons = [_button("Approve", APPROVE_ACTION, value, "primary")]
+    if card.approve_for:
+        buttons.append(_approve_for(card))
     if card.require_reason:
         # The policy wants a reason: Deny opens the reason modal.
         buttons.append(_button("Deny…", DENY_WITH_REASON_ACTION, value, "danger"))

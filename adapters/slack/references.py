@@ -41,3 +41,30 @@ def decode_value(value: object) -> str | None:
         return None
     request_id = value.removeprefix(VALUE_PREFIX)
     return request_id if _REQUEST_ID.fullmatch(request_id) else None
+
+
+GRANT_VALUE_PREFIX = "so1g:"
+"""An "Approve for ..." option: ``so1g:<seconds>:<request id>``. The length is a wish the
+core checks against the policy, like the request id it is never authority."""
+MAX_OPTION_VALUE = 150
+"""Slack's limit on a select option's ``value``."""
+
+
+def encode_grant_value(request_id: str, seconds: int) -> str:
+    """The select option value of "Approve for ``seconds``" on ``request_id``'s card."""
+    value = f"{GRANT_VALUE_PREFIX}{seconds}:{decode_value(encode_value(request_id))}"
+    assert len(value) <= MAX_OPTION_VALUE
+    return value
+
+
+def decode_grant_value(value: object) -> tuple[str, int] | None:
+    """``(request id, seconds)`` from an "Approve for ..." option value, or ``None`` when
+    the value is not one of ours."""
+    if not isinstance(value, str) or not value.startswith(GRANT_VALUE_PREFIX):
+        return None
+    seconds, _, request_id = value.removeprefix(GRANT_VALUE_PREFIX).partition(":")
+    if not (seconds.isascii() and seconds.isdigit() and len(seconds) <= 9):
+        return None
+    if not _REQUEST_ID.fullmatch(request_id):
+        return None
+    return request_id, int(seconds)

@@ -33,7 +33,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import jwt
@@ -56,6 +56,7 @@ from adapters.teams.cards import (
     ACTIONS,
     APPROVE,
     DENY_WITH_REASON,
+    GRANT_SECONDS,
     REASON_LIMIT,
     notice_text,
     render_card,
@@ -446,6 +447,9 @@ class TeamsAdapter:
                 f"not {self._tenant_id!r}",
                 "only members of the organisation signoff is installed in can decide",
             )
+        grant_seconds = data.get(GRANT_SECONDS) if action == APPROVE else None
+        if grant_seconds is not None and not _is_grant_length(grant_seconds):
+            request_id = None  # not a button signoff made: refused as malformed
         click = Click(
             platform=PLATFORM,
             identity=str(person or activity.from_.id).lower(),
@@ -458,6 +462,9 @@ class TeamsAdapter:
             verdict=Verdict.APPROVE if action == APPROVE else Verdict.DENY,
             reason=reason or None,
             foreign=foreign,
+            grant_for=(
+                timedelta(seconds=grant_seconds) if _is_grant_length(grant_seconds) else None
+            ),
         )
         outcome = await sink.handle_click(click)
         return await self._answer(sink, request_id, outcome)
@@ -477,6 +484,11 @@ class TeamsAdapter:
             "type": CARD_CONTENT_TYPE,
             "value": render_card(card, public_url=self._public_url),
         }
+
+
+def _is_grant_length(value: object) -> TypeGuard[int]:
+    """Whether an "Approve for ..." button's length is one signoff could have made."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**9
 
 
 def _malformed_card_action(body: dict[str, Any]) -> bool:

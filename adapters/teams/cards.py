@@ -31,6 +31,7 @@ from approvals.card import (
     inbox_url,
     risk_label,
 )
+from approvals.grants import length_text
 from approvals.machine import Status
 from approvals.policy import Risk
 from approvals.text import cut, reveal_invisible
@@ -60,6 +61,8 @@ DENY_WITH_REASON = "signoff.deny_with_reason"
 ACTIONS = (APPROVE, DENY, DENY_WITH_REASON)
 REASON_INPUT = "reason"
 """The id of the reason box; its text arrives as ``data.reason``."""
+GRANT_SECONDS = "grant_seconds"
+"""The data key of an "Approve for ..." button: the grant's length in seconds."""
 
 _RISK_COLOURS = {
     Risk.LOW: "good",
@@ -147,14 +150,28 @@ def buttons(card: ApprovalCard) -> list[dict[str, Any]]:
         ],
     }
     approve = _execute("Approve", APPROVE, card.request_id, style="positive")
+    # Time-boxed grants: approve, and the agent's same requests for that long. The length
+    # rides in the action's data, a wish the core checks against the policy.
+    approve_for = [
+        {
+            **_execute(f"Approve for {length_text(length)}", APPROVE, card.request_id),
+            "data": {
+                "action": APPROVE,
+                "request": card.request_id,
+                GRANT_SECONDS: int(length.total_seconds()),
+            },
+        }
+        for length in card.approve_for
+    ]
     with_reason = {
         "type": "Action.ShowCard",
         "title": "Deny…" if card.require_reason else "Deny with reason…",
         "card": form,
     }
     if card.require_reason:
-        return [approve, with_reason]
-    return [approve, _execute("Deny", DENY, card.request_id, style="destructive"), with_reason]
+        return [approve, *approve_for, with_reason]
+    deny = _execute("Deny", DENY, card.request_id, style="destructive")
+    return [approve, *approve_for, deny, with_reason]
 
 
 def render_card(card: ApprovalCard, *, public_url: str) -> dict[str, Any]:

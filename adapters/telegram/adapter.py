@@ -537,6 +537,11 @@ class TelegramAdapter:
             raw_reference=query.data,
             message=card,
             verdict=verdict,
+            grant_for=(
+                timedelta(seconds=ref.grant_seconds)
+                if ref is not None and ref.grant_seconds is not None
+                else None
+            ),
         )
         vote = asyncio.ensure_future(self._clicks.handle_click(click))
         # Waited for off the update handler: a slow vote must not hold one of the few

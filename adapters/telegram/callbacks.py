@@ -2,7 +2,9 @@
 
 A reference names a request and what the button does, never who may press it; a malicious
 client can send any bytes, so every decoded reference is checked again on click.
-Format: ``so1:<action>:<request id>`` (``so1`` is the format version).
+Format: ``so1:<action>:<request id>`` (``so1`` is the format version); an "Approve for ..."
+button's action is ``g<seconds>``, the length of the grant it asks for (a wish the core
+checks against the policy).
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ class ButtonAction(StrEnum):
     DENY_WITH_REASON = "r"
 
 
+GRANT_PREFIX = "g"
+"""The action of an "Approve for ..." button: ``g`` and the grant's length in seconds."""
+_GRANT_SECONDS = re.compile(r"[0-9]{1,9}")
+
+
 @dataclass(frozen=True)
 class ButtonRef:
-    """What a pressed button says: which request, which action."""
+    """What a pressed button says: which request, which action, and for an "Approve for
+    ..." button (an approval) the length of the grant it asks for."""
 
     action: ButtonAction
     request_id: str
+    grant_seconds: int | None = None
 
 
 def encode_button(ref: ButtonRef) -> str:
@@ -41,7 +50,10 @@ def encode_button(ref: ButtonRef) -> str:
     """
     if not _REQUEST_ID.fullmatch(ref.request_id):
         raise ValueError(f"not a request id: {ref.request_id!r}")
-    data = f"{CALLBACK_VERSION}:{ref.action.value}:{ref.request_id}"
+    action = ref.action.value
+    if ref.grant_seconds is not None:
+        action = f"{GRANT_PREFIX}{ref.grant_seconds}"
+    data = f"{CALLBACK_VERSION}:{action}:{ref.request_id}"
     if len(data.encode("utf-8")) > MAX_CALLBACK_DATA_BYTES:
         raise ValueError(f"callback data for request {ref.request_id!r} exceeds 64 bytes")
     return data
@@ -54,10 +66,13 @@ def decode_button(data: str | None) -> ButtonRef | None:
     parts = data.split(":")
     if len(parts) != 3 or parts[0] != CALLBACK_VERSION:
         return None
+    if not _REQUEST_ID.fullmatch(parts[2]):
+        return None
+    seconds = parts[1].removeprefix(GRANT_PREFIX)
+    if seconds != parts[1] and _GRANT_SECONDS.fullmatch(seconds):
+        return ButtonRef(ButtonAction.APPROVE, parts[2], grant_seconds=int(seconds))
     try:
         action = ButtonAction(parts[1])
     except ValueError:
-        return None
-    if not _REQUEST_ID.fullmatch(parts[2]):
         return None
     return ButtonRef(action, parts[2])

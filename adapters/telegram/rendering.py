@@ -16,6 +16,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
 from approvals.card import EDIT_LINK_TEXT, ApprovalCard, inbox_link_text, inbox_url, risk_label
 from approvals.clicks import ClickOutcome, click_notice
+from approvals.grants import length_text
 from approvals.machine import Status
 from approvals.outcomes import Applied
 from approvals.text import reveal_invisible
@@ -200,10 +201,27 @@ def keyboard_for(card: ApprovalCard, public_url: str = "") -> InlineKeyboardMark
             ],
             [InlineKeyboardButton("💬 Deny with reason", callback_data=with_reason)],
         ]
+    approve_for = _approve_for_row(card)
+    if approve_for:
+        rows.append(approve_for)
     if card.edit_link and edit_button_allowed(public_url):
         url = inbox_url(public_url, card.request_id)
         rows.append([InlineKeyboardButton(f"✏️ {EDIT_LINK_TEXT}", url=url)])
     return InlineKeyboardMarkup(rows)
+
+
+def _approve_for_row(card: ApprovalCard) -> list[InlineKeyboardButton]:
+    """Time-boxed grants: approve, and the agent's same requests for that long (a length
+    whose reference would not fit in a button is left out)."""
+    row = []
+    for length in card.approve_for:
+        ref = ButtonRef(ButtonAction.APPROVE, card.request_id, int(length.total_seconds()))
+        try:
+            data = encode_button(ref)
+        except ValueError:
+            continue
+        row.append(InlineKeyboardButton(f"✅ for {length_text(length)}", callback_data=data))
+    return row
 
 
 def render_card(card: ApprovalCard, public_url: str) -> RenderedCard:

@@ -44,11 +44,19 @@ from approvals.directory import WEB_PLATFORM, Destination
 from approvals.edits import edited_params_problem, param_changes
 from approvals.errors import ConcurrentUpdateError, StoreBusyError
 from approvals.flood import is_digest_id
+from approvals.grants import length_text, matched_text
 from approvals.inbox import FailedSignIns, InboxItem, InboxReads, WebSessions
 from approvals.links import DecisionLinks, LinkClaim
 from approvals.machine import Event, Status
 from approvals.model import MAX_REASON_LENGTH, ApprovalRequest, Verdict, VoteCommand
-from approvals.outcomes import AlreadyDecided, Applied, NotFound, Outcome, RefusalCode
+from approvals.outcomes import (
+    AlreadyDecided,
+    Applied,
+    NotAllowed,
+    NotFound,
+    Outcome,
+    RefusalCode,
+)
 from approvals.ports import MessageRef, VoteSink
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,9 @@ _LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 """What a request id can look like; anything else is unknown without asking the database."""
+_GRANT_ID = re.compile(r"g_[A-Za-z0-9_-]{1,40}")
+"""What a grant id can look like (:func:`approvals.grants.grant_id_for`)."""
+_GRANT_SECONDS = re.compile(r"[0-9]{1,9}")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -78,6 +89,10 @@ _DONE_MESSAGES = {
     "denied": "You denied this request.",
     "voted": "Your approval was counted. The request needs more approvals before it is approved.",
     "edited": "You approved this request with your edited params; those are what the agent runs.",
+    "granted": (
+        "You approved this request and gave a grant: the agent's same requests are approved "
+        "at once until it ends. Grants lists it, and you can revoke it there."
+    ),
     "proposed": (
         "Your edited params were counted as your approval. The other approvers are now asked "
         "to approve them; approvals of the original params do not count for them."
@@ -143,7 +158,9 @@ class WebInbox:
             lstrip_blocks=True,
         )
         self._templates.filters.update(visible=visible, utc=utc, pretty_json=pretty_json)
-        self._templates.globals.update(level_label=level_label)
+        self._templates.globals.update(
+            level_label=level_label, length_text=length_text, matched_text=matched_text
+        )
         self._stylesheet = STYLESHEET.read_bytes()
         self._live_script = LIVE_SCRIPT.read_bytes()
         self._live_every_ms = max(int(live_every.total_seconds() * 1000), 100)
@@ -182,6 +199,8 @@ class WebInbox:
             ("/", self.inbox_page, "GET"),
             ("/history", self.history_page, "GET"),
             ("/audit", self.audit_page, "GET"),
+            ("/grants", self.grants_page, "GET"),
+            ("/grants/{grant_id}/revoke", self.revoke_grant, "POST"),
             ("/requests/{request_id}", self.request_page, "GET"),
             ("/requests/{request_id}/approve", self.approve, "POST"),
             ("/requests/{request_id}/deny", self.deny, "POST"),
@@ -529,6 +548,61 @@ class WebInbox:
             newer=page.has_newer,
         )
 
+    async def grants_page(self, request: Request) -> Response:
+        """The live time-boxed grants the person may see, each with its Revoke."""
+        session = await self._session(request)
+        if session is None:
+            return self._sign_in_needed(request)
+        revoked = request.query_params.get("done") == "revoked"
+        notice = (
+            "The grant was revoked: the agent's same requests are asked again." if revoked else None
+        )
+        return await self._grants(request, session, notice=notice)
+
+    async def _grants(
+        self,
+        request: Request,
+        session: WebSession,
+        *,
+        status: int = 200,
+        notice: str | None = None,
+        error: str | None = None,
+    ) -> Response:
+        grants = await self._reads.grants_for(session.person)
+        return self._render(
+            request,
+            "grants.html",
+            status=status,
+            session=session,
+            grants=grants,
+            notice=notice,
+            error=error,
+        )
+
+    async def revoke_grant(self, request: Request, grant_id: str) -> Response:
+        """End a grant at once; the core decides whether the person may."""
+        session = await self._session(request)
+        if session is None:
+            return self._sign_in_needed(request)
+        form = await read_form(request)
+        if not self._csrf_ok(form, session):
+            return self._csrf_refused(request, session)
+        if not _GRANT_ID.fullmatch(grant_id):
+            return await self._grants(request, session, status=404, error="No such grant.")
+        reason = form.get("reason", "").strip()[:MAX_REASON_LENGTH] or None
+        outcome = await self._reads.revoke_grant(session.person, grant_id, reason)
+        if isinstance(outcome, NotFound):
+            return await self._grants(request, session, status=404, error="No such grant.")
+        if isinstance(outcome, NotAllowed):
+            return await self._grants(
+                request, session, status=403, error=f"Nothing changed: {outcome.message}."
+            )
+        if outcome.already_ended:
+            return await self._grants(
+                request, session, notice=f"Grant {grant_id} had already ended."
+            )
+        return self._redirect(request, "/grants?done=revoked")
+
     async def request_page(self, request: Request, request_id: str) -> Response:
         """One request in full: payload, votes, decision, audit trail, and the vote forms."""
         if is_digest_id(request_id):
@@ -627,6 +701,9 @@ class WebInbox:
                 )
             assert isinstance(parsed, dict)
             edited_params = parsed
+        grant_for = _grant_for(form) if verdict is Verdict.APPROVE else None
+        if isinstance(grant_for, str):
+            return await self._refused(request, session, request_id, status=422, message=grant_for)
         command = VoteCommand(
             request_id=request_id,
             platform=WEB_PLATFORM,
@@ -636,6 +713,7 @@ class WebInbox:
             # The payload the page showed: a vote counts only for what the person saw.
             shown_payload_sha256=form.get("payload_sha256") or None,
             edited_params=edited_params,
+            grant_for=grant_for,
         )
         if self._sink is None:
             return self._not_ready(request, session)
@@ -646,6 +724,8 @@ class WebInbox:
             mine = updated.votes[-1].payload_sha256 if updated.votes else None
             if edited_params is not None and mine == updated.edited_payload_sha256:
                 done = "edited" if updated.status.is_final else "proposed"
+            elif updated.decision is not None and updated.decision.grant is not None:
+                done = "granted"
             return self._redirect(request, f"/requests/{request_id}?done={done}")
         if isinstance(outcome, NotFound):
             return self._not_found(request, session)
@@ -657,7 +737,11 @@ class WebInbox:
                 status=409,
                 notice=f"Nothing changed: {outcome.message}.",
             )
-        if outcome.code in (RefusalCode.REASON_REQUIRED, RefusalCode.INVALID):
+        if outcome.code in (
+            RefusalCode.REASON_REQUIRED,
+            RefusalCode.INVALID,
+            RefusalCode.GRANTS_FORBIDDEN,
+        ):
             status = 422
         elif outcome.code is RefusalCode.STALE_PROPOSAL:
             status = 409
@@ -871,3 +955,15 @@ def _rows_token(rows: list[InboxItem]) -> str:
     of them the person may vote on."""
     shown = "|".join(f"{row.request.id}:{row.request.version}:{row.can_vote}" for row in rows)
     return hashlib.sha256(shown.encode()).hexdigest()[:16]
+
+
+def _grant_for(form: dict[str, str]) -> timedelta | str | None:
+    """The "Approve for ..." length an approve form asked for (its button's
+    ``grant_seconds``), ``None`` for a plain approval, or what is wrong with it. The core
+    checks the length against the policy."""
+    seconds = form.get("grant_seconds", "")
+    if not seconds:
+        return None
+    if not _GRANT_SECONDS.fullmatch(seconds):
+        return "Nothing was recorded: the grant length must be a whole number of seconds."
+    return timedelta(seconds=int(seconds))

@@ -44,6 +44,7 @@ from approvals.tables import (
     AUDIT_HEAD,
     DELIVERIES,
     DESTINATIONS,
+    GRANTS,
     IDEMPOTENCY,
     LOGIN_TOKENS,
     OPEN_REQUESTS,
@@ -366,6 +367,7 @@ def _delete_everything(tx: WriteTx) -> None:
         LOGIN_TOKENS,
         WEB_SESSIONS,
         OPEN_REQUESTS,
+        GRANTS,
     ):
         tx.conn.execute(delete(table))
     tx.conn.execute(update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=0, hash=GENESIS_HASH))

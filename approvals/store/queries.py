@@ -69,6 +69,7 @@ _REQUEST_WITH_VOTES = (
         VOTES.c.reason,
         VOTES.c.cast_at,
         VOTES.c.payload_sha256.label("vote_payload_sha256"),
+        VOTES.c.grant_seconds,
     )
     .select_from(REQUESTS.outerjoin(VOTES, VOTES.c.request_id == REQUESTS.c.id))
     .where(REQUESTS.c.id == bindparam("request_id"))

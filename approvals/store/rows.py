@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -112,6 +112,7 @@ def vote_from_row(row: Row[Any]) -> CastVote:
         reason=row.reason,
         cast_at=row.cast_at,
         payload_sha256=row.vote_payload_sha256,
+        grant_for=None if row.grant_seconds is None else timedelta(seconds=row.grant_seconds),
     )
 
 

@@ -290,6 +290,9 @@ class WriteTx(SyncReads):
                 "reason": vote.reason,
                 "cast_at": vote.cast_at,
                 "payload_sha256": vote.payload_sha256,
+                "grant_seconds": (
+                    None if vote.grant_for is None else int(vote.grant_for.total_seconds())
+                ),
             },
         )
 

@@ -30,12 +30,17 @@ class Vote:
 @dataclass(frozen=True)
 class Decision:
     """How a request became final: the verdict, who decided (a person; the agent for a
-    cancel), on which platform (``system`` for policy decisions and timeouts), and why."""
+    cancel), on which platform (``system`` for policy decisions and timeouts), and why.
+
+    ``grant`` is set when a time-boxed grant approved the request at once (``platform`` is
+    ``grant``): ``{id, given_by, given_at, until}``, the people who gave it, when, and
+    until when it lasts."""
 
     verdict: Literal["approved", "denied", "expired", "cancelled"]
     by: str
     platform: str
     reason: str | None
+    grant: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,12 +117,15 @@ class Approval:
     def deciders(self) -> tuple[str, ...]:
         """The persons whose votes made the final status, as the receipt names them.
 
-        Approved: everyone whose approval counted (a quorum of two names both). Denied: the
+        Approved: everyone whose approval counted (a quorum of two names both); by a
+        time-boxed grant, the people who gave it. Denied: the
         person who denied, never those who approved before. Nobody (empty) while pending,
         for a policy's decision, a timeout, an expiry and a cancel.
         """
         if not self.decided_by_people or self.decision is None:
             return ()
+        if self.decision.grant is not None and self.decision.platform == "grant":
+            return tuple(str(person) for person in self.decision.grant.get("given_by", ()))
         if self.status == "approved":
             return self.approvers or (self.decision.by,)
         return (self.decision.by,)
@@ -153,6 +161,7 @@ class Approval:
                     by=str(decision["by"]),
                     platform=str(decision["platform"]),
                     reason=decision.get("reason"),
+                    grant=decision.get("grant"),
                 )
                 if decision
                 else None,

@@ -8,7 +8,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import JSON
 
 from approvals.clock import ManualClock
+from approvals.grants import GrantRule
 from approvals.machine import Status
 from approvals.model import CreateCommand, LinkUse, Verdict, VoteCommand
 from approvals.outcomes import AlreadyDecided, Applied, Created, NotAllowed
+from approvals.policy import PolicySet
 from approvals.ports import DeliveryError
 from approvals.receipts import ReceiptSigner
 from approvals.service import Rules
@@ -50,7 +52,14 @@ PASSWORD = "s3cret-Pw0rd"  # trust authentication on the test server: accepted, 
 
 
 def rules() -> Rules:
-    return Rules(policies=make_policies(), directory=make_directory())
+    """The standard rules; the default policy allows time-boxed grants (a grants row)."""
+    policies = tuple(
+        replace(policy, grants=GrantRule(max=timedelta(hours=1)))
+        if policy.name == "default"
+        else policy
+        for policy in make_policies().policies
+    )
+    return Rules(policies=PolicySet(policies), directory=make_directory())
 
 
 @pytest.fixture
@@ -162,7 +171,11 @@ async def fill(runtime: Runtime, clock: ManualClock) -> Filled:
             idempotency_key="deploy-1.2",
         ),
     )
-    assert isinstance(await voted(runtime, approved, "U0ALICE", Verdict.APPROVE), Applied)
+    # Approved for an hour: a time-boxed grant over params with a NUL and a big number.
+    outcome = await voted(
+        runtime, approved, "U0ALICE", Verdict.APPROVE, grant_for=timedelta(hours=1)
+    )
+    assert isinstance(outcome, Applied)
     note(Status.APPROVED, approved)
 
     denied = await created(

@@ -411,6 +411,27 @@ class FakeSlack:
         payload = self.click_payload(message, user=user, action_id=action_id, **forged)
         return await self.deliver(payload)
 
+    async def choose(
+        self, message: Message, *, user: str, action_id: str, option: str
+    ) -> dict[str, Any]:
+        """Pick the option whose text is ``option`` in the select ``action_id`` on
+        ``message``, as ``user``; returns the acknowledgement."""
+        select = message.button(action_id)
+        picked = next(o for o in select["options"] if o["text"]["text"] == option)
+        # The envelope of any click on the card; its action is replaced by the choice.
+        payload = self.click_payload(message, user=user, action_id="signoff_approve")
+        payload["actions"] = [
+            {
+                "type": "static_select",
+                "action_id": action_id,
+                "block_id": "signoff_actions",
+                "selected_option": picked,
+                "placeholder": select.get("placeholder"),
+                "action_ts": f"{time.time():.6f}",
+            }
+        ]
+        return await self.deliver(payload)
+
     async def submit_view(
         self, view: dict[str, Any], *, user: str, reason: str | None, team: str = TEAM_ID
     ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from playwright.async_api import Page, expect
 
 from approvals.describe import DescribeTemplate
 from approvals.directory import Directory, Person
+from approvals.grants import GrantRule
 from approvals.model import ApprovalRequest, Verdict, VoteCommand
 from approvals.policy import Match, Policy, PolicySet, Risk
 from approvals.service import Rules
@@ -69,7 +70,9 @@ def rules() -> Rules:
         else policy
         for policy in standard[:-1]
     )
-    policies = PolicySet((*others, payments, replace(standard[-1], risk=Risk.LOW)))
+    # The default policy lets approvers approve for a while (the Grants page has content).
+    default = replace(standard[-1], risk=Risk.LOW, grants=GrantRule(max=timedelta(hours=8)))
+    policies = PolicySet((*others, payments, default))
     directory = make_directory()
     people = dict(directory.people)
     people["alice"] = Person("alice", {**people["alice"].identities, "email": "alice@example.com"})
@@ -154,6 +157,28 @@ async def audit_page(page: Page, live_inbox: LiveInbox) -> None:
     await page.goto(live_inbox.url("/audit"))
 
 
+async def _granted(live_inbox: LiveInbox, title: str) -> ApprovalRequest:
+    """A deploy request with long params, approved by alice for 8 hours."""
+    request = await live_inbox.harness.create(
+        title=title, params={"service": "web", "build": PAYMENT["reference"], "n": 1}
+    )
+    vote = VoteCommand(request.id, "web", "alice", Verdict.APPROVE, grant_for=timedelta(hours=8))
+    await live_inbox.harness.service.vote(vote)
+    return request
+
+
+async def grants_page(page: Page, live_inbox: LiveInbox) -> None:
+    await _granted(live_inbox, LONG_TITLE)
+    await _sign_in(page, live_inbox)
+    await page.goto(live_inbox.url("/grants"))
+
+
+async def request_with_grants_page(page: Page, live_inbox: LiveInbox) -> None:
+    request = await live_inbox.harness.create(title=LONG_TITLE, params=PAYMENT)
+    await _sign_in(page, live_inbox)
+    await page.goto(live_inbox.url(f"/requests/{request.id}"))
+
+
 async def confirm_page(page: Page, live_inbox: LiveInbox) -> None:
     request = await _payment(live_inbox)
     token = await live_inbox.harness.service.links.issue(
@@ -181,6 +206,8 @@ PAGES: dict[str, Callable[[Page, LiveInbox], Awaitable[None]]] = {
     "history": history_page,
     "audit": audit_page,
     "confirm": confirm_page,
+    "grants": grants_page,
+    "request-approve-for": request_with_grants_page,
     "expired-link": expired_link_page,
 }
 
