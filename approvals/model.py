@@ -234,10 +234,13 @@ class VoteCommand:
     link: LinkUse | None = None
     shown_payload_sha256: str | None = None
     edited_params: dict[str, Any] | None = None
+    confirm_token: str | None = None
     """``shown_payload_sha256`` is the hash of the payload the person's page showed (the
     web inbox's forms carry it); ``None`` from a chat card, which always shows the
     original. ``edited_params`` is an approval with edits: the params the person approves
-    instead of the proposal they were shown."""
+    instead of the proposal they were shown. ``confirm_token`` is the token of the
+    confirmation the person was shown (:mod:`approvals.confirm`): an approval under a
+    policy that needs confirming counts only with a genuine one."""
 
 
 def public_json(request: ApprovalRequest) -> dict[str, Any]:

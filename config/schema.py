@@ -1349,6 +1349,16 @@ class PolicySettings(_Section):
         ),
     )
     require_reason: bool = Field(default=False, description="Whether a deny must say why.")
+    confirm: bool | None = Field(
+        default=None,
+        description=(
+            "Step-up: whether Approve needs a second, explicit confirmation that shows the "
+            "describe line, the risk and the params (a modal in Slack and Discord, a second "
+            "button in Telegram and Teams, a confirm step in the inbox and on email links). "
+            "The request's receipt then says `confirmed: true`. Left out, `true` for "
+            "`risk: critical` and `false` otherwise. Deny never needs confirming."
+        ),
+    )
     deny_repeat: Duration | None = Field(
         default=None,
         description=(
