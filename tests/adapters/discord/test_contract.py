@@ -10,7 +10,7 @@ from approvals.model import Verdict
 from approvals.ports import Adapter
 from approvals.store import SqlStore
 from bot.runtime import Runtime
-from tests.adapters.contract import STRANGER, AdapterContract, Shown
+from tests.adapters.contract import ALL_CAPABILITIES, CONFIRMS, STRANGER, AdapterContract, Shown
 from tests.adapters.discord.conftest import ALICE, CAROL, CHANNEL, answered, start_adapter
 from tests.adapters.discord.conftest import STRANGER as STRANGER_ID
 from tests.fakes.discord import FakeDiscord, Fault, Interaction, Message
@@ -118,6 +118,9 @@ class DiscordDriver:
 
 
 class TestDiscordContract(AdapterContract):
+    # The confirmation of a confirm policy is not built for this channel yet.
+    capabilities = ALL_CAPABILITIES - {CONFIRMS}
+
     @pytest.fixture
     def driver(self, fake_discord: FakeDiscord) -> DiscordDriver:
         return DiscordDriver(fake_discord)

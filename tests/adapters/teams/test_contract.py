@@ -17,7 +17,7 @@ from approvals.model import Verdict
 from approvals.ports import Adapter
 from approvals.store import SqlStore
 from bot.runtime import Runtime
-from tests.adapters.contract import STRANGER, AdapterContract, Shown
+from tests.adapters.contract import ALL_CAPABILITIES, CONFIRMS, STRANGER, AdapterContract, Shown
 from tests.adapters.teams.conftest import ACTIONS, CHANNEL, TeamsClient
 from tests.fakes.teams import FakeTeams, Message, card_actions, card_text
 
@@ -115,6 +115,9 @@ class TeamsDriver:
 
 
 class TestTeamsContract(AdapterContract):
+    # The confirmation of a confirm policy is not built for this channel yet.
+    capabilities = ALL_CAPABILITIES - {CONFIRMS}
+
     @pytest.fixture
     def driver(self, fake_teams: FakeTeams) -> Any:
         return TeamsDriver(fake_teams)
