@@ -16,7 +16,8 @@ MAX_CUSTOM_ID = 100
 """Discord's limit on a component's or a modal's ``custom_id``."""
 
 PREFIX = "so1"
-"""Version 1 of the format: ``so1:<verb>:<request id>``."""
+"""Version 1 of the format: ``so1:<verb>:<request id>``; the confirmation modal of an
+approval adds the confirmation token: ``so1:c:<request id>:<token>``."""
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 
@@ -30,15 +31,25 @@ class Verb(StrEnum):
     """A button that opens the reason modal."""
     REASON_SUBMITTED = "m"
     """The reason modal itself (its submission denies)."""
+    CONFIRM_SUBMITTED = "c"
+    """The confirmation modal of an approval (its submission approves; it carries the
+    person's confirmation token, which the core checks)."""
+
+
+MODAL_VERBS = frozenset({Verb.REASON_SUBMITTED, Verb.CONFIRM_SUBMITTED})
+"""The references modals carry (every other one is a button's)."""
+_TOKEN = re.compile(r"[0-9a-z]{1,12}\.[A-Za-z0-9_-]{1,40}")
 
 
 @dataclass(frozen=True)
 class Reference:
     verb: Verb
     request_id: str
+    token: str | None = None
+    """The confirmation token a confirmation modal carries."""
 
 
-def encode(verb: Verb, request_id: str) -> str:
+def encode(verb: Verb, request_id: str, token: str | None = None) -> str:
     """The ``custom_id`` for ``verb`` on ``request_id``.
 
     Raises:
@@ -47,6 +58,14 @@ def encode(verb: Verb, request_id: str) -> str:
     if not _REQUEST_ID.fullmatch(request_id):
         raise ValueError(f"request id {request_id!r} cannot be put in a custom_id")
     custom_id = f"{PREFIX}:{verb.value}:{request_id}"
+    if (token is not None) != (verb is Verb.CONFIRM_SUBMITTED):
+        raise ValueError("only the confirmation modal carries a token, and it always does")
+    if token is not None:
+        if not _TOKEN.fullmatch(token):
+            raise ValueError(f"not a confirmation token: {token!r}")
+        custom_id += f":{token}"
+        if len(custom_id) > MAX_CUSTOM_ID:
+            raise ValueError(f"the confirmation of {request_id!r} does not fit a custom_id")
     assert len(custom_id) <= MAX_CUSTOM_ID
     return custom_id
 
@@ -56,7 +75,7 @@ def decode(custom_id: object) -> Reference | None:
     if not isinstance(custom_id, str) or len(custom_id) > MAX_CUSTOM_ID:
         return None
     parts = custom_id.split(":")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    if len(parts) not in (3, 4) or parts[0] != PREFIX:
         return None
     try:
         verb = Verb(parts[1])
@@ -64,4 +83,8 @@ def decode(custom_id: object) -> Reference | None:
         return None
     if not _REQUEST_ID.fullmatch(parts[2]):
         return None
-    return Reference(verb, parts[2])
+    if verb is Verb.CONFIRM_SUBMITTED:
+        if len(parts) != 4 or not _TOKEN.fullmatch(parts[3]):
+            return None
+        return Reference(verb, parts[2], parts[3])
+    return Reference(verb, parts[2]) if len(parts) == 3 else None

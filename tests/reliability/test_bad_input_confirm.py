@@ -180,3 +180,79 @@ async def test_B4_a_telegram_approval_without_its_confirmation_counts_nothing(
         assert [e.actor for e in refused] == [f"telegram:{presser}"]
     await assert_pending(world, request_id, other_id)
     await world.check()
+
+
+@pytest.fixture
+async def discord_world(tmp_path) -> Any:
+    async with (
+        fake_platforms(slack=False, telegram=False) as (_slack, _telegram, discord),
+        app_world(tmp_path, discord=discord) as started,
+    ):
+        yield started
+
+
+@pytest.mark.parametrize("entry", cases("confirm_steps.yaml", "discord"))
+async def test_B4_a_discord_approval_without_its_confirmation_counts_nothing(discord_world, entry):
+    world = discord_world
+    fake = world.discord
+    assert fake is not None
+    request_id = await world.created(action="wire.pay", params=WIRE)
+    other_id = await world.created(action="wire.pay", params=WIRE | {"amount": 1})
+    card = await world.discord_card(request_id)
+    other_card = await world.discord_card(other_id)
+    forge = entry["forge"]
+
+    async def modal_of(message: Any) -> Any:
+        click = await fake.click(message, user=ALICE.discord, label="Approve")
+
+        async def answered() -> bool:
+            return bool(click.responses)
+
+        await wait_for(answered)
+        assert click.modal is not None
+        return click
+
+    def pointed(opened: Any, custom_id: str) -> Any:
+        """The opened modal as a forger would submit it: another ``custom_id``."""
+        forged = copy.deepcopy(opened)
+        forged.responses = [
+            r | {"data": (r.get("data") or {}) | {"custom_id": custom_id}} for r in forged.responses
+        ]
+        return forged
+
+    submitter = ALICE.discord
+    if forge == "button_only":
+        opened = await modal_of(card)
+        assert opened.modal["custom_id"].startswith(f"so1:c:{request_id}:")
+        assert not await unconfirmed(world, request_id)
+    else:
+        if forge == "custom_id":
+            custom_id = str(entry["value"]).format(request=request_id)
+            await fake.submit_modal(pointed(await modal_of(card), custom_id), reason="")
+        elif forge == "other_person":
+            submitter = BOB.discord
+            await fake.submit_modal(await modal_of(card), reason="", user=submitter)
+        elif forge == "other_request":
+            others = await modal_of(other_card)
+            token = others.modal["custom_id"].rsplit(":", 1)[1]
+            opened = pointed(await modal_of(card), f"so1:c:{request_id}:{token}")
+            await fake.submit_modal(opened, reason="")
+        else:  # button_with_modal_id
+            opened = await modal_of(card)
+            await fake.click(card, user=submitter, custom_id=opened.modal["custom_id"])
+
+        async def refused() -> list[Any]:
+            async with world.store.read() as reader:
+                entries = await reader.audit_entries()
+            code = f'"{entry["expect"]}"'
+            return [e for e in entries if e.kind == "refused" and code in e.data]
+
+        found = await wait_for(refused)
+        assert [e.actor for e in found] == [f"discord:{submitter}"]
+
+        async def told() -> bool:
+            return any("not counted" in text for text in fake.ephemerals_for(submitter))
+
+        await wait_for(told)
+    await assert_pending(world, request_id, other_id)
+    await world.check()

@@ -10,7 +10,7 @@ from approvals.model import Verdict
 from approvals.ports import Adapter
 from approvals.store import SqlStore
 from bot.runtime import Runtime
-from tests.adapters.contract import ALL_CAPABILITIES, CONFIRMS, STRANGER, AdapterContract, Shown
+from tests.adapters.contract import STRANGER, AdapterContract, Shown
 from tests.adapters.discord.conftest import ALICE, CAROL, CHANNEL, answered, start_adapter
 from tests.adapters.discord.conftest import STRANGER as STRANGER_ID
 from tests.fakes.discord import FakeDiscord, Fault, Interaction, Message
@@ -75,6 +75,20 @@ class DiscordDriver:
         await wait_for(answered(opened))
         await self._answered(await self.fake.submit_modal(opened, reason=reason))
 
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        assert self.last_click is not None
+        modal = self.last_click.modal
+        assert modal is not None, "Approve opened no modal"
+        texts = [str(c.get("content", "")) for c in modal.get("components") or []]
+        return Shown("\n".join(texts), [str(modal.get("title", "")) + " (Submit)"])
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        assert self.last_click is not None
+        opened = self.last_click
+        await self._answered(
+            await self.fake.submit_modal(opened, reason="", user=IDENTITIES[person])
+        )
+
     async def forged_click(self, request_id: str, person: str) -> None:
         # The gateway is Discord's own connection: a forgery can only claim to come from
         # another application.
@@ -118,9 +132,6 @@ class DiscordDriver:
 
 
 class TestDiscordContract(AdapterContract):
-    # The confirmation of a confirm policy is not built for this channel yet.
-    capabilities = ALL_CAPABILITIES - {CONFIRMS}
-
     @pytest.fixture
     def driver(self, fake_discord: FakeDiscord) -> DiscordDriver:
         return DiscordDriver(fake_discord)
