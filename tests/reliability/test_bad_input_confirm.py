@@ -11,13 +11,21 @@ pending. Every run ends with the invariant checker.
 from __future__ import annotations
 
 import copy
+import html
 import json
+import re
 from typing import Any
 
 import pytest
 
 from adapters.slack.blocks import CONFIRM_VIEW, metadata
+from adapters.teams import MESSAGES_PATH
+from adapters.teams.cards import APPROVE, CONFIRM
 from approvals.machine import Status
+from approvals.model import Verdict
+from tests.adapters.email.conftest import links_in
+from tests.fakes.smtp import FakeSmtpRelay
+from tests.fakes.teams import FakeTeams, card_actions
 from tests.reliability.app_world import APPROVERS, AppWorld, app_world, fake_platforms
 from tests.reliability.corpus import cases
 from tests.reliability.test_bad_input_telegram import deliver
@@ -255,4 +263,151 @@ async def test_B4_a_discord_approval_without_its_confirmation_counts_nothing(dis
 
         await wait_for(told)
     await assert_pending(world, request_id, other_id)
+    await world.check()
+
+
+@pytest.fixture
+async def teams_world(tmp_path) -> Any:
+    with FakeTeams() as teams:
+        async with app_world(tmp_path, teams=teams) as started:
+            yield started
+
+
+@pytest.mark.parametrize("entry", cases("confirm_steps.yaml", "teams"))
+async def test_B4_a_teams_approval_without_its_confirmation_counts_nothing(teams_world, entry):
+    world = teams_world
+    fake = world.teams
+    assert fake is not None
+    request_id = await world.created(action="wire.pay", params=WIRE)
+    other_id = await world.created(action="wire.pay", params=WIRE | {"amount": 1})
+    card = await world.teams_card(request_id)
+    other_card = await world.teams_card(other_id)
+
+    async def press(user: str, data: dict[str, Any], on: Any = card) -> dict[str, Any]:
+        activity = fake.invoke_activity(on, user_aad_id=user, verb=str(data["action"]), data=data)
+        response = await world.client.post(
+            MESSAGES_PATH, content=json.dumps(activity).encode(), headers=fake.headers_for(activity)
+        )
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def confirm_data(user: str, on: Any, request: str) -> dict[str, Any]:
+        shown = await press(user, {"action": APPROVE, "request": request}, on)
+        assert shown["type"] == "application/vnd.microsoft.card.adaptive", shown
+        [confirm] = [a for a in card_actions(shown["value"]) if a["verb"] == CONFIRM]
+        data: dict[str, Any] = confirm["data"]
+        return data
+
+    forge = entry["forge"]
+    presser = ALICE.teams
+    if forge == "button_only":
+        await confirm_data(ALICE.teams, card, request_id)
+        assert not await unconfirmed(world, request_id)
+    else:
+        if forge == "data":
+            data = {"request": request_id} | entry["data"]
+        elif forge == "other_person":
+            data = await confirm_data(ALICE.teams, card, request_id)
+            presser = BOB.teams
+        else:  # other_request
+            others = await confirm_data(ALICE.teams, other_card, other_id)
+            data = others | {"request": request_id}
+        answer = await press(presser, data)
+        assert "not counted" in answer["value"]
+        found = await unconfirmed(world, request_id)
+        assert [e.actor for e in found] == [f"teams:{presser}"]
+    await assert_pending(world, request_id, other_id)
+    await world.check()
+
+
+TOKEN_FIELD = re.compile(r'name="confirm_token" value="([^"]+)"')
+SAME_SITE = {"Sec-Fetch-Site": "same-origin"}
+
+
+@pytest.fixture
+async def web_world(tmp_path) -> Any:
+    async with app_world(tmp_path) as started:
+        yield started
+
+
+@pytest.mark.parametrize("entry", cases("confirm_steps.yaml", "web"))
+async def test_B4_an_inbox_approval_without_its_confirmation_counts_nothing(web_world, entry):
+    world = web_world
+    request_id = await world.created(action="wire.pay", params=WIRE)
+    alice = await world.signed_in(ALICE.name)
+    page = await alice.get(f"/requests/{request_id}")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    token = entry["token"]
+    if token == "bobs":
+        bob = await world.signed_in(BOB.name)
+        bob_page = await bob.get(f"/requests/{request_id}")
+        bob_csrf = re.search(r'name="csrf_token" value="([^"]+)"', bob_page.text)
+        assert bob_csrf is not None
+        step = await bob.post(
+            f"/requests/{request_id}/approve", data={"csrf_token": bob_csrf.group(1)}
+        )
+        found = TOKEN_FIELD.search(step.text)
+        assert found is not None
+        token = html.unescape(found.group(1))
+    elif token is not None:
+        token = str(token) * int(entry.get("times", 1))
+    form = {"csrf_token": csrf.group(1)} | ({} if token is None else {"confirm_token": token})
+
+    answer = await alice.post(f"/requests/{request_id}/approve", data=form)
+
+    if entry["expect"] == "confirmation_shown":
+        assert answer.status_code == 200
+        assert "Confirm your approval" in answer.text
+        assert not await unconfirmed(world, request_id)
+    else:
+        assert answer.status_code in (403, 422)
+        assert "not counted" in answer.text
+        found_refusals = await unconfirmed(world, request_id)
+        assert [e.actor for e in found_refusals] == [f"web:{ALICE.name}"]
+    await assert_pending(world, request_id)
+    await world.check()
+
+
+@pytest.fixture
+async def email_world(tmp_path) -> Any:
+    relay = FakeSmtpRelay(certificate_dir=tmp_path)
+    await relay.start()
+    try:
+        async with app_world(tmp_path, email=relay) as started:
+            yield started
+    finally:
+        await relay.stop()
+
+
+@pytest.mark.parametrize("entry", cases("confirm_steps.yaml", "email"))
+async def test_B4_an_email_links_approval_without_its_confirmation_counts_nothing(
+    email_world, entry
+):
+    world = email_world
+    request_id = await world.created(action="wire.pay", params=WIRE)
+    (mail,) = await world.mail(request_id, ALICE.email)
+    path = links_in(mail)[Verdict.APPROVE]
+    opened = await world.client.get(path)
+    assert TOKEN_FIELD.search(opened.text), "the link's page is the confirm step"
+    token = entry["token"]
+    if token == "bobs":
+        (bobs_mail,) = await world.mail(request_id, BOB.email)
+        bobs_page = await world.client.get(links_in(bobs_mail)[Verdict.APPROVE])
+        found = TOKEN_FIELD.search(bobs_page.text)
+        assert found is not None
+        token = html.unescape(found.group(1))
+    form = {"confirm": "1"} | ({} if token is None else {"confirm_token": token})
+
+    answer = await world.client.post(path, data=form, headers=SAME_SITE)
+
+    assert answer.status_code == 422
+    assert "not counted" in answer.text
+    found_refusals = await unconfirmed(world, request_id)
+    assert [e.actor for e in found_refusals] == [f"email:{ALICE.email}"]
+    await assert_pending(world, request_id)
+    claim = await world.runtime.service.links.read(path.rsplit("/", 1)[1])
+    assert claim is not None
+    assert not await world.runtime.service.links.spent(claim.nonce)
     await world.check()
