@@ -140,6 +140,18 @@ class ApprovalRequest:
         """The hash of :attr:`proposal_params` (with the action)."""
         return self.edited_payload_sha256 or self.payload_sha256
 
+    @property
+    def confirmed(self) -> bool:
+        """Whether people approved this request under a policy that needs approvals
+        confirmed: then every approval that counted carried a genuine confirmation (the
+        vote path refuses any other), which its audit and its receipt record."""
+        return (
+            self.status is Status.APPROVED
+            and self.decision is not None
+            and self.decision.platform != SYSTEM_PLATFORM
+            and self.policy.needs_confirmation
+        )
+
     def approvals(self) -> frozenset[str]:
         """Distinct persons who approved the current proposal. An approval of an earlier
         proposal (the original, before an edit) does not count for the edited one."""

@@ -109,14 +109,7 @@ def receipt_body(request: ApprovalRequest) -> dict[str, Any]:
             edited=True,
             original_payload_sha256=request.payload_sha256,
         )
-    if (
-        request.status is Status.APPROVED
-        and request.decision is not None
-        and request.decision.platform != SYSTEM_PLATFORM
-        and request.policy.needs_confirmation
-    ):
-        # Approved by people under a policy that needs confirming: every approval that
-        # counted carried a genuine confirmation (the vote path refuses any other).
+    if request.confirmed:
         body["confirmed"] = True
     return body
 

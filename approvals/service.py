@@ -1236,7 +1236,7 @@ class ApprovalService:
             )
             if edited_by is not None:
                 data["edited_by"] = edited_by
-        if approved_by_confirmed_people(request):
+        if request.confirmed:
             data["confirmed"] = True
         tx.append_audit(
             _FINAL_AUDIT_KIND[request.status],
@@ -1303,17 +1303,6 @@ def _unconfirmed(
             "press Approve again and confirm"
         )
     return NotAllowed(RefusalCode.UNCONFIRMED, why)
-
-
-def approved_by_confirmed_people(request: ApprovalRequest) -> bool:
-    """Whether people approved ``request`` under a policy that needs confirming: then
-    every approval that counted was confirmed (the vote path refuses any other)."""
-    return (
-        request.status is Status.APPROVED
-        and request.decision is not None
-        and request.decision.platform != SYSTEM_PLATFORM
-        and request.policy.needs_confirmation
-    )
 
 
 def _deciders(request: ApprovalRequest) -> list[str]:
