@@ -12,6 +12,12 @@ Deny with a reason takes two clicks: the button that opens a form, and the form'
 submission. ``ApprovalService.reason_prompt`` answers the first without counting anything:
 the form to show (:class:`ReasonPrompt`), or the refusal the submission would meet, so that
 nobody types a reason only to be refused.
+
+Approve under a policy that needs confirming (``confirm``, see :mod:`approvals.confirm`)
+takes two clicks the same way: ``ApprovalService.confirm_prompt`` answers the first Approve
+with the confirmation to show (:class:`ConfirmPrompt`: the describe line, the risk, the
+params and a token bound to the person), or the refusal the approval would meet; only a
+click that carries the token back (:attr:`Click.confirm_token`) can count.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from approvals.card import outcome_notice
+from approvals.card import ApprovalCard, outcome_notice
 from approvals.directory import Destination
 from approvals.model import Verdict
 from approvals.outcomes import Outcome
@@ -69,6 +75,8 @@ class Click:
             installation.
         grant_for: an "Approve for ..." button's length: the approval also asks to give
             a time-boxed grant that long (:mod:`approvals.grants`).
+        confirm_token: the token of the confirmation the person was shown (the second step
+            of an approval under a ``confirm`` policy); untrusted like the rest.
     """
 
     platform: str
@@ -80,6 +88,7 @@ class Click:
     reason: str | None = None
     foreign: Foreign | None = None
     grant_for: timedelta | None = None
+    confirm_token: str | None = None
 
     @property
     def actor(self) -> str:
@@ -118,6 +127,28 @@ class ReasonPrompt:
     request_id: str
     title: str
     require_reason: bool
+
+
+@dataclass(frozen=True)
+class ConfirmPrompt:
+    """Show the person the confirmation of their approval; its submission carries ``token``.
+
+    Attributes:
+        request_id: the request it is for.
+        card: the request's card as it stands: the risk, the describe line
+            (``card.summary``), the title and the params (``card.fields``) to show.
+        payload_sha256: the hash of the payload being approved (bound into the token).
+        params: the params being approved: the proposal, or the person's own edit.
+        token: the confirmation token for this person, request and payload.
+        expires_at: when the token stops working.
+    """
+
+    request_id: str
+    card: ApprovalCard
+    payload_sha256: str
+    params: Mapping[str, Any]
+    token: str
+    expires_at: datetime
 
 
 def click_notice(outcome: ClickOutcome) -> str | None:

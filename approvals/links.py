@@ -4,8 +4,9 @@ Email has no buttons, so an email card carries links. A link is
 ``base64url(payload).base64url(HMAC-SHA256(key, payload))``; the payload names the
 platform identity it was sent to, the request, the verdict, when it expires (never after
 the request's deadline) and a random nonce. The key is derived, under a label of its own,
-from a random server secret kept in the database, so every process of one installation
-makes and checks the same links and nothing else signoff signs can pass for one.
+from the installation's server secret (:mod:`approvals.server_secret`), so every process of
+one installation makes and checks the same links and nothing else signoff signs can pass
+for one.
 
 A link never decides by being opened: mail scanners and clients fetch every link in a
 message. It opens a confirm page, and only that page's POST hands the vote to the core,
@@ -28,14 +29,14 @@ from approvals.clock import Clock
 from approvals.model import LinkUse, Verdict
 from approvals.receipts import b64url as _b64url
 from approvals.receipts import b64url_decode as _b64url_decode
-from approvals.store import SqlStore, WriteTx
+from approvals.server_secret import SERVER_SECRET_ID, ServerSecret
+from approvals.store import SqlStore
 from approvals.store import links as link_rows
 
-LINK_SECRET_ID = "decision-links"  # noqa: S105 - the name of a stored secret, not one
+LINK_SECRET_ID = SERVER_SECRET_ID
 """The name of the stored server secret decision links are signed with."""
 _KEY_LABEL = b"signoff decision link v1"
 """Derives the HMAC key from the stored secret: a key used for nothing else."""
-_KEY_CREATION_LOCK = "decision-links-secret"
 MAX_LINK_TOKEN_LENGTH = 1000
 """The longest token worth reading; anything longer is refused unread."""
 _PAYLOAD_VERSION = 1
@@ -68,10 +69,6 @@ class LinkClaim:
     def use(self) -> LinkUse:
         """What the vote carries to the core."""
         return LinkUse(self.nonce, self.expires_at)
-
-
-def _derive_key(secret: bytes) -> bytes:
-    return hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
 
 
 def sign_link(key: bytes, claim: LinkClaim) -> str:
@@ -131,33 +128,15 @@ class DecisionLinks:
     links keep working across restarts and in every process.
     """
 
-    def __init__(self, store: SqlStore, clock: Clock) -> None:
+    def __init__(self, store: SqlStore, clock: Clock, secret: ServerSecret | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._secret = secret or ServerSecret(store, clock)
         self._key: bytes | None = None
 
     async def _signing_key(self) -> bytes:
         if self._key is None:
-            secret = await self._store.query(
-                lambda reads: link_rows.link_secret(reads, LINK_SECRET_ID)
-            )
-            if secret is None:
-                fresh = _b64url(secrets.token_bytes(32))
-                at = self._clock.now()
-
-                def first_secret(tx: WriteTx) -> str:
-                    # Processes starting together must not each make the secret.
-                    tx.lock_agent(_KEY_CREATION_LOCK)
-                    stored = link_rows.link_secret(tx, LINK_SECRET_ID)
-                    if stored is None:
-                        link_rows.add_link_secret(
-                            tx, key_id=LINK_SECRET_ID, secret=fresh, created_at=at
-                        )
-                        return fresh
-                    return stored
-
-                secret = await self._store.run(first_secret)
-            self._key = _derive_key(_b64url_decode(secret))
+            self._key = await self._secret.derive(_KEY_LABEL)
         return self._key
 
     def now(self) -> datetime:

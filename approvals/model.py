@@ -162,6 +162,19 @@ class ApprovalRequest:
         """The hash of :attr:`proposal_params` (with the action)."""
         return self.edited_payload_sha256 or self.payload_sha256
 
+    @property
+    def confirmed(self) -> bool:
+        """Whether people approved this request under a policy that needs approvals
+        confirmed: then every approval that counted carried a genuine confirmation (the
+        vote path refuses any other), which its audit and its receipt record."""
+        return (
+            self.status is Status.APPROVED
+            and self.decision is not None
+            and self.decision.platform != SYSTEM_PLATFORM
+            and not self.decision.by_grant
+            and self.policy.needs_confirmation
+        )
+
     def approvals(self) -> frozenset[str]:
         """Distinct persons who approved the current proposal. An approval of an earlier
         proposal (the original, before an edit) does not count for the edited one."""
@@ -256,10 +269,13 @@ class VoteCommand:
     link: LinkUse | None = None
     shown_payload_sha256: str | None = None
     edited_params: dict[str, Any] | None = None
+    confirm_token: str | None = None
     """``shown_payload_sha256`` is the hash of the payload the person's page showed (the
     web inbox's forms carry it); ``None`` from a chat card, which always shows the
     original. ``edited_params`` is an approval with edits: the params the person approves
-    instead of the proposal they were shown."""
+    instead of the proposal they were shown. ``confirm_token`` is the token of the
+    confirmation the person was shown (:mod:`approvals.confirm`): an approval under a
+    policy that needs confirming counts only with a genuine one."""
     grant_for: timedelta | None = None
     """An approval for a while ("Approve for 1 h"): the length of the grant asked for;
     refused when the policy has no grants or allows less (:mod:`approvals.grants`)."""

@@ -28,6 +28,7 @@ class RefusalCode(StrEnum):
     INVALID = "invalid"  # the command itself is malformed
     EDITS_FORBIDDEN = "edits_forbidden"  # the policy does not let approvers change params
     STALE_PROPOSAL = "stale_proposal"  # the person saw another payload than the one proposed
+    UNCONFIRMED = "unconfirmed_approval"  # an approval the policy needs confirmed was not
     KEY_REVOKED = "unauthorized"  # the agent's API key was revoked since it was last checked
     GRANTS_FORBIDDEN = "grants_forbidden"  # "approve for a while" beyond what the policy allows
 

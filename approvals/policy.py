@@ -425,6 +425,9 @@ class Policy:
     min_timeout: timedelta | None = None
     max_timeout: timedelta | None = None
     edits: EditsRule = EditsRule.FORBIDDEN
+    confirm: bool | None = None
+    """Whether an approval needs a second, explicit confirmation (see
+    :mod:`approvals.confirm`); ``None``: as the risk says (:attr:`needs_confirmation`)."""
 
     def __post_init__(self) -> None:
         if self.decision is AutoDecision.ASK and not self.levels:
@@ -448,6 +451,14 @@ class Policy:
     def allows_edits(self) -> bool:
         """Whether an approver may approve the request with changed params."""
         return self.edits is EditsRule.ALLOWED
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Whether Approve takes a second, explicit confirmation: as the policy says, and
+        when it does not say, for critical risk only."""
+        if self.confirm is not None:
+            return self.confirm
+        return self.risk is Risk.CRITICAL
 
     @property
     def total_timeout(self) -> timedelta:
@@ -484,6 +495,7 @@ class Policy:
             "min_timeout_seconds": _seconds(self.min_timeout),
             "max_timeout_seconds": _seconds(self.max_timeout),
             "edits": self.edits.value,
+            "confirm": self.confirm,
         }
 
     @classmethod
@@ -504,6 +516,10 @@ class Policy:
             max_timeout=_delta(data.get("max_timeout_seconds")),
             # Snapshots taken before the key existed forbid edits, as the default does.
             edits=EditsRule(data.get("edits", EditsRule.FORBIDDEN.value)),
+            # Absent (snapshots taken before the key existed) or null, it follows the risk as
+            # the config default does:
+            # a critical request made just before an upgrade still needs confirming.
+            confirm=data.get("confirm"),
         )
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from approvals.card import ApprovalCard
-from approvals.clicks import Click, ClickOutcome, ReasonPrompt
+from approvals.clicks import Click, ClickOutcome, ConfirmPrompt, ReasonPrompt
 from approvals.directory import Destination
 from approvals.model import VoteCommand
 from approvals.outcomes import Outcome
@@ -78,6 +78,13 @@ class VoteSink(Protocol):
 
     async def reason_prompt(self, click: Click) -> ReasonPrompt | ClickOutcome:
         """The first click of a deny with a reason: the form to show, or the refusal."""
+
+    async def confirm_prompt(self, click: Click) -> ConfirmPrompt | None:
+        """The first Approve under a policy that needs confirming: the confirmation to
+        show, or ``None``: hand the click to :meth:`handle_click` as it is."""
+
+    async def confirm_step(self, command: VoteCommand) -> ConfirmPrompt | None:
+        """The confirmation a page shows before an approval, or ``None``: vote as it is."""
 
 
 @runtime_checkable

@@ -124,6 +124,8 @@ def receipt_body(request: ApprovalRequest) -> dict[str, Any]:
             "given_at": receipt_time(grant.given_at),
             "until": receipt_time(grant.until),
         }
+    if request.confirmed:
+        body["confirmed"] = True
     return body
 
 

@@ -26,12 +26,19 @@ from approvals.clicks import (
     Click,
     ClickOutcome,
     ClickRefused,
+    ConfirmPrompt,
     ReasonPrompt,
     RecentCards,
     is_card_of,
 )
 from approvals.clock import Clock, ElapsedClock
 from approvals.clocksteps import ClockStepWatch, follow_step
+from approvals.confirm import (
+    ConfirmationKey,
+    confirmation_expiry,
+    confirmation_is_valid,
+    sign_confirmation,
+)
 from approvals.crashpoints import CrashPoint, crash_point
 from approvals.deadlines import (
     DeadlineStep,
@@ -79,6 +86,7 @@ from approvals.outcomes import (
     RefusalCode,
 )
 from approvals.policy import AutoDecision, Policy, PolicySet, TimeoutOutcome
+from approvals.server_secret import ServerSecret
 from approvals.store import ConcurrentUpdateError, QueuedMessage, SqlStore, SyncReads, WriteTx
 from approvals.store import grants as grant_rows
 from approvals.store import links as link_rows
@@ -317,8 +325,10 @@ class ApprovalService:
         self.recent_cards = RecentCards()
         """Cards just posted by this process, before their references are stored; the
         outbox tells it (see :class:`approvals.clicks.RecentCards`)."""
-        self.links = DecisionLinks(store, clock)
+        secret = ServerSecret(store, clock)
+        self.links = DecisionLinks(store, clock, secret)
         """Makes and reads the signed decision links an email's Approve / Deny carry."""
+        self._confirmation_key = ConfirmationKey(secret)
         self._listeners: list[ChangeListener] = []
         self._clock_steps = ClockStepWatch(clock) if isinstance(clock, ElapsedClock) else None
         self._following_step = asyncio.Lock()
@@ -778,8 +788,9 @@ class ApprovalService:
             return await self._vote_with_retries(command)
 
     async def _vote_with_retries(self, command: VoteCommand) -> Outcome:
+        key = await self._confirmation_key.get()
         outcome = await self._decide_with_retries(
-            command.request_id, partial(self._vote_once, command=command)
+            command.request_id, partial(self._vote_once, command=command, confirm_key=key)
         )
         assert not isinstance(outcome, ClickRefused)
         return outcome
@@ -816,12 +827,18 @@ class ApprovalService:
         the card posted for that request on that platform; otherwise count it as the vote
         it is (see :meth:`vote`)."""
         with about_request(click.request_id):
+            key = await self._confirmation_key.get()
             return await self._decide_with_retries(
-                click.request_id, partial(self._click_once, click=click)
+                click.request_id, partial(self._click_once, click=click, confirm_key=key)
             )
 
     def _click_once(
-        self, tx: WriteTx, click: Click, rules: Rules, caught_up: list[ApprovalRequest]
+        self,
+        tx: WriteTx,
+        click: Click,
+        rules: Rules,
+        caught_up: list[ApprovalRequest],
+        confirm_key: bytes,
     ) -> ClickOutcome:
         refused = self._refuse_click(tx, click)
         if refused is not None:
@@ -835,8 +852,9 @@ class ApprovalService:
             click.verdict,
             reason,
             grant_for=click.grant_for,
+            confirm_token=click.confirm_token,
         )
-        return self._vote_once(tx, command, rules, caught_up)
+        return self._vote_once(tx, command, rules, caught_up, confirm_key)
 
     def _refuse_click(self, tx: WriteTx, click: Click) -> ClickRefused | None:
         """The refusal of a click that cannot become a vote (audited here), or ``None``."""
@@ -900,6 +918,73 @@ class ApprovalService:
             return judged
         return ReasonPrompt(request.id, request.title, request.policy.require_reason)
 
+    async def confirm_prompt(self, click: Click) -> ConfirmPrompt | None:
+        """The first Approve under a policy that needs confirming: the confirmation to show
+        the person. ``None`` when there is none to show: the policy needs no confirming,
+        or the click would be refused anyway (not signoff's card, not an approver, already
+        decided...); the adapter then hands the click to :meth:`handle_click`, which
+        refuses, audits and answers it, or counts it. Reads only, counts nothing."""
+        if click.verdict is not Verdict.APPROVE or click.request_id is None:
+            return None
+        if click.foreign is not None:
+            return None
+        request_id = click.request_id
+
+        def on_our_card(reads: SyncReads) -> ApprovalRequest | None:
+            request = reads.get_request(request_id)
+            if request is None or not request.policy.needs_confirmation:
+                return None
+            if not (
+                self.recent_cards.is_card_of(click)
+                or is_card_of(click, reads.deliveries(request_id))
+            ):
+                return None
+            return request
+
+        request = await self._store.query(on_our_card)
+        if request is None:
+            return None
+        command = VoteCommand(request.id, click.platform, click.identity, Verdict.APPROVE)
+        return await self._prompt_for(request, command)
+
+    async def confirm_step(self, command: VoteCommand) -> ConfirmPrompt | None:
+        """The confirmation to show before an approval from a page (the inbox, an email
+        link's page), or ``None`` when the vote needs none or would be refused anyway:
+        then submit it to :meth:`vote` as it is. Reads only, counts nothing."""
+        if command.verdict is not Verdict.APPROVE:
+            return None
+        request = await self._store.get_request(command.request_id)
+        if request is None or not request.policy.needs_confirmation:
+            return None
+        return await self._prompt_for(request, command)
+
+    async def _prompt_for(
+        self, request: ApprovalRequest, command: VoteCommand
+    ) -> ConfirmPrompt | None:
+        """The confirmation of ``command`` (an approval) as ``request`` stands, with a token
+        bound to the person's platform identity and the payload they approve."""
+        now = self._clock.now()
+        if request.status.is_final or now >= request.deadline:
+            return None
+        if not isinstance(judge_vote(request, command, self._rules), str):
+            return None
+        judged_payload = judge_payload(request, command)
+        if isinstance(judged_payload, NotAllowed):
+            return None
+        approved = judged_payload.payload_sha256 if judged_payload else request.proposal_sha256
+        expires_at = confirmation_expiry(now, request.deadline)
+        token = sign_confirmation(
+            await self._confirmation_key.get(),
+            request_id=request.id,
+            actor=f"{command.platform}:{command.identity}",
+            payload_sha256=approved,
+            expires_at=expires_at,
+        )
+        params = judged_payload.params if judged_payload else request.proposal_params
+        return ConfirmPrompt(
+            request.id, self.card_for(request), approved, params, token, expires_at
+        )
+
     def _catch_up(self, tx: WriteTx, request: ApprovalRequest, now: datetime) -> ApprovalRequest:
         """Apply a timeout or escalation that is due but not yet swept.
 
@@ -911,7 +996,12 @@ class ApprovalService:
         return request
 
     def _vote_once(
-        self, tx: WriteTx, command: VoteCommand, rules: Rules, caught_up: list[ApprovalRequest]
+        self,
+        tx: WriteTx,
+        command: VoteCommand,
+        rules: Rules,
+        caught_up: list[ApprovalRequest],
+        confirm_key: bytes,
     ) -> Outcome:
         """The vote command, in the writer's batch: judge on the stored state, then count."""
         caught_up.clear()  # a command may run twice (see approvals.store.writer)
@@ -934,6 +1024,13 @@ class ApprovalService:
             else:
                 edit = judged_payload
                 judged = judge_grant(request, command, rules, edit) or judged
+        confirmed = False
+        approving = command.verdict is Verdict.APPROVE
+        needs_confirmation = approving and request.policy.needs_confirmation
+        if isinstance(judged, str) and needs_confirmation:
+            refusal = _unconfirmed(request, command, edit, confirm_key, now)
+            judged = refusal or judged
+            confirmed = refusal is None
         # Spent only for a vote that counts: a refused one leaves the link usable.
         if isinstance(judged, str) and command.link is not None:
             judged = self._spend_link(tx, request, command.link, now) or judged
@@ -994,6 +1091,8 @@ class ApprovalService:
                 data.update(_edit_audit(updated, vote, edit))
             if vote.grant_for is not None:
                 data["grant_seconds"] = int(vote.grant_for.total_seconds())
+            if confirmed:
+                data["confirmed"] = True
             tx.append_audit(AuditKind.VOTED, at=now, actor=judged, request_id=request.id, data=data)
         note = f"Edited by {judged}: approve the edited params in the inbox" if edit else None
         self._edit_cards(tx, updated, now, note=note)
@@ -1034,7 +1133,16 @@ class ApprovalService:
             at=now,
             actor=f"{command.platform}:{command.identity}",
             request_id=request.id,
-            data={"code": code, "verdict": command.verdict.value, "status": request.status.value},
+            data={
+                "code": code,
+                "verdict": command.verdict.value,
+                "status": request.status.value,
+                **(
+                    {"confirm_token": "given" if command.confirm_token else "missing"}
+                    if code == RefusalCode.UNCONFIRMED.value
+                    else {}
+                ),
+            },
         )
 
     # -- cancel -----------------------------------------------------------------------------
@@ -1348,6 +1456,8 @@ class ApprovalService:
             )
             if edited_by is not None:
                 data["edited_by"] = edited_by
+        if request.confirmed:
+            data["confirmed"] = True
         tx.append_audit(
             _FINAL_AUDIT_KIND[request.status],
             at=now,
@@ -1382,6 +1492,37 @@ def audit_created(tx: WriteTx, request: ApprovalRequest, at: datetime) -> None:
             "deadline": request.deadline.isoformat(),
         },
     )
+
+
+def _unconfirmed(
+    request: ApprovalRequest,
+    command: VoteCommand,
+    edit: ProposedEdit | None,
+    key: bytes,
+    now: datetime,
+) -> NotAllowed | None:
+    """The refusal of an approval its policy needs confirmed that carries no genuine,
+    unexpired confirmation for this person, request and payload; ``None`` if confirmed."""
+    if confirmation_is_valid(
+        key,
+        command.confirm_token,
+        request_id=request.id,
+        actor=f"{command.platform}:{command.identity}",
+        payload_sha256=edit.payload_sha256 if edit else request.proposal_sha256,
+        now=now,
+    ):
+        return None
+    if command.confirm_token is None:
+        why = (
+            f"policy {request.policy.name} needs each approval confirmed: press Approve, "
+            "then confirm what it shows"
+        )
+    else:
+        why = (
+            "this confirmation is not valid for you and this request, or it has expired; "
+            "press Approve again and confirm"
+        )
+    return NotAllowed(RefusalCode.UNCONFIRMED, why)
 
 
 def _deciders(request: ApprovalRequest) -> list[str]:

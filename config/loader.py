@@ -112,6 +112,7 @@ def _build_policy(settings: SignoffSettings, policy: PolicySettings) -> Policy:
         min_timeout=policy.min_timeout,
         max_timeout=policy.max_timeout,
         edits=policy.edits,
+        confirm=policy.confirm,
     )
 
 

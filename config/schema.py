@@ -1399,6 +1399,16 @@ class PolicySettings(_Section):
         ),
     )
     require_reason: bool = Field(default=False, description="Whether a deny must say why.")
+    confirm: bool | None = Field(
+        default=None,
+        description=(
+            "Step-up: whether Approve needs a second, explicit confirmation that shows the "
+            "describe line, the risk and the params (a modal in Slack and Discord, a second "
+            "button in Telegram and Teams, a confirm step in the inbox and on email links). "
+            "The request's receipt then says `confirmed: true`. Left out, `true` for "
+            "`risk: critical` and `false` otherwise. Deny never needs confirming."
+        ),
+    )
     deny_repeat: Duration | None = Field(
         default=None,
         description=(
@@ -1416,7 +1426,8 @@ class PolicySettings(_Section):
             "action and params (or the same values at the `match` paths) are approved at "
             "once by it, audited and receipted as such. Under a quorum, every approval must "
             "ask for a grant (it lasts the shortest asked). A grant never approves a request "
-            "made on behalf of one of its givers. Only for policies that ask people."
+            "made on behalf of one of its givers. Only for policies that ask people, and "
+            "not with `confirm`."
         ),
     )
     levels: list[LevelSettings] = Field(
@@ -1484,6 +1495,17 @@ class PolicySettings(_Section):
             raise ValueError(
                 "only for a policy that asks people (decision: ask); this policy decides "
                 "every request itself"
+            )
+        confirm = info.data.get("confirm")
+        if confirm is None:
+            confirm = info.data.get("risk") is Risk.CRITICAL
+        if value is not None and confirm:
+            # A grant approves later requests with nobody shown them: the opposite of a
+            # policy that wants each approval confirmed on sight.
+            raise ValueError(
+                "not with confirm (each approval confirmed on sight, the default for risk: "
+                "critical): a grant approves later requests unseen; set confirm: false to "
+                "allow grants here"
             )
         return value
 

@@ -17,6 +17,10 @@ A click is answered at once (deferred, or the reason modal), then checked, then 
 must carry one of our references and arrive on the very message signoff posted for that
 request. The core alone decides whether a vote counts; the card edits that follow go through
 the outbox like any other decision. Refusals are ephemeral messages saying why.
+
+Under a policy that needs approvals confirmed, Approve is answered with a modal showing the
+risk, the describe line and the params; its ``custom_id`` carries the person's confirmation
+token, and its submission is the approval.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -36,11 +40,12 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.discord.references import Reference, Verb, decode
+from adapters.discord.references import MODAL_VERBS, Reference, Verb, decode
 from adapters.discord.rendering import (
     REASON_INPUT,
     REASON_LIMIT,
     DiscordCard,
+    confirm_modal,
     reason_modal,
     render_card,
     render_notice,
@@ -130,7 +135,7 @@ class Click:
         if reference is None:
             return None
         # A modal's reference on a button, or a button's on a modal, is not ours either.
-        if (reference.verb is Verb.REASON_SUBMITTED) != self.submitted:
+        if (reference.verb in MODAL_VERBS) != self.submitted:
             return None
         return reference
 
@@ -622,6 +627,9 @@ class DiscordAdapter:
         if reference is not None and reference.verb is Verb.DENY_WITH_REASON:
             await self._take_reason_click(interaction, click)
             return
+        approving = reference is not None and reference.verb is Verb.APPROVE
+        if approving and await self._opened_confirmation(interaction, click):
+            return
         # Answer first (Discord allows 3 s); everything else is said in followups.
         try:
             await interaction.response.defer()
@@ -630,8 +638,11 @@ class DiscordAdapter:
             # interaction failed and may click again): either way, do not count it.
             log.warning("could not acknowledge Discord interaction %s: %s", interaction.id, exc)
             return
+        token = None
         if reference is None or reference.verb is Verb.APPROVE:
             verdict, reason = Verdict.APPROVE, None  # a malformed reference is refused anyway
+        elif reference.verb is Verb.CONFIRM_SUBMITTED:
+            verdict, reason, token = Verdict.APPROVE, None, reference.token
         elif reference.verb is Verb.DENY:
             verdict, reason = Verdict.DENY, None
         else:
@@ -642,10 +653,44 @@ class DiscordAdapter:
             return
         grant_seconds = reference.grant_seconds if reference is not None else None
         grant_for = None if grant_seconds is None else timedelta(seconds=grant_seconds)
-        outcome = await sink.handle_click(
-            self._core_click(click, verdict, reason, grant_for=grant_for)
+        core_click = replace(
+            self._core_click(click, verdict, reason, grant_for=grant_for), confirm_token=token
         )
+        outcome = await sink.handle_click(core_click)
         await self._tell_outcome(interaction, outcome)
+
+    async def _opened_confirmation(
+        self, interaction: discord.Interaction[Any], click: Click
+    ) -> bool:
+        """Approve under a policy that needs confirming: answer with the confirmation modal
+        (risk, describe line, params), whose submission is the approval. ``False`` when
+        there is none to show (the click is then a vote, judged as any other)."""
+        sink = self._sink
+        if sink is None:
+            return False
+        try:
+            # The modal must open within Discord's 3 s; if the core is slower, the click
+            # goes on as a plain approval, which the core refuses as unconfirmed.
+            async with asyncio.timeout(MODAL_DECISION_BUDGET):
+                prompt = await sink.confirm_prompt(self._core_click(click, Verdict.APPROVE, None))
+        except TimeoutError:
+            return False
+        if prompt is None:
+            return False
+        try:
+            spec = confirm_modal(prompt)
+        except ValueError:
+            await interaction.response.send_message(
+                render_notice("Approve this request in the signoff inbox: it needs confirming."),
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+            return True
+        modal = discord.ui.Modal(title=spec.title, custom_id=spec.custom_id, timeout=None)
+        modal.add_item(discord.ui.TextDisplay(spec.text))
+        modal.stop()  # its submission comes to _on_interaction like any click
+        await interaction.response.send_modal(modal)
+        return True
 
     async def _take_reason_click(self, interaction: discord.Interaction[Any], click: Click) -> None:
         """Deny with a reason: open the modal, unless the click would be refused anyway."""

@@ -26,6 +26,7 @@ from approvals.card import (
     inbox_url,
     risk_label,
 )
+from approvals.clicks import ConfirmPrompt
 from approvals.grants import length_text
 from approvals.machine import Status
 from approvals.text import reveal_invisible
@@ -156,7 +157,7 @@ def action_buttons(card: ApprovalCard, *, public_url: str = "") -> tuple[Button,
         Button(
             f"Approve for {length_text(length)}",
             discord.ButtonStyle.success,
-            encode(Verb.APPROVE, card.request_id, int(length.total_seconds())),
+            encode(Verb.APPROVE, card.request_id, grant_seconds=int(length.total_seconds())),
         )
         for length in card.approve_for
     )
@@ -251,6 +252,55 @@ def headline(card: ApprovalCard) -> str | None:
 def render_notice(text: str) -> str:
     """A short message to one person (ephemeral) or a reply under a card, made inert."""
     return fit(text, NOTICE_LIMIT)
+
+
+MAX_TEXT_DISPLAY = 4000
+"""A modal text display's content."""
+CONFIRM_PARAMS_LIMIT = 2500
+"""Room for the params on the confirmation modal, inside one text display."""
+
+
+@dataclass(frozen=True)
+class ConfirmModal:
+    """The modal that asks the person to confirm an approval: its text shows the risk,
+    the describe line, the title and the params; its submission is the approval."""
+
+    custom_id: str
+    title: str
+    text: str
+
+
+def confirm_modal(prompt: ConfirmPrompt) -> ConfirmModal:
+    """The confirmation modal of ``prompt``; its ``custom_id`` carries the token.
+
+    Raises:
+        ValueError: the reference does not fit a ``custom_id`` (an unusually long id).
+    """
+    card = prompt.card
+    cut = Cuts(fit_and_tell)
+    lines = []
+    first = headline(card)
+    if first:
+        lines.append(f"**{first}**")
+    lines.append(f"Approve {cut(card.title, TITLE_LIMIT)}?")
+    params = "\n".join(
+        f"{cut(field.label, PARAM_LABEL_LIMIT)}: {cut(field.value, PARAM_VALUE_LIMIT)}"
+        for field in card.fields[:MAX_PARAM_FIELDS]
+    )
+    if params:
+        lines.append(f"**Params**\n{params[:CONFIRM_PARAMS_LIMIT]}")
+    hidden = len(card.fields) - MAX_PARAM_FIELDS
+    if hidden > 0 or cut.any:
+        lines.append(inbox_link_text(hidden_params=max(hidden, 0), cut=cut.any))
+    lines.append(
+        f"Payload SHA-256 `{card.short_hash}`. Policy {fit(card.policy, NAME_LIMIT)} needs "
+        "each approval confirmed: submitting this form approves."
+    )
+    return ConfirmModal(
+        custom_id=encode(Verb.CONFIRM_SUBMITTED, prompt.request_id, token=prompt.token),
+        title="Confirm approval",
+        text="\n\n".join(lines)[:MAX_TEXT_DISPLAY],
+    )
 
 
 @dataclass(frozen=True)

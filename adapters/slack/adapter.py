@@ -11,6 +11,10 @@ our workspace, carry one of our button values, and arrive on the very message si
 posted for that request. Anything else is refused, audited and answered ephemerally. The
 core alone decides whether a vote counts; the card edits that follow go through the
 outbox like any other decision.
+
+Under a policy that needs approvals confirmed, Approve opens a modal (``views.open`` with
+the click's trigger id) showing the risk, the describe line and the params; the modal's
+submission carries the confirmation token in its ``private_metadata`` and is the approval.
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ from starlette.responses import JSONResponse, Response
 from adapters.slack.blocks import (
     APPROVE_ACTION,
     APPROVE_FOR_ACTION,
+    CONFIRM_VIEW,
     DENY_ACTION,
     DENY_WITH_REASON_ACTION,
     EDIT_LINK_ACTION,
     REASON_BLOCK,
     REASON_INPUT,
     REASON_VIEW,
+    confirm_modal,
+    confirm_token_in,
     metadata,
     parse_metadata,
     reason_modal,
@@ -233,6 +240,7 @@ class SlackAdapter:
         self._app.action(DENY_WITH_REASON_ACTION)(self._on_deny_with_reason)
         self._app.action(EDIT_LINK_ACTION)(self._on_edit_link)
         self._app.view(REASON_VIEW)(self._on_reason_submitted)
+        self._app.view(CONFIRM_VIEW)(self._on_confirm_submitted)
         self._team_id: str | None = None
         self._dm_channels: dict[str, str] = {}
         self._sink: VoteSink | None = None
@@ -401,7 +409,20 @@ class SlackAdapter:
 
     async def _on_approve(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        await self._guarded(body, self._take_vote_click(body, Verdict.APPROVE))
+        await self._guarded(body, self._take_approve_click(body))
+
+    async def _on_confirm_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        await ack()  # closes the modal; what the core says is told ephemerally
+        user = _text(_dict(body.get("user")).get("id"))
+        if user is None:
+            return
+        where = parse_metadata(view.get("private_metadata"))
+        value, channel, ts = where if where is not None else (None, None, None)
+        click = Click(team_id=team_of(body), user_id=user, raw_value=value, channel=channel, ts=ts)
+        token = confirm_token_in(view.get("private_metadata"))
+        await self._guarded(body, self._take_admitted_vote(click, Verdict.APPROVE, None, token))
 
     async def _on_approve_for(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -486,16 +507,12 @@ class SlackAdapter:
             if task is not None:
                 self._inflight.discard(task)
 
-    async def _take_vote_click(self, body: dict[str, Any], verdict: Verdict) -> None:
-        click = parse_click(body)
-        if click is not None:
-            await self._take_admitted_vote(click, verdict, None)
-
     async def _take_admitted_vote(
         self,
         click: Click,
         verdict: Verdict,
         reason: str | None,
+        confirm_token: str | None = None,
         *,
         grant_for: timedelta | None = None,
     ) -> None:
@@ -503,7 +520,33 @@ class SlackAdapter:
         core_click = await self._core_click(click, verdict, reason, grant_for=grant_for)
         sink = await self._running_sink(click) if core_click is not None else None
         if core_click is not None and sink is not None:
+            core_click = replace(core_click, confirm_token=confirm_token)
             await self._tell_outcome(click, await sink.handle_click(core_click))
+
+    async def _take_approve_click(self, body: dict[str, Any]) -> None:
+        """Approve: a vote at once, or, where the policy needs approvals confirmed, the
+        confirmation modal (the core says which; its submission is the vote)."""
+        click = parse_click(body)
+        if click is None:
+            return
+        core_click = await self._core_click(click, Verdict.APPROVE, None)
+        sink = await self._running_sink(click) if core_click is not None else None
+        if core_click is None or sink is None:
+            return
+        prompt = await sink.confirm_prompt(core_click)
+        if prompt is None:
+            await self._tell_outcome(click, await sink.handle_click(core_click))
+            return
+        if click.trigger_id is None or click.channel is None or click.ts is None:
+            await self._tell(click, GENERIC_FAILURE)
+            return
+        view = confirm_modal(
+            prompt,
+            private_metadata=metadata(
+                encode_value(prompt.request_id), click.channel, click.ts, prompt.token
+            ),
+        )
+        await self._client.views_open(trigger_id=click.trigger_id, view=view)
 
     async def _take_deny_click(self, body: dict[str, Any], *, ask_reason: bool) -> None:
         click = parse_click(body)

@@ -1,4 +1,5 @@
-"""Block Kit rendering of cards, notices and the deny-reason modal: pure functions.
+"""Block Kit rendering of cards, notices, the deny-reason modal and the approval's
+confirmation modal: pure functions.
 
 Agent text is untrusted. Every piece of it goes through :func:`fit`, which makes invisible
 and direction-changing characters visible, escapes ``&``, ``<`` and ``>`` (so ``<!channel>``,
@@ -27,6 +28,7 @@ from approvals.card import (
     inbox_url,
     risk_label,
 )
+from approvals.clicks import ConfirmPrompt
 from approvals.grants import length_text
 from approvals.text import reveal_invisible
 
@@ -80,6 +82,8 @@ nothing and are only acknowledged."""
 DENY_WITH_REASON_ACTION = "signoff_deny_reason"
 ACTIONS_BLOCK = "signoff_actions"
 REASON_VIEW = "signoff_deny_reason"
+CONFIRM_VIEW = "signoff_confirm_approve"
+"""The confirmation modal of an approval under a policy that needs confirming."""
 """``callback_id`` of the deny-reason modal."""
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason"
@@ -290,9 +294,70 @@ def reason_modal(card_title: str, *, private_metadata: str, require_reason: bool
     }
 
 
-def metadata(value: str, channel: str, ts: str) -> str:
-    """``private_metadata`` for the reason modal: which card the Deny came from."""
-    return json.dumps({"value": value, "channel": channel, "ts": ts}, separators=(",", ":"))
+def confirm_modal(prompt: ConfirmPrompt, *, private_metadata: str) -> dict[str, Any]:
+    """The modal that asks the person to confirm an approval: the risk label and describe
+    line first, then the title and the params being approved (agent text in plain text
+    only, as on the card); its submit button is the approval."""
+    if len(private_metadata) > MAX_PRIVATE_METADATA:
+        raise ValueError("private_metadata is longer than Slack allows")
+    card = prompt.card
+    cut = Cuts(fit_and_tell)
+    blocks: list[dict[str, Any]] = []
+    first = headline(card)
+    if first:
+        blocks.append({"type": "section", "text": _literal(first)})
+    blocks.append({"type": "section", "text": _literal(f"Approve {cut(card.title, TITLE_LIMIT)}?")})
+    fields = [
+        _literal(f"{cut(field.label, PARAM_LABEL_LIMIT)}: {cut(field.value, PARAM_VALUE_LIMIT)}")
+        for field in card.fields[:MAX_PARAM_FIELDS]
+    ]
+    for start in range(0, len(fields), MAX_FIELDS_PER_SECTION):
+        blocks.append({"type": "section", "fields": fields[start : start + MAX_FIELDS_PER_SECTION]})
+    hidden = len(card.fields) - MAX_PARAM_FIELDS
+    if hidden > 0 or cut.any:
+        more = inbox_link_text(hidden_params=hidden, cut=cut.any)
+        blocks.append({"type": "context", "elements": [_literal(more)]})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                _literal(
+                    f"Policy {fit(card.policy, PARAM_VALUE_LIMIT)} needs each approval "
+                    f"confirmed. Payload SHA-256: {card.short_hash}"
+                )
+            ],
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": CONFIRM_VIEW,
+        "private_metadata": private_metadata,
+        "title": _plain("Confirm approval"),
+        "submit": _plain("Confirm approve"),
+        "close": _plain("Cancel"),
+        "blocks": blocks,
+    }
+
+
+def metadata(value: str, channel: str, ts: str, confirm_token: str | None = None) -> str:
+    """``private_metadata`` for a modal: which card the click came from, and for the
+    confirmation modal the confirmation token it carries."""
+    data = {"value": value, "channel": channel, "ts": ts}
+    if confirm_token is not None:
+        data["confirm"] = confirm_token
+    return json.dumps(data, separators=(",", ":"))
+
+
+def confirm_token_in(text: object) -> str | None:
+    """The confirmation token in a modal's ``private_metadata``, if it has one."""
+    if not isinstance(text, str) or len(text) > MAX_PRIVATE_METADATA:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    token = data.get("confirm") if isinstance(data, dict) else None
+    return token if isinstance(token, str) else None
 
 
 def parse_metadata(text: object) -> tuple[str, str, str] | None:

@@ -9,7 +9,10 @@ adapter's routes) and refuse a body that is not a JSON object with 400 before it
 Known cost of the SDK: it fetches the signing keys with a blocking call, at most every five
 minutes (and when a token names a key it has not seen, at most every 30 s).
 
-A click is an ``adaptiveCard/action`` invoke. The person is their Entra object id
+A click is an ``adaptiveCard/action`` invoke. Under a policy that needs approvals
+confirmed, Approve is answered with a confirmation card for that person (the risk, the
+describe line, the params) whose Confirm approve carries their confirmation token; that
+press is the approval, and Cancel answers with the card again. The person is their Entra object id
 (``from.aadObjectId``) in our tenant; a click from another tenant is refused as foreign.
 The core decides everything else (see ``approvals.clicks``). The answer goes back in the
 HTTP response: the card as it now stands when the click decided (Teams shows it to the
@@ -32,6 +35,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeGuard
 
@@ -55,11 +59,14 @@ from adapters.teams import MESSAGES_PATH
 from adapters.teams.cards import (
     ACTIONS,
     APPROVE,
+    CANCEL,
+    CONFIRM,
     DENY_WITH_REASON,
     GRANT_SECONDS,
     REASON_LIMIT,
     notice_text,
     render_card,
+    render_confirmation,
     render_notice,
 )
 from adapters.teams.tokens import AppTokens, TokenError
@@ -431,6 +438,10 @@ class TeamsAdapter:
             and _REQUEST_ID.fullmatch(raw_reference)
             else None
         )
+        if action == CANCEL and request_id is not None:
+            shown = await sink.card(request_id)
+            if shown is not None:
+                return _card_answer(render_card(shown, public_url=self._public_url))
         reason = data.get("reason") if action == DENY_WITH_REASON else None
         reason = reason.strip()[:REASON_LIMIT] if isinstance(reason, str) else None
         if action == DENY_WITH_REASON and not reason and request_id is not None:
@@ -459,13 +470,20 @@ class TeamsAdapter:
                 "conversation_id": _base_conversation(str(activity.conversation.id)),
                 "activity_id": str(activity.reply_to_id or ""),
             },
-            verdict=Verdict.APPROVE if action == APPROVE else Verdict.DENY,
+            verdict=Verdict.APPROVE if action in (APPROVE, CONFIRM) else Verdict.DENY,
             reason=reason or None,
             foreign=foreign,
             grant_for=(
                 timedelta(seconds=grant_seconds) if _is_grant_length(grant_seconds) else None
             ),
         )
+        if action == CONFIRM:
+            token = data.get("token")
+            click = replace(click, confirm_token=token if isinstance(token, str) else None)
+        elif action == APPROVE:
+            prompt = await sink.confirm_prompt(click)
+            if prompt is not None:
+                return _card_answer(render_confirmation(prompt))
         outcome = await sink.handle_click(click)
         return await self._answer(sink, request_id, outcome)
 
@@ -479,11 +497,7 @@ class TeamsAdapter:
         card = await sink.card(request_id) if request_id else None
         if card is None:
             return _message("Done.")
-        return {
-            "statusCode": 200,
-            "type": CARD_CONTENT_TYPE,
-            "value": render_card(card, public_url=self._public_url),
-        }
+        return _card_answer(render_card(card, public_url=self._public_url))
 
 
 def _is_grant_length(value: object) -> TypeGuard[int]:
@@ -524,6 +538,11 @@ def _never_expires(authorization: str) -> bool:
 def _message(text: str) -> dict[str, Any]:
     """An invoke answer Teams shows the person who clicked, and no one else."""
     return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": notice_text(text)}
+
+
+def _card_answer(card: dict[str, Any]) -> dict[str, Any]:
+    """An invoke answer that shows ``card`` to the person who clicked, in place of theirs."""
+    return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": card}
 
 
 def _card_activity(card: dict[str, Any]) -> MessageActivityInput:

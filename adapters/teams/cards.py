@@ -31,6 +31,7 @@ from approvals.card import (
     inbox_url,
     risk_label,
 )
+from approvals.clicks import ConfirmPrompt
 from approvals.grants import length_text
 from approvals.machine import Status
 from approvals.policy import Risk
@@ -58,7 +59,11 @@ APPROVE = "signoff.approve"
 DENY = "signoff.deny"
 DENY_WITH_REASON = "signoff.deny_with_reason"
 """The ``data.action`` of each button (the Teams SDK routes card actions on it)."""
-ACTIONS = (APPROVE, DENY, DENY_WITH_REASON)
+CONFIRM = "signoff.confirm_approve"
+"""The confirmation card's Confirm approve: carries the person's confirmation token."""
+CANCEL = "signoff.cancel_confirmation"
+"""The confirmation card's Cancel: shows the card again, records nothing."""
+ACTIONS = (APPROVE, DENY, DENY_WITH_REASON, CONFIRM, CANCEL)
 REASON_INPUT = "reason"
 """The id of the reason box; its text arrives as ``data.reason``."""
 GRANT_SECONDS = "grant_seconds"
@@ -238,6 +243,47 @@ def render_card(card: ApprovalCard, *, public_url: str) -> dict[str, Any]:
         # Action.OpenUrl: opens the request's inbox page, where edits are made; no decision.
         links.append(_open_url(EDIT_LINK_TEXT, url))
     adaptive = _card([*body, *params], tail, [*actions, *links])
+    assert card_size(adaptive) <= CARD_BUDGET, card_size(adaptive)
+    return adaptive
+
+
+def render_confirmation(prompt: ConfirmPrompt) -> dict[str, Any]:
+    """The card a person sees after Approve under a policy that needs confirming: the
+    risk, the describe line, the title and the params, with Confirm approve (its data
+    carries the person's confirmation token) and Cancel. Teams shows it to that person
+    only, in place of the card."""
+    card = prompt.card
+    cut = Cuts(fit_and_tell)
+    body: list[dict[str, Any]] = []
+    if card.risk:
+        body.append(label(risk_label(card.risk), weight="Bolder", color=_RISK_COLOURS[card.risk]))
+    if card.summary:
+        body.append(rich(run(cut(card.summary, SUMMARY_LIMIT), weight="Bolder", size="Medium")))
+    body += [
+        label("Confirm your approval", weight="Bolder", size="Medium"),
+        rich(run(cut(card.title, TITLE_LIMIT), weight="Bolder", size="Large")),
+    ]
+    for field in card.fields[:MAX_PARAMS]:
+        block = labelled(
+            cut(field.label, NAME_LIMIT), cut(field.value, PARAM_VALUE_LIMIT), monospace=True
+        )
+        if card_size(_card([*body, block], [], [])) + 2000 > CARD_BUDGET:
+            break
+        body.append(block)
+    body += [
+        labelled("Payload SHA-256", card.short_hash, monospace=True),
+        label(
+            f"Policy {fit(card.policy, NAME_LIMIT)} needs each approval confirmed. Nothing is "
+            "recorded until you press Confirm approve; it works for a few minutes.",
+            isSubtle=True,
+        ),
+    ]
+    actions = [
+        _execute("Confirm approve", CONFIRM, card.request_id, style="positive"),
+        _execute("Cancel", CANCEL, card.request_id),
+    ]
+    actions[0]["data"]["token"] = prompt.token
+    adaptive = _card(body, [], actions)
     assert card_size(adaptive) <= CARD_BUDGET, card_size(adaptive)
     return adaptive
 

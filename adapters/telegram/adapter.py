@@ -8,6 +8,12 @@ updates to the same application. Polling can be switched on and off on its own
 process sends. Buttons carry an opaque reference; a click counts only when it comes from
 the message we posted for that request, and the same update twice changes nothing. The
 core decides; this module only translates.
+
+Under a policy that needs approvals confirmed, Approve answers with a second message (a
+reply to the card, mentioning the person): the risk, the describe line and the params,
+with "Confirm approve", whose reference carries the confirmation token bound to that
+person, and "Cancel". Confirm approve counts as a press on the card it replies to; the
+message is then edited to say what happened, without buttons.
 """
 
 from __future__ import annotations
@@ -58,16 +64,19 @@ from adapters.telegram.pacing import (
 )
 from adapters.telegram.rendering import (
     ASK_REASON,
+    CONFIRM_SHOWN,
     FAILED,
     WORKING,
+    confirmation_closed,
     late_answer,
     outcome_text,
     reason_prompt,
     render_card,
+    render_confirmation,
     render_notice,
 )
 from approvals.card import ApprovalCard
-from approvals.clicks import Click, ClickOutcome, ReasonPrompt
+from approvals.clicks import Click, ClickOutcome, ConfirmPrompt, ReasonPrompt
 from approvals.directory import Destination
 from approvals.model import Verdict
 from approvals.outcomes import Applied
@@ -527,6 +536,9 @@ class TelegramAdapter:
         if ref is not None and ref.action is ButtonAction.DENY_WITH_REASON:
             await self._ask_reason(query, ref, card)
             return
+        if ref is not None and ref.action in (ButtonAction.CONFIRM, ButtonAction.CANCEL):
+            await self._on_confirmation_button(query, ref)
+            return
         verdict = (
             Verdict.DENY if ref is not None and ref.action is ButtonAction.DENY else Verdict.APPROVE
         )
@@ -543,6 +555,11 @@ class TelegramAdapter:
                 else None
             ),
         )
+        if verdict is Verdict.APPROVE and ref is not None:
+            prompt = await self._clicks.confirm_prompt(click)
+            if prompt is not None:
+                await self._show_confirmation(query, prompt)
+                return
         vote = asyncio.ensure_future(self._clicks.handle_click(click))
         # Waited for off the update handler: a slow vote must not hold one of the few
         # updates handled at once while other people's clicks wait for their answer.
@@ -602,6 +619,91 @@ class TelegramAdapter:
                 )
         except DeliveryError as exc:
             log.warning("telling a late outcome in Telegram chat %s failed: %s", card.chat.id, exc)
+
+    async def _show_confirmation(self, query: TelegramCallbackQuery, prompt: ConfirmPrompt) -> None:
+        """The second button: a reply to the card that shows what is approved, with
+        Confirm approve (carrying the person's confirmation token) and Cancel."""
+        card = query.message
+        assert card is not None, "the core offers a confirmation only for a click on the card"
+        user = query.from_user
+        text, keyboard = render_confirmation(user.id, user.first_name, prompt, self._public_url)
+        await self._answer(query, CONFIRM_SHOWN)
+        try:
+            async with self._sending(card.chat.id) as bot:
+                await bot.send_message(
+                    chat_id=card.chat.id,
+                    text=text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard,
+                    reply_parameters=ReplyParameters(
+                        card.message_id, allow_sending_without_reply=True
+                    ),
+                    link_preview_options=NO_PREVIEW,
+                )
+        except DeliveryError as exc:
+            log.warning("showing a confirmation in Telegram chat %s failed: %s", card.chat.id, exc)
+
+    async def _on_confirmation_button(self, query: TelegramCallbackQuery, ref: ButtonRef) -> None:
+        """Confirm approve or Cancel on a confirmation message.
+
+        Confirm approve is the approval, as a press on the card the confirmation replies to
+        (so the core checks that card as for any click); its token is checked by the core
+        against the person pressing. Cancel works only for the person it was shown to.
+        """
+        message = query.message
+        user = query.from_user
+        shown_for = message if isinstance(message, Message) else None
+        if ref.action is ButtonAction.CANCEL:
+            if ref.extra != str(user.id):
+                await self._answer(query, "This confirmation is someone else's")
+                return
+            await self._answer(query, "Cancelled: nothing was recorded")
+            await self._close_confirmation(shown_for, user, "cancelled; nothing was recorded.")
+            return
+        replied = shown_for.reply_to_message if shown_for is not None else None
+        card = None
+        if replied is not None:
+            card = {"chat_id": replied.chat.id, "message_id": replied.message_id}
+        click = Click(
+            platform=PLATFORM,
+            identity=str(user.id),
+            request_id=ref.request_id,
+            raw_reference=query.data,
+            message=card,
+            verdict=Verdict.APPROVE,
+            confirm_token=ref.extra,
+        )
+        try:
+            outcome = await self._clicks.handle_click(click)
+        except Exception:
+            log.exception(
+                "Telegram vote on request %s failed",
+                ref.request_id,
+                extra={"request_id": ref.request_id},
+            )
+            await self._answer(query, FAILED)
+            return
+        await self._answer(query, outcome_text(outcome))
+        if isinstance(outcome, Applied):
+            await self._close_confirmation(shown_for, user, "approval confirmed and counted.")
+
+    async def _close_confirmation(
+        self, message: Message | None, user: TelegramUser, what: str
+    ) -> None:
+        """Tidy up a used or cancelled confirmation: its text says so, its buttons go."""
+        if message is None:
+            return
+        try:
+            async with self._sending(message.chat.id) as bot:
+                await bot.edit_message_text(
+                    chat_id=message.chat.id,
+                    message_id=message.message_id,
+                    text=confirmation_closed(user.id, user.first_name, what),
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=NO_PREVIEW,
+                )
+        except DeliveryError as exc:
+            log.warning("closing a Telegram confirmation failed: %s", exc)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         def done(finished: asyncio.Future[Any]) -> None:

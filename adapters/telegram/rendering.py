@@ -15,7 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.telegram.callbacks import ButtonAction, ButtonRef, encode_button
 from approvals.card import EDIT_LINK_TEXT, ApprovalCard, inbox_link_text, inbox_url, risk_label
-from approvals.clicks import ClickOutcome, click_notice
+from approvals.clicks import ClickOutcome, ConfirmPrompt, click_notice
 from approvals.grants import length_text
 from approvals.machine import Status
 from approvals.outcomes import Applied
@@ -215,7 +215,9 @@ def _approve_for_row(card: ApprovalCard) -> list[InlineKeyboardButton]:
     whose reference would not fit in a button is left out)."""
     row = []
     for length in card.approve_for:
-        ref = ButtonRef(ButtonAction.APPROVE, card.request_id, int(length.total_seconds()))
+        ref = ButtonRef(
+            ButtonAction.APPROVE, card.request_id, grant_seconds=int(length.total_seconds())
+        )
         try:
             data = encode_button(ref)
         except ValueError:
@@ -267,7 +269,69 @@ def late_answer(user_id: int, name: str, text: str) -> str:
     return f'<a href="tg://user?id={user_id}">{who}</a>: {render_notice(text)}'
 
 
+CONFIRM_PARAMS_LIMIT = 3000
+"""Room for the params on a confirmation, well inside one message."""
+
+
+def render_confirmation(
+    user_id: int, name: str, prompt: ConfirmPrompt, public_url: str
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The second step of an approval under a policy that needs confirming: a message
+    mentioning the person who pressed Approve that shows the risk, the describe line, the
+    title and the params, with Confirm approve (carrying their confirmation token) and
+    Cancel. No buttons when the references would not fit Telegram's 64 bytes: the message
+    then points to the web inbox."""
+    card = prompt.card
+    who = html.escape(truncate(visible(name), NAME_LIMIT) or "you", quote=False)
+    message = _Message()
+    if card.risk:
+        message.text(risk_label(card.risk), "b")
+        message.text(" · " if card.summary else "\n")
+    if card.summary:
+        message.text(_untrusted(card.summary, SUMMARY_LIMIT), "b")
+        message.text("\n")
+    message.text("Approve ")
+    message.text(_untrusted(card.title, TITLE_LIMIT) or "(untitled)", "code")
+    message.text("?\n")
+    params = _params_text(card)
+    if params:
+        message.text("Params", "b")
+        message.text("\n")
+        message.text(truncate(params, CONFIRM_PARAMS_LIMIT), "pre")
+        message.text("\n")
+    message.text("Payload: ", "b")
+    message.text(card.short_hash, "code")
+    message.text("\n")
+    message.text(
+        f"Policy {truncate(visible(card.policy), NAME_LIMIT)} needs each approval confirmed. "
+        "Nothing is recorded until you press Confirm approve (it works for a few minutes)."
+    )
+    try:
+        confirm = encode_button(ButtonRef(ButtonAction.CONFIRM, prompt.request_id, prompt.token))
+        cancel = encode_button(ButtonRef(ButtonAction.CANCEL, prompt.request_id, str(user_id)))
+    except ValueError:
+        message.text("\n")
+        message.link("Approve it in the signoff inbox", inbox_url(public_url, card.request_id))
+        keyboard = None
+    else:
+        keyboard = InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton("✅ Confirm approve", callback_data=confirm)],
+                [InlineKeyboardButton("✖️ Cancel", callback_data=cancel)],
+            ]
+        )
+    text = f'<a href="tg://user?id={user_id}">{who}</a>, confirm your approval:\n{message.html()}'
+    return text, keyboard
+
+
+def confirmation_closed(user_id: int, name: str, what: str) -> str:
+    """What a confirmation message becomes once it is used or cancelled (no buttons)."""
+    who = html.escape(truncate(visible(name), NAME_LIMIT) or "you", quote=False)
+    return f'<a href="tg://user?id={user_id}">{who}</a>: {render_notice(what)}'
+
+
 ASK_REASON = "Reply to my message with your reason"
+CONFIRM_SHOWN = "Check the params, then press Confirm approve"
 WORKING = "Received: counting your vote…"
 FAILED = "Something went wrong; please try again"
 

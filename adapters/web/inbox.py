@@ -10,6 +10,11 @@ that needs no sign-in: the signed link is the person's authority for that one de
 Opening it (GET, HEAD, any scanner's prefetch) decides and spends nothing; only the page's
 POST hands the vote to the core, which spends the link with the vote.
 
+Under a policy that needs approvals confirmed (``confirm``, see :mod:`approvals.confirm`),
+Approve on a request page first shows a confirm step (the risk, the describe line and the
+params being approved) whose form carries the confirmation token; an email link's confirm
+page carries one too. The core refuses an approval without a genuine token.
+
 Security: sign-in links are single-use and redeemed only by a POST (link unfurlers issue
 GETs); the session cookie is HttpOnly and SameSite=Lax; every form that changes something
 carries the session's CSRF token, and every POST from another site is refused before it
@@ -714,9 +719,23 @@ class WebInbox:
             shown_payload_sha256=form.get("payload_sha256") or None,
             edited_params=edited_params,
             grant_for=grant_for,
+            confirm_token=form.get("confirm_token") or None,
         )
         if self._sink is None:
             return self._not_ready(request, session)
+        if verdict is Verdict.APPROVE and command.confirm_token is None:
+            prompt = await self._sink.confirm_step(command)
+            if prompt is not None:
+                return self._render(
+                    request,
+                    "confirm_approval.html",
+                    status=200,
+                    session=session,
+                    prompt=prompt,
+                    card=prompt.card,
+                    shown_payload_sha256=command.shown_payload_sha256 or "",
+                    typed_params=typed_params,
+                )
         outcome: Outcome = await self._sink.vote(command)
         if isinstance(outcome, Applied):
             done = _DONE_KEYS[outcome.event]
@@ -843,6 +862,13 @@ class WebInbox:
             )
         elif await self._links.spent(claim.nonce):
             problem = "This link has already been used; it works once."
+        prompt = None
+        if problem is None and claim.verdict is Verdict.APPROVE and self._sink is not None:
+            # A policy that needs approvals confirmed: this page is the confirm step, so it
+            # shows what is approved and its form carries the confirmation.
+            prompt = await self._sink.confirm_step(
+                VoteCommand(claim.request_id, claim.platform, claim.identity, claim.verdict)
+            )
         return self._render(
             request,
             "confirm.html",
@@ -855,6 +881,7 @@ class WebInbox:
             ),
             can_decide=problem is None,
             problem=problem,
+            prompt=prompt,
             error=error,
             reason=reason,
             max_reason_length=MAX_REASON_LENGTH,
@@ -882,6 +909,7 @@ class WebInbox:
                 verdict=claim.verdict,
                 reason=typed_reason if typed_reason.strip() else None,
                 link=claim.use,
+                confirm_token=form.get("confirm_token") or None,
             )
         )
         if isinstance(outcome, Applied):
@@ -894,7 +922,7 @@ class WebInbox:
             return self._message(
                 request, "Nothing changed", f"Nothing changed: {outcome.message}.", status=409
             )
-        if outcome.code is RefusalCode.REASON_REQUIRED:
+        if outcome.code in (RefusalCode.REASON_REQUIRED, RefusalCode.UNCONFIRMED):
             return await self._confirm_form(
                 request,
                 claim,

@@ -59,7 +59,10 @@ POSTS, REPLIES, MESSAGES, RATE_LIMITS = "posts", "replies", "messages", "rate li
 """Capabilities: the channel posts cards as messages that are edited when decided; it posts
 follow-ups (reminders) next to a card; a click names the message it was made on (so one
 card can be clicked with another's button); sends can be refused with 429 or fail."""
-ALL_CAPABILITIES = frozenset({POSTS, REPLIES, MESSAGES, RATE_LIMITS})
+CONFIRMS = "confirms"
+"""Capability: the channel shows the confirmation an approval under a ``confirm`` policy
+needs (a modal, a second button, a confirm page)."""
+ALL_CAPABILITIES = frozenset({POSTS, REPLIES, MESSAGES, RATE_LIMITS, CONFIRMS})
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,13 @@ class PlatformDriver(Protocol):
 
     async def deny_with_reason(self, request_id: str, person: str, reason: str) -> None:
         """``person`` denies with a reason through the platform's form."""
+
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        """What ``person`` is shown after pressing Approve on a card whose policy needs
+        approvals confirmed (waiting until it is there): its text and its buttons."""
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        """``person`` confirms the approval the confirmation shown to them asks about."""
 
     async def forged_click(self, request_id: str, person: str) -> None:
         """An approve in ``person``'s name that the platform did not vouch for: a bad
@@ -304,6 +314,30 @@ class AdapterContract:
         assert shown.text.index(label) < shown.text.index(f"Run {RATED}")
         plain = await world.driver.shown(await world.posted())
         assert "risk" not in plain.text.lower()
+
+    @needs(CONFIRMS)
+    async def test_approve_under_a_confirm_policy_asks_first_and_only_the_confirmation_decides(
+        self, world: ContractWorld
+    ) -> None:
+        request_id = await world.posted(RATED)  # rated critical: approvals need confirming
+        run = (await world.request(request_id)).params["run"]
+
+        await world.driver.click(request_id, ALICE, Verdict.APPROVE)
+        shown = await world.driver.confirmation(request_id, ALICE)
+
+        assert "Critical risk" in shown.text
+        assert f"Deploy to prod, run {run}" in shown.text
+        assert "env" in shown.text  # the params
+        assert "prod" in shown.text
+        assert any("Confirm" in label for label in shown.buttons)
+        pending = await world.request(request_id)
+        assert (pending.status, pending.votes) == (Status.PENDING, ())
+        await world.driver.confirm(request_id, ALICE)
+        await wait_for(world.status_is(request_id, Status.APPROVED))
+        async with world.store.read() as reader:
+            entries = await reader.audit_entries(request_id=request_id)
+        decided = [json.loads(entry.data) for entry in entries if entry.kind == "decided"]
+        assert [entry.get("confirmed") for entry in decided] == [True]
 
     async def test_approve_decides_and_the_card_shows_it(self, world: ContractWorld) -> None:
         request_id = await world.posted()

@@ -11,11 +11,12 @@ from typing import Any
 
 from approvals.audit import AuditEntry
 from approvals.clock import Clock
+from approvals.describe import DescribeTemplate
 from approvals.machine import Status
 from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
-from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
+from approvals.policy import Level, Match, Policy, PolicySet, Risk, TimeoutOutcome
 from approvals.service import ApprovalService
 from approvals.store import SqlStore
 
@@ -85,6 +86,12 @@ class ChatWorld:
 MIN = timedelta(minutes=1)
 
 
+WIRE_DESCRIBE = "Wire {params.amount} EUR to {params.iban}"
+"""The describe line of the scenarios' ``wire`` policy (its approvals need confirming)."""
+WIRE = {"amount": 1200, "iban": "DE89370400440532013000"}
+"""Params of a ``wire.*`` request: the confirmation shows them."""
+
+
 def scenario_policies(
     channel: str,
     *,
@@ -98,10 +105,19 @@ def scenario_policies(
     - ``two-person`` (``db.*``): a quorum of two from ``pair``, a deny needs a reason;
     - ``escalating`` (``infra.*``): ``first`` for 10 minutes with a reminder every 4, then
       ``escalation`` by DM for 30; denied on timeout;
+    - ``wire`` (``wire.*``): rated critical, so one of ``everyone`` approves only with a
+      confirmation (:data:`WIRE_DESCRIBE` is its describe line);
     - ``default``: one of ``everyone`` within 30 minutes; denied on timeout.
     """
     return PolicySet(
         (
+            Policy(
+                name="wire",
+                match=Match(actions=("wire.*",)),
+                risk=Risk.CRITICAL,
+                describe=DescribeTemplate.parse(WIRE_DESCRIBE),
+                levels=(Level(approvers=everyone, notify=(channel,), timeout=30 * MIN),),
+            ),
             Policy(
                 name="two-person",
                 match=Match(actions=("db.*",)),

@@ -62,6 +62,18 @@ def test_grants_without_match_cover_the_whole_params() -> None:
             "only for a policy that asks people",
             id="policy decides itself",
         ),
+        pytest.param(
+            "    confirm: true\n    grants: {max: 1h}\n",
+            "grants",
+            "not with confirm",
+            id="approvals confirmed",
+        ),
+        pytest.param(
+            "    risk: critical\n    grants: {max: 1h}\n",
+            "grants",
+            "set confirm: false to allow grants",
+            id="critical risk confirms by default",
+        ),
     ],
 )
 def test_grants_errors_name_the_key_and_line(written: str, key: str, says: str) -> None:
@@ -70,3 +82,14 @@ def test_grants_errors_name_the_key_and_line(written: str, key: str, says: str) 
     problem = problem_at(found, f"policies[0].{key}")
     assert problem.line == 10 + written.count("\n")
     assert says in problem.message
+
+
+def test_a_critical_policy_may_have_grants_when_it_says_confirm_false() -> None:
+    policy = POLICY + "    risk: critical\n    confirm: false\n    grants: {max: 1h}\n"
+
+    loaded = load(config_with(PEOPLE, "  oncall: [alice]\n", policy))
+
+    default = loaded.policy_set().named("default")
+    assert default is not None
+    assert default.grants == GrantRule(max=timedelta(hours=1))
+    assert not default.needs_confirmation

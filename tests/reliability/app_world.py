@@ -215,6 +215,12 @@ def _config_text(
         f'  {OTHER_AGENT}: {{allow: ["*"]}}',
         "policies:",
         *(f"  {line}" for line in first_policies),
+        # Rated critical, so every approval needs its confirmation (the confirm corpus).
+        "  - name: critical",
+        '    match: {action: "wire.*"}',
+        "    risk: critical",
+        '    describe: "Wire {params.amount} EUR to {params.iban}"',
+        f"    levels: [{{approvers: [approvers], notify: [{where}], timeout: 30m}}]",
         "  - name: quorum",
         '    match: {action: "db.*"}',
         "    quorum: 3",

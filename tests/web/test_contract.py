@@ -18,11 +18,12 @@ from approvals.directory import WEB, WEB_PLATFORM, Destination
 from approvals.model import Verdict
 from approvals.ports import Adapter
 from bot.runtime import Runtime
-from tests.adapters.contract import AdapterContract, Shown
+from tests.adapters.contract import CONFIRMS, AdapterContract, Shown
 from tests.web.conftest import InboxHarness, csrf_token_in
 
 VOTE_BUTTON = re.compile(r'<button type="submit" class="(?:approve|deny)">([^<]+)</button>')
 TAGS = re.compile(r"<[^>]+>")
+HIDDEN_FIELD = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 PATHS = {Verdict.APPROVE: "approve", Verdict.DENY: "deny"}
 
 
@@ -38,6 +39,8 @@ class WebDriver:
         self.clients: dict[str, httpx.AsyncClient] = {}
         self.answers: dict[str, list[str]] = {}
         self.last_post: tuple[str, str, dict[str, str]] | None = None
+        self.pages: dict[str, str] = {}
+        """The page each person's last post answered with, as sent."""
 
     def identity(self, person: str) -> str:
         return person
@@ -74,6 +77,7 @@ class WebDriver:
     async def _post(self, person: str, path: str, form: dict[str, str]) -> None:
         self.last_post = (person, path, form)
         answer = await (await self._client(person)).post(path, data=form)
+        self.pages[person] = answer.text
         self.answers.setdefault(person, []).append(html.unescape(TAGS.sub(" ", answer.text)))
 
     async def _vote(
@@ -91,6 +95,18 @@ class WebDriver:
 
     async def deny_with_reason(self, request_id: str, person: str, reason: str) -> None:
         await self._vote(request_id, person, Verdict.DENY, reason)
+
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        page = self.pages[person]
+        assert "Confirm your approval" in page
+        body = page[page.index("<body") :]
+        return Shown(html.unescape(TAGS.sub(" ", body)), VOTE_BUTTON.findall(page))
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        form = self.pages[person].split('class="approve-form confirm-form">', 1)[1]
+        fields = dict(HIDDEN_FIELD.findall(form.split("</form>", 1)[0]))
+        fields = {name: html.unescape(value) for name, value in fields.items()}
+        await self._post(person, f"/requests/{request_id}/approve", fields)
 
     async def forged_click(self, request_id: str, person: str) -> None:
         # Another site's form can send the cookie but cannot know the CSRF token.
@@ -120,7 +136,7 @@ class WebDriver:
 
 
 class TestWebInboxContract(AdapterContract):
-    capabilities = frozenset()
+    capabilities = frozenset({CONFIRMS})
 
     @pytest.fixture
     def driver(self) -> WebDriver:

@@ -191,6 +191,23 @@ async def confirm_page(page: Page, live_inbox: LiveInbox) -> None:
     await page.goto(live_inbox.url(f"/confirm/{request.id}/approve/{token}"))
 
 
+async def _migration(live_inbox: LiveInbox) -> ApprovalRequest:
+    """A request under prod-db, rated critical here: its approvals need confirming."""
+    return await live_inbox.harness.create(
+        action="db.migrate",
+        title="Migrate the orders table in production (adds a NOT NULL column)",
+        params={**PROD, "table": "orders"},
+    )
+
+
+async def confirm_step_page(page: Page, live_inbox: LiveInbox) -> None:
+    request = await _migration(live_inbox)
+    await _sign_in(page, live_inbox)
+    await page.goto(live_inbox.url(f"/requests/{request.id}"))
+    await page.get_by_role("button", name="Approve", exact=True).click()
+    await expect(page.get_by_role("heading", name="Confirm your approval")).to_be_visible()
+
+
 async def expired_link_page(page: Page, live_inbox: LiveInbox) -> None:
     link = await live_inbox.login_link("alice")
     live_inbox.harness.clock.advance(timedelta(minutes=16))
@@ -208,6 +225,7 @@ PAGES: dict[str, Callable[[Page, LiveInbox], Awaitable[None]]] = {
     "confirm": confirm_page,
     "grants": grants_page,
     "request-approve-for": request_with_grants_page,
+    "confirm-step": confirm_step_page,
     "expired-link": expired_link_page,
 }
 
@@ -248,3 +266,24 @@ async def test_the_request_page_shows_what_is_approved_before_the_approve_button
     await expect(page.locator(".lead")).to_contain_text(
         "High risk Pay 48250 EUR to Müller & Söhne Maschinenbau GmbH"
     )
+
+
+async def test_in_the_browser_approve_counts_only_after_confirm_approve(live_inbox, browser_page):
+    page: Page = browser_page
+    request = await _migration(live_inbox)
+    await _sign_in(page, live_inbox)
+    await page.goto(live_inbox.url(f"/requests/{request.id}"))
+    await page.get_by_role("button", name="Approve", exact=True).click()
+    await expect(page.get_by_role("heading", name="Confirm your approval")).to_be_visible()
+    await expect(page.get_by_text('"table": "orders"')).to_be_visible()
+    service = live_inbox.harness.service
+    pending = await service.get(request.id)
+    assert pending is not None
+    assert pending.votes == ()
+
+    await page.get_by_role("button", name="Confirm approve").click()
+
+    await expect(page.get_by_text("Your approval was counted")).to_be_visible()
+    counted = await service.get(request.id)
+    assert counted is not None
+    assert [vote.person for vote in counted.votes] == ["alice"]

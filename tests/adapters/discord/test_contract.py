@@ -75,6 +75,20 @@ class DiscordDriver:
         await wait_for(answered(opened))
         await self._answered(await self.fake.submit_modal(opened, reason=reason))
 
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        assert self.last_click is not None
+        modal = self.last_click.modal
+        assert modal is not None, "Approve opened no modal"
+        texts = [str(c.get("content", "")) for c in modal.get("components") or []]
+        return Shown("\n".join(texts), [str(modal.get("title", "")) + " (Submit)"])
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        assert self.last_click is not None
+        opened = self.last_click
+        await self._answered(
+            await self.fake.submit_modal(opened, reason="", user=IDENTITIES[person])
+        )
+
     async def forged_click(self, request_id: str, person: str) -> None:
         # The gateway is Discord's own connection: a forgery can only claim to come from
         # another application.

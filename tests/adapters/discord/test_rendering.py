@@ -65,9 +65,14 @@ def check_limits(embed: discord.Embed) -> None:
 
 
 def test_references_round_trip_and_fit_discords_limit():
+    token = "zzzzzzz." + "A" * 16  # the longest confirmation token signoff makes
     for verb in Verb:
-        custom_id = encode(verb, REQUEST_ID)
-        assert decode(custom_id) == Reference(verb, REQUEST_ID)
+        carried = token if verb is Verb.CONFIRM_SUBMITTED else None
+        custom_id = encode(verb, REQUEST_ID, token=carried)
+        assert len(custom_id) <= MAX_CUSTOM_ID
+        assert decode(custom_id) == Reference(verb, REQUEST_ID, token=carried)
+    assert decode(f"so1:c:{REQUEST_ID}") is None  # a confirmation without its token
+    assert decode(f"so1:a:{REQUEST_ID}:{token}") is None  # a button carries no token
     longest = encode(Verb.APPROVE, "a" * 64)
     assert len(longest) <= MAX_CUSTOM_ID
     with pytest.raises(ValueError, match="cannot be put in a custom_id"):

@@ -36,7 +36,7 @@ from approvals.directory import DM, Destination
 from approvals.model import Verdict
 from approvals.ports import Adapter
 from bot.runtime import Runtime
-from tests.adapters.contract import POSTS, REPLIES, STRANGER, AdapterContract, Shown
+from tests.adapters.contract import CONFIRMS, POSTS, REPLIES, STRANGER, AdapterContract, Shown
 from tests.adapters.email.conftest import (
     about,
     address,
@@ -50,6 +50,8 @@ from tests.fakes.smtp import FakeSmtpRelay
 
 TAGS = re.compile(r"<[^>]+>")
 CONFIRM_BUTTON = re.compile(r'<button type="submit" class="(?:approve|deny)">')
+BUTTON_LABEL = re.compile(r'<button type="submit" class="(?:approve|deny)">([^<]+)</button>')
+CONFIRM_TOKEN = re.compile(r'name="confirm_token" value="([^"]+)"')
 
 
 def page_text(page: str) -> str:
@@ -69,6 +71,8 @@ class EmailDriver:
         self.client: httpx.AsyncClient | None = None
         self.answers: dict[str, list[str]] = {}
         self.last_post: tuple[str, str, dict[str, str]] | None = None
+        self.confirm_steps: dict[str, tuple[str, str]] = {}
+        """The confirm step each person's Approve link opened: its path and its token."""
 
     def identity(self, person: str) -> str:
         return address(person)
@@ -125,6 +129,11 @@ class EmailDriver:
         assert page.status_code in (200, 409, 410), page.text
         if page.status_code == 200:
             assert CONFIRM_BUTTON.search(page.text), page.text
+        token = CONFIRM_TOKEN.search(page.text)
+        if token is not None:
+            # The policy needs approvals confirmed: the page is that step (see confirm()).
+            self.confirm_steps[person] = (path, html.unescape(token.group(1)))
+            return
         # A page opened before the deadline still has its button: press it regardless.
         form = {"confirm": "1"} if reason is None else {"confirm": "1", "reason": reason}
         await self._press(person, path, form)
@@ -134,6 +143,16 @@ class EmailDriver:
 
     async def deny_with_reason(self, request_id: str, person: str, reason: str) -> None:
         await self._decide(request_id, person, Verdict.DENY, reason)
+
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        assert self.client is not None
+        path, _token = self.confirm_steps[person]
+        page = (await self.client.get(path)).text
+        return Shown(page_text(page[page.index("<body") :]), BUTTON_LABEL.findall(page))
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        path, token = self.confirm_steps[person]
+        await self._press(person, path, {"confirm": "1", "confirm_token": token})
 
     async def forged_click(self, request_id: str, person: str) -> None:
         assert self.client is not None
@@ -168,7 +187,7 @@ class EmailDriver:
 
 
 class TestEmailContract(AdapterContract):
-    capabilities = frozenset({POSTS, REPLIES})
+    capabilities = frozenset({POSTS, REPLIES, CONFIRMS})
 
     @pytest.fixture
     def driver(self, tmp_path: Path) -> EmailDriver:

@@ -23,6 +23,24 @@ IDENTITIES = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL", STRANGER: 
 ACTIONS = {Verdict.APPROVE: "signoff_approve", Verdict.DENY: "signoff_deny"}
 
 
+def modal_text(view: dict[str, Any]) -> str:
+    """Every text of a modal's blocks, one per line."""
+    found: list[str] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                found.append(node["text"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(view["blocks"])
+    return "\n".join(found)
+
+
 class SlackDriver:
     """The real Slack adapter against the fake Slack, in one mode."""
 
@@ -87,6 +105,17 @@ class SlackDriver:
 
         await wait_for(modal_opened)
         await self.fake.submit_view(self.fake.views[-1], user=IDENTITIES[person], reason=reason)
+
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        async def modal_opened() -> bool:
+            return bool(self.fake.views)
+
+        await wait_for(modal_opened)
+        view = self.fake.views[-1]
+        return Shown(modal_text(view), [view["submit"]["text"]])
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        await self.fake.submit_view(self.fake.views[-1], user=IDENTITIES[person], reason=None)
 
     async def forged_click(self, request_id: str, person: str) -> None:
         card = await self.card(request_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.teams.cards import APPROVE, DENY_WITH_REASON
+from adapters.teams.cards import APPROVE, CONFIRM, DENY_WITH_REASON
 from approvals.directory import Destination, DestinationKind
 from approvals.model import Verdict
 from approvals.ports import Adapter
@@ -75,6 +75,27 @@ class TeamsDriver:
     async def deny_with_reason(self, request_id: str, person: str, reason: str) -> None:
         card = await self.card(request_id)
         await self.teams.click(card, AAD_IDS[person], DENY_WITH_REASON, reason=reason)
+
+    def _confirmation(self, person: str) -> dict[str, Any]:
+        [*_, answer] = self.teams.answers[AAD_IDS[person]]
+        assert answer["type"] == "application/vnd.microsoft.card.adaptive", answer
+        card: dict[str, Any] = answer["value"]
+        return card
+
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        shown = self._confirmation(person)
+        return Shown(card_text(shown), [action["title"] for action in card_actions(shown)])
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        [confirm] = [a for a in card_actions(self._confirmation(person)) if a["verb"] == CONFIRM]
+        activity = self.fake.invoke_activity(
+            await self.card(request_id),
+            user_aad_id=AAD_IDS[person],
+            verb=CONFIRM,
+            data=confirm["data"],
+        )
+        response = await self.teams.post(activity)
+        assert response.status_code == 200, response.text
 
     async def forged_click(self, request_id: str, person: str) -> None:
         # Signed with a key the Bot Connector's key set does not hold: 401, no handler runs.

@@ -16,10 +16,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from adapters.telegram import TelegramAdapter
+from approvals.describe import DescribeTemplate
 from approvals.model import ApprovalRequest, CreateCommand
 from approvals.outbox import OutboxDispatcher
 from approvals.outcomes import Created
-from approvals.policy import Level, Match, Policy, PolicySet, TimeoutOutcome
+from approvals.policy import Level, Match, Policy, PolicySet, Risk, TimeoutOutcome
 from approvals.ports import Adapter
 from approvals.service import Rules
 from bot.runtime import Runtime
@@ -63,6 +64,15 @@ def telegram_policies() -> PolicySet:
                 name="secrets",
                 match=Match(actions=("secrets.*",)),
                 require_reason=True,
+                levels=(
+                    Level(approvers=("alice", "bob"), notify=("ops-telegram",), timeout=30 * MIN),
+                ),
+            ),
+            Policy(
+                name="wire",
+                match=Match(actions=("wire.*",)),
+                risk=Risk.CRITICAL,
+                describe=DescribeTemplate.parse("Wire {params.amount} EUR to {params.iban}"),
                 levels=(
                     Level(approvers=("alice", "bob"), notify=("ops-telegram",), timeout=30 * MIN),
                 ),

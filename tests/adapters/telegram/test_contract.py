@@ -82,6 +82,29 @@ class TelegramDriver:
         )
         await self.fake.reply(IDENTITIES[person], prompt, reason)
 
+    async def _confirmation(self, request_id: str) -> FakeMessage:
+        card = self.card(request_id)
+        return await self.fake.until(
+            lambda: next(
+                (
+                    message
+                    for message in self.fake.bot_messages(GROUP)
+                    if message.reply_to is not None
+                    and message.reply_to.message_id == card.message_id
+                    and any("Confirm" in button["text"] for button in message.buttons())
+                ),
+                None,
+            )
+        )
+
+    async def confirmation(self, request_id: str, person: str) -> Shown:
+        message = await self._confirmation(request_id)
+        return Shown(message.text, [button["text"] for button in message.buttons()])
+
+    async def confirm(self, request_id: str, person: str) -> None:
+        message = await self._confirmation(request_id)
+        await self._press(person, message, message.button_data("Confirm approve"))
+
     async def forged_click(self, request_id: str, person: str) -> None:
         card = self.card(request_id)
         data = card.button_data(LABELS[Verdict.APPROVE])

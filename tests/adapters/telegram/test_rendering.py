@@ -72,12 +72,32 @@ def actions_of(keyboard: InlineKeyboardMarkup | None) -> list[ButtonAction]:
 # -- button references ---------------------------------------------------------------------------
 
 
+EXTRAS = {
+    ButtonAction.CONFIRM: "zzzzzzz." + "A" * 16,  # the longest confirmation token signoff makes
+    ButtonAction.CANCEL: str(2**63),  # a Telegram user id
+}
+
+
 @pytest.mark.parametrize("action", list(ButtonAction))
 def test_button_references_round_trip_within_64_bytes(action):
-    ref = ButtonRef(action, new_request_id())
+    ref = ButtonRef(action, new_request_id(), EXTRAS.get(action))
     data = encode_button(ref)
     assert len(data.encode()) <= MAX_CALLBACK_DATA_BYTES
     assert decode_button(data) == ref
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "so1:c:abc",  # confirm without its token
+        "so1:c:abc:not a token",
+        "so1:c:abc:zz.AAAA:more",
+        "so1:x:abc:alice",  # cancel names a user id
+        "so1:a:abc:zz.AAAA",  # approve carries nothing more
+    ],
+)
+def test_a_confirmation_reference_out_of_shape_is_not_ours(data):
+    assert decode_button(data) is None
 
 
 def test_the_longest_request_id_that_fits():
