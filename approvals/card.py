@@ -127,6 +127,17 @@ def risk_label(risk: Risk) -> str:
     return f"{RISK_MARKS[risk]} {risk.value.capitalize()} risk"
 
 
+def card_headline(card: ApprovalCard, fit: Callable[[str, int], str], limit: int) -> str | None:
+    """The first line of a card (or of its confirmation) where a platform writes it as
+    text: the policy's risk label and its describe line, when the policy has them, joined
+    by `` · ``. ``fit`` is the platform's own (made safe for its format, cut to ``limit``):
+    the describe line is partly agent text."""
+    parts = [risk_label(card.risk)] if card.risk else []
+    if card.summary:
+        parts.append(fit(card.summary, limit))
+    return " · ".join(parts) or None
+
+
 def inbox_url(public_url: str, request_id: str) -> str:
     """The web inbox page of a request: where every card links for the whole request."""
     return f"{public_url.rstrip('/')}/requests/{request_id}"

@@ -22,9 +22,9 @@ from approvals.card import (
     EDIT_LINK_TEXT,
     ApprovalCard,
     Cuts,
+    card_headline,
     inbox_link_text,
     inbox_url,
-    risk_label,
 )
 from approvals.clicks import ConfirmPrompt
 from approvals.grants import length_text
@@ -198,7 +198,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
     status = f"**{card.status.value.capitalize()}**: {fit(card.status_line, STATUS_LIMIT)}"
     note = fit(card.note, NOTE_LIMIT) if card.note else None
     footer = f"signoff request {card.request_id}"
-    first = headline(card)
+    first = card_headline(card, fit, SUMMARY_LIMIT)
     reserved = (
         (len(first) + 6 if first else 0)  # bold, and the blank line after it
         + len("Status")
@@ -240,15 +240,6 @@ def render_card(card: ApprovalCard, *, public_url: str) -> DiscordCard:
     )
 
 
-def headline(card: ApprovalCard) -> str | None:
-    """The card's first line: the policy's risk label and its describe line (made inert),
-    when the policy has them."""
-    parts = [risk_label(card.risk)] if card.risk else []
-    if card.summary:
-        parts.append(fit(card.summary, SUMMARY_LIMIT))
-    return " · ".join(parts) or None
-
-
 def render_notice(text: str) -> str:
     """A short message to one person (ephemeral) or a reply under a card, made inert."""
     return fit(text, NOTICE_LIMIT)
@@ -279,7 +270,7 @@ def confirm_modal(prompt: ConfirmPrompt) -> ConfirmModal:
     card = prompt.card
     cut = Cuts(fit_and_tell)
     lines = []
-    first = headline(card)
+    first = card_headline(card, fit, SUMMARY_LIMIT)
     if first:
         lines.append(f"**{first}**")
     lines.append(f"Approve {cut(card.title, TITLE_LIMIT)}?")

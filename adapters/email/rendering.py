@@ -21,9 +21,9 @@ from approvals.card import (
     EDIT_LINK_TEXT,
     ApprovalCard,
     Cuts,
+    card_headline,
     inbox_link_text,
     inbox_url,
-    risk_label,
 )
 from approvals.policy import Risk
 from approvals.text import cut, reveal_invisible
@@ -146,12 +146,9 @@ def render_card(
     hidden = len(card.fields) - len(shown_fields)
     status = cuts(card.status_line, NOTE_LIMIT)
     inbox = inbox_url(public_url, card.request_id)
-    lead = [risk_label(card.risk)] if card.risk else []
-    if card.summary:
-        lead.append(cuts(card.summary, SUMMARY_LIMIT))
     shown = _Shown(
         intro=intro,
-        lead=" · ".join(lead),
+        lead=card_headline(card, cuts, SUMMARY_LIMIT) or "",
         risk=card.risk,
         title=title,
         status=status,

@@ -24,9 +24,9 @@ from approvals.card import (
     EDIT_LINK_TEXT,
     ApprovalCard,
     Cuts,
+    card_headline,
     inbox_link_text,
     inbox_url,
-    risk_label,
 )
 from approvals.clicks import ConfirmPrompt
 from approvals.grants import length_text
@@ -200,7 +200,7 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
     url = inbox_url(public_url, card.request_id)
     cut = Cuts(fit_and_tell)
     title = cut(card.title, TITLE_LIMIT)
-    first = headline(card)
+    first = card_headline(card, fit, SUMMARY_LIMIT)
     blocks: list[dict[str, Any]] = []
     if first:
         # A header block is what Slack shows largest, but it holds only 150 characters.
@@ -245,15 +245,6 @@ def render_card(card: ApprovalCard, *, public_url: str) -> SlackMessage:
     else:
         text = f"{fit(card.title, TITLE_LIMIT)}: {fit(card.status_line, STATUS_LIMIT)}"
     return SlackMessage(text=text[:MAX_MESSAGE_TEXT], blocks=blocks)
-
-
-def headline(card: ApprovalCard) -> str | None:
-    """The card's first line: the policy's risk label and its describe line, when the
-    policy has them."""
-    parts = [risk_label(card.risk)] if card.risk else []
-    if card.summary:
-        parts.append(fit(card.summary, SUMMARY_LIMIT))
-    return " · ".join(parts) or None
 
 
 def render_notice(text: str) -> str:
@@ -303,7 +294,7 @@ def confirm_modal(prompt: ConfirmPrompt, *, private_metadata: str) -> dict[str, 
     card = prompt.card
     cut = Cuts(fit_and_tell)
     blocks: list[dict[str, Any]] = []
-    first = headline(card)
+    first = card_headline(card, fit, SUMMARY_LIMIT)
     if first:
         blocks.append({"type": "section", "text": _literal(first)})
     blocks.append({"type": "section", "text": _literal(f"Approve {cut(card.title, TITLE_LIMIT)}?")})
