@@ -102,7 +102,13 @@ async def test_an_emailed_link_approves_the_agents_request_and_the_outcome_is_th
     assert "You approved this request." in pressed.text
     answered = await asyncio.wait_for(poll, timeout=30)
     assert answered.status_code == 200, answered.text
-    decision = {"verdict": "approved", "by": ALICE.name, "platform": "email", "reason": None}
+    decision = {
+        "verdict": "approved",
+        "by": ALICE.name,
+        "platform": "email",
+        "reason": None,
+        "grant": None,
+    }
     assert answered.json()["status"] == "approved"
     assert answered.json()["decision"] == decision
     fetched = await world.client.get(f"/v1/approvals/{request_id}", headers=world.auth())
